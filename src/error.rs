@@ -1,0 +1,112 @@
+//! The errors a client of the app can see, and their mapping to HTTP: the one place where an
+//! error becomes a status code and a JSON body `{"error": "<code>", "message": "<sentence>"}`.
+//! Messages are written for people and never carry a secret or a token.
+
+use crate::functions::FunctionResponse;
+use serde::Serialize;
+use warp::http::StatusCode;
+
+/// An error answered to an HTTP client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// No `credentials` entity: the owner has not connected Strava yet.
+    #[error(
+        "Strava is not connected yet: run `handler setup` once to store the Strava credentials."
+    )]
+    NotConfigured,
+    /// Table Storage cannot be reached and nothing is held in memory.
+    #[error("The storage account cannot be reached right now; try again in a minute.")]
+    StorageUnavailable,
+    /// Strava failed and there is no earlier answer to fall back on.
+    #[error("Strava cannot be reached right now and there is no earlier answer to show; try again later.")]
+    StravaUnavailable,
+    /// Strava refused the stored credentials for good (revoked app, deleted refresh token).
+    #[error(
+        "Strava no longer accepts the stored credentials: run `handler setup` again to reconnect."
+    )]
+    StravaAuthorization,
+    /// The athlete has no public activity of the configured sport types.
+    #[error("There is no public run to show yet.")]
+    NoPublicRun,
+    /// The request is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The request body is larger than the app accepts.
+    #[error("The request body is larger than {0} bytes.")]
+    PayloadTooLarge(usize),
+    /// No such route.
+    #[error("There is no function at this path.")]
+    NotFound,
+    /// The route exists but not for this method.
+    #[error("This method is not allowed here.")]
+    MethodNotAllowed,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    message: String,
+}
+
+impl ApiError {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::NotConfigured | ApiError::StorageUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::StravaUnavailable | ApiError::StravaAuthorization => StatusCode::BAD_GATEWAY,
+            ApiError::NoPublicRun | ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        }
+    }
+
+    /// The stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::NotConfigured => "not_configured",
+            ApiError::StorageUnavailable => "storage_unavailable",
+            ApiError::StravaUnavailable => "strava_unavailable",
+            ApiError::StravaAuthorization => "strava_authorization",
+            ApiError::NoPublicRun => "no_public_run",
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::NotFound => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+        }
+    }
+
+    /// The JSON error response; errors are never cached by browsers or CDNs.
+    pub fn to_response(&self) -> FunctionResponse {
+        FunctionResponse::json(
+            self.status(),
+            &ErrorBody {
+                error: self.code(),
+                message: self.to_string(),
+            },
+        )
+        .with_header("Cache-Control", "no-store")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_become_json_with_code_and_sentence() {
+        let response = ApiError::NotConfigured.to_response();
+        assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE);
+        let body: serde_json::Value = serde_json::from_slice(&response.body).expect("json");
+        assert_eq!(body["error"], "not_configured");
+        assert!(body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("handler setup")));
+        assert_eq!(
+            ApiError::BadRequest("x".into()).status(),
+            StatusCode::BAD_REQUEST
+        );
+    }
+}

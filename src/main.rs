@@ -1,0 +1,129 @@
+//! The `handler` binary: parses the command line, loads settings, sets up tracing and runs the
+//! chosen mode. Everything else lives in the library.
+
+use clap::{Parser, Subcommand};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::ExitCode;
+use strava_latest_run::config::{LogFormat, RawSettings, Settings};
+use strava_latest_run::Application;
+
+#[derive(Parser)]
+#[command(
+    name = "handler",
+    version,
+    about = "Latest Strava run for a blog widget: Azure Functions custom handler"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run without a Functions host: plain HTTP on --port, with its own refresh schedule.
+    Standalone {
+        /// Port to listen on (default: $PORT, else 7071).
+        #[arg(long, env = "PORT", default_value_t = 7071)]
+        port: u16,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match load_settings() {
+        Ok(settings) => settings,
+        Err(line) => {
+            eprintln!("handler: {line}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(&settings);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("handler: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            None => serve(custom_handler_port()?, settings).await,
+            Some(Command::Standalone { port }) => serve(port, settings).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(line) => {
+            eprintln!("handler: {line}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_settings() -> Result<Settings, String> {
+    let dir = std::env::var_os("FUNCTIONS_APP_ROOT_PATH")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::current_dir().ok())
+        .unwrap_or_default();
+    let raw = RawSettings::from_environment_and_file(&dir).map_err(|e| e.to_string())?;
+    Settings::from_raw(&raw).map_err(|e| e.to_string())
+}
+
+fn custom_handler_port() -> Result<u16, String> {
+    let text = std::env::var("FUNCTIONS_CUSTOMHANDLER_PORT").map_err(|_| {
+        "setting FUNCTIONS_CUSTOMHANDLER_PORT: is missing (the Functions host sets it; without a host run `handler standalone`)".to_owned()
+    })?;
+    text.trim()
+        .parse::<u16>()
+        .map_err(|_| "setting FUNCTIONS_CUSTOMHANDLER_PORT: must be a port number".to_owned())
+}
+
+async fn serve(port: u16, settings: Settings) -> Result<(), String> {
+    // The host always dials IPv4 loopback.
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let application = Application::bind(addr, settings)
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!(port = application.port(), "handler listening");
+    application.run_until(shutdown_signal()).await;
+    tracing::info!("handler stopped");
+    Ok(())
+}
+
+/// Completes on Ctrl-C or SIGTERM (what the host and container runtimes send).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}
+
+fn init_tracing(settings: &Settings) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&settings.log_filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+        // warp logs every client disconnect as an error under load; those are not errors here.
+        .add_directive("warp::server=off".parse().unwrap_or_default())
+        .add_directive("hyper=warn".parse().unwrap_or_default());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(std::io::stdout);
+    match settings.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}

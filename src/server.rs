@@ -1,0 +1,199 @@
+//! The HTTP server: one warp filter that accepts every request, reads its body with a size cap
+//! (chunked bodies included), and routes it: `GET /` readiness, `/api/{Function}` forwarded
+//! requests, `POST /{Function}` invocations. Anything else gets a JSON error; nothing panics.
+
+use crate::app::App;
+use crate::error::ApiError;
+use crate::functions::{FunctionName, FunctionRequest, FunctionResponse};
+use crate::host::{InvocationRequest, InvocationResponse};
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use warp::http::{HeaderMap, Method, Response, StatusCode};
+use warp::path::FullPath;
+use warp::Filter;
+
+/// The largest request body accepted, chunked or not. Invocation envelopes are a few KiB.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// How long a client may take to send its body.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Serves `app` on `listener` until `shutdown` completes, then finishes in-flight requests.
+pub async fn run(
+    listener: TcpListener,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    warp::serve(routes(app))
+        .incoming(listener)
+        .graceful(shutdown)
+        .run()
+        .await;
+}
+
+/// Every route of the app as one filter that never rejects.
+pub fn routes(
+    app: Arc<App>,
+) -> impl Filter<Extract = (Response<Bytes>,), Error = Infallible> + Clone + Send + Sync + 'static {
+    let with_app = warp::any().map(move || Arc::clone(&app));
+    warp::method()
+        .and(warp::path::full())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(warp::header::headers_cloned())
+        .and(warp::body::stream())
+        .and(with_app)
+        .then(
+            |method: Method,
+             path: FullPath,
+             query: String,
+             headers: HeaderMap,
+             body,
+             app: Arc<App>| async move {
+                let body = read_body(&headers, body).await;
+                route(&app, method, path.as_str(), &query, headers, body).await
+            },
+        )
+        .recover(|_rejection: warp::Rejection| async move {
+            // The filter above cannot reject; this keeps the error shape even if that changes.
+            Ok::<_, Infallible>(ApiError::NotFound.to_response().into_http())
+        })
+        .unify()
+}
+
+/// Reads a body up to [`MAX_BODY_BYTES`], whether it has a Content-Length or is chunked.
+async fn read_body<S, B>(headers: &HeaderMap, stream: S) -> Result<Bytes, ApiError>
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    let declared = headers
+        .get(warp::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+        return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
+    }
+    let read = async {
+        let mut stream = std::pin::pin!(stream);
+        let mut body = BytesMut::new();
+        while let Some(chunk) = stream.next().await {
+            let mut chunk = chunk
+                .map_err(|_| ApiError::BadRequest("The request body could not be read.".into()))?;
+            if body.len() + chunk.remaining() > MAX_BODY_BYTES {
+                return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
+            }
+            while chunk.has_remaining() {
+                let part = chunk.chunk();
+                body.extend_from_slice(part);
+                let n = part.len();
+                chunk.advance(n);
+            }
+        }
+        Ok(body.freeze())
+    };
+    tokio::time::timeout(BODY_READ_TIMEOUT, read)
+        .await
+        .unwrap_or_else(|_| {
+            Err(ApiError::BadRequest(
+                "The request body did not arrive in time.".into(),
+            ))
+        })
+}
+
+async fn route(
+    app: &App,
+    method: Method,
+    path: &str,
+    raw_query: &str,
+    headers: HeaderMap,
+    body: Result<Bytes, ApiError>,
+) -> Response<Bytes> {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match segments.as_slice() {
+        // Readiness and health pings: answered before and without any I/O.
+        [""] if method == Method::GET || method == Method::HEAD => {
+            FunctionResponse::json(StatusCode::OK, &serde_json::json!({"status": "ready"}))
+                .into_http()
+        }
+        ["api", name] => match FunctionName::parse(name).filter(|f| f.is_http()) {
+            Some(function) => {
+                let response = match body {
+                    Ok(body) => {
+                        let request = FunctionRequest {
+                            method,
+                            query: url::form_urlencoded::parse(raw_query.as_bytes())
+                                .into_owned()
+                                .collect(),
+                            headers,
+                            body,
+                        };
+                        app.call_http(function, request).await
+                    }
+                    Err(err) => err.to_response(),
+                };
+                response.into_http()
+            }
+            None => ApiError::NotFound.to_response().into_http(),
+        },
+        [name] => match FunctionName::parse(name) {
+            Some(function) if method == Method::POST => match body {
+                Ok(body) => invoke(app, function, &body).await,
+                Err(err) => err.to_response().into_http(),
+            },
+            Some(_) => ApiError::MethodNotAllowed
+                .to_response()
+                .with_header("Allow", "POST")
+                .into_http(),
+            None => ApiError::NotFound.to_response().into_http(),
+        },
+        _ => ApiError::NotFound.to_response().into_http(),
+    }
+}
+
+/// Handles the invocation form: parse the envelope, run the function, wrap its result.
+async fn invoke(app: &App, function: FunctionName, body: &[u8]) -> Response<Bytes> {
+    let invocation = match InvocationRequest::parse(body) {
+        Ok(invocation) => invocation,
+        Err(err) => return err.to_response().into_http(),
+    };
+    if function.is_http() {
+        let request = match invocation.http_request() {
+            Ok(request) => request,
+            Err(err) => return err.to_response().into_http(),
+        };
+        let response = app.call_http(function, request).await;
+        let logs = vec![format!(
+            "{} answered {}",
+            function.as_str(),
+            response.status.as_u16()
+        )];
+        return invocation_reply(StatusCode::OK, &InvocationResponse::http(response, logs));
+    }
+    let timer = match invocation.timer() {
+        Ok(timer) => timer,
+        Err(err) => return err.to_response().into_http(),
+    };
+    match app.call_timer(function, &timer).await {
+        Ok(logs) => invocation_reply(StatusCode::OK, &InvocationResponse::logs_only(logs)),
+        Err(message) => {
+            // The host drops Logs of a failed invocation, so the reason also goes to stdout.
+            tracing::error!(function = function.as_str(), "{message}");
+            invocation_reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &InvocationResponse::logs_only(vec![message]),
+            )
+        }
+    }
+}
+
+fn invocation_reply(status: StatusCode, reply: &InvocationResponse) -> Response<Bytes> {
+    let mut response = FunctionResponse::json(status, reply);
+    // The host's formatter wants exactly application/json.
+    response.headers = vec![("Content-Type", "application/json".to_owned())];
+    response.into_http()
+}

@@ -1,0 +1,603 @@
+//! Lenient decoded forms of Strava's JSON that keep only an allow-list of fields, so coordinates,
+//! maps, polylines and personal details are dropped at the client boundary by construction.
+
+use serde::de::{DeserializeOwned, Deserializer};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::HashMap;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+/// One activity as listed by `GET /athlete/activities` (Strava's SummaryActivity).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SummaryActivity {
+    /// Strava's activity id.
+    #[serde(deserialize_with = "de_i64_strict")]
+    pub id: i64,
+    /// The activity's title, `""` when absent or null.
+    #[serde(default, deserialize_with = "de_string_or_empty")]
+    pub name: String,
+    /// Authoritative sport type (`Run`, `TrailRun`, `VirtualRun`, ...).
+    #[serde(default, deserialize_with = "de_lenient")]
+    pub sport_type: Option<String>,
+    /// Deprecated coarse type (JSON key `type`).
+    #[serde(rename = "type", default, deserialize_with = "de_lenient")]
+    pub activity_type: Option<String>,
+    /// Distance in metres.
+    #[serde(default, deserialize_with = "de_f64_or_zero")]
+    pub distance: f64,
+    /// Moving time in seconds.
+    #[serde(default, deserialize_with = "de_i64_or_zero")]
+    pub moving_time: i64,
+    /// Elapsed time in seconds.
+    #[serde(default, deserialize_with = "de_i64_or_zero")]
+    pub elapsed_time: i64,
+    /// Elevation gain in metres.
+    #[serde(default, deserialize_with = "de_opt_f64")]
+    pub total_elevation_gain: Option<f64>,
+    /// Start instant (UTC); `None` when absent or not RFC 3339.
+    #[serde(
+        default,
+        deserialize_with = "de_opt_rfc3339",
+        serialize_with = "time::serde::rfc3339::option::serialize"
+    )]
+    pub start_date: Option<OffsetDateTime>,
+    /// The athlete's wall-clock start time, verbatim (its `Z` suffix does not mean UTC).
+    #[serde(default, deserialize_with = "de_lenient")]
+    pub start_date_local: Option<String>,
+    /// Strava's time-zone label, e.g. `"(GMT+01:00) Europe/Berlin"`.
+    #[serde(default, deserialize_with = "de_lenient")]
+    pub timezone: Option<String>,
+    /// Average speed in m/s.
+    #[serde(default, deserialize_with = "de_opt_f64")]
+    pub average_speed: Option<f64>,
+    /// Number of kudos.
+    #[serde(default, deserialize_with = "de_opt_i64")]
+    pub kudos_count: Option<i64>,
+    /// True for Only Me activities.
+    #[serde(default, deserialize_with = "de_lenient")]
+    pub private: Option<bool>,
+    /// `"everyone"`, `"followers_only"` or `"only_me"`.
+    #[serde(default, deserialize_with = "de_lenient")]
+    pub visibility: Option<String>,
+    /// True for manually entered activities.
+    #[serde(default, deserialize_with = "de_lenient")]
+    pub manual: Option<bool>,
+    /// All photos (Strava and Instagram); `photo_count` counts Instagram only, so it is not kept.
+    #[serde(default, deserialize_with = "de_opt_i64")]
+    pub total_photo_count: Option<i64>,
+}
+
+impl SummaryActivity {
+    /// True when anyone may see the activity: visibility `everyone`, or, on records that predate
+    /// `visibility`, `private: false`.
+    pub fn is_public(&self) -> bool {
+        match self.visibility.as_deref() {
+            Some(visibility) => visibility == "everyone" && self.private != Some(true),
+            None => self.private == Some(false),
+        }
+    }
+}
+
+/// One activity from `GET /activities/{id}` (Strava's DetailedActivity), reduced to the summary
+/// fields plus the photo summary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DetailedActivity {
+    /// The fields shared with the list form.
+    #[serde(flatten)]
+    pub summary: SummaryActivity,
+    /// Photo summary; `None` when absent or malformed.
+    #[serde(default, deserialize_with = "de_lenient")]
+    pub photos: Option<PhotosSummary>,
+}
+
+/// The `photos` object of a detailed activity.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct PhotosSummary {
+    /// The highlighted photo; null when the activity has none.
+    #[serde(default, deserialize_with = "de_lenient")]
+    pub primary: Option<PrimaryPhoto>,
+    /// Number of photos.
+    #[serde(default, deserialize_with = "de_opt_i64")]
+    pub count: Option<i64>,
+}
+
+/// The primary photo of a detailed activity.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct PrimaryPhoto {
+    /// Image URLs keyed by size (`"100"`, `"600"`); empty when null.
+    #[serde(default, deserialize_with = "de_string_map")]
+    pub urls: HashMap<String, String>,
+    /// 1 = Strava, 2 = Instagram.
+    #[serde(default, deserialize_with = "de_opt_i64")]
+    pub source: Option<i64>,
+    /// Strava's photo id.
+    #[serde(default, deserialize_with = "de_lenient")]
+    pub unique_id: Option<String>,
+}
+
+/// One item of `GET /activities/{id}/photos` (its `location` is deliberately not decoded).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Photo {
+    /// Strava's photo id.
+    #[serde(default, deserialize_with = "de_lenient")]
+    pub unique_id: Option<String>,
+    /// Image URLs keyed by the requested size as a string; empty when null.
+    #[serde(default, deserialize_with = "de_string_map")]
+    pub urls: HashMap<String, String>,
+    /// Pixel sizes `[width, height]` keyed like `urls`.
+    #[serde(default, deserialize_with = "de_sizes")]
+    pub sizes: HashMap<String, [u32; 2]>,
+    /// True for the activity's highlighted photo.
+    #[serde(default, deserialize_with = "de_lenient")]
+    pub default_photo: Option<bool>,
+    /// Processing status (3 seen on ready photos).
+    #[serde(default, deserialize_with = "de_opt_i64")]
+    pub status: Option<i64>,
+    /// 1 = Strava, 2 = Instagram.
+    #[serde(default, deserialize_with = "de_opt_i64")]
+    pub source: Option<i64>,
+    /// 1 = photo, 2 = video (JSON key `type`).
+    #[serde(rename = "type", default, deserialize_with = "de_opt_i64")]
+    pub media_type: Option<i64>,
+    /// Strava's placeholder while the photo is processed: the string itself, or the first string
+    /// inside an object (its exact shape is undocumented); `None` when null or absent.
+    #[serde(default, deserialize_with = "de_placeholder")]
+    pub placeholder_image: Option<String>,
+}
+
+impl Photo {
+    /// True while Strava still serves a placeholder instead of the real image.
+    pub fn is_placeholder(&self) -> bool {
+        self.placeholder_image.is_some() || self.urls.values().any(|url| is_placeholder_url(url))
+    }
+}
+
+/// `GET /athletes/{id}/stats`, reduced to the year-to-date running totals.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct AthleteStats {
+    /// Year-to-date run totals (Everyone-visible activities only).
+    #[serde(default, deserialize_with = "de_total")]
+    pub ytd_run_totals: ActivityTotal,
+}
+
+/// Totals over a set of activities; every field defaults to 0.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct ActivityTotal {
+    /// Number of activities.
+    #[serde(default, deserialize_with = "de_i64_or_zero")]
+    pub count: i64,
+    /// Distance in metres.
+    #[serde(default, deserialize_with = "de_f64_or_zero")]
+    pub distance: f64,
+    /// Moving time in seconds.
+    #[serde(default, deserialize_with = "de_i64_or_zero")]
+    pub moving_time: i64,
+    /// Elapsed time in seconds.
+    #[serde(default, deserialize_with = "de_i64_or_zero")]
+    pub elapsed_time: i64,
+    /// Elevation gain in metres.
+    #[serde(default, deserialize_with = "de_f64_or_zero")]
+    pub elevation_gain: f64,
+}
+
+/// The athlete, reduced to id and name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AthleteSummary {
+    /// Strava's athlete id.
+    #[serde(deserialize_with = "de_i64_strict")]
+    pub id: i64,
+    /// First name.
+    #[serde(default, deserialize_with = "de_lenient")]
+    pub firstname: Option<String>,
+    /// Last name.
+    #[serde(default, deserialize_with = "de_lenient")]
+    pub lastname: Option<String>,
+}
+
+/// True for Strava's generic "photo still processing" image.
+pub fn is_placeholder_url(url: &str) -> bool {
+    url.contains("/assets/media/placeholder-photo")
+}
+
+// Field helpers. Each reads a `serde_json::Value` first so that a wrong type in one optional field
+// drops that field instead of failing the whole list.
+
+/// Any `T`, or `None` when absent, null or of the wrong shape.
+pub(super) fn de_lenient<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: DeserializeOwned,
+{
+    let value = Value::deserialize(d)?;
+    Ok(serde_json::from_value(value).ok())
+}
+
+/// A number as f64, from an int or a float.
+fn number_f64(value: &Value) -> Option<f64> {
+    value.as_f64().filter(|n| n.is_finite())
+}
+
+/// A number as i64; floats are rounded (Strava sends `474287.0` for integer fields).
+fn number_i64(value: &Value) -> Option<i64> {
+    if let Some(n) = value.as_i64() {
+        return Some(n);
+    }
+    let f = number_f64(value)?.round();
+    // Outside this range the cast would saturate and invent a value.
+    (f >= i64::MIN as f64 && f <= i64::MAX as f64).then_some(f as i64)
+}
+
+fn de_opt_f64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    Ok(number_f64(&Value::deserialize(d)?))
+}
+
+fn de_f64_or_zero<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(de_opt_f64(d)?.unwrap_or(0.0))
+}
+
+fn de_opt_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    Ok(number_i64(&Value::deserialize(d)?))
+}
+
+fn de_i64_or_zero<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    Ok(de_opt_i64(d)?.unwrap_or(0))
+}
+
+/// Ids are the one thing a record is useless without, so they must be numbers.
+pub(super) fn de_i64_strict<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    let value = Value::deserialize(d)?;
+    number_i64(&value).ok_or_else(|| serde::de::Error::custom("id is not a number"))
+}
+
+fn de_string_or_empty<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(de_lenient::<D, String>(d)?.unwrap_or_default())
+}
+
+fn de_opt_rfc3339<'de, D: Deserializer<'de>>(d: D) -> Result<Option<OffsetDateTime>, D::Error> {
+    let value = Value::deserialize(d)?;
+    Ok(value
+        .as_str()
+        .and_then(|s| OffsetDateTime::parse(s, &Rfc3339).ok()))
+}
+
+/// Keeps the entries whose values are strings; null or a non-object gives an empty map.
+fn de_string_map<'de, D: Deserializer<'de>>(d: D) -> Result<HashMap<String, String>, D::Error> {
+    let Value::Object(map) = Value::deserialize(d)? else {
+        return Ok(HashMap::new());
+    };
+    Ok(map
+        .into_iter()
+        .filter_map(|(key, value)| match value {
+            Value::String(url) => Some((key, url)),
+            _ => None,
+        })
+        .collect())
+}
+
+/// Keeps the entries shaped `[width, height]`.
+fn de_sizes<'de, D: Deserializer<'de>>(d: D) -> Result<HashMap<String, [u32; 2]>, D::Error> {
+    let Value::Object(map) = Value::deserialize(d)? else {
+        return Ok(HashMap::new());
+    };
+    Ok(map
+        .into_iter()
+        .filter_map(|(key, value)| {
+            let size: [u32; 2] = serde_json::from_value(value).ok()?;
+            Some((key, size))
+        })
+        .collect())
+}
+
+fn de_placeholder<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::Null => None,
+        Value::String(s) => Some(s),
+        Value::Object(map) => Some(
+            map.into_iter()
+                .find_map(|(_, v)| match v {
+                    Value::String(s) => Some(s),
+                    _ => None,
+                })
+                .unwrap_or_default(),
+        ),
+        // Any other non-null value still says "this is a placeholder".
+        _ => Some(String::new()),
+    })
+}
+
+fn de_total<'de, D: Deserializer<'de>>(d: D) -> Result<ActivityTotal, D::Error> {
+    Ok(de_lenient::<D, ActivityTotal>(d)?.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use time::macros::datetime;
+
+    const ACTIVITIES: &str = include_str!("../../tests/data/strava/athlete-activities.json");
+    const DETAIL: &str = include_str!("../../tests/data/strava/activity-detail-run.json");
+    const PHOTOS: &str = include_str!("../../tests/data/strava/activity-photos.json");
+    const STATS: &str = include_str!("../../tests/data/strava/athlete-stats.json");
+    const EXCHANGE: &str = include_str!("../../tests/data/strava/token-exchange-response.json");
+
+    fn sample(text: &str) -> Value {
+        serde_json::from_str(text).expect("sample is JSON")
+    }
+
+    fn first_activity() -> Value {
+        sample(ACTIVITIES)[0].clone()
+    }
+
+    #[test]
+    fn decodes_the_activity_list_sample() {
+        let list: Vec<SummaryActivity> = serde_json::from_str(ACTIVITIES).expect("decodes");
+        assert_eq!(list.len(), 6);
+        let ride = &list[0];
+        assert_eq!(ride.id, 16145518802);
+        assert_eq!(ride.name, "Gravel loop to Müggelsee");
+        assert_eq!(ride.sport_type.as_deref(), Some("GravelRide"));
+        assert_eq!(ride.activity_type.as_deref(), Some("Ride"));
+        assert_eq!(ride.distance, 48210.5);
+        assert_eq!(ride.moving_time, 7388);
+        assert_eq!(ride.start_date, Some(datetime!(2025-10-12 08:03:57 UTC)));
+        assert_eq!(
+            ride.start_date_local.as_deref(),
+            Some("2025-10-12T10:03:57Z")
+        );
+        assert_eq!(ride.kudos_count, Some(17));
+        assert_eq!(ride.total_photo_count, Some(1));
+        let sports: Vec<_> = list
+            .iter()
+            .filter_map(|a| a.sport_type.as_deref())
+            .collect();
+        assert_eq!(
+            sports,
+            ["GravelRide", "Run", "Run", "TrailRun", "VirtualRun", "Walk"]
+        );
+        let public: Vec<_> = list.iter().map(SummaryActivity::is_public).collect();
+        assert_eq!(public, [false, false, true, true, true, true]);
+    }
+
+    #[test]
+    fn decodes_the_detail_sample_with_its_primary_photo() {
+        let detail: DetailedActivity = serde_json::from_str(DETAIL).expect("decodes");
+        assert_eq!(detail.summary.id, 16128930471);
+        assert_eq!(detail.summary.visibility.as_deref(), Some("everyone"));
+        assert!(detail.summary.is_public());
+        assert_eq!(detail.summary.moving_time, 2851);
+        let photos = detail.photos.expect("photos");
+        assert_eq!(photos.count, Some(3));
+        let primary = photos.primary.expect("primary");
+        assert_eq!(primary.source, Some(1));
+        assert!(primary.urls["600"].ends_with("-768x576.jpg"));
+        assert!(primary.urls["100"].ends_with("-128x96.jpg"));
+        assert_eq!(
+            primary.unique_id.as_deref(),
+            Some("9C1D7E52-4B8A-4F0E-A1D3-6E2B57C9F804")
+        );
+    }
+
+    #[test]
+    fn detail_tolerates_null_primary_and_missing_photos() {
+        let mut value = sample(DETAIL);
+        value["photos"] = json!({"primary": null, "count": 0});
+        let detail: DetailedActivity = serde_json::from_value(value.clone()).expect("decodes");
+        let photos = detail.photos.expect("photos");
+        assert_eq!(photos.primary, None);
+        assert_eq!(photos.count, Some(0));
+
+        value["photos"]["primary"] = json!({"urls": null, "source": 1.0, "unique_id": null});
+        let detail: DetailedActivity = serde_json::from_value(value.clone()).expect("decodes");
+        let primary = detail.photos.and_then(|p| p.primary).expect("primary");
+        assert!(primary.urls.is_empty());
+        assert_eq!(primary.source, Some(1));
+
+        value.as_object_mut().expect("object").remove("photos");
+        let detail: DetailedActivity = serde_json::from_value(value).expect("decodes");
+        assert_eq!(detail.photos, None);
+    }
+
+    #[test]
+    fn decodes_the_photos_sample() {
+        let photos: Vec<Photo> = serde_json::from_str(PHOTOS).expect("decodes");
+        assert_eq!(photos.len(), 3);
+        assert_eq!(photos[0].default_photo, Some(true));
+        assert_eq!(photos[0].status, Some(3));
+        assert_eq!(photos[0].media_type, Some(1));
+        assert_eq!(photos[0].sizes["600"], [768, 576]);
+        assert_eq!(photos[1].sizes["600"], [576, 768]);
+        assert!(photos.iter().all(|p| !p.is_placeholder()));
+        assert!(photos[2].urls["600"].starts_with("https://"));
+    }
+
+    #[test]
+    fn photos_flag_placeholders() {
+        let mut value = sample(PHOTOS);
+        value[0]["urls"]["600"] = json!(
+            "https://d3nn82uaxijpm6.cloudfront.net/assets/media/placeholder-photo@4x-abc.png"
+        );
+        value[1]["placeholder_image"] = json!({"light_url": "https://x/light.png"});
+        value[2]["urls"] = Value::Null;
+        value[2]["sizes"] = json!({"600": null});
+        let photos: Vec<Photo> = serde_json::from_value(value).expect("decodes");
+        assert!(photos[0].is_placeholder());
+        assert!(photos[1].is_placeholder());
+        assert_eq!(
+            photos[1].placeholder_image.as_deref(),
+            Some("https://x/light.png")
+        );
+        assert!(photos[2].urls.is_empty());
+        assert!(photos[2].sizes.is_empty());
+        assert!(!photos[2].is_placeholder());
+    }
+
+    #[test]
+    fn placeholder_url_detection() {
+        assert!(is_placeholder_url(
+            "https://d3nn82uaxijpm6.cloudfront.net/assets/media/placeholder-photo@4x-d0b3.png"
+        ));
+        assert!(!is_placeholder_url(
+            "https://dgtzuqphqg23d.cloudfront.net/abc-768x576.jpg"
+        ));
+    }
+
+    #[test]
+    fn decodes_stats_with_mixed_number_types() {
+        let stats: AthleteStats = serde_json::from_str(STATS).expect("decodes");
+        assert_eq!(
+            stats.ytd_run_totals,
+            ActivityTotal {
+                count: 171,
+                distance: 1654210.0,
+                moving_time: 560377,
+                elapsed_time: 579902,
+                elevation_gain: 9419.0,
+            }
+        );
+        let stats: AthleteStats = serde_json::from_str("{}").expect("decodes");
+        assert_eq!(stats.ytd_run_totals, ActivityTotal::default());
+        let stats: AthleteStats =
+            serde_json::from_value(json!({"ytd_run_totals": {"count": 2.6, "distance": null}}))
+                .expect("decodes");
+        assert_eq!(stats.ytd_run_totals.count, 3);
+        assert_eq!(stats.ytd_run_totals.distance, 0.0);
+    }
+
+    #[test]
+    fn decodes_the_athlete_of_the_token_exchange_sample() {
+        let value = sample(EXCHANGE);
+        let athlete: AthleteSummary =
+            serde_json::from_value(value["athlete"].clone()).expect("decodes");
+        assert_eq!(
+            athlete,
+            AthleteSummary {
+                id: 51877240,
+                firstname: Some("Mira".into()),
+                lastname: Some("Kowalczyk".into()),
+            }
+        );
+        let athlete: AthleteSummary = serde_json::from_str(r#"{"id": 7}"#).expect("decodes");
+        assert_eq!(athlete.firstname, None);
+    }
+
+    #[test]
+    fn summary_tolerates_absent_keys_nulls_and_float_ints() {
+        let mut value = first_activity();
+        let object = value.as_object_mut().expect("object");
+        for key in [
+            "name",
+            "sport_type",
+            "timezone",
+            "kudos_count",
+            "visibility",
+        ] {
+            object.remove(key);
+        }
+        object.insert("moving_time".into(), json!(7388.4));
+        object.insert("elapsed_time".into(), json!(8101.5));
+        object.insert("distance".into(), json!(48210));
+        object.insert("total_elevation_gain".into(), Value::Null);
+        object.insert("average_speed".into(), json!("fast"));
+        object.insert("start_latlng".into(), json!([]));
+        object.insert("end_latlng".into(), Value::Null);
+        object.insert("map".into(), Value::Null);
+        object.insert("private".into(), Value::Null);
+        object.insert("id".into(), json!(16145518802.0));
+        let activity: SummaryActivity = serde_json::from_value(value).expect("decodes");
+        assert_eq!(activity.id, 16145518802);
+        assert_eq!(activity.name, "");
+        assert_eq!(activity.sport_type, None);
+        assert_eq!(activity.moving_time, 7388);
+        assert_eq!(activity.elapsed_time, 8102);
+        assert_eq!(activity.distance, 48210.0);
+        assert_eq!(activity.total_elevation_gain, None);
+        assert_eq!(activity.average_speed, None);
+        assert_eq!(activity.private, None);
+        assert!(!activity.is_public());
+    }
+
+    #[test]
+    fn a_bad_start_date_does_not_sink_the_list() {
+        let mut value = sample(ACTIVITIES);
+        value[0]["start_date"] = json!("yesterday morning");
+        value[1]["start_date"] = json!(12345);
+        value[2]["start_date"] = Value::Null;
+        let list: Vec<SummaryActivity> = serde_json::from_value(value).expect("decodes");
+        assert_eq!(list[0].start_date, None);
+        assert_eq!(list[1].start_date, None);
+        assert_eq!(list[2].start_date, None);
+        assert!(list[3].start_date.is_some());
+    }
+
+    #[test]
+    fn a_missing_or_bad_id_is_an_error() {
+        let mut value = first_activity();
+        value["id"] = json!("16145518802");
+        assert!(serde_json::from_value::<SummaryActivity>(value.clone()).is_err());
+        value.as_object_mut().expect("object").remove("id");
+        assert!(serde_json::from_value::<SummaryActivity>(value).is_err());
+    }
+
+    #[test]
+    fn is_public_follows_visibility_then_private() {
+        let mut value = first_activity();
+        let cases = [
+            (json!("everyone"), json!(false), true),
+            (json!("followers_only"), json!(false), false),
+            (json!("only_me"), json!(true), false),
+            // Contradictory data is treated as not public.
+            (json!("everyone"), json!(true), false),
+            (Value::Null, json!(false), true),
+            (Value::Null, json!(true), false),
+            (Value::Null, Value::Null, false),
+        ];
+        for (visibility, private, expected) in cases {
+            value["visibility"] = visibility.clone();
+            value["private"] = private.clone();
+            let activity: SummaryActivity = serde_json::from_value(value.clone()).expect("decodes");
+            assert_eq!(activity.is_public(), expected, "{visibility} {private}");
+        }
+        value.as_object_mut().expect("object").remove("visibility");
+        value["private"] = json!(false);
+        let activity: SummaryActivity = serde_json::from_value(value).expect("decodes");
+        assert!(activity.is_public());
+    }
+
+    #[test]
+    fn re_encoding_carries_no_coordinates_map_or_personal_details() {
+        // The decoded types have no such fields; this guards against someone adding them.
+        let list: Vec<SummaryActivity> = serde_json::from_str(ACTIVITIES).expect("decodes");
+        let detail: DetailedActivity = serde_json::from_str(DETAIL).expect("decodes");
+        let photos: Vec<Photo> = serde_json::from_str(PHOTOS).expect("decodes");
+        let athlete: AthleteSummary =
+            serde_json::from_value(sample(EXCHANGE)["athlete"].clone()).expect("decodes");
+        let encoded = serde_json::to_string(&(list, detail, photos, athlete)).expect("encodes");
+        for forbidden in [
+            "latlng",
+            "polyline",
+            "\"map\"",
+            "location",
+            "52.5",
+            "13.3",
+            "username",
+            "city",
+            "profile",
+            "athlete_id",
+            "caption",
+        ] {
+            assert!(!encoded.contains(forbidden), "{forbidden} leaked");
+        }
+    }
+
+    #[test]
+    fn start_date_round_trips_as_rfc3339() {
+        let list: Vec<SummaryActivity> = serde_json::from_str(ACTIVITIES).expect("decodes");
+        let encoded = serde_json::to_value(&list[0]).expect("encodes");
+        assert_eq!(encoded["start_date"], json!("2025-10-12T08:03:57Z"));
+        assert_eq!(encoded["type"], json!("Ride"));
+        let back: SummaryActivity = serde_json::from_value(encoded).expect("decodes");
+        assert_eq!(back, list[0]);
+    }
+}

@@ -1,0 +1,430 @@
+//! The function app's skeleton against real Azurite over real sockets: both request forms, the
+//! not-configured answer, ETag conflicts, malformed input, the binary's start and stop, and the
+//! config files against the official schemas.
+
+mod support;
+
+use serde_json::Value;
+use std::time::Duration;
+use strava_latest_run::secret::Secret;
+use strava_latest_run::store::{Credentials, StoreError};
+use support::app::{fixture, HandlerProcess, TestApp, TestSettings};
+
+/// A Strava origin nothing listens on: these tests never reach Strava.
+const NO_STRAVA: &str = "http://127.0.0.1:9";
+
+fn json(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(bytes)))
+}
+
+#[tokio::test]
+async fn readiness_answers_without_storage() {
+    // Storage points at a closed port: GET / must not depend on it.
+    let settings = TestSettings::new(NO_STRAVA).with(
+        "AzureWebJobsStorage",
+        support::azurite::connection_string_for_port(support::azurite::free_port()),
+    );
+    let app = TestApp::spawn(settings).await;
+    let response = app.get("/").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        json(&response.bytes().await.expect("body"))["status"],
+        "ready"
+    );
+}
+
+#[tokio::test]
+async fn not_configured_is_the_same_503_in_both_forms() {
+    let app = TestApp::spawn(TestSettings::new(NO_STRAVA)).await;
+
+    let forwarded = app.get("/api/GetLatestRun").await;
+    assert_eq!(forwarded.status(), 503);
+    assert!(forwarded.headers()["content-type"]
+        .to_str()
+        .expect("ascii")
+        .starts_with("application/json"));
+    let forwarded_body = forwarded.bytes().await.expect("body");
+    let error = json(&forwarded_body);
+    assert_eq!(error["error"], "not_configured");
+    assert!(error["message"]
+        .as_str()
+        .expect("message")
+        .contains("handler setup"));
+
+    let invoked = app
+        .invoke("GetLatestRun", fixture("http-invocation-request.json"))
+        .await;
+    assert_eq!(invoked.status(), 200, "an answered invocation is HTTP 200");
+    assert_eq!(invoked.headers()["content-type"], "application/json");
+    let envelope = json(&invoked.bytes().await.expect("body"));
+    let res = &envelope["Outputs"]["res"];
+    assert_eq!(res["statusCode"], 503);
+    assert_eq!(
+        res["body"].as_str().expect("body is a string").as_bytes(),
+        &forwarded_body[..],
+        "both forms run the same code"
+    );
+    assert!(res["headers"]["Content-Type"]
+        .as_str()
+        .expect("string header")
+        .starts_with("application/json"));
+    assert!(envelope["Logs"].is_array());
+    assert!(envelope["ReturnValue"].is_null());
+}
+
+#[tokio::test]
+async fn function_names_are_case_insensitive_on_public_routes() {
+    let app = TestApp::spawn(TestSettings::new(NO_STRAVA)).await;
+    let response = app.get("/api/getlatestrun").await;
+    assert_eq!(response.status(), 503);
+    assert_eq!(
+        json(&response.bytes().await.expect("body"))["error"],
+        "not_configured"
+    );
+}
+
+#[tokio::test]
+async fn timer_without_credentials_fails_cleanly_with_the_explanation() {
+    let app = TestApp::spawn(TestSettings::new(NO_STRAVA)).await;
+    for name in [
+        "timer-invocation-request.json",
+        "timer-invocation-request-past-due.json",
+        "timer-invocation-request-no-monitor.json",
+    ] {
+        let response = app.invoke("RefreshToken", fixture(name)).await;
+        assert_eq!(
+            response.status(),
+            500,
+            "{name}: a failed invocation is a 500"
+        );
+        assert_eq!(response.headers()["content-type"], "application/json");
+        let envelope = json(&response.bytes().await.expect("body"));
+        let logs = envelope["Logs"].to_string();
+        assert!(logs.contains("handler setup"), "{name}: {logs}");
+    }
+}
+
+#[tokio::test]
+async fn storage_down_is_a_clear_503() {
+    let settings = TestSettings::new(NO_STRAVA).with(
+        "AzureWebJobsStorage",
+        support::azurite::connection_string_for_port(support::azurite::free_port()),
+    );
+    let app = TestApp::spawn(settings).await;
+    let started = std::time::Instant::now();
+    let response = app.get("/api/GetLatestRun").await;
+    assert_eq!(response.status(), 503);
+    assert_eq!(
+        json(&response.bytes().await.expect("body"))["error"],
+        "storage_unavailable"
+    );
+    println!("storage-down answer took {:?}", started.elapsed());
+}
+
+fn sample_credentials(refresh: &str) -> Credentials {
+    Credentials {
+        client_id: "139205".into(),
+        client_secret: Secret::new("client-secret-value"),
+        refresh_token: Secret::new(refresh),
+        access_token: None,
+        expires_at: None,
+        athlete_id: None,
+        scope: None,
+    }
+}
+
+#[tokio::test]
+async fn a_stale_etag_is_a_typed_conflict_and_loses_nothing() {
+    let settings = TestSettings::new(NO_STRAVA);
+    let store = settings.store();
+    assert!(store.load_credentials().await.expect("read").is_none());
+    store
+        .replace_credentials(&sample_credentials("refresh-1"))
+        .await
+        .expect("setup write");
+
+    let first = store
+        .load_credentials()
+        .await
+        .expect("read")
+        .expect("stored");
+    let second = store
+        .load_credentials()
+        .await
+        .expect("read")
+        .expect("stored");
+    assert_eq!(first.value.refresh_token.expose(), "refresh-1");
+
+    let mut newer = first.value.clone();
+    newer.refresh_token = Secret::new("refresh-2");
+    newer.expires_at = Some(1_900_000_000);
+    let new_etag = store
+        .save_credentials(&newer, &first.etag)
+        .await
+        .expect("first writer wins");
+    assert_ne!(new_etag, first.etag);
+
+    let mut older = second.value.clone();
+    older.refresh_token = Secret::new("refresh-from-a-slower-instance");
+    let err = store
+        .save_credentials(&older, &second.etag)
+        .await
+        .expect_err("second writer must not overwrite");
+    assert!(matches!(err, StoreError::Conflict), "{err:?}");
+
+    let stored = store
+        .load_credentials()
+        .await
+        .expect("read")
+        .expect("stored");
+    assert_eq!(stored.value.refresh_token.expose(), "refresh-2");
+    assert_eq!(stored.value.expires_at, Some(1_900_000_000));
+    assert_eq!(stored.etag, new_etag);
+}
+
+#[tokio::test]
+async fn malformed_input_gets_a_json_4xx_and_the_server_keeps_serving() {
+    let app = TestApp::spawn(TestSettings::new(NO_STRAVA)).await;
+    let bad_bodies = [
+        "",
+        "not json",
+        "{",
+        "null",
+        "42",
+        "[]",
+        "{}",
+        "{\"Data\":null}",
+        "{\"Data\":{\"req\":\"text\"}}",
+        "{\"Data\":{\"req\":{\"Url\":5,\"Method\":\"GET\"}}}",
+        "{\"Data\":{\"req\":{\"Url\":\"http://x/api/GetLatestRun\",\"Method\":7}}}",
+        "{\"Data\":{\"req\":{\"Url\":\"http://x\",\"Method\":\"GET\",\"Query\":[1]}}}",
+        "{\"Data\":{\"myTimer\":{\"IsPastDue\":\"yes\"}}}",
+        "{\"Data\":{\"myTimer\":{\"ScheduleStatus\":{\"Last\":1}}}}",
+        "\u{feff}{\"Data\":{}}",
+    ];
+    for function in ["GetLatestRun", "RefreshToken"] {
+        for body in bad_bodies {
+            let response = app.invoke(function, body).await;
+            let status = response.status();
+            let bytes = response.bytes().await.expect("body");
+            assert_eq!(
+                status,
+                400,
+                "{function} {body:?}: {}",
+                String::from_utf8_lossy(&bytes)
+            );
+            let error = json(&bytes);
+            assert_eq!(error["error"], "bad_request", "{function} {body:?}");
+            assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()));
+        }
+    }
+
+    // A huge chunked body is cut off at the cap, not buffered whole.
+    let huge = format!(
+        "{{\"Data\":{{\"req\":{{\"Url\":\"{}\"}}}}}}",
+        "x".repeat(2 * 1024 * 1024)
+    );
+    let response = app.invoke("GetLatestRun", huge).await;
+    assert_eq!(response.status(), 413);
+    assert_eq!(
+        json(&response.bytes().await.expect("body"))["error"],
+        "payload_too_large"
+    );
+
+    // A huge body with a Content-Length is refused up front.
+    let response = app
+        .client
+        .post(format!("{}/RefreshToken", app.address))
+        .body(vec![b' '; 1024 * 1024])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status(), 413);
+
+    // Wrong methods and unknown paths.
+    let cases = [
+        (reqwest::Method::GET, "/GetLatestRun", 405),
+        (reqwest::Method::GET, "/RefreshToken", 405),
+        (reqwest::Method::POST, "/api/GetLatestRun", 405),
+        (reqwest::Method::GET, "/api/RefreshToken", 404),
+        (reqwest::Method::GET, "/api/NoSuchFunction", 404),
+        (reqwest::Method::POST, "/NoSuchFunction", 404),
+        (reqwest::Method::GET, "/a/b/c", 404),
+    ];
+    for (method, path, status) in cases {
+        let response = app
+            .client
+            .request(method.clone(), format!("{}{}", app.address, path))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(response.status(), status, "{method} {path}");
+        let error = json(&response.bytes().await.expect("body"));
+        assert!(error["error"].is_string(), "{method} {path}");
+    }
+
+    // A body that stops arriving does not hold the server: other requests still go through.
+    let stalled = {
+        let address = app.address.clone();
+        tokio::spawn(async move {
+            let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(1);
+            let _ = tx.send(Ok(bytes::Bytes::from_static(b"{\"Data\":"))).await;
+            let body = reqwest::Body::wrap_stream(tokio_stream_from(rx));
+            let client = reqwest::Client::new();
+            let _ = client
+                .post(format!("{address}/GetLatestRun"))
+                .body(body)
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await;
+            drop(tx);
+        })
+    };
+    let response = app.get("/").await;
+    assert_eq!(response.status(), 200, "the server still answers");
+    let _ = stalled.await;
+    let response = app.get("/api/GetLatestRun").await;
+    assert_eq!(response.status(), 503, "and still runs functions");
+}
+
+fn tokio_stream_from(
+    mut rx: tokio::sync::mpsc::Receiver<Result<bytes::Bytes, std::io::Error>>,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+#[tokio::test]
+async fn concurrent_requests_are_served() {
+    let app = TestApp::spawn(TestSettings::new(NO_STRAVA)).await;
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let client = app.client.clone();
+        let address = app.address.clone();
+        tasks.push(tokio::spawn(async move {
+            if i % 2 == 0 {
+                let response = client
+                    .get(format!("{address}/api/GetLatestRun"))
+                    .send()
+                    .await;
+                response.expect("forwarded").status().as_u16()
+            } else {
+                let body = fixture("http-invocation-request.json");
+                let response =
+                    support::app::invoke_at(&client, &address, "GetLatestRun", body).await;
+                response.status().as_u16()
+            }
+        }));
+    }
+    for task in tasks {
+        let status = task.await.expect("task");
+        assert!(status == 503 || status == 200, "{status}");
+    }
+}
+
+#[tokio::test]
+async fn the_binary_starts_answers_every_fixture_and_stops_on_sigterm() {
+    let settings = TestSettings::new(NO_STRAVA);
+    let mut handler = HandlerProcess::spawn(&settings, &[]).await;
+    let ready_after = handler.wait_ready().await;
+    println!("handler answered GET / {ready_after:?} after spawn");
+
+    let client = reqwest::Client::new();
+    let forwarded = client
+        .get(format!(
+            "{}/api/GetLatestRun?name=Functions&lang=en",
+            handler.address
+        ))
+        .header(
+            "X-Azure-Functions-InvocationId",
+            "5f0c2a9e-8d3b-4f61-9e7a-1b2c3d4e5f60",
+        )
+        .send()
+        .await
+        .expect("forwarded");
+    assert_eq!(forwarded.status(), 503);
+    assert_eq!(
+        json(&forwarded.bytes().await.expect("body"))["error"],
+        "not_configured"
+    );
+
+    for (function, name) in [
+        ("GetLatestRun", "http-invocation-request.json"),
+        ("RefreshToken", "timer-invocation-request.json"),
+        ("RefreshToken", "timer-invocation-request-past-due.json"),
+        ("RefreshToken", "timer-invocation-request-no-monitor.json"),
+    ] {
+        let response =
+            support::app::invoke_at(&client, &handler.address, function, fixture(name)).await;
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/json",
+            "{name}"
+        );
+        let envelope = json(&response.bytes().await.expect("body"));
+        assert!(envelope["Outputs"].is_object(), "{name}: {envelope}");
+        assert!(envelope["Logs"].is_array(), "{name}: {envelope}");
+        assert!(envelope.get("ReturnValue").is_some(), "{name}: {envelope}");
+    }
+
+    let status = handler.terminate().await;
+    assert!(status.success(), "clean exit on SIGTERM: {status:?}");
+    let output = handler.output();
+    assert!(
+        output.contains("handler setup"),
+        "the timer failure reached stdout: {output}"
+    );
+}
+
+#[tokio::test]
+async fn a_bad_setting_stops_start_up_with_one_line_naming_it() {
+    let settings = TestSettings::new(NO_STRAVA).with("WIDGET_CACHE_SECONDS", "soon");
+    let mut handler = HandlerProcess::spawn(&settings, &[]).await;
+    let status = handler.wait_exit().await;
+    assert!(!status.success());
+    let output = handler.output();
+    assert_eq!(output.trim().lines().count(), 1, "{output}");
+    assert!(output.contains("WIDGET_CACHE_SECONDS"), "{output}");
+    assert!(!output.contains("panicked"), "{output}");
+}
+
+fn validate(schema_file: &str, document_file: &str) -> Vec<String> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("tests/data/schemas").join(schema_file))
+            .expect("schema"),
+    )
+    .expect("schema json");
+    let document: Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join(document_file)).expect("document"))
+            .expect("document json");
+    // Draft-07 whatever the $schema line says (function.schema.json is broken under draft-04).
+    let validator = jsonschema::draft7::new(&schema).expect("compile schema");
+    validator
+        .iter_errors(&document)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect()
+}
+
+#[test]
+fn config_files_validate_against_the_official_schemas() {
+    for (schema, document) in [
+        ("host.schema.json", "host.json"),
+        ("function.schema.json", "GetLatestRun/function.json"),
+        ("function.schema.json", "RefreshToken/function.json"),
+        ("local.settings.schema.json", "local.settings.json.example"),
+    ] {
+        let errors = validate(schema, document);
+        assert!(errors.is_empty(), "{document}: {errors:?}");
+    }
+    // The validator does reject a broken file (so the check above can fail).
+    let dir = std::env::temp_dir().join(format!("schema-neg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let broken = dir.join("function.json");
+    std::fs::write(
+        &broken,
+        r#"{"bindings":[{"type":"timerTrigger","direction":"in","name":"t","schedule":5}]}"#,
+    )
+    .expect("write");
+    assert!(!validate("function.schema.json", broken.to_str().expect("utf8")).is_empty());
+}

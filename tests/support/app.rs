@@ -1,0 +1,289 @@
+//! Starts the app for a test: in process on a free port (like zero-to-production's
+//! `spawn_app`), or as the real `handler` binary with its output captured. Each app gets a table
+//! of its own in the shared Azurite, so tests never see each other's data.
+
+use super::azurite::{free_port, Azurite};
+use bytes::Bytes;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use strava_latest_run::config::{RawSettings, Settings};
+use strava_latest_run::store::Store;
+use strava_latest_run::Application;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::oneshot;
+
+/// A table name no other test uses.
+pub fn unique_table_name() -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "t{}x{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// The settings a test app runs with, as the environment would hold them.
+#[derive(Clone, Debug)]
+pub struct TestSettings {
+    /// Name → value pairs.
+    pub values: Vec<(String, String)>,
+}
+
+impl TestSettings {
+    /// Shared Azurite, a fresh table, and Strava pointed at `strava_base_url`.
+    pub fn new(strava_base_url: &str) -> Self {
+        TestSettings {
+            values: vec![
+                (
+                    "AzureWebJobsStorage".into(),
+                    Azurite::shared().connection_string(),
+                ),
+                ("STRAVA_TABLE_NAME".into(), unique_table_name()),
+                ("STRAVA_BASE_URL".into(), strava_base_url.into()),
+                ("RUST_LOG".into(), "info".into()),
+            ],
+        }
+    }
+
+    /// Sets (or replaces) one value.
+    pub fn with(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.values.retain(|(n, _)| n != name);
+        self.values.push((name.into(), value.into()));
+        self
+    }
+
+    /// A value.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Validated settings.
+    pub fn settings(&self) -> Settings {
+        Settings::from_raw(&RawSettings::from_pairs(self.values.clone()))
+            .expect("valid test settings")
+    }
+
+    /// A store on the same table as the app, for arranging and checking data.
+    pub fn store(&self) -> Store {
+        Store::connect(&self.settings().storage).expect("store")
+    }
+}
+
+/// The app running in this process.
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`.
+    pub address: String,
+    /// Its settings.
+    pub settings: TestSettings,
+    /// A store on its table.
+    pub store: Store,
+    /// A plain HTTP client.
+    pub client: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl TestApp {
+    /// Starts the app on a free port.
+    pub async fn spawn(settings: TestSettings) -> TestApp {
+        let application = Application::bind(
+            SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            settings.settings(),
+        )
+        .await
+        .expect("bind");
+        let address = format!("http://127.0.0.1:{}", application.port());
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(application.run_until(async {
+            let _ = rx.await;
+        }));
+        TestApp {
+            address,
+            store: settings.store(),
+            settings,
+            client: reqwest::Client::new(),
+            shutdown: Some(tx),
+        }
+    }
+
+    /// A forwarded-form request (what the host sends with forwarding on).
+    pub async fn get(&self, path_and_query: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{}", self.address, path_and_query))
+            .send()
+            .await
+            .expect("GET")
+    }
+
+    /// An invocation-form request exactly as the host sends it: chunked, host headers.
+    pub async fn invoke(&self, function: &str, body: impl Into<String>) -> reqwest::Response {
+        invoke_at(&self.client, &self.address, function, body.into()).await
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// POSTs an invocation body the way the host does (no Content-Length: chunked).
+pub async fn invoke_at(
+    client: &reqwest::Client,
+    address: &str,
+    function: &str,
+    body: String,
+) -> reqwest::Response {
+    let chunks: Vec<Result<Bytes, std::io::Error>> = body
+        .into_bytes()
+        .chunks(512)
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    client
+        .post(format!("{address}/{function}"))
+        .header("Content-Type", "application/json; charset=utf-8")
+        .header(
+            "X-Azure-Functions-InvocationId",
+            "5f0c2a9e-8d3b-4f61-9e7a-1b2c3d4e5f60",
+        )
+        .header("X-Azure-Functions-HostVersion", "4.1037.0.23568")
+        .header("User-Agent", "Azure-Functions-Host/4.1037.0.23568")
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .send()
+        .await
+        .expect("POST invocation")
+}
+
+/// A fixture payload from tests/data/functions-host.
+pub fn fixture(name: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/functions-host")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
+}
+
+/// The real `handler` binary, started as the Functions host starts it.
+pub struct HandlerProcess {
+    /// `http://127.0.0.1:PORT`.
+    pub address: String,
+    /// When the process was spawned.
+    pub started_at: Instant,
+    child: tokio::process::Child,
+    output: Arc<Mutex<String>>,
+}
+
+impl HandlerProcess {
+    /// Spawns `handler` with `FUNCTIONS_CUSTOMHANDLER_PORT` and the given settings, from an empty
+    /// working directory (so no local.settings.json is read).
+    pub async fn spawn(settings: &TestSettings, args: &[&str]) -> HandlerProcess {
+        let port = free_port();
+        let workdir = std::env::temp_dir().join(format!("handler-cwd-{}", unique_table_name()));
+        std::fs::create_dir_all(&workdir).expect("workdir");
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_handler"));
+        command
+            .args(args)
+            .current_dir(&workdir)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+            .env("PORT", port.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for (name, value) in &settings.values {
+            command.env(name, value);
+        }
+        let started_at = Instant::now();
+        let mut child = command.spawn().expect("spawn handler");
+        let output = Arc::new(Mutex::new(String::new()));
+        if let Some(stdout) = child.stdout.take() {
+            collect_lines(stdout, Arc::clone(&output));
+        }
+        if let Some(stderr) = child.stderr.take() {
+            collect_lines(stderr, Arc::clone(&output));
+        }
+        HandlerProcess {
+            address: format!("http://127.0.0.1:{port}"),
+            started_at,
+            child,
+            output,
+        }
+    }
+
+    /// Polls `GET /` like the host does (every few ms) until any answer; the time it took.
+    pub async fn wait_ready(&self) -> Duration {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if client
+                .get(format!("{}/", self.address))
+                .timeout(Duration::from_millis(500))
+                .send()
+                .await
+                .is_ok()
+            {
+                return self.started_at.elapsed();
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!(
+            "handler did not answer GET / within 20 s; output:\n{}",
+            self.output()
+        );
+    }
+
+    /// Everything the process wrote to stdout and stderr so far.
+    pub fn output(&self) -> String {
+        self.output.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub async fn terminate(&mut self) -> std::process::ExitStatus {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status();
+        }
+        tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .expect("handler exits after SIGTERM")
+            .expect("exit status")
+    }
+
+    /// Waits for the process to exit by itself (start-up failures).
+    pub async fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let status = tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .expect("handler exits")
+            .expect("exit status");
+        // Let the output readers drain.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        status
+    }
+}
+
+fn collect_lines<R>(reader: R, sink: Arc<Mutex<String>>)
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(reader).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Ok(mut s) = sink.lock() {
+                s.push_str(&line);
+                s.push('\n');
+            }
+        }
+    });
+}

@@ -1,0 +1,136 @@
+//! Starts the real Azurite table emulator (the npm package pinned in package.json) on a free
+//! loopback port. One shared instance per test binary, or a dedicated one a test may kill.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The well-known Azurite account key (public, documented by Microsoft).
+pub const ACCOUNT_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/// A running Azurite table service.
+pub struct Azurite {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Azurite {
+    /// The instance shared by every test of this binary (started on first use).
+    pub fn shared() -> &'static Azurite {
+        static SHARED: OnceLock<Azurite> = OnceLock::new();
+        SHARED.get_or_init(Azurite::start)
+    }
+
+    /// A fresh instance of its own, for tests that stop storage.
+    pub fn start() -> Azurite {
+        let port = free_port();
+        let child = spawn_on(port);
+        wait_until_listening(port);
+        Azurite {
+            port,
+            child: Some(child),
+        }
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A full connection string for it.
+    pub fn connection_string(&self) -> String {
+        connection_string_for_port(self.port)
+    }
+
+    /// Stops it (storage outage); connections are refused afterwards.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SIGTERM lets the watchdog shell's trap stop node too (SIGKILL would orphan it).
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let _ = child.wait();
+        }
+        // The watchdog shell kills node when its own child is killed; wait until the port is free.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline && TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts it again on the same port (storage comes back, empty: in-memory persistence).
+    pub fn restart(&mut self) {
+        self.stop();
+        self.child = Some(spawn_on(self.port));
+        wait_until_listening(self.port);
+    }
+}
+
+impl Drop for Azurite {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A connection string for Azurite on `port`.
+pub fn connection_string_for_port(port: u16) -> String {
+    format!(
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={ACCOUNT_KEY};TableEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
+    )
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn azurite_bin() -> PathBuf {
+    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("node_modules/.bin/azurite-table");
+    assert!(
+        bin.exists(),
+        "Azurite is not installed: run `npm ci` in the repository (scripts/test does)"
+    );
+    bin
+}
+
+/// Spawns Azurite under a watchdog shell that kills it when this test process exits, so no
+/// emulator outlives a test binary even though a shared static is never dropped.
+fn spawn_on(port: u16) -> Child {
+    let script = r#"
+"$AZURITE_BIN" --tableHost 127.0.0.1 --tablePort "$AZURITE_PORT" --inMemoryPersistence --disableTelemetry --silent --skipApiVersionCheck --loose &
+child=$!
+trap 'kill $child 2>/dev/null; exit 0' TERM INT HUP
+while kill -0 "$WATCH_PID" 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 0.3; done
+kill $child 2>/dev/null
+"#;
+    Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .env("AZURITE_BIN", azurite_bin())
+        .env("AZURITE_PORT", port.to_string())
+        .env("WATCH_PID", std::process::id().to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn azurite")
+}
+
+fn wait_until_listening(port: u16) {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("Azurite did not listen on port {port} within 30 s");
+}

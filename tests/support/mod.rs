@@ -1,0 +1,5 @@
+//! Shared test support: the real Azurite, a fake Strava, and the app started on free ports.
+#![allow(dead_code)]
+
+pub mod app;
+pub mod azurite;
