@@ -9,6 +9,7 @@
 //! - [`app`]: shared state and dispatch from function name to code.
 //! - [`store`]: Azure Table Storage (credentials with ETags).
 //! - [`error`]: client-facing errors and their one mapping to HTTP.
+//! - [`strava`]: Strava OAuth and API client, lenient models, rate-limit tracking.
 //! - [`secret`]: a string type that never prints its value.
 
 pub mod app;
@@ -19,6 +20,7 @@ pub mod host;
 pub mod secret;
 pub mod server;
 pub mod store;
+pub mod strava;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

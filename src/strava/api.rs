@@ -135,7 +135,7 @@ mod tests {
         Secret::new(TOKEN)
     }
 
-    fn client(base: &str) -> StravaClient {
+    fn client_for(base: &str) -> StravaClient {
         StravaClient::new(base, Duration::from_secs(5)).expect("client")
     }
 
@@ -195,7 +195,7 @@ mod tests {
     #[tokio::test]
     async fn lists_activities_and_records_rate_limits() {
         let (base, seen) = fake(200, ACTIVITIES, &NORMAL_LIMITS).await;
-        let client = client(&base);
+        let client = client_for(&base);
         let before = OffsetDateTime::now_utc();
         let list = client.list_activities(&token(), 30).await.expect("list");
         assert_eq!(list.len(), 6);
@@ -226,7 +226,7 @@ mod tests {
     #[tokio::test]
     async fn per_page_is_clamped() {
         let (base, seen) = fake(200, "[]", &[]).await;
-        let list = client(&base)
+        let list = client_for(&base)
             .list_activities(&token(), 5000)
             .await
             .expect("list");
@@ -238,7 +238,7 @@ mod tests {
     #[tokio::test]
     async fn gets_an_activity() {
         let (base, seen) = fake(200, DETAIL, &NORMAL_LIMITS).await;
-        let detail = client(&base)
+        let detail = client_for(&base)
             .get_activity(&token(), 16128930471)
             .await
             .expect("detail");
@@ -252,7 +252,7 @@ mod tests {
     #[tokio::test]
     async fn gets_photos_with_size_and_sources() {
         let (base, seen) = fake(200, PHOTOS, &NORMAL_LIMITS).await;
-        let photos = client(&base)
+        let photos = client_for(&base)
             .activity_photos(&token(), 16128930471, 600)
             .await
             .expect("photos");
@@ -269,7 +269,7 @@ mod tests {
     #[tokio::test]
     async fn no_content_means_no_photos() {
         let (base, _) = fake(204, "", &[]).await;
-        let photos = client(&base)
+        let photos = client_for(&base)
             .activity_photos(&token(), 1, 600)
             .await
             .expect("photos");
@@ -279,7 +279,7 @@ mod tests {
     #[tokio::test]
     async fn gets_stats_and_athlete() {
         let (base, seen) = fake(200, STATS, &NORMAL_LIMITS).await;
-        let stats = client(&base)
+        let stats = client_for(&base)
             .athlete_stats(&token(), 51877240)
             .await
             .expect("stats");
@@ -295,7 +295,7 @@ mod tests {
             &[],
         )
         .await;
-        let athlete = client(&base).athlete(&token()).await.expect("athlete");
+        let athlete = client_for(&base).athlete(&token()).await.expect("athlete");
         assert_eq!(athlete.id, 51877240);
         assert_eq!(athlete.firstname.as_deref(), Some("Mira"));
         assert_eq!(seen.lock().expect("lock").path, "/api/v3/athlete");
@@ -304,20 +304,20 @@ mod tests {
     #[tokio::test]
     async fn error_answers_are_classified_and_still_recorded() {
         let (base, _) = fake(401, BAD_TOKEN, &NORMAL_LIMITS).await;
-        let client = client(&base);
+        let client = client_for(&base);
         let err = client.list_activities(&token(), 30).await.expect_err("401");
         assert!(matches!(err, StravaError::Unauthorized), "{err:?}");
         assert!(client.rate_limits().is_some());
 
         let (base, _) = fake(401, NO_SCOPE, &[]).await;
-        let err = super::tests::client(&base)
+        let err = client_for(&base)
             .list_activities(&token(), 30)
             .await
             .expect_err("401");
         assert!(matches!(err, StravaError::MissingScope), "{err:?}");
 
         let (base, _) = fake(404, NOT_FOUND, &[]).await;
-        let err = super::tests::client(&base)
+        let err = client_for(&base)
             .get_activity(&token(), 42)
             .await
             .expect_err("404");
@@ -332,7 +332,7 @@ mod tests {
             &[],
         )
         .await;
-        let err = client(&base)
+        let err = client_for(&base)
             .list_activities(&token(), 30)
             .await
             .expect_err("502");
@@ -346,7 +346,7 @@ mod tests {
     #[tokio::test]
     async fn garbage_200_is_an_unexpected_body() {
         let (base, _) = fake(200, "<html>maintenance</html>", &NORMAL_LIMITS).await;
-        let client = client(&base);
+        let client = client_for(&base);
         let err = client.get_activity(&token(), 1).await.expect_err("garbage");
         match &err {
             StravaError::UnexpectedBody { status, detail } => {
@@ -358,7 +358,7 @@ mod tests {
         assert!(client.rate_limits().is_some());
 
         let (base, _) = fake(200, r#"{"not":"a list"}"#, &[]).await;
-        let err = super::tests::client(&base)
+        let err = client_for(&base)
             .list_activities(&token(), 30)
             .await
             .expect_err("wrong shape");
@@ -377,7 +377,7 @@ mod tests {
             ("X-ReadRateLimit-Usage", "101,474"),
         ];
         let (base, _) = fake(429, LIMITED, &READ_EXHAUSTED).await;
-        let client = client(&base);
+        let client = client_for(&base);
         let before = OffsetDateTime::now_utc();
         let err = client.list_activities(&token(), 30).await.expect_err("429");
         let after = OffsetDateTime::now_utc();
@@ -398,7 +398,7 @@ mod tests {
             ("X-ReadRateLimit-Usage", "3,1000"),
         ];
         let (base, _) = fake(429, LIMITED, &DAY_EXHAUSTED).await;
-        let err = super::tests::client(&base)
+        let err = client_for(&base)
             .list_activities(&token(), 30)
             .await
             .expect_err("429");
@@ -435,7 +435,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
         drop(listener);
-        let client = client(&format!("http://127.0.0.1:{port}"));
+        let client = client_for(&format!("http://127.0.0.1:{port}"));
         let err = client
             .list_activities(&token(), 30)
             .await
@@ -463,7 +463,7 @@ mod tests {
             (200, garbage),
         ] {
             let (base, _) = fake(status, body, &[]).await;
-            let err = client(&base)
+            let err = client_for(&base)
                 .list_activities(&token(), 30)
                 .await
                 .expect_err("error");

@@ -3,3 +3,4 @@
 
 pub mod app;
 pub mod azurite;
+pub mod fake_strava;
