@@ -4,7 +4,9 @@
 use crate::config::Settings;
 use crate::functions::{self, FunctionName, FunctionRequest, FunctionResponse};
 use crate::host::TimerInfo;
-use crate::store::{Store, StoreError};
+use crate::store::Store;
+use crate::strava::StravaClient;
+use crate::tokens::TokenKeeper;
 use std::sync::Arc;
 
 /// Everything a request may need, shared by all requests.
@@ -13,15 +15,43 @@ pub struct App {
     pub settings: Arc<Settings>,
     /// The widget's table.
     pub store: Store,
+    /// Strava's OAuth and API client.
+    pub strava: StravaClient,
+    /// The owner of the Strava tokens.
+    pub tokens: TokenKeeper,
+}
+
+/// Why the app could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The storage settings are unusable.
+    #[error("{0}")]
+    Storage(#[from] crate::store::StoreError),
+    /// The Strava settings are unusable.
+    #[error("{0}")]
+    Strava(#[from] crate::strava::StravaError),
+}
+
+/// A name for this process in refresh leases (unique enough across instances and restarts).
+fn instance_name() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{}-{:x}", std::process::id(), nanos)
 }
 
 impl App {
     /// Builds the app's clients; does no network or storage I/O.
-    pub fn new(settings: Settings) -> Result<Self, StoreError> {
+    pub fn new(settings: Settings) -> Result<Self, BuildError> {
         let store = Store::connect(&settings.storage)?;
+        let strava = StravaClient::new(settings.strava_base_url.as_str(), settings.strava_timeout)?;
+        let tokens = TokenKeeper::new(store.clone(), strava.clone(), instance_name());
         Ok(App {
             settings: Arc::new(settings),
             store,
+            strava,
+            tokens,
         })
     }
 

@@ -5,7 +5,8 @@ use clap::{Parser, Subcommand};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use strava_latest_run::config::{LogFormat, RawSettings, Settings};
-use strava_latest_run::Application;
+use strava_latest_run::secret::Secret;
+use strava_latest_run::{setup, Application};
 
 #[derive(Parser)]
 #[command(
@@ -26,6 +27,20 @@ enum Command {
         #[arg(long, env = "PORT", default_value_t = 7071)]
         port: u16,
     },
+    /// One-time Strava consent: stores the credentials entity.
+    Setup {
+        /// Client ID of your Strava API application.
+        #[arg(long)]
+        client_id: String,
+        /// Client Secret of your Strava API application.
+        #[arg(long)]
+        client_secret: String,
+        /// The authorization code (or the whole redirect address), if you already have it.
+        #[arg(long)]
+        code: Option<String>,
+    },
+    /// Shows what is stored (secrets redacted) and the token's expiry.
+    Status,
 }
 
 fn main() -> ExitCode {
@@ -47,8 +62,34 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            None => serve(custom_handler_port()?, settings).await,
-            Some(Command::Standalone { port }) => serve(port, settings).await,
+            None => serve(custom_handler_port()?, settings, false).await,
+            Some(Command::Standalone { port }) => serve(port, settings, true).await,
+            Some(Command::Setup {
+                client_id,
+                client_secret,
+                code,
+            }) => {
+                let args = setup::SetupArgs {
+                    client_id,
+                    client_secret: Secret::new(client_secret),
+                    code,
+                };
+                let stdin = std::io::stdin();
+                let mut input = stdin.lock();
+                let mut output = std::io::stdout();
+                let line = setup::run_setup(&settings, args, &mut input, &mut output)
+                    .await
+                    .map_err(|e| format!("setup failed: {e}"))?;
+                println!("{line}");
+                Ok(())
+            }
+            Some(Command::Status) => {
+                let text = setup::run_status(&settings)
+                    .await
+                    .map_err(|e| format!("status failed: {e}"))?;
+                println!("{text}");
+                Ok(())
+            }
         }
     });
     match result {
@@ -78,13 +119,20 @@ fn custom_handler_port() -> Result<u16, String> {
         .map_err(|_| "setting FUNCTIONS_CUSTOMHANDLER_PORT: must be a port number".to_owned())
 }
 
-async fn serve(port: u16, settings: Settings) -> Result<(), String> {
-    // The host always dials IPv4 loopback.
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let application = Application::bind(addr, settings)
+async fn serve(port: u16, settings: Settings, standalone: bool) -> Result<(), String> {
+    // The host always dials IPv4 loopback; standalone serves whoever can reach the machine.
+    let ip = if standalone {
+        Ipv4Addr::UNSPECIFIED
+    } else {
+        Ipv4Addr::LOCALHOST
+    };
+    let application = Application::bind(SocketAddr::from((ip, port)), settings)
         .await
         .map_err(|e| e.to_string())?;
-    tracing::info!(port = application.port(), "handler listening");
+    if standalone {
+        application.spawn_refresh_schedule();
+    }
+    tracing::info!(port = application.port(), standalone, "handler listening");
     application.run_until(shutdown_signal()).await;
     tracing::info!("handler stopped");
     Ok(())
@@ -113,11 +161,26 @@ async fn shutdown_signal() {
 }
 
 fn init_tracing(settings: &Settings) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&settings.log_filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
-        // warp logs every client disconnect as an error under load; those are not errors here.
-        .add_directive("warp::server=off".parse().unwrap_or_default())
-        .add_directive("hyper=warn".parse().unwrap_or_default());
+    let mut filter = tracing_subscriber::EnvFilter::try_new(&settings.log_filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // warp logs every client disconnect as an error under load; those are not errors here. The
+    // HTTP and storage clients log whole requests (bodies with secrets, bearer headers) at
+    // debug/trace, so they are capped whatever RUST_LOG says.
+    for directive in [
+        "warp::server=off",
+        "azure_core=warn",
+        "azure_data_tables=warn",
+        "azure_storage=warn",
+        "reqwest=warn",
+        "hyper=warn",
+        "hyper_util=warn",
+        "h2=warn",
+        "rustls=warn",
+    ] {
+        if let Ok(directive) = directive.parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(false)

@@ -62,6 +62,18 @@ pub struct Credentials {
     pub athlete_id: Option<i64>,
     /// The scope granted at consent.
     pub scope: Option<String>,
+    /// Which instance is refreshing right now, so that instances take turns at Strava.
+    pub refresh_lease: Option<RefreshLease>,
+}
+
+/// A short claim on the right to refresh: only its owner calls Strava's token endpoint until
+/// `until`, so two instances never race with the same refresh token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefreshLease {
+    /// The instance holding it.
+    pub owner: String,
+    /// Unix seconds when it lapses (a crashed owner cannot block refreshes for long).
+    pub until: i64,
 }
 
 /// A value read from the table with the ETag that guards its next write.
@@ -290,6 +302,11 @@ fn credentials_to_entity(c: &Credentials) -> Value {
         if let Some(scope) = &c.scope {
             map.insert("Scope".into(), json!(scope));
         }
+        if let Some(lease) = &c.refresh_lease {
+            map.insert("RefreshLeaseOwner".into(), json!(lease.owner));
+            map.insert("RefreshLeaseUntil".into(), json!(lease.until.to_string()));
+            map.insert("RefreshLeaseUntil@odata.type".into(), json!("Edm.Int64"));
+        }
     }
     entity
 }
@@ -337,6 +354,10 @@ fn credentials_from_entity(entity: &Map<String, Value>) -> Result<Credentials, S
         expires_at: int("ExpiresAt")?,
         athlete_id: int("AthleteId")?,
         scope: text("Scope"),
+        refresh_lease: match (text("RefreshLeaseOwner"), int("RefreshLeaseUntil")?) {
+            (Some(owner), Some(until)) => Some(RefreshLease { owner, until }),
+            _ => None,
+        },
     })
 }
 
@@ -364,6 +385,10 @@ mod tests {
             expires_at: Some(1_760_322_667),
             athlete_id: Some(51_877_240),
             scope: Some("read,activity:read".into()),
+            refresh_lease: Some(RefreshLease {
+                owner: "instance-a".into(),
+                until: 1_760_000_030,
+            }),
         };
         let entity = credentials_to_entity(&creds);
         assert_eq!(entity["ExpiresAt"], "1760322667");

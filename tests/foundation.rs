@@ -131,6 +131,7 @@ fn sample_credentials(refresh: &str) -> Credentials {
         expires_at: None,
         athlete_id: None,
         scope: None,
+        refresh_lease: None,
     }
 }
 

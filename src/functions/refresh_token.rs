@@ -1,19 +1,49 @@
-//! `RefreshToken` (timer, every two hours): refreshes the Strava access token and saves the
-//! newest refresh token with If-Match.
+//! `RefreshToken` (timer, every two hours): asks Strava for fresh tokens on every run, as the
+//! original did, so the refresh-token chain stays exercised and revoked access shows up early.
 
 use crate::app::App;
-use crate::error::ApiError;
 use crate::host::TimerInfo;
+use time::OffsetDateTime;
 
 /// Runs one timer invocation: the log lines on success, the reason on failure.
 pub async fn run(app: &App, timer: &TimerInfo) -> Result<Vec<String>, String> {
     let mut logs = Vec::new();
     if timer.is_past_due {
-        logs.push("RefreshToken is running late (past due); refreshing now".to_owned());
+        logs.push(
+            "RefreshToken is past due (the app was down over an occurrence); refreshing now"
+                .to_owned(),
+        );
     }
-    match app.store.load_credentials().await {
-        Ok(None) => Err(format!("RefreshToken: {}", ApiError::NotConfigured)),
-        Ok(Some(_)) => Err("RefreshToken: not implemented".into()),
-        Err(err) => Err(format!("RefreshToken: cannot read the credentials: {err}")),
+    if timer.is_first_run() {
+        logs.push("RefreshToken first run on this schedule".to_owned());
     }
+    let outcome = app
+        .tokens
+        .refresh_now()
+        .await
+        .map_err(|err| format!("RefreshToken failed: {err}"))?;
+    let valid_for = outcome.expires_at - OffsetDateTime::now_utc().unix_timestamp();
+    logs.push(format!(
+        "RefreshToken: access token valid for {} more minutes; refresh token {}{}{}",
+        valid_for / 60,
+        if outcome.rotated {
+            "rotated"
+        } else {
+            "unchanged"
+        },
+        if outcome.adopted {
+            " (another instance refreshed; adopted its tokens)"
+        } else {
+            ""
+        },
+        if outcome.unsaved {
+            "; STORAGE DOWN: new tokens held in memory until it returns"
+        } else {
+            ""
+        },
+    ));
+    for line in &logs {
+        tracing::info!("{line}");
+    }
+    Ok(logs)
 }

@@ -287,3 +287,39 @@ where
         }
     });
 }
+
+/// Runs `handler` with arguments to completion (the CLI commands), feeding `stdin`; returns the
+/// exit status and everything it printed.
+pub async fn run_handler_command(
+    settings: &TestSettings,
+    args: &[&str],
+    stdin: &str,
+) -> (std::process::ExitStatus, String) {
+    use tokio::io::AsyncWriteExt;
+    let workdir = std::env::temp_dir().join(format!("handler-cwd-{}", unique_table_name()));
+    std::fs::create_dir_all(&workdir).expect("workdir");
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_handler"));
+    command
+        .args(args)
+        .current_dir(&workdir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    for (name, value) in &settings.values {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().expect("spawn handler");
+    if let Some(mut input) = child.stdin.take() {
+        let _ = input.write_all(stdin.as_bytes()).await;
+    }
+    let output = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("command finishes")
+        .expect("output");
+    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stderr));
+    (output.status, text)
+}

@@ -24,7 +24,7 @@ impl Azurite {
         SHARED.get_or_init(Azurite::start)
     }
 
-    /// A fresh instance of its own, for tests that stop storage.
+    /// A fresh instance of its own.
     pub fn start() -> Azurite {
         let port = free_port();
         let child = spawn_on(port);
@@ -60,13 +60,6 @@ impl Azurite {
         while Instant::now() < deadline && TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
             std::thread::sleep(Duration::from_millis(50));
         }
-    }
-
-    /// Starts it again on the same port (storage comes back, empty: in-memory persistence).
-    pub fn restart(&mut self) {
-        self.stop();
-        self.child = Some(spawn_on(self.port));
-        wait_until_listening(self.port);
     }
 }
 

@@ -4,3 +4,4 @@
 pub mod app;
 pub mod azurite;
 pub mod fake_strava;
+pub mod outage;

@@ -1,0 +1,680 @@
+//! The widget's view model: picks the latest public run from Strava's decoded data and builds the
+//! `GetLatestRun` response (DESIGN §5) from an allow-list of fields, so nothing else leaks.
+
+use crate::strava::models::{is_placeholder_url, DetailedActivity, Photo, SummaryActivity};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use time::macros::format_description;
+use time::{OffsetDateTime, UtcOffset};
+
+/// The GetLatestRun response body, version 1 (DESIGN §5): an explicit allow-list, so nothing else
+/// Strava sends can leak.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LatestRun {
+    /// Strava's activity id.
+    pub id: i64,
+    /// The activity's title.
+    pub name: String,
+    /// Distance in metres.
+    pub distance: f64,
+    /// Moving time in seconds.
+    pub moving_time: i64,
+    /// The photo to show: never Strava's placeholder, only http(s).
+    #[serde(rename = "photoUrl")]
+    pub photo_url: Option<String>,
+    /// Year-to-date running distance in metres (Everyone-visible runs only, as Strava counts).
+    pub year_to_date_run_total_distance: f64,
+    /// Strava's sport type (`Run`, `TrailRun`, `VirtualRun`, ...).
+    pub sport_type: String,
+    /// Start instant as RFC 3339 UTC, e.g. `2025-10-10T05:58:11Z`.
+    pub start_date: String,
+    /// The athlete's wall-clock start time, verbatim from Strava.
+    pub start_date_local: Option<String>,
+    /// Strava's time-zone label.
+    pub timezone: Option<String>,
+    /// Elapsed time in seconds.
+    pub elapsed_time: i64,
+    /// Elevation gain in metres.
+    pub total_elevation_gain: Option<f64>,
+    /// Average speed in m/s.
+    pub average_speed: Option<f64>,
+    /// Number of kudos.
+    pub kudos_count: Option<i64>,
+    /// Seconds per kilometre, rounded to 0.1 s; `None` without a positive distance and moving time.
+    pub pace_seconds_per_km: Option<f64>,
+    /// `https://www.strava.com/activities/{id}` (the "View on Strava" link).
+    pub strava_url: String,
+    /// When this answer was fetched from Strava, RFC 3339 UTC with seconds precision.
+    pub fetched_at: String,
+    /// True when Strava could not be reached and this is the last good answer.
+    pub stale: bool,
+}
+
+impl LatestRun {
+    /// Same run, marked stale (Strava unreachable; this is the last good answer).
+    pub fn into_stale(self) -> LatestRun {
+        LatestRun {
+            stale: true,
+            ..self
+        }
+    }
+}
+
+/// The activity's sport type: `sport_type`, or the deprecated `type` when `sport_type` is absent.
+fn sport_of(activity: &SummaryActivity) -> Option<&str> {
+    activity
+        .sport_type
+        .as_deref()
+        .or(activity.activity_type.as_deref())
+}
+
+/// The newest activity by start_date (never trust list order) whose sport_type is in
+/// `sport_types` (exact match; filter on sport_type, not the deprecated `type`; an activity with
+/// sport_type absent falls back to `type`) and which is public (SummaryActivity::is_public).
+/// Manual and trainer runs count. Activities without a start_date are skipped.
+pub fn pick_latest_run<'a>(
+    activities: &'a [SummaryActivity],
+    sport_types: &[String],
+) -> Option<&'a SummaryActivity> {
+    activities
+        .iter()
+        .filter(|activity| activity.is_public())
+        .filter(|activity| {
+            sport_of(activity).is_some_and(|sport| sport_types.iter().any(|s| s == sport))
+        })
+        .filter_map(|activity| activity.start_date.map(|start| (start, activity)))
+        // The id breaks ties so that the pick does not depend on list order.
+        .max_by_key(|(start, activity)| (*start, activity.id))
+        .map(|(_, activity)| activity)
+}
+
+/// The photo URL: the detail's primary photo urls["600"], else its largest other size (keys are
+/// sizes as strings; compare numerically); never a placeholder URL (is_placeholder_url) — if the
+/// primary is a placeholder or absent, use the first real photo of `photos` (the /photos list,
+/// same size rule, skipping placeholders and photos whose own placeholder flag is set); else None.
+/// Only http(s) URLs.
+pub fn choose_photo_url(detail: Option<&DetailedActivity>, photos: &[Photo]) -> Option<String> {
+    let primary = detail
+        .and_then(|detail| detail.photos.as_ref())
+        .and_then(|summary| summary.primary.as_ref())
+        // A primary with any placeholder URL is still processing (as `Photo::is_placeholder`).
+        .filter(|primary| !primary.urls.values().any(|url| is_placeholder_url(url)))
+        .and_then(|primary| best_url(&primary.urls));
+    primary.or_else(|| {
+        photos
+            .iter()
+            .filter(|photo| !photo.is_placeholder())
+            .find_map(|photo| best_url(&photo.urls))
+    })
+}
+
+/// The `"600"` URL, else the one with the largest numeric size key (non-numeric keys last),
+/// considering only usable URLs.
+fn best_url(urls: &HashMap<String, String>) -> Option<String> {
+    if let Some(url) = urls.get("600").filter(|url| is_usable_url(url)) {
+        return Some(url.clone());
+    }
+    urls.iter()
+        .filter(|(_, url)| is_usable_url(url))
+        .max_by(|(a, _), (b, _)| {
+            let size = |key: &str| key.trim().parse::<u64>().ok();
+            // Equal sizes fall back to the key text so the choice never depends on map order.
+            size(a).cmp(&size(b)).then_with(|| b.cmp(a))
+        })
+        .map(|(_, url)| url.clone())
+}
+
+/// An absolute http(s) URL with a host that is not Strava's placeholder image.
+fn is_usable_url(url: &str) -> bool {
+    if is_placeholder_url(url) {
+        return false;
+    }
+    match url::Url::parse(url) {
+        Ok(parsed) => {
+            matches!(parsed.scheme(), "http" | "https")
+                && parsed.host_str().is_some_and(|host| !host.is_empty())
+        }
+        Err(_) => false,
+    }
+}
+
+/// `2025-10-12T18:04:09Z`: UTC, seconds precision. `None` only for instants the format cannot
+/// express.
+fn format_utc_seconds(instant: OffsetDateTime) -> Option<String> {
+    let utc = instant.to_offset(UtcOffset::UTC);
+    utc.format(format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
+    ))
+    .ok()
+}
+
+/// Seconds per kilometre rounded to 0.1 s; `None` without a positive distance and moving time.
+fn pace_seconds_per_km(distance: f64, moving_time: i64) -> Option<f64> {
+    if !(distance.is_finite() && distance > 0.0) || moving_time <= 0 {
+        return None;
+    }
+    let pace = moving_time as f64 / (distance / 1000.0);
+    let rounded = (pace * 10.0).round() / 10.0;
+    rounded.is_finite().then_some(rounded)
+}
+
+/// JSON has no NaN or infinity; a non-finite number would serialize as `null` and break the
+/// "number" contract, so it becomes 0.
+fn finite_or_zero(value: f64) -> f64 {
+    if value.is_finite() {
+        value
+    } else {
+        0.0
+    }
+}
+
+/// Builds the response from an allow-list of fields.
+pub fn build_latest_run(
+    activity: &SummaryActivity,
+    photo_url: Option<String>,
+    ytd_run_distance: f64,
+    fetched_at: OffsetDateTime,
+) -> LatestRun {
+    let distance = finite_or_zero(activity.distance);
+    LatestRun {
+        id: activity.id,
+        name: activity.name.clone(),
+        distance,
+        moving_time: activity.moving_time,
+        photo_url: photo_url.filter(|url| is_usable_url(url)),
+        year_to_date_run_total_distance: finite_or_zero(ytd_run_distance),
+        sport_type: sport_of(activity).unwrap_or_default().to_owned(),
+        start_date: activity
+            .start_date
+            .and_then(format_utc_seconds)
+            .unwrap_or_default(),
+        start_date_local: activity.start_date_local.clone(),
+        timezone: activity.timezone.clone(),
+        elapsed_time: activity.elapsed_time,
+        total_elevation_gain: activity.total_elevation_gain.filter(|n| n.is_finite()),
+        average_speed: activity.average_speed.filter(|n| n.is_finite()),
+        kudos_count: activity.kudos_count,
+        pace_seconds_per_km: pace_seconds_per_km(distance, activity.moving_time),
+        strava_url: format!("https://www.strava.com/activities/{}", activity.id),
+        fetched_at: format_utc_seconds(fetched_at).unwrap_or_default(),
+        stale: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+    use std::collections::BTreeSet;
+    use time::macros::datetime;
+
+    const ACTIVITIES: &str = include_str!("../tests/data/strava/athlete-activities.json");
+    const DETAIL: &str = include_str!("../tests/data/strava/activity-detail-run.json");
+    const PHOTOS: &str = include_str!("../tests/data/strava/activity-photos.json");
+
+    const PLACEHOLDER: &str =
+        "https://d3nn82uaxijpm6.cloudfront.net/assets/media/placeholder-photo@4x-d0b3.png";
+
+    fn sample(text: &str) -> Value {
+        serde_json::from_str(text).expect("sample is JSON")
+    }
+
+    fn decode<T: serde::de::DeserializeOwned>(value: Value) -> T {
+        serde_json::from_value(value).expect("decodes")
+    }
+
+    fn activities() -> Vec<SummaryActivity> {
+        serde_json::from_str(ACTIVITIES).expect("decodes")
+    }
+
+    fn detail() -> DetailedActivity {
+        serde_json::from_str(DETAIL).expect("decodes")
+    }
+
+    fn photos() -> Vec<Photo> {
+        serde_json::from_str(PHOTOS).expect("decodes")
+    }
+
+    fn runs() -> Vec<String> {
+        ["Run", "TrailRun", "VirtualRun"]
+            .into_iter()
+            .map(String::from)
+            .collect()
+    }
+
+    fn ids(list: &[SummaryActivity]) -> Vec<i64> {
+        list.iter().map(|a| a.id).collect()
+    }
+
+    #[test]
+    fn picks_the_public_run_with_photos_from_the_sample() {
+        let list = activities();
+        let picked = pick_latest_run(&list, &runs()).expect("a run");
+        assert_eq!(picked.id, detail().summary.id);
+        assert_eq!(picked.id, 16128930471);
+        assert_eq!(picked.total_photo_count, Some(3));
+        // Newer, but Only Me / followers only / not a run.
+        assert_ne!(picked.id, 16137205566);
+        assert_ne!(picked.id, 16145518802);
+    }
+
+    #[test]
+    fn the_pick_does_not_depend_on_list_order() {
+        let expected = detail().summary.id;
+        let mut list = activities();
+        list.reverse();
+        assert_eq!(
+            pick_latest_run(&list, &runs()).map(|a| a.id),
+            Some(expected)
+        );
+        let original = activities();
+        for order in [[3, 0, 5, 2, 4, 1], [2, 5, 1, 4, 0, 3], [5, 4, 2, 0, 3, 1]] {
+            let shuffled: Vec<_> = order.iter().map(|&i| original[i].clone()).collect();
+            assert_eq!(
+                pick_latest_run(&shuffled, &runs()).map(|a| a.id),
+                Some(expected),
+                "{:?}",
+                ids(&shuffled)
+            );
+        }
+    }
+
+    #[test]
+    fn equal_start_dates_pick_the_same_activity_in_any_order() {
+        let mut value = sample(ACTIVITIES);
+        value[3]["start_date"] = value[2]["start_date"].clone();
+        let mut list: Vec<SummaryActivity> = decode(value);
+        let first = pick_latest_run(&list, &runs()).map(|a| a.id);
+        list.reverse();
+        assert_eq!(pick_latest_run(&list, &runs()).map(|a| a.id), first);
+    }
+
+    #[test]
+    fn skips_newest_runs_that_are_not_public() {
+        let mut value = sample(ACTIVITIES);
+        // The Only Me run (index 1) is already newer than the pick; make a followers-only run newest.
+        value[2]["start_date"] = json!("2025-10-13T06:00:00Z");
+        value[2]["visibility"] = json!("followers_only");
+        let list: Vec<SummaryActivity> = decode(value);
+        let picked = pick_latest_run(&list, &runs()).expect("a run");
+        assert_eq!(picked.id, 16110453318);
+    }
+
+    #[test]
+    fn trail_runs_count_only_when_listed_by_sport_type() {
+        let mut value = sample(ACTIVITIES);
+        value[3]["start_date"] = json!("2025-10-13T06:00:00Z");
+        assert_eq!(value[3]["type"], json!("Run"));
+        let list: Vec<SummaryActivity> = decode(value);
+        assert_eq!(
+            pick_latest_run(&list, &runs()).map(|a| a.id),
+            Some(16110453318)
+        );
+        let only_run = vec!["Run".to_string()];
+        assert_eq!(
+            pick_latest_run(&list, &only_run).map(|a| a.id),
+            Some(16128930471)
+        );
+    }
+
+    #[test]
+    fn falls_back_to_type_when_sport_type_is_absent() {
+        let mut value = sample(ACTIVITIES);
+        value[4]["start_date"] = json!("2025-10-13T06:00:00Z");
+        value[4]
+            .as_object_mut()
+            .expect("object")
+            .remove("sport_type");
+        let list: Vec<SummaryActivity> = decode(value);
+        // VirtualRun's `type` is VirtualRun too.
+        assert_eq!(
+            pick_latest_run(&list, &runs()).map(|a| a.id),
+            Some(16101877250)
+        );
+        let built = build_latest_run(&list[4], None, 0.0, datetime!(2025-10-13 07:00 UTC));
+        assert_eq!(built.sport_type, "VirtualRun");
+    }
+
+    #[test]
+    fn skips_activities_without_a_start_date() {
+        let mut value = sample(ACTIVITIES);
+        value[2]["start_date"] = Value::Null;
+        let list: Vec<SummaryActivity> = decode(value);
+        assert_eq!(
+            pick_latest_run(&list, &runs()).map(|a| a.id),
+            Some(16110453318)
+        );
+    }
+
+    #[test]
+    fn a_manual_run_with_absent_keys_is_picked_and_builds() {
+        let mut value = sample(ACTIVITIES);
+        let manual = value[2].as_object_mut().expect("object");
+        for key in [
+            "start_latlng",
+            "end_latlng",
+            "map",
+            "average_speed",
+            "kudos_count",
+        ] {
+            manual.remove(key);
+        }
+        manual.insert("manual".into(), json!(true));
+        manual.insert("start_date".into(), json!("2025-10-13T06:00:00Z"));
+        let list: Vec<SummaryActivity> = decode(value);
+        let picked = pick_latest_run(&list, &runs()).expect("a run");
+        assert_eq!(picked.id, 16128930471);
+        assert_eq!(picked.manual, Some(true));
+        let built = build_latest_run(picked, None, 1000.0, datetime!(2025-10-13 07:00 UTC));
+        assert_eq!(built.average_speed, None);
+        assert_eq!(built.kudos_count, None);
+        assert_eq!(built.start_date, "2025-10-13T06:00:00Z");
+        let encoded = serde_json::to_value(&built).expect("encodes");
+        assert_eq!(encoded["average_speed"], Value::Null);
+        assert_eq!(encoded["kudos_count"], Value::Null);
+        assert_eq!(encoded["photoUrl"], Value::Null);
+    }
+
+    #[test]
+    fn trainer_runs_count() {
+        let mut value = sample(ACTIVITIES);
+        value[2]["trainer"] = json!(true);
+        let list: Vec<SummaryActivity> = decode(value);
+        assert_eq!(
+            pick_latest_run(&list, &runs()).map(|a| a.id),
+            Some(16128930471)
+        );
+    }
+
+    #[test]
+    fn nothing_public_gives_none() {
+        let mut value = sample(ACTIVITIES);
+        for item in value.as_array_mut().expect("array") {
+            item["visibility"] = json!("only_me");
+            item["private"] = json!(true);
+        }
+        let list: Vec<SummaryActivity> = decode(value);
+        assert_eq!(pick_latest_run(&list, &runs()), None);
+        assert_eq!(pick_latest_run(&[], &runs()), None);
+        assert_eq!(pick_latest_run(&activities(), &[]), None);
+    }
+
+    #[test]
+    fn photo_is_the_primary_600_url() {
+        let detail = detail();
+        let expected = detail
+            .photos
+            .as_ref()
+            .and_then(|p| p.primary.as_ref())
+            .map(|p| p.urls["600"].clone());
+        assert!(expected
+            .as_deref()
+            .is_some_and(|u| u.ends_with("-768x576.jpg")));
+        assert_eq!(choose_photo_url(Some(&detail), &photos()), expected);
+        assert_eq!(choose_photo_url(Some(&detail), &[]), expected);
+    }
+
+    #[test]
+    fn null_primary_falls_back_to_the_first_real_photo() {
+        let mut value = sample(DETAIL);
+        value["photos"] = json!({"primary": null, "count": 3});
+        let detail: DetailedActivity = decode(value);
+        let list = photos();
+        assert_eq!(
+            choose_photo_url(Some(&detail), &list),
+            Some(list[0].urls["600"].clone())
+        );
+        assert_eq!(
+            choose_photo_url(None, &list),
+            Some(list[0].urls["600"].clone())
+        );
+        assert_eq!(choose_photo_url(Some(&detail), &[]), None);
+    }
+
+    #[test]
+    fn placeholder_primary_falls_back_to_the_next_real_photo() {
+        let mut value = sample(DETAIL);
+        value["photos"]["primary"]["urls"]["600"] = json!(PLACEHOLDER);
+        let detail: DetailedActivity = decode(value);
+        let mut photos_value = sample(PHOTOS);
+        // The list's first photo is the same still-processing one.
+        photos_value[0]["urls"]["600"] = json!(PLACEHOLDER);
+        let list: Vec<Photo> = decode(photos_value.clone());
+        assert_eq!(
+            choose_photo_url(Some(&detail), &list),
+            Some(list[1].urls["600"].clone())
+        );
+        // A photo flagged by `placeholder_image` is skipped even with a real-looking URL.
+        photos_value[1]["placeholder_image"] = json!({"light_url": "https://x/light.png"});
+        let list: Vec<Photo> = decode(photos_value);
+        assert_eq!(
+            choose_photo_url(Some(&detail), &list),
+            Some(list[2].urls["600"].clone())
+        );
+    }
+
+    #[test]
+    fn all_placeholders_give_none() {
+        let mut value = sample(DETAIL);
+        value["photos"]["primary"]["urls"] = json!({"600": PLACEHOLDER, "100": PLACEHOLDER});
+        let detail: DetailedActivity = decode(value);
+        let mut photos_value = sample(PHOTOS);
+        for photo in photos_value.as_array_mut().expect("array") {
+            photo["urls"]["600"] = json!(PLACEHOLDER);
+        }
+        let list: Vec<Photo> = decode(photos_value);
+        assert_eq!(choose_photo_url(Some(&detail), &list), None);
+    }
+
+    #[test]
+    fn without_600_the_largest_size_wins() {
+        let mut value = sample(DETAIL);
+        value["photos"]["primary"]["urls"] = json!({
+            "100": "https://example.com/100.jpg",
+            "1800": "https://example.com/1800.jpg",
+            "2000": "https://example.com/2000.jpg",
+            "300": "https://example.com/300.jpg",
+        });
+        let detail: DetailedActivity = decode(value);
+        assert_eq!(
+            choose_photo_url(Some(&detail), &[]),
+            Some("https://example.com/2000.jpg".into())
+        );
+        let mut photos_value = sample(PHOTOS);
+        photos_value[0]["urls"] = json!({
+            "0": "https://example.com/0.jpg",
+            "1000": "https://example.com/1000.jpg",
+            "90": "https://example.com/90.jpg",
+        });
+        let list: Vec<Photo> = decode(photos_value);
+        assert_eq!(
+            choose_photo_url(None, &list),
+            Some("https://example.com/1000.jpg".into())
+        );
+    }
+
+    #[test]
+    fn only_http_urls_are_used() {
+        let mut value = sample(DETAIL);
+        value["photos"]["primary"]["urls"] = json!({
+            "600": "javascript:alert(1)",
+            "100": "https://example.com/100.jpg",
+            "1000": "data:image/png;base64,AAAA",
+        });
+        let detail: DetailedActivity = decode(value);
+        assert_eq!(
+            choose_photo_url(Some(&detail), &[]),
+            Some("https://example.com/100.jpg".into())
+        );
+        let mut value = sample(DETAIL);
+        value["photos"]["primary"]["urls"] = json!({"600": "/relative.jpg"});
+        let detail: DetailedActivity = decode(value);
+        let list = photos();
+        assert_eq!(
+            choose_photo_url(Some(&detail), &list),
+            Some(list[0].urls["600"].clone())
+        );
+    }
+
+    fn built_sample() -> LatestRun {
+        let list = activities();
+        let picked = pick_latest_run(&list, &runs()).expect("a run");
+        let photo = choose_photo_url(Some(&detail()), &photos());
+        build_latest_run(
+            picked,
+            photo,
+            1654210.0,
+            datetime!(2025-10-12 18:04:09.123456 UTC),
+        )
+    }
+
+    #[test]
+    fn builds_the_original_widget_fields() {
+        let built = built_sample();
+        let encoded = serde_json::to_value(&built).expect("encodes");
+        let picked = activities()[2].clone();
+        assert_eq!(encoded["id"], json!(16128930471_i64));
+        assert_eq!(encoded["name"], json!(picked.name));
+        assert_eq!(encoded["distance"], json!(picked.distance));
+        assert_eq!(encoded["moving_time"], json!(picked.moving_time));
+        assert_eq!(
+            encoded["photoUrl"],
+            json!(detail()
+                .photos
+                .and_then(|p| p.primary)
+                .map(|p| p.urls["600"].clone()))
+        );
+        assert!(encoded["photoUrl"].is_string());
+        assert_eq!(encoded["year_to_date_run_total_distance"], json!(1654210.0));
+        assert_eq!(encoded["sport_type"], json!("Run"));
+        assert_eq!(encoded["start_date"], json!("2025-10-10T05:58:11Z"));
+        assert_eq!(encoded["start_date_local"], json!("2025-10-10T07:58:11Z"));
+        assert_eq!(encoded["timezone"], json!("(GMT+01:00) Europe/Berlin"));
+        assert_eq!(encoded["kudos_count"], json!(21));
+        assert_eq!(encoded["stale"], json!(false));
+    }
+
+    #[test]
+    fn the_json_has_exactly_the_documented_keys() {
+        let encoded = serde_json::to_value(built_sample()).expect("encodes");
+        let keys: BTreeSet<&str> = encoded
+            .as_object()
+            .expect("object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let expected: BTreeSet<&str> = [
+            "id",
+            "name",
+            "distance",
+            "moving_time",
+            "photoUrl",
+            "year_to_date_run_total_distance",
+            "sport_type",
+            "start_date",
+            "start_date_local",
+            "timezone",
+            "elapsed_time",
+            "total_elevation_gain",
+            "average_speed",
+            "kudos_count",
+            "pace_seconds_per_km",
+            "strava_url",
+            "fetched_at",
+            "stale",
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(keys, expected);
+    }
+
+    #[test]
+    fn the_json_carries_nothing_private() {
+        let text = serde_json::to_string(&built_sample()).expect("encodes");
+        for forbidden in [
+            "start_latlng",
+            "end_latlng",
+            "map",
+            "polyline",
+            "summary_polyline",
+            "athlete",
+            "private",
+            "visibility",
+        ] {
+            assert!(!text.contains(forbidden), "{forbidden} leaked: {text}");
+        }
+    }
+
+    #[test]
+    fn pace_is_seconds_per_km() {
+        let mut activity = activities()[2].clone();
+        activity.distance = 10_000.0;
+        activity.moving_time = 3000;
+        let at = datetime!(2025-10-12 18:04:09 UTC);
+        let built = build_latest_run(&activity, None, 0.0, at);
+        assert_eq!(built.pace_seconds_per_km, Some(300.0));
+
+        // 2851 s over 8412.3 m = 338.908... s/km.
+        activity.distance = 8412.3;
+        activity.moving_time = 2851;
+        let built = build_latest_run(&activity, None, 0.0, at);
+        assert_eq!(built.pace_seconds_per_km, Some(338.9));
+
+        activity.distance = 0.0;
+        let built = build_latest_run(&activity, None, 0.0, at);
+        assert_eq!(built.pace_seconds_per_km, None);
+        let encoded = serde_json::to_value(&built).expect("encodes");
+        assert_eq!(encoded["pace_seconds_per_km"], Value::Null);
+    }
+
+    #[test]
+    fn strava_url_and_fetched_at_formats() {
+        let built = built_sample();
+        assert_eq!(
+            built.strava_url,
+            "https://www.strava.com/activities/16128930471"
+        );
+        assert_eq!(built.fetched_at, "2025-10-12T18:04:09Z");
+        assert!(built.fetched_at.ends_with('Z'));
+        // Another offset is converted to UTC.
+        let activity = activities()[2].clone();
+        let built = build_latest_run(&activity, None, 0.0, datetime!(2025-10-12 20:04:09 +02:00));
+        assert_eq!(built.fetched_at, "2025-10-12T18:04:09Z");
+    }
+
+    #[test]
+    fn non_finite_numbers_do_not_become_null() {
+        let activity = activities()[2].clone();
+        let built = build_latest_run(
+            &activity,
+            Some("ftp://example.com/x.jpg".into()),
+            f64::NAN,
+            datetime!(2025-10-12 18:04:09 UTC),
+        );
+        assert_eq!(built.year_to_date_run_total_distance, 0.0);
+        assert_eq!(built.photo_url, None);
+    }
+
+    #[test]
+    fn into_stale_marks_only_stale() {
+        let fresh = built_sample();
+        assert!(!fresh.stale);
+        let stale = fresh.clone().into_stale();
+        assert!(stale.stale);
+        assert_eq!(
+            LatestRun {
+                stale: false,
+                ..stale
+            },
+            fresh
+        );
+    }
+
+    #[test]
+    fn round_trips_through_json() {
+        let built = built_sample();
+        let text = serde_json::to_string(&built).expect("encodes");
+        let back: LatestRun = serde_json::from_str(&text).expect("decodes");
+        assert_eq!(back, built);
+    }
+}
