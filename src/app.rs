@@ -1,6 +1,7 @@
 //! The app's shared state (settings, store, clients) and the dispatch from a function name to
 //! the function's code. Built once at start-up without any I/O.
 
+use crate::cache::LatestRunCache;
 use crate::config::Settings;
 use crate::functions::{self, FunctionName, FunctionRequest, FunctionResponse};
 use crate::host::TimerInfo;
@@ -18,7 +19,9 @@ pub struct App {
     /// Strava's OAuth and API client.
     pub strava: StravaClient,
     /// The owner of the Strava tokens.
-    pub tokens: TokenKeeper,
+    pub tokens: Arc<TokenKeeper>,
+    /// The cached GetLatestRun answer.
+    pub latest_run: LatestRunCache,
 }
 
 /// Why the app could not be built.
@@ -46,12 +49,24 @@ impl App {
     pub fn new(settings: Settings) -> Result<Self, BuildError> {
         let store = Store::connect(&settings.storage)?;
         let strava = StravaClient::new(settings.strava_base_url.as_str(), settings.strava_timeout)?;
-        let tokens = TokenKeeper::new(store.clone(), strava.clone(), instance_name());
+        let tokens = Arc::new(TokenKeeper::new(
+            store.clone(),
+            strava.clone(),
+            instance_name(),
+        ));
+        let settings = Arc::new(settings);
+        let latest_run = LatestRunCache::new(
+            Arc::clone(&settings),
+            store.clone(),
+            strava.clone(),
+            Arc::clone(&tokens),
+        );
         Ok(App {
-            settings: Arc::new(settings),
+            settings,
             store,
             strava,
             tokens,
+            latest_run,
         })
     }
 

@@ -6,6 +6,7 @@
 //! - [`server`]: the warp server; routes both request forms and caps bodies.
 //! - [`host`]: the Functions host wire protocol and its adapters to one request/response model.
 //! - [`functions`]: one module per function (`GetLatestRun`, `RefreshToken`).
+//! - [`cache`]: the latest-run answer cached in memory and in the table; one Strava round per window.
 //! - [`app`]: shared state and dispatch from function name to code.
 //! - [`setup`]: the `setup` and `status` commands.
 //! - [`store`]: Azure Table Storage (credentials with ETags).
@@ -16,6 +17,7 @@
 //! - [`secret`]: a string type that never prints its value.
 
 pub mod app;
+pub mod cache;
 pub mod config;
 pub mod error;
 pub mod functions;

@@ -19,6 +19,19 @@ use tokio::sync::OnceCell;
 pub const PARTITION: &str = "strava";
 /// Row key of the credentials entity.
 pub const CREDENTIALS_ROW: &str = "credentials";
+/// Row key of the cached answer.
+pub const LATEST_RUN_ROW: &str = "latest-run";
+
+/// The last good GetLatestRun answer, shared by all instances (the `latest-run` entity).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LatestRunSnapshot {
+    /// The response JSON.
+    pub body: String,
+    /// When it was fetched from Strava (Unix seconds).
+    pub fetched_at: i64,
+    /// The activity it shows.
+    pub activity_id: i64,
+}
 
 /// The well-known Azurite account name.
 const EMULATOR_ACCOUNT: &str = "devstoreaccount1";
@@ -167,6 +180,63 @@ impl Store {
         Ok(())
     }
 
+    /// Reads the shared cached answer, if any instance has stored one.
+    pub async fn load_latest_run(&self) -> Result<Option<LatestRunSnapshot>, StoreError> {
+        let Some((entity, _)) = self.get(LATEST_RUN_ROW).await? else {
+            return Ok(None);
+        };
+        let body = entity.get("Body").and_then(Value::as_str);
+        let fetched_at = entity
+            .get("FetchedAt")
+            .and_then(Value::as_str)
+            .and_then(|t| {
+                time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+            });
+        let activity_id = entity.get("ActivityId").and_then(|v| {
+            v.as_str()
+                .and_then(|s| s.parse().ok())
+                .or_else(|| v.as_i64())
+        });
+        match (body, fetched_at, activity_id) {
+            (Some(body), Some(fetched_at), Some(activity_id)) => Ok(Some(LatestRunSnapshot {
+                body: body.to_owned(),
+                fetched_at: fetched_at.unix_timestamp(),
+                activity_id,
+            })),
+            _ => Err(StoreError::Corrupt {
+                row: LATEST_RUN_ROW,
+                problem: "Body, FetchedAt or ActivityId is missing".into(),
+            }),
+        }
+    }
+
+    /// Stores the shared cached answer (last writer wins: every answer written is a good one).
+    pub async fn save_latest_run(&self, snapshot: &LatestRunSnapshot) -> Result<(), StoreError> {
+        self.ensure_table().await?;
+        let fetched_at = time::OffsetDateTime::from_unix_timestamp(snapshot.fetched_at)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_default();
+        let entity = json!({
+            "PartitionKey": PARTITION,
+            "RowKey": LATEST_RUN_ROW,
+            "Body": snapshot.body,
+            "FetchedAt": fetched_at,
+            "FetchedAt@odata.type": "Edm.DateTime",
+            "ActivityId": snapshot.activity_id.to_string(),
+            "ActivityId@odata.type": "Edm.Int64",
+        });
+        let write = self
+            .entity_client(LATEST_RUN_ROW)
+            .insert_or_replace(&entity)
+            .map_err(|err| StoreError::Unavailable(err.to_string()))?;
+        self.bounded(write.into_future()).await.map_err(classify)?;
+        Ok(())
+    }
+
     /// Deletes an entity (tests and `setup --reset` style tools); absent is fine.
     pub async fn delete(&self, row: &str) -> Result<(), StoreError> {
         self.ensure_table().await?;
@@ -221,6 +291,7 @@ impl Store {
 fn static_row(row: &str) -> &'static str {
     match row {
         CREDENTIALS_ROW => CREDENTIALS_ROW,
+        LATEST_RUN_ROW => LATEST_RUN_ROW,
         _ => "table",
     }
 }

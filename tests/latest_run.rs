@@ -1,0 +1,507 @@
+//! GetLatestRun against the fake Strava and real Azurite: the pick, the photo, the response and
+//! its headers in both forms, privacy, failures, and the cache that keeps visitors off Strava.
+
+mod support;
+
+use serde_json::{json, Value};
+use std::time::Duration;
+use strava_latest_run::secret::Secret;
+use strava_latest_run::store::Credentials;
+use support::app::{fixture, TestApp, TestSettings};
+use support::fake_strava::{FakeStrava, Fault, Scope, ATHLETE_ID, CLIENT_ID, CLIENT_SECRET};
+
+const SAMPLE_RUN_ID: i64 = 16128930471;
+const SAMPLE_PRIMARY_600: &str =
+    "https://dgtzuqphqg23d.cloudfront.net/FrDYjKf7QmUt5OOkVHKSUiml7aWGiFCw-TzHahf1rGP-768x576.jpg";
+
+fn sample(name: &str) -> Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/strava")
+        .join(name);
+    serde_json::from_str(&std::fs::read_to_string(path).expect("sample")).expect("json")
+}
+
+fn json(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(bytes)))
+}
+
+/// Credentials as `handler setup` leaves them, pointing at the fake's current tokens.
+async fn connect(app: &TestApp, strava: &FakeStrava) {
+    let credentials = Credentials {
+        client_id: CLIENT_ID.into(),
+        client_secret: Secret::new(CLIENT_SECRET),
+        refresh_token: Secret::new(strava.refresh_token()),
+        access_token: Some(Secret::new(strava.access_token())),
+        expires_at: Some(strava.access_token_expires_at()),
+        athlete_id: Some(ATHLETE_ID),
+        scope: Some("read,activity:read".into()),
+        refresh_lease: None,
+    };
+    app.store
+        .replace_credentials(&credentials)
+        .await
+        .expect("arrange credentials");
+}
+
+async fn connected_app(strava: &FakeStrava, settings: TestSettings) -> TestApp {
+    let app = TestApp::spawn(settings).await;
+    connect(&app, strava).await;
+    app
+}
+
+async fn get_json(app: &TestApp) -> (u16, Value) {
+    let response = app.get("/api/GetLatestRun").await;
+    let status = response.status().as_u16();
+    (status, json(&response.bytes().await.expect("body")))
+}
+
+fn assert_private_data_absent(body: &str, strava: &FakeStrava) {
+    for forbidden in [
+        "latlng",
+        "polyline",
+        "\"map\"",
+        "visibility",
+        "\"private\"",
+        "athlete",
+        "firstname",
+        "Kowalczyk",
+        "username",
+    ] {
+        assert!(!body.contains(forbidden), "{forbidden} leaked: {body}");
+    }
+    for secret in strava.all_secrets() {
+        assert!(!body.contains(&secret), "a secret leaked");
+    }
+}
+
+#[tokio::test]
+async fn the_latest_public_run_with_photo_and_year_total_in_both_forms() {
+    let strava = FakeStrava::start().await;
+    let app = connected_app(&strava, TestSettings::new(&strava.base_url())).await;
+
+    let forwarded = app.get("/api/GetLatestRun").await;
+    assert_eq!(forwarded.status(), 200);
+    let headers = forwarded.headers().clone();
+    let body = forwarded.bytes().await.expect("body");
+    let run = json(&body);
+    assert_eq!(
+        run["id"], SAMPLE_RUN_ID,
+        "not the followers-only ride nor the only-me run"
+    );
+    assert_eq!(run["photoUrl"], SAMPLE_PRIMARY_600);
+    assert_eq!(
+        run["year_to_date_run_total_distance"].as_f64(),
+        Some(1654210.0)
+    );
+    assert_eq!(run["sport_type"], "Run");
+    assert_eq!(run["stale"], false);
+    assert_eq!(
+        run["strava_url"],
+        format!("https://www.strava.com/activities/{SAMPLE_RUN_ID}")
+    );
+    for field in [
+        "name",
+        "distance",
+        "moving_time",
+        "start_date",
+        "elapsed_time",
+        "pace_seconds_per_km",
+        "fetched_at",
+    ] {
+        assert!(!run[field].is_null(), "{field} missing: {run}");
+    }
+    assert_private_data_absent(&String::from_utf8_lossy(&body), &strava);
+    assert_eq!(headers["content-type"], "application/json; charset=utf-8");
+    assert_eq!(headers["access-control-allow-origin"], "*");
+    assert!(headers["cache-control"]
+        .to_str()
+        .expect("ascii")
+        .contains("stale-while-revalidate"));
+    let etag = headers["etag"].to_str().expect("ascii").to_owned();
+    assert!(
+        etag.starts_with('"') && etag.ends_with('"'),
+        "strong ETag: {etag}"
+    );
+
+    let invoked = app
+        .invoke("GetLatestRun", fixture("http-invocation-request.json"))
+        .await;
+    assert_eq!(invoked.status(), 200);
+    let envelope = json(&invoked.bytes().await.expect("body"));
+    let res = &envelope["Outputs"]["res"];
+    assert_eq!(res["statusCode"], 200);
+    assert_eq!(
+        res["body"].as_str().expect("string").as_bytes(),
+        &body[..],
+        "byte-identical bodies"
+    );
+    assert_eq!(res["headers"]["ETag"], etag.as_str());
+
+    // If-None-Match → 304 in both forms.
+    let not_modified = app
+        .client
+        .get(format!("{}/api/GetLatestRun", app.address))
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(not_modified.status(), 304);
+    let with_etag = fixture("http-invocation-request.json").replace(
+        "\"Accept\": [",
+        &format!(
+            "\"If-None-Match\": [{}], \"Accept\": [",
+            serde_json::to_string(&etag).expect("json")
+        ),
+    );
+    let invoked = app.invoke("GetLatestRun", with_etag).await;
+    let envelope = json(&invoked.bytes().await.expect("body"));
+    assert_eq!(envelope["Outputs"]["res"]["statusCode"], 304);
+    assert_eq!(envelope["Outputs"]["res"]["body"], "");
+
+    // Every answer after the first came from memory.
+    assert_eq!(strava.calls().activities, 1);
+}
+
+#[tokio::test]
+async fn awkward_activity_lists_pick_the_right_run_and_photo() {
+    let strava = FakeStrava::start().await;
+    // A fresh table each time: the cached answer of one case must not answer the next.
+    let app_settings = || TestSettings::new(&strava.base_url());
+    let activities = sample("athlete-activities.json");
+    let list: Vec<Value> = activities.as_array().expect("array").clone();
+    let by_id = |id: i64| {
+        list.iter()
+            .find(|a| a["id"] == id)
+            .cloned()
+            .expect("in sample")
+    };
+
+    // A TrailRun as the newest public activity (its `type` is "Run"); no photos at all.
+    let mut trail = by_id(16110453318_i64);
+    trail["start_date"] = json!("2025-10-13T07:00:00Z");
+    trail["total_photo_count"] = json!(0);
+    // Ascending order (as with `after`): the pick must not trust list order.
+    let mut ascending = list.clone();
+    ascending.push(trail.clone());
+    ascending.reverse();
+    strava.set_activities(ascending);
+    let app = connected_app(&strava, app_settings()).await;
+    let (status, run) = get_json(&app).await;
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["id"], 16110453318_i64);
+    assert_eq!(run["sport_type"], "TrailRun");
+    assert!(run["photoUrl"].is_null(), "no photos: {run}");
+    drop(app);
+
+    // Only "Run" counts: the TrailRun is skipped.
+    let app = connected_app(&strava, app_settings().with("WIDGET_SPORT_TYPES", "Run")).await;
+    assert_eq!(get_json(&app).await.1["id"], SAMPLE_RUN_ID);
+    drop(app);
+
+    // A manual run with absent keys, newest; its detail's primary photo is the placeholder.
+    let manual = json!({
+        "resource_state": 2, "name": "Treadmill intervals", "distance": 8000, "moving_time": 2400.0,
+        "elapsed_time": 2500, "type": "Run", "sport_type": "Run", "id": 17000000001_i64,
+        "start_date": "2025-10-14T06:00:00Z", "manual": true, "private": false, "visibility": "everyone",
+        "total_photo_count": 2
+    });
+    let mut detail = manual.clone();
+    detail["photos"] = json!({"primary": {"unique_id": "p0", "urls": {"600": "https://d3nn82uaxijpm6.cloudfront.net/assets/media/placeholder-photo@4x-abc.png"}}, "count": 2});
+    strava.set_activities(vec![manual.clone(), by_id(SAMPLE_RUN_ID)]);
+    strava.set_activity_detail(17000000001, detail);
+    strava.set_photos(17000000001, vec![
+        json!({"unique_id": "p0", "urls": {"600": "https://d3nn82uaxijpm6.cloudfront.net/assets/media/placeholder-photo@4x-abc.png"}, "placeholder_image": null}),
+        json!({"unique_id": "p1", "urls": {"600": "https://dgtzuqphqg23d.cloudfront.net/real-photo-768x576.jpg"}}),
+    ]);
+    let app = connected_app(&strava, app_settings()).await;
+    let (status, run) = get_json(&app).await;
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["id"], 17000000001_i64);
+    assert_eq!(
+        run["photoUrl"], "https://dgtzuqphqg23d.cloudfront.net/real-photo-768x576.jpg",
+        "never the placeholder"
+    );
+    assert!(run["average_speed"].is_null() && run["kudos_count"].is_null());
+    assert_eq!(run["pace_seconds_per_km"].as_f64(), Some(300.0));
+    drop(app);
+
+    // The newest runs are only-me and followers-only; nothing public of the sport types → 404.
+    let mut hidden = by_id(16137205566_i64);
+    hidden["visibility"] = json!("followers_only");
+    hidden["private"] = json!(false);
+    strava.set_activities(vec![by_id(16137205566_i64), hidden, by_id(16145518802_i64)]);
+    let app = connected_app(&strava, app_settings()).await;
+    let (status, error) = get_json(&app).await;
+    assert_eq!(status, 404);
+    assert_eq!(error["error"], "no_public_run");
+}
+
+#[tokio::test]
+async fn a_401_refreshes_once_and_retries() {
+    let strava = FakeStrava::start().await;
+    let app = connected_app(&strava, TestSettings::new(&strava.base_url())).await;
+    strava.expire_access_token();
+    let (status, run) = get_json(&app).await;
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["id"], SAMPLE_RUN_ID);
+    assert_eq!(strava.calls().token_refresh, 1);
+    let stored = app
+        .store
+        .load_credentials()
+        .await
+        .expect("read")
+        .expect("stored")
+        .value;
+    assert_eq!(
+        stored.access_token.map(|t| t.expose().to_owned()),
+        Some(strava.access_token())
+    );
+}
+
+#[tokio::test]
+async fn strava_down_without_an_earlier_answer_is_a_502_and_rate_limits_are_respected() {
+    let strava = FakeStrava::start().await;
+    let app = connected_app(&strava, TestSettings::new(&strava.base_url())).await;
+    strava.set_fault(Scope::Api, Some(Fault::HtmlPage(502)));
+    let (status, error) = get_json(&app).await;
+    assert_eq!(status, 502);
+    assert_eq!(error["error"], "strava_unavailable");
+    assert!(error["message"].as_str().is_some_and(|m| m.len() > 20));
+    let calls = strava.calls().api_total();
+    let (status, _) = get_json(&app).await;
+    assert_eq!(status, 502);
+    assert_eq!(
+        strava.calls().api_total(),
+        calls,
+        "no hammering: the failure is remembered briefly"
+    );
+
+    let strava = FakeStrava::start().await;
+    let app = connected_app(&strava, TestSettings::new(&strava.base_url())).await;
+    strava.set_fault(Scope::Api, Some(Fault::Status(429)));
+    let (status, _) = get_json(&app).await;
+    assert_eq!(status, 502);
+    strava.set_fault(Scope::Api, None);
+    let calls = strava.calls().api_total();
+    let (status, _) = get_json(&app).await;
+    assert_eq!(status, 502, "no retry until the window resets");
+    assert_eq!(strava.calls().api_total(), calls);
+}
+
+#[tokio::test]
+async fn strava_down_serves_the_last_good_answer_marked_stale() {
+    let strava = FakeStrava::start().await;
+    let app = connected_app(
+        &strava,
+        TestSettings::new(&strava.base_url()).with("WIDGET_CACHE_SECONDS", "1"),
+    )
+    .await;
+    let (status, first) = get_json(&app).await;
+    assert_eq!(status, 200);
+    assert_eq!(first["stale"], false);
+
+    strava.set_fault(Scope::Api, Some(Fault::HtmlPage(502)));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // The first request after expiry is answered at once and starts the refresh.
+    let (status, _) = get_json(&app).await;
+    assert_eq!(status, 200);
+    let mut stale = Value::Null;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stale = get_json(&app).await.1;
+        if stale["stale"] == true {
+            break;
+        }
+    }
+    assert_eq!(stale["stale"], true, "{stale}");
+    assert_eq!(stale["id"], first["id"]);
+    assert_eq!(
+        stale["fetched_at"], first["fetched_at"],
+        "when it was really fetched"
+    );
+}
+
+#[tokio::test]
+async fn a_stale_answer_is_served_at_once_while_one_refresh_runs() {
+    let strava = FakeStrava::start().await;
+    let app = connected_app(
+        &strava,
+        TestSettings::new(&strava.base_url()).with("WIDGET_CACHE_SECONDS", "1"),
+    )
+    .await;
+    let (_, first) = get_json(&app).await;
+    let rounds_before = strava.calls().activities;
+
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    strava.set_latency(Duration::from_millis(800));
+    let started = std::time::Instant::now();
+    for _ in 0..20 {
+        let (status, run) = get_json(&app).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            run["fetched_at"], first["fetched_at"],
+            "the old answer while the refresh runs"
+        );
+    }
+    println!(
+        "20 requests during a slow refresh took {:?}",
+        started.elapsed()
+    );
+    let mut refreshed = first.clone();
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        refreshed = get_json(&app).await.1;
+        if refreshed["fetched_at"] != first["fetched_at"] {
+            break;
+        }
+    }
+    assert_ne!(
+        refreshed["fetched_at"], first["fetched_at"],
+        "the refresh landed"
+    );
+    assert_eq!(
+        strava.calls().activities,
+        rounds_before + 1,
+        "one refresh for all those requests"
+    );
+}
+
+#[tokio::test]
+async fn a_thousand_concurrent_cold_requests_cause_one_strava_round() {
+    let strava = FakeStrava::start().await;
+    strava.set_latency(Duration::from_millis(150));
+    let app = connected_app(&strava, TestSettings::new(&strava.base_url())).await;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .expect("client");
+    let mut tasks = Vec::new();
+    for _ in 0..1000 {
+        let client = client.clone();
+        let url = format!("{}/api/GetLatestRun", app.address);
+        tasks.push(tokio::spawn(async move {
+            let response = client.get(url).send().await.expect("get");
+            (
+                response.status().as_u16(),
+                response.bytes().await.expect("body"),
+            )
+        }));
+    }
+    let mut bodies = std::collections::HashSet::new();
+    for task in tasks {
+        let (status, body) = task.await.expect("task");
+        assert_eq!(status, 200);
+        bodies.insert(body);
+    }
+    assert_eq!(bodies.len(), 1, "everyone got the same answer");
+    let calls = strava.calls();
+    assert_eq!(calls.activities, 1, "{calls:?}");
+    assert_eq!(calls.stats, 1, "{calls:?}");
+}
+
+#[tokio::test]
+async fn a_restarted_instance_serves_from_the_table_without_calling_strava() {
+    let strava = FakeStrava::start().await;
+    let settings = TestSettings::new(&strava.base_url());
+    let first = connected_app(&strava, settings.clone()).await;
+    let (_, run) = get_json(&first).await;
+    drop(first);
+    let calls = strava.calls();
+
+    let second = TestApp::spawn(settings.clone()).await;
+    let (status, again) = get_json(&second).await;
+    assert_eq!(status, 200);
+    assert_eq!(again, run);
+    assert_eq!(
+        strava.calls(),
+        calls,
+        "no Strava call on a restart within the window"
+    );
+
+    // Two instances within one window: the second takes the first's answer.
+    let third = TestApp::spawn(settings).await;
+    let (_, third_run) = get_json(&third).await;
+    assert_eq!(third_run["fetched_at"], run["fetched_at"]);
+    assert_eq!(strava.calls(), calls);
+}
+
+#[tokio::test]
+async fn the_refresh_stops_when_the_read_budget_is_nearly_spent() {
+    let strava = FakeStrava::start().await;
+    let app = connected_app(
+        &strava,
+        TestSettings::new(&strava.base_url()).with("WIDGET_CACHE_SECONDS", "1"),
+    )
+    .await;
+    strava.set_rate_limit_usage((95, 400));
+    let (status, first) = get_json(&app).await;
+    assert_eq!(status, 200);
+    let calls = strava.calls().api_total();
+
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for _ in 0..10 {
+        let (status, run) = get_json(&app).await;
+        assert_eq!(status, 200);
+        assert_eq!(run["fetched_at"], first["fetched_at"]);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        strava.calls().api_total(),
+        calls,
+        "the headers said the read limit is near: no refresh"
+    );
+}
+
+#[tokio::test]
+async fn cors_allow_list_and_preflight() {
+    let strava = FakeStrava::start().await;
+    let app = connected_app(
+        &strava,
+        TestSettings::new(&strava.base_url())
+            .with("WIDGET_ALLOWED_ORIGINS", "https://blog.example.org"),
+    )
+    .await;
+    let allowed = app
+        .client
+        .get(format!("{}/api/GetLatestRun", app.address))
+        .header("Origin", "https://blog.example.org")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://blog.example.org"
+    );
+    assert_eq!(allowed.headers()["vary"], "Origin");
+    let other = app
+        .client
+        .get(format!("{}/api/GetLatestRun", app.address))
+        .header("Origin", "https://elsewhere.example")
+        .send()
+        .await
+        .expect("get");
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+    assert_eq!(other.headers()["vary"], "Origin");
+    let preflight = app
+        .client
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{}/api/GetLatestRun", app.address),
+        )
+        .header("Origin", "https://blog.example.org")
+        .header("Access-Control-Request-Method", "GET")
+        .header("Access-Control-Request-Headers", "if-none-match")
+        .send()
+        .await
+        .expect("options");
+    assert_eq!(preflight.status(), 204);
+    assert_eq!(
+        preflight.headers()["access-control-allow-origin"],
+        "https://blog.example.org"
+    );
+    assert!(preflight.headers()["access-control-allow-headers"]
+        .to_str()
+        .expect("ascii")
+        .contains("If-None-Match"));
+}
