@@ -49,10 +49,11 @@ impl App {
     pub fn new(settings: Settings) -> Result<Self, BuildError> {
         let store = Store::connect(&settings.storage)?;
         let strava = StravaClient::new(settings.strava_base_url.as_str(), settings.strava_timeout)?;
+        let instance = instance_name();
         let tokens = Arc::new(TokenKeeper::new(
             store.clone(),
             strava.clone(),
-            instance_name(),
+            instance.clone(),
         ));
         let settings = Arc::new(settings);
         let latest_run = LatestRunCache::new(
@@ -60,6 +61,7 @@ impl App {
             store.clone(),
             strava.clone(),
             Arc::clone(&tokens),
+            instance,
         );
         Ok(App {
             settings,

@@ -6,7 +6,7 @@
 
 use crate::config::Settings;
 use crate::error::ApiError;
-use crate::store::{LatestRunSnapshot, Store, StoreError};
+use crate::store::{LatestRunSnapshot, RefreshLease, Store, StoreError};
 use crate::strava::{StravaClient, StravaError};
 use crate::tokens::{AccessToken, TokenError, TokenKeeper};
 use crate::widget::{build_latest_run, choose_photo_url, pick_latest_run, LatestRun};
@@ -23,6 +23,22 @@ use tokio::sync::Mutex;
 const ACTIVITIES_PER_PAGE: u32 = 60;
 /// After a failed refresh, wait this long before asking Strava again (seconds).
 const RETRY_AFTER_FAILURE: i64 = 60;
+/// How long an instance may hold the right to fetch the shared answer (seconds).
+const LEASE_SECONDS: i64 = 30;
+/// How often a waiting instance looks at the table again.
+const LEASE_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+/// How long a cold request waits for another instance's fetch before fetching itself.
+const COLD_WAIT_SECONDS: i64 = 20;
+
+/// Whether to wait for another instance's fetch.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// Cold start: there is nothing to serve meanwhile, so wait for the holder's answer.
+    ForTheHolder,
+    /// Background refresh: the old answer is being served; leave it to the holder.
+    No,
+}
+
 /// Stop refreshing when fewer read requests than this are left in the 15-minute window; one
 /// refresh round costs at most four.
 const SHORT_WINDOW_RESERVE: u32 = 8;
@@ -54,6 +70,7 @@ impl Answer {
     }
 
     fn from_snapshot(snapshot: LatestRunSnapshot) -> Self {
+        // An answer stored while Strava was down keeps its flag; a fresh read is not stale.
         let run = serde_json::from_str::<LatestRun>(&snapshot.body).ok();
         let body = Bytes::from(snapshot.body);
         Answer {
@@ -104,6 +121,8 @@ struct Inner {
     last_error: RwLock<Option<ApiError>>,
     /// Strava fetch rounds made by this process (for `status` and the benchmark).
     rounds: AtomicI64,
+    /// This process's name in leases.
+    instance: String,
 }
 
 impl LatestRunCache {
@@ -113,6 +132,7 @@ impl LatestRunCache {
         store: Store,
         strava: StravaClient,
         tokens: Arc<TokenKeeper>,
+        instance: String,
     ) -> Self {
         LatestRunCache(Arc::new(Inner {
             settings,
@@ -125,6 +145,7 @@ impl LatestRunCache {
             quiet_until: AtomicI64::new(0),
             last_error: RwLock::new(None),
             rounds: AtomicI64::new(0),
+            instance,
         }))
     }
 
@@ -166,27 +187,20 @@ impl LatestRunCache {
         if let Some(answer) = self.current() {
             return Ok(answer);
         }
-        match self.0.store.load_latest_run().await {
-            Ok(Some(snapshot)) => {
-                let answer = self.set_current(Answer::from_snapshot(snapshot));
-                if self.is_due(&answer, now()) {
-                    self.spawn_refresh();
-                }
-                return Ok(answer);
-            }
-            Ok(None) | Err(StoreError::Corrupt { .. }) => {}
-            Err(err) => tracing::warn!(error = %err, "cannot read the cached answer from storage"),
-        }
         if now() < self.0.quiet_until.load(Ordering::Relaxed) {
             if let Some(err) = self.0.last_error.read().ok().and_then(|e| e.clone()) {
                 return Err(err);
             }
         }
-        match self.fetch().await {
-            Ok(answer) => {
-                self.remember(&answer).await;
-                Ok(self.set_current(answer))
+        match self.coordinated_round(Wait::ForTheHolder).await {
+            Ok(Some(answer)) => {
+                let answer = self.set_current(answer);
+                if self.is_due(&answer, now()) {
+                    self.spawn_refresh();
+                }
+                Ok(answer)
             }
+            Ok(None) => Err(ApiError::StravaUnavailable),
             Err(failure) => {
                 let err = failure.api_error();
                 self.0
@@ -215,31 +229,24 @@ impl LatestRunCache {
         });
     }
 
-    /// Refreshes now (the background task, and the timer's warm-up).
+    /// Refreshes the answer if it is due (the background task, and the timer's warm-up).
     pub async fn refresh(&self) {
         let _one_at_a_time = self.0.fetching.lock().await;
-        // Another instance may have refreshed within the window: take its answer instead.
-        if let Ok(Some(snapshot)) = self.0.store.load_latest_run().await {
-            let newer = self
-                .current()
-                .is_none_or(|c| snapshot.fetched_at > c.fetched_at);
-            let answer = Answer::from_snapshot(snapshot);
-            if !self.is_due(&answer, now()) {
-                if newer {
-                    self.set_current(answer);
-                }
-                return;
-            }
+        if self.current().is_some_and(|c| !self.is_due(&c, now())) {
+            return;
         }
         if let Some(until) = self.budget_exhausted_until() {
             tracing::warn!(until, "Strava read budget nearly spent; serving the cached answer until the window resets");
             self.0.quiet_until.store(until, Ordering::Relaxed);
             return;
         }
-        match self.fetch().await {
-            Ok(answer) => {
-                self.remember(&answer).await;
+        match self.coordinated_round(Wait::No).await {
+            Ok(Some(answer)) => {
                 self.set_current(answer);
+            }
+            Ok(None) => {
+                // Another instance is fetching; look at the table again shortly.
+                self.0.quiet_until.store(now() + 1, Ordering::Relaxed);
             }
             Err(failure) => {
                 tracing::warn!(error = %failure, "refreshing the latest run failed; serving the last good answer marked stale");
@@ -252,6 +259,86 @@ impl LatestRunCache {
                     }
                 }
             }
+        }
+    }
+
+    /// One answer for all instances: take a fresh one from the table, or claim the entity's
+    /// lease (If-Match) and fetch it from Strava; an instance that loses the race reads the
+    /// winner's answer. `None`: another instance holds the lease and `wait` said not to wait.
+    /// The caller holds `fetching`.
+    async fn coordinated_round(&self, wait: Wait) -> Result<Option<Answer>, FetchFailure> {
+        let deadline = now() + COLD_WAIT_SECONDS;
+        loop {
+            let read = match self.0.store.load_latest_run().await {
+                Ok(read) => read,
+                Err(StoreError::Corrupt { .. }) => None,
+                Err(err) => {
+                    // Storage down: keep refreshing with what memory holds (the tokens may be there).
+                    tracing::warn!(error = %err, "cannot read the shared answer; fetching without coordination");
+                    return self.fetch().await.map(Some);
+                }
+            };
+            let at = now();
+            if let Some(snapshot) = read.as_ref().and_then(|r| r.value.snapshot.clone()) {
+                let answer = Answer::from_snapshot(snapshot);
+                let newer = self
+                    .current()
+                    .is_none_or(|c| answer.fetched_at > c.fetched_at);
+                // Cold: any stored answer beats waiting. Warm: only one fresher than ours.
+                if (wait == Wait::ForTheHolder && self.current().is_none())
+                    || (newer && !self.is_due(&answer, at))
+                {
+                    return Ok(Some(answer));
+                }
+            }
+            let held_by_other = read
+                .as_ref()
+                .and_then(|r| r.value.refresh_lease.as_ref())
+                .is_some_and(|l| l.owner != self.0.instance && l.until > at);
+            if held_by_other {
+                if wait == Wait::No || at > deadline {
+                    return Ok(None);
+                }
+                tokio::time::sleep(LEASE_POLL).await;
+                continue;
+            }
+            let lease = RefreshLease {
+                owner: self.0.instance.clone(),
+                until: at + LEASE_SECONDS,
+            };
+            match self
+                .0
+                .store
+                .claim_latest_run_refresh(read.as_ref(), lease)
+                .await
+            {
+                Ok(()) => {}
+                Err(StoreError::Conflict) => continue,
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot claim the refresh; fetching anyway")
+                }
+            }
+            let result = self.fetch().await;
+            let mut entity = read.map(|r| r.value).unwrap_or_default();
+            entity.rate_limits = self
+                .0
+                .strava
+                .rate_limits()
+                .and_then(|r| serde_json::to_string(&r).ok());
+            if let Ok(answer) = &result {
+                if let Some(run) = &answer.run {
+                    entity.snapshot = Some(LatestRunSnapshot {
+                        body: String::from_utf8_lossy(&answer.body).into_owned(),
+                        fetched_at: answer.fetched_at,
+                        activity_id: run.id,
+                    });
+                }
+            }
+            // Saving also releases the lease, also after a failure, so others need not wait it out.
+            if let Err(err) = self.0.store.save_latest_run(&entity).await {
+                tracing::warn!(error = %err, "could not store the latest run for other instances");
+            }
+            return result.map(Some);
         }
     }
 
@@ -282,19 +369,6 @@ impl LatestRunCache {
             }
         }
         None
-    }
-
-    /// Shares a good answer with other instances (best effort: memory still serves it).
-    async fn remember(&self, answer: &Answer) {
-        let Some(run) = &answer.run else { return };
-        let snapshot = LatestRunSnapshot {
-            body: String::from_utf8_lossy(&answer.body).into_owned(),
-            fetched_at: answer.fetched_at,
-            activity_id: run.id,
-        };
-        if let Err(err) = self.0.store.save_latest_run(&snapshot).await {
-            tracing::warn!(error = %err, "could not store the latest run for other instances");
-        }
     }
 
     /// One round of Strava calls: list, detail (+ photos when needed), stats.

@@ -4,7 +4,7 @@
 use crate::config::Settings;
 use crate::secret::Secret;
 use crate::store::{Credentials, Store, StoreError};
-use crate::strava::{StravaClient, StravaError};
+use crate::strava::{RateLimitSnapshot, StravaClient, StravaError};
 use std::io::{BufRead, Write};
 use time::OffsetDateTime;
 
@@ -223,7 +223,42 @@ pub async fn run_status(settings: &Settings) -> Result<String, SetupError> {
             ));
         }
     }
+    let latest = store
+        .load_latest_run()
+        .await?
+        .map(|v| v.value)
+        .unwrap_or_default();
+    lines.push(match &latest.snapshot {
+        Some(snapshot) => format!(
+            "cached answer: activity {}, fetched {} min ago ({})",
+            snapshot.activity_id,
+            (OffsetDateTime::now_utc().unix_timestamp() - snapshot.fetched_at) / 60,
+            format_unix(snapshot.fetched_at)
+        ),
+        None => "cached answer: none yet (the first GetLatestRun request fetches it)".into(),
+    });
+    let limits = latest
+        .rate_limits
+        .and_then(|text| serde_json::from_str::<RateLimitSnapshot>(&text).ok());
+    lines.push(match limits {
+        Some(limits) => format!(
+            "Strava rate limits last seen {}: read {}; overall {}",
+            format_unix(limits.observed_at.unix_timestamp()),
+            budget_text(limits.read),
+            budget_text(limits.overall)
+        ),
+        None => "Strava rate limits: not seen yet".into(),
+    });
     Ok(lines.join("\n"))
+}
+
+fn budget_text(budget: Option<crate::strava::Budget>) -> String {
+    budget.map_or("unknown".to_owned(), |b| {
+        format!(
+            "{}/{} this quarter hour, {}/{} today",
+            b.short_usage, b.short_limit, b.daily_usage, b.daily_limit
+        )
+    })
 }
 
 fn format_unix(at: i64) -> String {

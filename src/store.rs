@@ -22,7 +22,18 @@ pub const CREDENTIALS_ROW: &str = "credentials";
 /// Row key of the cached answer.
 pub const LATEST_RUN_ROW: &str = "latest-run";
 
-/// The last good GetLatestRun answer, shared by all instances (the `latest-run` entity).
+/// The `latest-run` entity: the shared answer and who is refreshing it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LatestRunEntity {
+    /// The last good answer, once there is one.
+    pub snapshot: Option<LatestRunSnapshot>,
+    /// The instance fetching a new answer right now, so the others wait for it.
+    pub refresh_lease: Option<RefreshLease>,
+    /// Strava's rate-limit headers last seen, as JSON (for `handler status`).
+    pub rate_limits: Option<String>,
+}
+
+/// The last good GetLatestRun answer, shared by all instances.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LatestRunSnapshot {
     /// The response JSON.
@@ -180,58 +191,56 @@ impl Store {
         Ok(())
     }
 
-    /// Reads the shared cached answer, if any instance has stored one.
-    pub async fn load_latest_run(&self) -> Result<Option<LatestRunSnapshot>, StoreError> {
-        let Some((entity, _)) = self.get(LATEST_RUN_ROW).await? else {
+    /// Reads the `latest-run` entity with its ETag.
+    pub async fn load_latest_run(&self) -> Result<Option<Versioned<LatestRunEntity>>, StoreError> {
+        let Some((entity, etag)) = self.get(LATEST_RUN_ROW).await? else {
             return Ok(None);
         };
-        let body = entity.get("Body").and_then(Value::as_str);
-        let fetched_at = entity
-            .get("FetchedAt")
-            .and_then(Value::as_str)
-            .and_then(|t| {
-                time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
-            });
-        let activity_id = entity.get("ActivityId").and_then(|v| {
-            v.as_str()
-                .and_then(|s| s.parse().ok())
-                .or_else(|| v.as_i64())
-        });
-        match (body, fetched_at, activity_id) {
-            (Some(body), Some(fetched_at), Some(activity_id)) => Ok(Some(LatestRunSnapshot {
-                body: body.to_owned(),
-                fetched_at: fetched_at.unix_timestamp(),
-                activity_id,
-            })),
-            _ => Err(StoreError::Corrupt {
-                row: LATEST_RUN_ROW,
-                problem: "Body, FetchedAt or ActivityId is missing".into(),
-            }),
-        }
+        Ok(Some(Versioned {
+            value: latest_run_from_entity(&entity)?,
+            etag,
+        }))
     }
 
-    /// Stores the shared cached answer (last writer wins: every answer written is a good one).
-    pub async fn save_latest_run(&self, snapshot: &LatestRunSnapshot) -> Result<(), StoreError> {
+    /// Claims the right to refresh the shared answer: If-Match on what was read, or insert when
+    /// there was nothing; [`StoreError::Conflict`] when another instance was faster.
+    pub async fn claim_latest_run_refresh(
+        &self,
+        read: Option<&Versioned<LatestRunEntity>>,
+        lease: RefreshLease,
+    ) -> Result<(), StoreError> {
         self.ensure_table().await?;
-        let fetched_at = time::OffsetDateTime::from_unix_timestamp(snapshot.fetched_at)
-            .ok()
-            .and_then(|t| {
-                t.format(&time::format_description::well_known::Rfc3339)
-                    .ok()
-            })
-            .unwrap_or_default();
-        let entity = json!({
-            "PartitionKey": PARTITION,
-            "RowKey": LATEST_RUN_ROW,
-            "Body": snapshot.body,
-            "FetchedAt": fetched_at,
-            "FetchedAt@odata.type": "Edm.DateTime",
-            "ActivityId": snapshot.activity_id.to_string(),
-            "ActivityId@odata.type": "Edm.Int64",
-        });
+        let mut value = read.map(|v| v.value.clone()).unwrap_or_default();
+        value.refresh_lease = Some(lease);
+        let entity = latest_run_to_entity(&value);
+        match read {
+            Some(read) => {
+                let update = self
+                    .entity_client(LATEST_RUN_ROW)
+                    .update(&entity, IfMatchCondition::Etag(read.etag.clone()))
+                    .map_err(|err| StoreError::Unavailable(err.to_string()))?;
+                self.bounded(update.into_future()).await.map_err(classify)?;
+            }
+            None => {
+                let insert = self
+                    .table
+                    .insert::<_, Value>(&entity)
+                    .map_err(|err| StoreError::Unavailable(err.to_string()))?;
+                self.bounded(insert.into_future()).await.map_err(classify)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores a new shared answer and releases any refresh lease (every answer written is good,
+    /// so the last writer may win).
+    pub async fn save_latest_run(&self, value: &LatestRunEntity) -> Result<(), StoreError> {
+        self.ensure_table().await?;
+        let mut value = value.clone();
+        value.refresh_lease = None;
         let write = self
             .entity_client(LATEST_RUN_ROW)
-            .insert_or_replace(&entity)
+            .insert_or_replace(latest_run_to_entity(&value))
             .map_err(|err| StoreError::Unavailable(err.to_string()))?;
         self.bounded(write.into_future()).await.map_err(classify)?;
         Ok(())
@@ -347,6 +356,78 @@ fn parse_connection_string(text: &str) -> Result<(CloudLocation, StorageCredenti
         },
     };
     Ok((location, credentials))
+}
+
+fn latest_run_to_entity(value: &LatestRunEntity) -> Value {
+    let mut map = Map::new();
+    map.insert("PartitionKey".into(), json!(PARTITION));
+    map.insert("RowKey".into(), json!(LATEST_RUN_ROW));
+    if let Some(snapshot) = &value.snapshot {
+        let fetched_at = time::OffsetDateTime::from_unix_timestamp(snapshot.fetched_at)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_default();
+        map.insert("Body".into(), json!(snapshot.body));
+        map.insert("FetchedAt".into(), json!(fetched_at));
+        map.insert("FetchedAt@odata.type".into(), json!("Edm.DateTime"));
+        map.insert("ActivityId".into(), json!(snapshot.activity_id.to_string()));
+        map.insert("ActivityId@odata.type".into(), json!("Edm.Int64"));
+    }
+    if let Some(lease) = &value.refresh_lease {
+        map.insert("RefreshLeaseOwner".into(), json!(lease.owner));
+        map.insert("RefreshLeaseUntil".into(), json!(lease.until.to_string()));
+        map.insert("RefreshLeaseUntil@odata.type".into(), json!("Edm.Int64"));
+    }
+    if let Some(rate_limits) = &value.rate_limits {
+        map.insert("RateLimits".into(), json!(rate_limits));
+    }
+    Value::Object(map)
+}
+
+fn latest_run_from_entity(entity: &Map<String, Value>) -> Result<LatestRunEntity, StoreError> {
+    let int = |name: &str| {
+        entity.get(name).and_then(|v| {
+            v.as_str()
+                .and_then(|s| s.parse::<i64>().ok())
+                .or_else(|| v.as_i64())
+        })
+    };
+    let text = |name: &str| entity.get(name).and_then(Value::as_str).map(str::to_owned);
+    let snapshot = match text("Body") {
+        None => None,
+        Some(body) => {
+            let fetched_at = text("FetchedAt")
+                .and_then(|t| {
+                    time::OffsetDateTime::parse(&t, &time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
+                .map(|t| t.unix_timestamp());
+            match (fetched_at, int("ActivityId")) {
+                (Some(fetched_at), Some(activity_id)) => Some(LatestRunSnapshot {
+                    body,
+                    fetched_at,
+                    activity_id,
+                }),
+                _ => {
+                    return Err(StoreError::Corrupt {
+                        row: LATEST_RUN_ROW,
+                        problem: "FetchedAt or ActivityId is missing".into(),
+                    })
+                }
+            }
+        }
+    };
+    Ok(LatestRunEntity {
+        snapshot,
+        refresh_lease: match (text("RefreshLeaseOwner"), int("RefreshLeaseUntil")) {
+            (Some(owner), Some(until)) => Some(RefreshLease { owner, until }),
+            _ => None,
+        },
+        rate_limits: text("RateLimits"),
+    })
 }
 
 fn credentials_to_entity(c: &Credentials) -> Value {

@@ -505,3 +505,68 @@ async fn cors_allow_list_and_preflight() {
         .expect("ascii")
         .contains("If-None-Match"));
 }
+
+#[tokio::test]
+async fn two_instances_under_load_make_one_strava_round_per_window() {
+    let strava = FakeStrava::start().await;
+    strava.set_latency(Duration::from_millis(150));
+    let settings = TestSettings::new(&strava.base_url()).with("WIDGET_CACHE_SECONDS", "2");
+    let first = connected_app(&strava, settings.clone()).await;
+    let second = TestApp::spawn(settings).await;
+    let addresses = [first.address.clone(), second.address.clone()];
+
+    let started = std::time::Instant::now();
+    let run_for = Duration::from_secs(7);
+    let mut workers = Vec::new();
+    for worker in 0..8 {
+        let address = addresses[worker % 2].clone();
+        let client = first.client.clone();
+        workers.push(tokio::spawn(async move {
+            let mut served = 0u32;
+            while started.elapsed() < run_for {
+                let response = client
+                    .get(format!("{address}/api/GetLatestRun"))
+                    .send()
+                    .await
+                    .expect("get");
+                assert_eq!(response.status(), 200);
+                served += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            served
+        }));
+    }
+    let mut served = 0;
+    for worker in workers {
+        served += worker.await.expect("worker");
+    }
+    let rounds = strava.calls().activities;
+    let windows = run_for.as_secs() / 2 + 1;
+    println!("{served} requests on two instances, {rounds} Strava rounds in {windows} windows");
+    assert!(served > 100, "load was applied: {served}");
+    assert!(rounds >= 2, "the answer was refreshed: {rounds}");
+    assert!(
+        rounds as u64 <= windows,
+        "at most one round per window across instances: {rounds}"
+    );
+}
+
+#[tokio::test]
+async fn status_reports_the_cached_answer_and_rate_limits() {
+    let strava = FakeStrava::start().await;
+    let settings = TestSettings::new(&strava.base_url());
+    let app = connected_app(&strava, settings.clone()).await;
+    assert_eq!(get_json(&app).await.0, 200);
+    let (status, output) = support::app::run_handler_command(&settings, &["status"], "").await;
+    assert!(status.success(), "{output}");
+    assert!(
+        output.contains(&format!(
+            "cached answer: activity {SAMPLE_RUN_ID}, fetched 0 min ago"
+        )),
+        "{output}"
+    );
+    assert!(output.contains("/100 this quarter hour"), "{output}");
+    for secret in strava.all_secrets() {
+        assert!(!output.contains(&secret), "a secret leaked: {output}");
+    }
+}

@@ -42,6 +42,9 @@ pub async fn run(app: &App, timer: &TimerInfo) -> Result<Vec<String>, String> {
             ""
         },
     ));
+    // Warm the shared answer while we are at it, so the first visitor after a quiet spell gets a
+    // recent run; a failure here is the widget's concern, not the token's.
+    app.latest_run.refresh().await;
     for line in &logs {
         tracing::info!("{line}");
     }
