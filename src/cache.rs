@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 use time::OffsetDateTime;
 use tokio::sync::Mutex;
+use warp::http::HeaderValue;
 
 /// How many activities to look through for a run among rides and walks.
 const ACTIVITIES_PER_PAGE: u32 = 60;
@@ -52,6 +53,8 @@ pub struct Answer {
     pub body: Bytes,
     /// Strong ETag of the body, quoted.
     pub etag: String,
+    /// The same, ready to send.
+    pub etag_header: HeaderValue,
     /// When it was fetched from Strava (Unix seconds).
     pub fetched_at: i64,
     /// The run, to re-render it marked stale.
@@ -61,8 +64,10 @@ pub struct Answer {
 impl Answer {
     fn from_run(run: LatestRun, fetched_at: i64) -> Self {
         let body = Bytes::from(serde_json::to_vec(&run).unwrap_or_default());
+        let etag = etag_of(&body);
         Answer {
-            etag: etag_of(&body),
+            etag_header: HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\"")),
+            etag,
             body,
             fetched_at,
             run: Some(run),
@@ -70,11 +75,12 @@ impl Answer {
     }
 
     fn from_snapshot(snapshot: LatestRunSnapshot) -> Self {
-        // An answer stored while Strava was down keeps its flag; a fresh read is not stale.
         let run = serde_json::from_str::<LatestRun>(&snapshot.body).ok();
         let body = Bytes::from(snapshot.body);
+        let etag = etag_of(&body);
         Answer {
-            etag: etag_of(&body),
+            etag_header: HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\"")),
+            etag,
             body,
             fetched_at: snapshot.fetched_at,
             run,
@@ -119,10 +125,10 @@ struct Inner {
     quiet_until: AtomicI64,
     /// The last cold-fetch error, answered to cold requests until `quiet_until`.
     last_error: RwLock<Option<ApiError>>,
-    /// Strava fetch rounds made by this process (for `status` and the benchmark).
-    rounds: AtomicI64,
     /// This process's name in leases.
     instance: String,
+    /// The answer's Cache-Control, prepared once.
+    cache_control: HeaderValue,
 }
 
 impl LatestRunCache {
@@ -134,6 +140,12 @@ impl LatestRunCache {
         tokens: Arc<TokenKeeper>,
         instance: String,
     ) -> Self {
+        let cache_control = HeaderValue::from_str(&format!(
+            "public, max-age={}, stale-while-revalidate={}",
+            settings.cache_seconds.min(300),
+            settings.cache_seconds.max(60)
+        ))
+        .unwrap_or(HeaderValue::from_static("public, max-age=60"));
         LatestRunCache(Arc::new(Inner {
             settings,
             store,
@@ -144,14 +156,15 @@ impl LatestRunCache {
             refresh_running: AtomicBool::new(false),
             quiet_until: AtomicI64::new(0),
             last_error: RwLock::new(None),
-            rounds: AtomicI64::new(0),
             instance,
+            cache_control,
         }))
     }
 
-    /// How many rounds of Strava calls this process has made.
-    pub fn strava_rounds(&self) -> i64 {
-        self.0.rounds.load(Ordering::Relaxed)
+    /// `Cache-Control` for answers: browsers and CDNs may reuse one briefly and keep showing it
+    /// while they revalidate.
+    pub fn cache_control(&self) -> &HeaderValue {
+        &self.0.cache_control
     }
 
     fn current(&self) -> Option<Arc<Answer>> {
@@ -373,7 +386,6 @@ impl LatestRunCache {
 
     /// One round of Strava calls: list, detail (+ photos when needed), stats.
     async fn fetch(&self) -> Result<Answer, FetchFailure> {
-        self.0.rounds.fetch_add(1, Ordering::Relaxed);
         let strava = &self.0.strava;
         let mut token = self.0.tokens.access_token().await?;
         let activities = self

@@ -4,6 +4,7 @@
 
 use crate::functions::FunctionResponse;
 use serde::Serialize;
+use warp::http::header::CACHE_CONTROL;
 use warp::http::StatusCode;
 
 /// An error answered to an HTTP client.
@@ -87,7 +88,7 @@ impl ApiError {
                 message: self.to_string(),
             },
         )
-        .with_header("Cache-Control", "no-store")
+        .with_header(CACHE_CONTROL, "no-store")
     }
 }
 

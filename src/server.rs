@@ -5,7 +5,7 @@
 use crate::app::App;
 use crate::error::ApiError;
 use crate::functions::{FunctionName, FunctionRequest, FunctionResponse};
-use crate::host::{InvocationRequest, InvocationResponse};
+use crate::host::{HttpInvocationResponse, InvocationRequest, InvocationResponse};
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use std::convert::Infallible;
@@ -113,41 +113,43 @@ async fn route(
     headers: HeaderMap,
     body: Result<Bytes, ApiError>,
 ) -> Response<Bytes> {
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    match segments.as_slice() {
+    let mut segments = path.trim_matches('/').split('/');
+    match [segments.next(), segments.next(), segments.next()] {
         // Readiness and health pings: answered before and without any I/O.
-        [""] if method == Method::GET || method == Method::HEAD => {
+        [Some(""), None, None] if method == Method::GET || method == Method::HEAD => {
             FunctionResponse::json(StatusCode::OK, &serde_json::json!({"status": "ready"}))
                 .into_http()
         }
-        ["api", name] => match FunctionName::parse(name).filter(|f| f.is_http()) {
-            Some(function) => {
-                let response = match body {
-                    Ok(body) => {
-                        let request = FunctionRequest {
-                            method,
-                            query: url::form_urlencoded::parse(raw_query.as_bytes())
-                                .into_owned()
-                                .collect(),
-                            headers,
-                            body,
-                        };
-                        app.call_http(function, request).await
-                    }
-                    Err(err) => err.to_response(),
-                };
-                response.into_http()
+        [Some("api"), Some(name), None] => {
+            match FunctionName::parse(name).filter(|f| f.is_http()) {
+                Some(function) => {
+                    let response = match body {
+                        Ok(body) => {
+                            let request = FunctionRequest {
+                                method,
+                                query: url::form_urlencoded::parse(raw_query.as_bytes())
+                                    .into_owned()
+                                    .collect(),
+                                headers,
+                                body,
+                            };
+                            app.call_http(function, request).await
+                        }
+                        Err(err) => err.to_response(),
+                    };
+                    response.into_http()
+                }
+                None => ApiError::NotFound.to_response().into_http(),
             }
-            None => ApiError::NotFound.to_response().into_http(),
-        },
-        [name] => match FunctionName::parse(name) {
+        }
+        [Some(name), None, None] => match FunctionName::parse(name) {
             Some(function) if method == Method::POST => match body {
                 Ok(body) => invoke(app, function, &body).await,
                 Err(err) => err.to_response().into_http(),
             },
             Some(_) => ApiError::MethodNotAllowed
                 .to_response()
-                .with_header("Allow", "POST")
+                .with_header(warp::http::header::ALLOW, "POST")
                 .into_http(),
             None => ApiError::NotFound.to_response().into_http(),
         },
@@ -167,12 +169,15 @@ async fn invoke(app: &App, function: FunctionName, body: &[u8]) -> Response<Byte
             Err(err) => return err.to_response().into_http(),
         };
         let response = app.call_http(function, request).await;
-        let logs = vec![format!(
+        let logs = [format!(
             "{} answered {}",
             function.as_str(),
             response.status.as_u16()
         )];
-        return invocation_reply(StatusCode::OK, &InvocationResponse::http(response, logs));
+        return invocation_reply(
+            StatusCode::OK,
+            &HttpInvocationResponse::new(&response, &logs),
+        );
     }
     let timer = match invocation.timer() {
         Ok(timer) => timer,
@@ -191,9 +196,12 @@ async fn invoke(app: &App, function: FunctionName, body: &[u8]) -> Response<Byte
     }
 }
 
-fn invocation_reply(status: StatusCode, reply: &InvocationResponse) -> Response<Bytes> {
+fn invocation_reply(status: StatusCode, reply: &impl serde::Serialize) -> Response<Bytes> {
     let mut response = FunctionResponse::json(status, reply);
     // The host's formatter wants exactly application/json.
-    response.headers = vec![("Content-Type", "application/json".to_owned())];
+    response.headers.insert(
+        warp::http::header::CONTENT_TYPE,
+        warp::http::HeaderValue::from_static("application/json"),
+    );
     response.into_http()
 }

@@ -1,53 +1,62 @@
 //! `GetLatestRun`: the widget's request. Answers the latest public run as JSON (DESIGN §5) from
-//! the cache, with an ETag (`If-None-Match` → 304), cache headers and CORS.
+//! the cache, with an ETag (`If-None-Match` → 304), cache headers and CORS. On the warm path it
+//! does no I/O and builds its headers from values prepared once.
 
 use crate::app::App;
 use crate::cache::Answer;
 use crate::config::AllowedOrigins;
 use crate::error::ApiError;
 use crate::functions::{FunctionRequest, FunctionResponse, JSON_CONTENT_TYPE};
-use warp::http::{Method, StatusCode};
+use warp::http::header::{
+    ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
+    ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, ALLOW, CACHE_CONTROL, CONTENT_TYPE,
+    ETAG, IF_NONE_MATCH, ORIGIN, VARY,
+};
+use warp::http::{HeaderMap, HeaderValue, Method, StatusCode};
 
 /// Handles one widget request.
 pub async fn handle(app: &App, request: &FunctionRequest) -> FunctionResponse {
-    let cors = cors_headers(&app.settings.allowed_origins, request.header("origin"));
-    let response = match request.method {
+    let mut response = match request.method {
         Method::OPTIONS => preflight(),
         Method::GET | Method::HEAD => match app.latest_run.answer().await {
-            Ok(answer) => respond(&answer, request, app.settings.cache_seconds),
+            Ok(answer) => respond(&answer, request, app.latest_run.cache_control()),
             Err(err) => err.to_response(),
         },
         _ => ApiError::MethodNotAllowed
             .to_response()
-            .with_header("Allow", "GET, HEAD, OPTIONS"),
+            .with_header(ALLOW, "GET, HEAD, OPTIONS"),
     };
-    cors.into_iter().fold(response, |response, (name, value)| {
-        response.with_header(name, value)
-    })
+    add_cors(
+        &mut response.headers,
+        &app.settings.allowed_origins,
+        request.headers.get(ORIGIN),
+    );
+    response
 }
 
-fn respond(answer: &Answer, request: &FunctionRequest, cache_seconds: u64) -> FunctionResponse {
-    // Browsers and CDNs may reuse the answer briefly and keep showing it while revalidating.
-    let cache_control = format!(
-        "public, max-age={}, stale-while-revalidate={}",
-        cache_seconds.min(300),
-        cache_seconds.max(60)
-    );
+fn respond(
+    answer: &Answer,
+    request: &FunctionRequest,
+    cache_control: &HeaderValue,
+) -> FunctionResponse {
     let not_modified = request
-        .header("if-none-match")
+        .headers
+        .get(IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
         .is_some_and(|tags| etag_matches(tags, &answer.etag));
+    let mut headers = HeaderMap::with_capacity(8);
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(JSON_CONTENT_TYPE));
+    headers.insert(ETAG, answer.etag_header.clone());
+    headers.insert(CACHE_CONTROL, cache_control.clone());
     let (status, body) = if not_modified {
         (StatusCode::NOT_MODIFIED, bytes::Bytes::new())
     } else {
+        // A cheap reference-counted clone of the cached bytes.
         (StatusCode::OK, answer.body.clone())
     };
     FunctionResponse {
         status,
-        headers: vec![
-            ("Content-Type", JSON_CONTENT_TYPE.to_owned()),
-            ("ETag", answer.etag.clone()),
-            ("Cache-Control", cache_control),
-        ],
+        headers,
         body,
     }
 }
@@ -62,41 +71,42 @@ fn etag_matches(header: &str, etag: &str) -> bool {
 }
 
 fn preflight() -> FunctionResponse {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, HEAD, OPTIONS"),
+    );
+    headers.insert(
+        ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("If-None-Match, Content-Type"),
+    );
+    headers.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
     FunctionResponse {
         status: StatusCode::NO_CONTENT,
-        headers: vec![
-            (
-                "Access-Control-Allow-Methods",
-                "GET, HEAD, OPTIONS".to_owned(),
-            ),
-            (
-                "Access-Control-Allow-Headers",
-                "If-None-Match, Content-Type".to_owned(),
-            ),
-            ("Access-Control-Max-Age", "86400".to_owned()),
-        ],
+        headers,
         body: bytes::Bytes::new(),
     }
 }
 
 /// CORS headers for the request's origin under `WIDGET_ALLOWED_ORIGINS`.
-fn cors_headers(allowed: &AllowedOrigins, origin: Option<&str>) -> Vec<(&'static str, String)> {
-    let expose = ("Access-Control-Expose-Headers", "ETag".to_owned());
+fn add_cors(headers: &mut HeaderMap, allowed: &AllowedOrigins, origin: Option<&HeaderValue>) {
+    let expose = HeaderValue::from_static("ETag");
     match allowed {
-        AllowedOrigins::Any => vec![("Access-Control-Allow-Origin", "*".to_owned()), expose],
+        AllowedOrigins::Any => {
+            headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+            headers.insert(ACCESS_CONTROL_EXPOSE_HEADERS, expose);
+        }
         AllowedOrigins::List(list) => {
             // The answer differs by Origin, so shared caches must key on it.
-            let mut headers = vec![("Vary", "Origin".to_owned())];
-            if let Some(origin) =
-                origin.filter(|o| list.iter().any(|a| a == o.trim_end_matches('/')))
-            {
-                headers.push((
-                    "Access-Control-Allow-Origin",
-                    origin.trim_end_matches('/').to_owned(),
-                ));
-                headers.push(expose);
+            headers.insert(VARY, HeaderValue::from_static("Origin"));
+            let listed = origin.filter(|o| {
+                o.to_str()
+                    .is_ok_and(|o| list.iter().any(|a| a == o.trim_end_matches('/')))
+            });
+            if let Some(origin) = listed {
+                headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+                headers.insert(ACCESS_CONTROL_EXPOSE_HEADERS, expose);
             }
-            headers
         }
     }
 }
@@ -115,19 +125,29 @@ mod tests {
 
     #[test]
     fn cors_follows_the_allow_list() {
-        let any = cors_headers(&AllowedOrigins::Any, Some("https://evil.example"));
-        assert!(any.contains(&("Access-Control-Allow-Origin", "*".to_owned())));
+        let origin = |o: &'static str| HeaderValue::from_static(o);
+        let mut any = HeaderMap::new();
+        add_cors(
+            &mut any,
+            &AllowedOrigins::Any,
+            Some(&origin("https://evil.example")),
+        );
+        assert_eq!(any[ACCESS_CONTROL_ALLOW_ORIGIN], "*");
         let list = AllowedOrigins::List(vec!["https://blog.example.org".into()]);
-        let allowed = cors_headers(&list, Some("https://blog.example.org"));
-        assert!(allowed.contains(&(
-            "Access-Control-Allow-Origin",
-            "https://blog.example.org".to_owned()
-        )));
-        assert!(allowed.contains(&("Vary", "Origin".to_owned())));
-        let other = cors_headers(&list, Some("https://evil.example"));
-        assert!(!other
-            .iter()
-            .any(|(n, _)| *n == "Access-Control-Allow-Origin"));
-        assert!(other.contains(&("Vary", "Origin".to_owned())));
+        let mut allowed = HeaderMap::new();
+        add_cors(
+            &mut allowed,
+            &list,
+            Some(&origin("https://blog.example.org")),
+        );
+        assert_eq!(
+            allowed[ACCESS_CONTROL_ALLOW_ORIGIN],
+            "https://blog.example.org"
+        );
+        assert_eq!(allowed[VARY], "Origin");
+        let mut other = HeaderMap::new();
+        add_cors(&mut other, &list, Some(&origin("https://evil.example")));
+        assert!(other.get(ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
+        assert_eq!(other[VARY], "Origin");
     }
 }

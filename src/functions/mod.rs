@@ -7,7 +7,8 @@ pub mod refresh_token;
 use crate::error::ApiError;
 use bytes::Bytes;
 use serde::Serialize;
-use warp::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use warp::http::header::CONTENT_TYPE;
+use warp::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
 /// The functions of the app, named as their folders (the invocation path) are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,8 +84,8 @@ impl FunctionRequest {
 pub struct FunctionResponse {
     /// Status code.
     pub status: StatusCode,
-    /// Headers, string-valued (the invocation form cannot carry anything else).
-    pub headers: Vec<(&'static str, String)>,
+    /// Headers (kept as a `HeaderMap` so the forwarded form sends them without conversion).
+    pub headers: HeaderMap,
     /// Body bytes (always text in this app).
     pub body: Bytes,
 }
@@ -94,36 +95,33 @@ impl FunctionResponse {
     pub fn json(status: StatusCode, value: &impl Serialize) -> Self {
         // Serializing plain data structs cannot fail; fall back to an empty object to be safe.
         let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(JSON_CONTENT_TYPE));
         FunctionResponse {
             status,
-            headers: vec![("Content-Type", JSON_CONTENT_TYPE.to_owned())],
+            headers,
             body: Bytes::from(body),
         }
     }
 
-    /// Adds a header.
-    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
-        self.headers.push((name, value.into()));
+    /// Adds a header (a value that is not a valid header value is left out).
+    pub fn with_header(mut self, name: HeaderName, value: impl AsRef<str>) -> Self {
+        if let Ok(value) = HeaderValue::from_str(value.as_ref()) {
+            self.headers.append(name, value);
+        }
         self
     }
 
     /// The value of a header this response carries.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
     /// Converts to the raw HTTP response of the forwarded form.
     pub fn into_http(self) -> warp::http::Response<Bytes> {
         let mut response = warp::http::Response::new(self.body);
         *response.status_mut() = self.status;
-        for (name, value) in self.headers {
-            if let Ok(value) = HeaderValue::from_str(&value) {
-                response.headers_mut().append(name, value);
-            }
-        }
+        *response.headers_mut() = self.headers;
         response
     }
 }
