@@ -15,10 +15,10 @@ use warp::http::{HeaderMap, HeaderName, HeaderValue, Method};
 /// The body of `POST /{FunctionName}`. Bindings stay raw JSON until the one that is needed is
 /// decoded, so the parts this app ignores (`Metadata`, `Identities`) cost no allocations.
 #[derive(Debug, Deserialize)]
-pub struct InvocationRequest {
-    /// One entry per input binding, keyed by the binding's name.
-    #[serde(rename = "Data")]
-    pub data: HashMap<String, Box<RawValue>>,
+pub struct InvocationRequest<'a> {
+    /// One entry per input binding, keyed by the binding's name; values borrowed from the body.
+    #[serde(rename = "Data", borrow)]
+    pub data: HashMap<String, &'a RawValue>,
     /// Trigger metadata; not used (everything needed is in `Data`).
     #[serde(rename = "Metadata", default)]
     pub metadata: Option<IgnoredAny>,
@@ -219,7 +219,7 @@ pub struct HttpOutput<'a> {
     #[serde(rename = "statusCode")]
     pub status_code: u16,
     /// The body as a string (a JSON object here would be re-rendered indented by the host).
-    pub body: std::borrow::Cow<'a, str>,
+    pub body: Cow<'a, str>,
     /// String-valued headers, with their usual spelling.
     pub headers: SpelledHeaders<'a>,
 }
@@ -256,9 +256,9 @@ impl Serialize for SpelledHeaders<'_> {
     }
 }
 
-impl InvocationRequest {
+impl<'a> InvocationRequest<'a> {
     /// Parses an invocation body; every shape problem is a 400 with a sentence saying what.
-    pub fn parse(body: &[u8]) -> Result<Self, ApiError> {
+    pub fn parse(body: &'a [u8]) -> Result<Self, ApiError> {
         if body.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError::BadRequest(
                 "The invocation body is empty; expected {\"Data\":…,\"Metadata\":…}.".into(),
@@ -341,7 +341,11 @@ impl<'a> HttpInvocationResponse<'a> {
             outputs: HttpOutputs {
                 res: HttpOutput {
                     status_code: response.status.as_u16(),
-                    body: String::from_utf8_lossy(&response.body),
+                    // Bodies here are JSON or text; the lossy path only guards against a bug.
+                    body: match std::str::from_utf8(&response.body) {
+                        Ok(text) => Cow::Borrowed(text),
+                        Err(_) => String::from_utf8_lossy(&response.body),
+                    },
                     headers: SpelledHeaders(&response.headers),
                 },
             },

@@ -169,15 +169,8 @@ async fn invoke(app: &App, function: FunctionName, body: &[u8]) -> Response<Byte
             Err(err) => return err.to_response().into_http(),
         };
         let response = app.call_http(function, request).await;
-        let logs = [format!(
-            "{} answered {}",
-            function.as_str(),
-            response.status.as_u16()
-        )];
-        return invocation_reply(
-            StatusCode::OK,
-            &HttpInvocationResponse::new(&response, &logs),
-        );
+        // No log line per widget request: the host records every invocation and its status.
+        return invocation_reply(StatusCode::OK, &HttpInvocationResponse::new(&response, &[]));
     }
     let timer = match invocation.timer() {
         Ok(timer) => timer,
@@ -197,11 +190,16 @@ async fn invoke(app: &App, function: FunctionName, body: &[u8]) -> Response<Byte
 }
 
 fn invocation_reply(status: StatusCode, reply: &impl serde::Serialize) -> Response<Bytes> {
-    let mut response = FunctionResponse::json(status, reply);
+    let mut body = Vec::with_capacity(2048);
+    if serde_json::to_writer(&mut body, reply).is_err() {
+        body = b"{}".to_vec();
+    }
+    let mut response = Response::new(Bytes::from(body));
+    *response.status_mut() = status;
     // The host's formatter wants exactly application/json.
-    response.headers.insert(
+    response.headers_mut().insert(
         warp::http::header::CONTENT_TYPE,
         warp::http::HeaderValue::from_static("application/json"),
     );
-    response.into_http()
+    response
 }
