@@ -362,22 +362,21 @@ impl LatestRunCache {
         if let Some(until) = snapshot.blocked_until(at) {
             return Some(until.unix_timestamp());
         }
-        let window_is_current = |reset: OffsetDateTime| reset > at;
-        if snapshot
-            .remaining_daily()
-            .is_some_and(|r| r < DAILY_WINDOW_RESERVE)
-        {
-            let reset = crate::strava::rate_limit::next_utc_midnight(snapshot.observed_at);
-            if window_is_current(reset) {
-                return Some(reset.unix_timestamp());
-            }
-        }
-        if snapshot
-            .remaining_short()
-            .is_some_and(|r| r < SHORT_WINDOW_RESERVE)
-        {
-            let reset = crate::strava::rate_limit::next_quarter_hour(snapshot.observed_at);
-            if window_is_current(reset) {
+        // Nearly spent: stop until that window resets (if the headers are from the current one).
+        let nearly_spent = [
+            (
+                snapshot.remaining_daily(),
+                DAILY_WINDOW_RESERVE,
+                crate::strava::rate_limit::next_utc_midnight(snapshot.observed_at),
+            ),
+            (
+                snapshot.remaining_short(),
+                SHORT_WINDOW_RESERVE,
+                crate::strava::rate_limit::next_quarter_hour(snapshot.observed_at),
+            ),
+        ];
+        for (remaining, reserve, reset) in nearly_spent {
+            if remaining.is_some_and(|r| r < reserve) && reset > at {
                 return Some(reset.unix_timestamp());
             }
         }

@@ -154,13 +154,7 @@ impl Store {
 
     /// Reads the credentials entity; `None` when the owner has not run setup.
     pub async fn load_credentials(&self) -> Result<Option<Versioned<Credentials>>, StoreError> {
-        let Some((entity, etag)) = self.get(CREDENTIALS_ROW).await? else {
-            return Ok(None);
-        };
-        Ok(Some(Versioned {
-            value: credentials_from_entity(&entity)?,
-            etag,
-        }))
+        self.load(CREDENTIALS_ROW, credentials_from_entity).await
     }
 
     /// Replaces the credentials entity if it still has `etag`; [`StoreError::Conflict`] otherwise.
@@ -169,37 +163,19 @@ impl Store {
         credentials: &Credentials,
         etag: &Etag,
     ) -> Result<Etag, StoreError> {
-        self.ensure_table().await?;
-        let entity = credentials_to_entity(credentials);
-        let client = self.entity_client(CREDENTIALS_ROW);
-        let update = client
-            .update(&entity, IfMatchCondition::Etag(etag.clone()))
-            .map_err(|err| StoreError::Unavailable(err.to_string()))?;
-        let response = self.bounded(update.into_future()).await.map_err(classify)?;
-        Ok(response.etag)
+        self.update_if_match(CREDENTIALS_ROW, credentials_to_entity(credentials), etag)
+            .await
     }
 
     /// Writes the credentials entity whatever is there (the setup command).
     pub async fn replace_credentials(&self, credentials: &Credentials) -> Result<(), StoreError> {
-        self.ensure_table().await?;
-        let entity = credentials_to_entity(credentials);
-        let client = self.entity_client(CREDENTIALS_ROW);
-        let write = client
-            .insert_or_replace(&entity)
-            .map_err(|err| StoreError::Unavailable(err.to_string()))?;
-        self.bounded(write.into_future()).await.map_err(classify)?;
-        Ok(())
+        self.upsert(CREDENTIALS_ROW, credentials_to_entity(credentials))
+            .await
     }
 
     /// Reads the `latest-run` entity with its ETag.
     pub async fn load_latest_run(&self) -> Result<Option<Versioned<LatestRunEntity>>, StoreError> {
-        let Some((entity, etag)) = self.get(LATEST_RUN_ROW).await? else {
-            return Ok(None);
-        };
-        Ok(Some(Versioned {
-            value: latest_run_from_entity(&entity)?,
-            etag,
-        }))
+        self.load(LATEST_RUN_ROW, latest_run_from_entity).await
     }
 
     /// Claims the right to refresh the shared answer: If-Match on what was read, or insert when
@@ -209,38 +185,72 @@ impl Store {
         read: Option<&Versioned<LatestRunEntity>>,
         lease: RefreshLease,
     ) -> Result<(), StoreError> {
-        self.ensure_table().await?;
         let mut value = read.map(|v| v.value.clone()).unwrap_or_default();
         value.refresh_lease = Some(lease);
         let entity = latest_run_to_entity(&value);
         match read {
-            Some(read) => {
-                let update = self
-                    .entity_client(LATEST_RUN_ROW)
-                    .update(&entity, IfMatchCondition::Etag(read.etag.clone()))
-                    .map_err(|err| StoreError::Unavailable(err.to_string()))?;
-                self.bounded(update.into_future()).await.map_err(classify)?;
-            }
+            Some(read) => self
+                .update_if_match(LATEST_RUN_ROW, entity, &read.etag)
+                .await
+                .map(|_| ()),
             None => {
+                self.ensure_table().await?;
                 let insert = self
                     .table
                     .insert::<_, Value>(&entity)
                     .map_err(|err| StoreError::Unavailable(err.to_string()))?;
                 self.bounded(insert.into_future()).await.map_err(classify)?;
+                Ok(())
             }
         }
-        Ok(())
     }
 
     /// Stores a new shared answer and releases any refresh lease (every answer written is good,
     /// so the last writer may win).
     pub async fn save_latest_run(&self, value: &LatestRunEntity) -> Result<(), StoreError> {
-        self.ensure_table().await?;
         let mut value = value.clone();
         value.refresh_lease = None;
+        self.upsert(LATEST_RUN_ROW, latest_run_to_entity(&value))
+            .await
+    }
+
+    /// Reads and decodes one entity with its ETag.
+    async fn load<T>(
+        &self,
+        row: &str,
+        decode: fn(&Map<String, Value>) -> Result<T, StoreError>,
+    ) -> Result<Option<Versioned<T>>, StoreError> {
+        let Some((entity, etag)) = self.get(row).await? else {
+            return Ok(None);
+        };
+        Ok(Some(Versioned {
+            value: decode(&entity)?,
+            etag,
+        }))
+    }
+
+    /// Replaces an entity only if it still has `etag`.
+    async fn update_if_match(
+        &self,
+        row: &str,
+        entity: Value,
+        etag: &Etag,
+    ) -> Result<Etag, StoreError> {
+        self.ensure_table().await?;
+        let update = self
+            .entity_client(row)
+            .update(&entity, IfMatchCondition::Etag(etag.clone()))
+            .map_err(|err| StoreError::Unavailable(err.to_string()))?;
+        let response = self.bounded(update.into_future()).await.map_err(classify)?;
+        Ok(response.etag)
+    }
+
+    /// Writes an entity whatever is there.
+    async fn upsert(&self, row: &str, entity: Value) -> Result<(), StoreError> {
+        self.ensure_table().await?;
         let write = self
-            .entity_client(LATEST_RUN_ROW)
-            .insert_or_replace(latest_run_to_entity(&value))
+            .entity_client(row)
+            .insert_or_replace(entity)
             .map_err(|err| StoreError::Unavailable(err.to_string()))?;
         self.bounded(write.into_future()).await.map_err(classify)?;
         Ok(())

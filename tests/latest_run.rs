@@ -192,6 +192,7 @@ async fn awkward_activity_lists_pick_the_right_run_and_photo() {
     assert_eq!(run["id"], 16110453318_i64);
     assert_eq!(run["sport_type"], "TrailRun");
     assert!(run["photoUrl"].is_null(), "no photos: {run}");
+    assert_private_data_absent(&run.to_string(), &strava);
     drop(app);
 
     // Only "Run" counts: the TrailRun is skipped.
@@ -224,6 +225,7 @@ async fn awkward_activity_lists_pick_the_right_run_and_photo() {
     );
     assert!(run["average_speed"].is_null() && run["kudos_count"].is_null());
     assert_eq!(run["pace_seconds_per_km"].as_f64(), Some(300.0));
+    assert_private_data_absent(&run.to_string(), &strava);
     drop(app);
 
     // The newest runs are only-me and followers-only; nothing public of the sport types → 404.

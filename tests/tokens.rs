@@ -36,6 +36,32 @@ fn hand_made(refresh_token: &str) -> Credentials {
     }
 }
 
+/// One RefreshToken timer invocation, as the host sends it: status and body.
+async fn run_timer(client: &reqwest::Client, address: &str) -> (u16, String) {
+    let body = fixture("timer-invocation-request.json");
+    let response = invoke_at(client, address, "RefreshToken", body).await;
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap_or_default())
+}
+
+/// `handler setup --code CODE` with the fake's client id.
+async fn setup_with_code(
+    settings: &TestSettings,
+    client_secret: &str,
+    code: &str,
+) -> (std::process::ExitStatus, String) {
+    let args = [
+        "setup",
+        "--client-id",
+        CLIENT_ID,
+        "--client-secret",
+        client_secret,
+        "--code",
+        code,
+    ];
+    run_handler_command(settings, &args, "").await
+}
+
 async fn stored(store: &Store) -> Credentials {
     store
         .load_credentials()
@@ -130,19 +156,9 @@ async fn several_processes_refreshing_at_once_keep_the_valid_refresh_token() {
         for handler in &handlers {
             let client = client.clone();
             let address = handler.address.clone();
-            calls.push(tokio::spawn(async move {
-                let response = invoke_at(
-                    &client,
-                    &address,
-                    "RefreshToken",
-                    fixture("timer-invocation-request.json"),
-                )
-                .await;
-                (
-                    response.status().as_u16(),
-                    response.text().await.unwrap_or_default(),
-                )
-            }));
+            calls.push(tokio::spawn(
+                async move { run_timer(&client, &address).await },
+            ));
         }
         for call in calls {
             let (status, body) = call.await.expect("task");
@@ -329,19 +345,7 @@ async fn storage_killed_between_stravas_answer_and_the_save_loses_nothing() {
     let invocation = {
         let client = app.client.clone();
         let address = app.address.clone();
-        tokio::spawn(async move {
-            let response = invoke_at(
-                &client,
-                &address,
-                "RefreshToken",
-                fixture("timer-invocation-request.json"),
-            )
-            .await;
-            (
-                response.status().as_u16(),
-                response.text().await.unwrap_or_default(),
-            )
-        })
+        tokio::spawn(async move { run_timer(&client, &address).await })
     };
     tokio::time::sleep(Duration::from_millis(600)).await;
     outage.cut();
@@ -438,20 +442,7 @@ async fn setup_connects_the_athlete_and_status_shows_it_redacted() {
 
     // --code with a bare code works without stdin.
     let code = strava.issue_code("read,activity:read");
-    let (status, output) = run_handler_command(
-        &settings,
-        &[
-            "setup",
-            "--client-id",
-            CLIENT_ID,
-            "--client-secret",
-            CLIENT_SECRET,
-            "--code",
-            &code,
-        ],
-        "",
-    )
-    .await;
+    let (status, output) = setup_with_code(&settings, CLIENT_SECRET, &code).await;
     assert!(status.success(), "{output}");
 
     for text in [&output, &status_output] {
@@ -466,20 +457,7 @@ async fn setup_failures_end_with_one_line_and_a_non_zero_exit() {
     let strava = FakeStrava::start().await;
     let settings = TestSettings::new(&strava.base_url());
     let used = strava.issue_code("read,activity:read");
-    let (status, _) = run_handler_command(
-        &settings,
-        &[
-            "setup",
-            "--client-id",
-            CLIENT_ID,
-            "--client-secret",
-            CLIENT_SECRET,
-            "--code",
-            &used,
-        ],
-        "",
-    )
-    .await;
+    let (status, _) = setup_with_code(&settings, CLIENT_SECRET, &used).await;
     assert!(status.success());
     let read_only = strava.issue_code("read");
 
@@ -536,20 +514,7 @@ async fn setup_failures_end_with_one_line_and_a_non_zero_exit() {
     }
 
     let code = strava.issue_code("read,activity:read");
-    let (status, output) = run_handler_command(
-        &settings,
-        &[
-            "setup",
-            "--client-id",
-            CLIENT_ID,
-            "--client-secret",
-            "wrong-secret",
-            "--code",
-            &code,
-        ],
-        "",
-    )
-    .await;
+    let (status, output) = setup_with_code(&settings, "wrong-secret", &code).await;
     assert!(!status.success());
     assert!(output.contains("client id or client secret"), "{output}");
     assert!(!output.contains("wrong-secret"), "{output}");
@@ -561,46 +526,20 @@ async fn no_secret_appears_in_any_log_line_or_response_of_a_full_run() {
     strava.set_rotate_refresh_tokens(true);
     let settings = TestSettings::new(&strava.base_url()).with("RUST_LOG", "trace");
     let code = strava.issue_code("read,activity:read");
-    let (status, mut everything) = run_handler_command(
-        &settings,
-        &[
-            "setup",
-            "--client-id",
-            CLIENT_ID,
-            "--client-secret",
-            CLIENT_SECRET,
-            "--code",
-            &code,
-        ],
-        "",
-    )
-    .await;
+    let (status, mut everything) = setup_with_code(&settings, CLIENT_SECRET, &code).await;
     assert!(status.success(), "{everything}");
 
     let mut handler = HandlerProcess::spawn(&settings, &[]).await;
     handler.wait_ready().await;
     let client = reqwest::Client::new();
     for _ in 0..2 {
-        let response = invoke_at(
-            &client,
-            &handler.address,
-            "RefreshToken",
-            fixture("timer-invocation-request.json"),
-        )
-        .await;
-        everything.push_str(&response.text().await.unwrap_or_default());
+        everything.push_str(&run_timer(&client, &handler.address).await.1);
     }
-    // A failing refresh (Strava down) and a rejected one log their errors too.
+    // A failing refresh (Strava down) logs its error too.
     strava.fail_next(Scope::OAuth, support::fake_strava::Fault::HtmlPage(502), 1);
-    let response = invoke_at(
-        &client,
-        &handler.address,
-        "RefreshToken",
-        fixture("timer-invocation-request.json"),
-    )
-    .await;
-    assert_eq!(response.status(), 500);
-    everything.push_str(&response.text().await.unwrap_or_default());
+    let (status, body) = run_timer(&client, &handler.address).await;
+    assert_eq!(status, 500);
+    everything.push_str(&body);
     for path in ["/api/GetLatestRun", "/"] {
         let response = client
             .get(format!("{}{path}", handler.address))

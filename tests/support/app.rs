@@ -186,23 +186,11 @@ impl HandlerProcess {
     /// working directory (so no local.settings.json is read).
     pub async fn spawn(settings: &TestSettings, args: &[&str]) -> HandlerProcess {
         let port = free_port();
-        let workdir = std::env::temp_dir().join(format!("handler-cwd-{}", unique_table_name()));
-        std::fs::create_dir_all(&workdir).expect("workdir");
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_handler"));
+        let mut command = handler_command(settings, args);
         command
-            .args(args)
-            .current_dir(&workdir)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
             .env("PORT", port.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        for (name, value) in &settings.values {
-            command.env(name, value);
-        }
+            .stdin(Stdio::null());
         let started_at = Instant::now();
         let mut child = command.spawn().expect("spawn handler");
         let output = Arc::new(Mutex::new(String::new()));
@@ -296,21 +284,8 @@ pub async fn run_handler_command(
     stdin: &str,
 ) -> (std::process::ExitStatus, String) {
     use tokio::io::AsyncWriteExt;
-    let workdir = std::env::temp_dir().join(format!("handler-cwd-{}", unique_table_name()));
-    std::fs::create_dir_all(&workdir).expect("workdir");
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_handler"));
-    command
-        .args(args)
-        .current_dir(&workdir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    for (name, value) in &settings.values {
-        command.env(name, value);
-    }
+    let mut command = handler_command(settings, args);
+    command.stdin(Stdio::piped());
     let mut child = command.spawn().expect("spawn handler");
     if let Some(mut input) = child.stdin.take() {
         let _ = input.write_all(stdin.as_bytes()).await;
@@ -322,4 +297,24 @@ pub async fn run_handler_command(
     let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&output.stderr));
     (output.status, text)
+}
+
+/// The `handler` binary with only the test's settings in its environment, run from an empty
+/// directory (so no local.settings.json is read), its output piped.
+fn handler_command(settings: &TestSettings, args: &[&str]) -> tokio::process::Command {
+    let workdir = std::env::temp_dir().join(format!("handler-cwd-{}", unique_table_name()));
+    std::fs::create_dir_all(&workdir).expect("workdir");
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_handler"));
+    command
+        .args(args)
+        .current_dir(&workdir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    for (name, value) in &settings.values {
+        command.env(name, value);
+    }
+    command
 }
