@@ -256,19 +256,6 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes an entity (tests and `setup --reset` style tools); absent is fine.
-    pub async fn delete(&self, row: &str) -> Result<(), StoreError> {
-        self.ensure_table().await?;
-        match self
-            .bounded(self.entity_client(row).delete().into_future())
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(err) if http_status(&err) == Some(StatusCode::NotFound) => Ok(()),
-            Err(err) => Err(classify(err)),
-        }
-    }
-
     /// Reads one entity as JSON with its ETag.
     async fn get(&self, row: &str) -> Result<Option<(Map<String, Value>, Etag)>, StoreError> {
         self.ensure_table().await?;

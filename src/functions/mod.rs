@@ -55,16 +55,6 @@ pub struct FunctionRequest {
 }
 
 impl FunctionRequest {
-    /// A GET with no query, headers or body.
-    pub fn get() -> Self {
-        FunctionRequest {
-            method: Method::GET,
-            query: Vec::new(),
-            headers: HeaderMap::new(),
-            body: Bytes::new(),
-        }
-    }
-
     /// The first value of a query parameter.
     pub fn query_param(&self, name: &str) -> Option<&str> {
         self.query
@@ -110,11 +100,6 @@ impl FunctionResponse {
             self.headers.append(name, value);
         }
         self
-    }
-
-    /// The value of a header this response carries.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
     /// Converts to the raw HTTP response of the forwarded form.
