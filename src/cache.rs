@@ -51,10 +51,8 @@ const DAILY_WINDOW_RESERVE: u32 = 40;
 pub struct Answer {
     /// The JSON body.
     pub body: Bytes,
-    /// Strong ETag of the body, quoted.
-    pub etag: String,
-    /// The same, ready to send.
-    pub etag_header: HeaderValue,
+    /// Strong ETag of the body, quoted, ready to send.
+    pub etag: HeaderValue,
     /// When it was fetched from Strava (Unix seconds).
     pub fetched_at: i64,
     /// The run, to re-render it marked stale.
@@ -62,29 +60,23 @@ pub struct Answer {
 }
 
 impl Answer {
-    fn from_run(run: LatestRun, fetched_at: i64) -> Self {
-        let body = Bytes::from(serde_json::to_vec(&run).unwrap_or_default());
-        let etag = etag_of(&body);
+    fn new(body: Bytes, fetched_at: i64, run: Option<LatestRun>) -> Self {
         Answer {
-            etag_header: HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\"")),
-            etag,
+            etag: etag_of(&body),
             body,
             fetched_at,
-            run: Some(run),
+            run,
         }
+    }
+
+    fn from_run(run: LatestRun, fetched_at: i64) -> Self {
+        let body = Bytes::from(serde_json::to_vec(&run).unwrap_or_default());
+        Answer::new(body, fetched_at, Some(run))
     }
 
     fn from_snapshot(snapshot: LatestRunSnapshot) -> Self {
         let run = serde_json::from_str::<LatestRun>(&snapshot.body).ok();
-        let body = Bytes::from(snapshot.body);
-        let etag = etag_of(&body);
-        Answer {
-            etag_header: HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\"")),
-            etag,
-            body,
-            fetched_at: snapshot.fetched_at,
-            run,
-        }
+        Answer::new(Bytes::from(snapshot.body), snapshot.fetched_at, run)
     }
 
     fn stale(&self) -> Self {
@@ -95,13 +87,14 @@ impl Answer {
     }
 }
 
-/// A strong ETag from the body's SHA-256.
-pub fn etag_of(body: &[u8]) -> String {
+/// A strong ETag from the body's SHA-256 (URL-safe base64 is always a valid header value).
+pub fn etag_of(body: &[u8]) -> HeaderValue {
     let digest = Sha256::digest(body);
-    format!(
+    let tag = format!(
         "\"{}\"",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..16])
-    )
+    );
+    HeaderValue::from_str(&tag).unwrap_or(HeaderValue::from_static("\"\""))
 }
 
 fn now() -> i64 {
@@ -179,15 +172,16 @@ impl LatestRunCache {
         answer
     }
 
-    fn is_due(&self, answer: &Answer, at: i64) -> bool {
-        at - answer.fetched_at >= self.0.settings.cache_seconds as i64
+    /// Whether an answer fetched at `fetched_at` needs a refresh at `at`.
+    fn is_due(&self, fetched_at: i64, at: i64) -> bool {
+        at - fetched_at >= self.0.settings.cache_seconds as i64
     }
 
     /// The answer to send: from memory (no I/O) when there is one; else from the table or,
     /// on a cold start, from Strava.
     pub async fn answer(&self) -> Result<Arc<Answer>, ApiError> {
         if let Some(answer) = self.current() {
-            if self.is_due(&answer, now()) {
+            if self.is_due(answer.fetched_at, now()) {
                 self.spawn_refresh();
             }
             return Ok(answer);
@@ -208,7 +202,7 @@ impl LatestRunCache {
         match self.coordinated_round(Wait::ForTheHolder).await {
             Ok(Some(answer)) => {
                 let answer = self.set_current(answer);
-                if self.is_due(&answer, now()) {
+                if self.is_due(answer.fetched_at, now()) {
                     self.spawn_refresh();
                 }
                 Ok(answer)
@@ -245,7 +239,10 @@ impl LatestRunCache {
     /// Refreshes the answer if it is due (the background task, and the timer's warm-up).
     pub async fn refresh(&self) {
         let _one_at_a_time = self.0.fetching.lock().await;
-        if self.current().is_some_and(|c| !self.is_due(&c, now())) {
+        if self
+            .current()
+            .is_some_and(|c| !self.is_due(c.fetched_at, now()))
+        {
             return;
         }
         if let Some(until) = self.budget_exhausted_until() {
@@ -292,16 +289,15 @@ impl LatestRunCache {
                 }
             };
             let at = now();
-            if let Some(snapshot) = read.as_ref().and_then(|r| r.value.snapshot.clone()) {
-                let answer = Answer::from_snapshot(snapshot);
+            if let Some(snapshot) = read.as_ref().and_then(|r| r.value.snapshot.as_ref()) {
                 let newer = self
                     .current()
-                    .is_none_or(|c| answer.fetched_at > c.fetched_at);
+                    .is_none_or(|c| snapshot.fetched_at > c.fetched_at);
                 // Cold: any stored answer beats waiting. Warm: only one fresher than ours.
                 if (wait == Wait::ForTheHolder && self.current().is_none())
-                    || (newer && !self.is_due(&answer, at))
+                    || (newer && !self.is_due(snapshot.fetched_at, at))
                 {
-                    return Ok(Some(answer));
+                    return Ok(Some(Answer::from_snapshot(snapshot.clone())));
                 }
             }
             let held_by_other = read

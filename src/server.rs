@@ -75,6 +75,11 @@ where
         .get(warp::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
+    // HTTP/1.1: without Content-Length or Transfer-Encoding there is no body. Most requests (the
+    // widget's GETs, the host's readiness pings) take this path, with no read and no timer.
+    if declared.unwrap_or(0) == 0 && !headers.contains_key(warp::http::header::TRANSFER_ENCODING) {
+        return Ok(Bytes::new());
+    }
     if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
         return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
     }

@@ -9,6 +9,7 @@ use strava_latest_run::secret::Secret;
 use strava_latest_run::store::Credentials;
 use support::app::{fixture, TestApp, TestSettings};
 use support::fake_strava::{FakeStrava, Fault, Scope, ATHLETE_ID, CLIENT_ID, CLIENT_SECRET};
+use support::json;
 
 const SAMPLE_RUN_ID: i64 = 16128930471;
 const SAMPLE_PRIMARY_600: &str =
@@ -19,11 +20,6 @@ fn sample(name: &str) -> Value {
         .join("tests/data/strava")
         .join(name);
     serde_json::from_str(&std::fs::read_to_string(path).expect("sample")).expect("json")
-}
-
-fn json(bytes: &[u8]) -> Value {
-    serde_json::from_slice(bytes)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(bytes)))
 }
 
 /// Credentials as `handler setup` leaves them, pointing at the fake's current tokens.
@@ -48,6 +44,12 @@ async fn connected_app(strava: &FakeStrava, settings: TestSettings) -> TestApp {
     let app = TestApp::spawn(settings).await;
     connect(&app, strava).await;
     app
+}
+
+/// A connected app whose answers are fresh for one second only.
+async fn one_second_window_app(strava: &FakeStrava) -> TestApp {
+    let settings = TestSettings::new(&strava.base_url()).with("WIDGET_CACHE_SECONDS", "1");
+    connected_app(strava, settings).await
 }
 
 async fn get_json(app: &TestApp) -> (u16, Value) {
@@ -294,11 +296,7 @@ async fn strava_down_without_an_earlier_answer_is_a_502_and_rate_limits_are_resp
 #[tokio::test]
 async fn strava_down_serves_the_last_good_answer_marked_stale() {
     let strava = FakeStrava::start().await;
-    let app = connected_app(
-        &strava,
-        TestSettings::new(&strava.base_url()).with("WIDGET_CACHE_SECONDS", "1"),
-    )
-    .await;
+    let app = one_second_window_app(&strava).await;
     let (status, first) = get_json(&app).await;
     assert_eq!(status, 200);
     assert_eq!(first["stale"], false);
@@ -327,11 +325,7 @@ async fn strava_down_serves_the_last_good_answer_marked_stale() {
 #[tokio::test]
 async fn a_stale_answer_is_served_at_once_while_one_refresh_runs() {
     let strava = FakeStrava::start().await;
-    let app = connected_app(
-        &strava,
-        TestSettings::new(&strava.base_url()).with("WIDGET_CACHE_SECONDS", "1"),
-    )
-    .await;
+    let app = one_second_window_app(&strava).await;
     let (_, first) = get_json(&app).await;
     let rounds_before = strava.calls().activities;
 
@@ -431,11 +425,7 @@ async fn a_restarted_instance_serves_from_the_table_without_calling_strava() {
 #[tokio::test]
 async fn the_refresh_stops_when_the_read_budget_is_nearly_spent() {
     let strava = FakeStrava::start().await;
-    let app = connected_app(
-        &strava,
-        TestSettings::new(&strava.base_url()).with("WIDGET_CACHE_SECONDS", "1"),
-    )
-    .await;
+    let app = one_second_window_app(&strava).await;
     strava.set_rate_limit_usage((95, 400));
     let (status, first) = get_json(&app).await;
     assert_eq!(status, 200);

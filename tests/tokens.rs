@@ -4,7 +4,6 @@
 
 mod support;
 
-use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 use strava_latest_run::secret::Secret;
@@ -16,6 +15,7 @@ use support::app::{
 };
 use support::azurite::Azurite;
 use support::fake_strava::{FakeStrava, Scope, CLIENT_ID, CLIENT_SECRET};
+use support::json;
 use support::outage::Outage;
 
 fn now() -> i64 {
@@ -69,11 +69,6 @@ async fn stored(store: &Store) -> Credentials {
         .expect("read")
         .expect("stored")
         .value
-}
-
-fn json(bytes: &[u8]) -> Value {
-    serde_json::from_slice(bytes)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(bytes)))
 }
 
 #[tokio::test]

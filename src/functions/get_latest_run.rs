@@ -43,10 +43,10 @@ fn respond(
         .headers
         .get(IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|tags| etag_matches(tags, &answer.etag));
+        .is_some_and(|tags| etag_matches(tags, answer.etag.to_str().unwrap_or_default()));
     let mut headers = HeaderMap::with_capacity(8);
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(JSON_CONTENT_TYPE));
-    headers.insert(ETAG, answer.etag_header.clone());
+    headers.insert(ETAG, answer.etag.clone());
     headers.insert(CACHE_CONTROL, cache_control.clone());
     let (status, body) = if not_modified {
         (StatusCode::NOT_MODIFIED, bytes::Bytes::new())

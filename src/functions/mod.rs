@@ -54,21 +54,6 @@ pub struct FunctionRequest {
     pub body: Bytes,
 }
 
-impl FunctionRequest {
-    /// The first value of a query parameter.
-    pub fn query_param(&self, name: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// A header as text, if present and valid.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-}
-
 /// An HTTP response from a function; the edge adapters send it raw or wrap it in `Outputs.res`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FunctionResponse {

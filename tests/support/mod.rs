@@ -5,3 +5,9 @@ pub mod app;
 pub mod azurite;
 pub mod fake_strava;
 pub mod outage;
+
+/// Parses a response body as JSON, showing the body when it is not.
+pub fn json(bytes: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(bytes)))
+}
