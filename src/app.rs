@@ -1,27 +1,23 @@
-//! The app's shared state (settings, store, clients) and the dispatch from a function name to
-//! the function's code. Built once at start-up without any I/O.
+//! The app's shared state: the domain services and the settings the functions read, built once
+//! at start-up without any I/O.
 
-use crate::cache::LatestRunCache;
-use crate::config::Settings;
-use crate::functions::{self, FunctionName, FunctionRequest, FunctionResponse};
-use crate::host::TimerInfo;
+use crate::clock::Clock;
+use crate::config::{AllowedOrigins, Settings};
+use crate::latest_run::{LatestRunService, LatestRunSettings};
 use crate::store::Store;
 use crate::strava::StravaClient;
 use crate::tokens::TokenKeeper;
-use std::sync::Arc;
 
-/// Everything a request may need, shared by all requests.
+/// Everything a function may need, shared by all requests.
 pub struct App {
-    /// Validated settings.
-    pub settings: Arc<Settings>,
-    /// The widget's table.
-    pub store: Store,
-    /// Strava's OAuth and API client.
-    pub strava: StravaClient,
     /// The owner of the Strava tokens.
-    pub tokens: Arc<TokenKeeper>,
-    /// The cached GetLatestRun answer.
-    pub latest_run: LatestRunCache,
+    pub tokens: TokenKeeper,
+    /// The latest-run answer and its cache.
+    pub latest_run: LatestRunService,
+    /// CORS allow-list of the public functions.
+    pub allowed_origins: AllowedOrigins,
+    /// The app's clock.
+    pub clock: Clock,
 }
 
 /// Why the app could not be built.
@@ -35,7 +31,7 @@ pub enum BuildError {
     Strava(#[from] crate::strava::StravaError),
 }
 
-/// A name for this process in refresh leases (unique enough across instances and restarts).
+/// A name for this process in leases (unique enough across instances and restarts).
 fn instance_name() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -45,55 +41,30 @@ fn instance_name() -> String {
 }
 
 impl App {
-    /// Builds the app's clients; does no network or storage I/O.
+    /// Builds the app's services; does no network or storage I/O.
     pub fn new(settings: Settings) -> Result<Self, BuildError> {
+        let clock = Clock::system();
         let store = Store::connect(&settings.storage)?;
         let strava = StravaClient::new(settings.strava_base_url.as_str(), settings.strava_timeout)?;
         let instance = instance_name();
-        let tokens = Arc::new(TokenKeeper::new(
-            store.clone(),
-            strava.clone(),
-            instance.clone(),
-        ));
-        let settings = Arc::new(settings);
-        let latest_run = LatestRunCache::new(
-            Arc::clone(&settings),
-            store.clone(),
-            strava.clone(),
-            Arc::clone(&tokens),
-            instance,
-        );
-        Ok(App {
-            settings,
+        let tokens =
+            TokenKeeper::with_clock(store.clone(), strava.clone(), instance.clone(), clock);
+        let latest_run = LatestRunService::new(
+            LatestRunSettings {
+                cache_seconds: i64::try_from(settings.cache_seconds).unwrap_or(i64::MAX),
+                sport_types: settings.sport_types.clone(),
+            },
             store,
             strava,
+            tokens.clone(),
+            instance,
+            clock,
+        );
+        Ok(App {
             tokens,
             latest_run,
+            allowed_origins: settings.allowed_origins,
+            clock,
         })
-    }
-
-    /// Runs an HTTP function.
-    pub async fn call_http(
-        &self,
-        function: FunctionName,
-        request: FunctionRequest,
-    ) -> FunctionResponse {
-        match function {
-            FunctionName::GetLatestRun => functions::get_latest_run::handle(self, &request).await,
-            // Timer functions have no public route; the router never sends them here.
-            FunctionName::RefreshToken => crate::error::ApiError::NotFound.to_response(),
-        }
-    }
-
-    /// Runs a timer function: its log lines, or the reason it failed.
-    pub async fn call_timer(
-        &self,
-        function: FunctionName,
-        timer: &TimerInfo,
-    ) -> Result<Vec<String>, String> {
-        match function {
-            FunctionName::RefreshToken => functions::refresh_token::run(self, timer).await,
-            FunctionName::GetLatestRun => Err("GetLatestRun is not a timer function".into()),
-        }
     }
 }

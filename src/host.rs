@@ -2,8 +2,8 @@
 //! (`{"Data":…,"Metadata":…}`) and reply (`{"Outputs":…,"Logs":…,"ReturnValue":…}`), and the
 //! adapters between them and the app's one [`FunctionRequest`]/[`FunctionResponse`] model.
 
-use crate::error::ApiError;
-use crate::functions::{FunctionRequest, FunctionResponse};
+use crate::http::ApiError;
+use crate::http::{FunctionRequest, FunctionResponse};
 use bytes::Bytes;
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};

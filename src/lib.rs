@@ -17,11 +17,12 @@
 //! - [`secret`]: a string type that never prints its value.
 
 pub mod app;
-pub mod cache;
+pub mod clock;
 pub mod config;
-pub mod error;
 pub mod functions;
 pub mod host;
+pub mod http;
+pub mod latest_run;
 pub mod secret;
 pub mod server;
 pub mod setup;
@@ -70,9 +71,8 @@ impl Application {
                     schedule_status: None,
                     is_past_due: false,
                 };
-                if let Err(message) = app
-                    .call_timer(functions::FunctionName::RefreshToken, &timer)
-                    .await
+                if let Err(message) =
+                    functions::call_timer(&app, functions::FunctionName::RefreshToken, &timer).await
                 {
                     tracing::error!("{message}");
                 }
@@ -82,7 +82,9 @@ impl Application {
 
     /// Serves until `shutdown` completes.
     pub async fn run_until(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) {
-        server::run(self.listener, self.app, shutdown).await;
+        server::run(self.listener, Arc::clone(&self.app), shutdown).await;
+        // Tokens Strava issued that storage has not taken yet get one more try before exit.
+        self.app.tokens.persist_held().await;
     }
 }
 

@@ -3,9 +3,9 @@
 //! requests, `POST /{Function}` invocations. Anything else gets a JSON error; nothing panics.
 
 use crate::app::App;
-use crate::error::ApiError;
-use crate::functions::{FunctionName, FunctionRequest, FunctionResponse};
+use crate::functions::{self, FunctionName};
 use crate::host::{HttpInvocationResponse, InvocationRequest, InvocationResponse};
+use crate::http::{ApiError, FunctionRequest, FunctionResponse};
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use std::convert::Infallible;
@@ -138,7 +138,7 @@ async fn route(
                                 headers,
                                 body,
                             };
-                            app.call_http(function, request).await
+                            functions::call_http(app, function, request).await
                         }
                         Err(err) => err.to_response(),
                     };
@@ -173,7 +173,7 @@ async fn invoke(app: &App, function: FunctionName, body: &[u8]) -> Response<Byte
             Ok(request) => request,
             Err(err) => return err.to_response().into_http(),
         };
-        let response = app.call_http(function, request).await;
+        let response = functions::call_http(app, function, request).await;
         // No log line per widget request: the host records every invocation and its status.
         return invocation_reply(StatusCode::OK, &HttpInvocationResponse::new(&response, &[]));
     }
@@ -181,7 +181,7 @@ async fn invoke(app: &App, function: FunctionName, body: &[u8]) -> Response<Byte
         Ok(timer) => timer,
         Err(err) => return err.to_response().into_http(),
     };
-    match app.call_timer(function, &timer).await {
+    match functions::call_timer(app, function, &timer).await {
         Ok(logs) => invocation_reply(StatusCode::OK, &InvocationResponse::logs_only(logs)),
         Err(message) => {
             // The host drops Logs of a failed invocation, so the reason also goes to stdout.

@@ -3,7 +3,7 @@
 
 use crate::config::Settings;
 use crate::secret::Secret;
-use crate::store::{Credentials, Store, StoreError};
+use crate::store::{Credentials, Shown, Store, StoreError};
 use crate::strava::{RateLimitSnapshot, StravaClient, StravaError};
 use std::io::{BufRead, Write};
 use time::OffsetDateTime;
@@ -223,15 +223,14 @@ pub async fn run_status(settings: &Settings) -> Result<String, SetupError> {
             ));
         }
     }
-    let latest = store
-        .load_latest_run()
-        .await?
-        .map(|v| v.value)
-        .unwrap_or_default();
+    let latest = store.peek_latest_run().await?.unwrap_or_default();
     lines.push(match &latest.snapshot {
         Some(snapshot) => format!(
-            "cached answer: activity {}, fetched {} min ago ({})",
-            snapshot.activity_id,
+            "cached answer: {}, fetched {} min ago ({})",
+            match &snapshot.shown {
+                Shown::Run { activity_id, .. } => format!("activity {activity_id}"),
+                Shown::NoPublicRun => "no public run".to_owned(),
+            },
             (OffsetDateTime::now_utc().unix_timestamp() - snapshot.fetched_at) / 60,
             format_unix(snapshot.fetched_at)
         ),

@@ -1,20 +1,29 @@
 //! Keeps a valid Strava access token forever without ever losing a rotated refresh token.
 //!
-//! The rules (Strava may rotate the refresh token on any refresh, and the old one dies at once):
-//! - one refresh at a time per process (a mutex; concurrent callers wait on the same refresh) and
-//!   across instances (a short lease written with If-Match on the `credentials` entity);
-//! - the newest refresh token is persisted before the new access token is handed out;
-//! - a 412 on save means someone else wrote: reload, and never overwrite newer credentials;
-//! - a 400 invalid refresh token reloads once (another instance may have rotated it);
-//! - storage down after Strava rotated: the new tokens stay in memory and are persisted at the
-//!   next chance, loudly logged until then.
+//! Strava may rotate the refresh token on any refresh, and the old one dies at once, so a
+//! refresh is a protocol of named steps, run in a task that no request owns (a visitor who hangs
+//! up cannot cancel it between Strava's answer and the save):
+//! 1. **read and lease**: read the `credentials` entity; take a usable token someone else just
+//!    stored, wait while another instance holds the [`Lease`], or take the lease (If-Match);
+//! 2. **exchange** the refresh token at Strava;
+//! 3. **persist** the new tokens with If-Match, only over the refresh token they replace. From
+//!    the moment Strava answers, they are *held* in memory; if storage will not take them
+//!    within seconds they stay held, are used for the next refresh (never the dead stored
+//!    token), and are retried on a backoff schedule and at shutdown. Newer tokens stored by
+//!    another instance are adopted, never overwritten.
+//!
+//! One refresh runs at a time per process (a mutex; concurrent callers get its result).
 
+use crate::clock::Clock;
 use crate::secret::Secret;
-use crate::store::{Credentials, RefreshLease, Store, StoreError, Versioned};
+use crate::store::{Credentials, Lease, Store, StoreError, Versioned};
 use crate::strava::{StravaClient, StravaError, TokenGrant};
+use azure_core::Etag;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
-use time::OffsetDateTime;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, MutexGuard};
+use tokio::time::Instant;
 
 /// Refresh when the access token has less than this left (seconds).
 pub const EARLY_REFRESH_SECONDS: i64 = 300;
@@ -22,8 +31,13 @@ pub const EARLY_REFRESH_SECONDS: i64 = 300;
 const LEASE_SECONDS: i64 = 30;
 /// How often to look again while another instance holds the lease.
 const LEASE_POLL: Duration = Duration::from_millis(250);
-/// Attempts at reading, leasing and saving before giving up.
-const MAX_ATTEMPTS: usize = 120;
+/// How long one refresh may take in all, waiting for other instances included.
+const REFRESH_DEADLINE: Duration = Duration::from_secs(60);
+/// How long the persist step keeps trying before it leaves the tokens held in memory.
+const PERSIST_DEADLINE: Duration = Duration::from_secs(8);
+/// Backoff of the background retries of held tokens.
+const HELD_RETRY_FIRST: Duration = Duration::from_secs(1);
+const HELD_RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// An access token ready for an API call.
 #[derive(Clone, Debug)]
@@ -37,16 +51,45 @@ pub struct AccessToken {
 }
 
 /// What a refresh did, for the timer's log (no secrets).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RefreshOutcome {
-    /// Unix seconds when the access token expires.
-    pub expires_at: i64,
-    /// Whether Strava returned a new refresh token.
-    pub rotated: bool,
-    /// Whether the new tokens are only in memory (storage was down).
-    pub unsaved: bool,
-    /// Whether another instance did the refresh and this one adopted its tokens.
-    pub adopted: bool,
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefreshOutcome {
+    /// Strava issued tokens and they are stored.
+    Saved {
+        /// Unix seconds when the access token expires.
+        expires_at: i64,
+        /// Whether Strava returned a new refresh token.
+        rotated: bool,
+    },
+    /// Another instance refreshed; its stored tokens were taken.
+    Adopted {
+        /// Unix seconds when the access token expires.
+        expires_at: i64,
+    },
+    /// Strava issued tokens but storage did not take them yet: they are held in memory and
+    /// retried in the background.
+    HeldInMemory {
+        /// Unix seconds when the access token expires.
+        expires_at: i64,
+        /// Whether Strava returned a new refresh token.
+        rotated: bool,
+    },
+    /// The current token still had time left; nothing was asked.
+    StillValid {
+        /// Unix seconds when the access token expires.
+        expires_at: i64,
+    },
+}
+
+impl RefreshOutcome {
+    /// When the access token in use now expires.
+    pub fn expires_at(&self) -> i64 {
+        match *self {
+            RefreshOutcome::Saved { expires_at, .. }
+            | RefreshOutcome::Adopted { expires_at }
+            | RefreshOutcome::HeldInMemory { expires_at, .. }
+            | RefreshOutcome::StillValid { expires_at } => expires_at,
+        }
+    }
 }
 
 /// Why no token could be had.
@@ -57,6 +100,9 @@ pub enum TokenError {
         "Strava is not connected yet: run `handler setup` once to store the Strava credentials"
     )]
     NotConfigured,
+    /// The stored credentials cannot be read (a hand edit, a half write).
+    #[error("{0}; run `handler setup` again")]
+    Unusable(StoreError),
     /// Storage is down and nothing usable is held in memory.
     #[error("cannot read the credentials: {0}")]
     Storage(StoreError),
@@ -72,9 +118,10 @@ pub enum TokenError {
 }
 
 /// Rotated tokens that storage has not accepted yet.
-struct Unsaved {
+#[derive(Clone)]
+struct Held {
     credentials: Credentials,
-    /// The refresh token they replaced: they may be written only over that one.
+    /// The stored refresh token they replace: they may be written only over that one.
     predecessor: Secret,
 }
 
@@ -83,19 +130,50 @@ struct State {
     /// The credentials last read or written.
     known: Option<Credentials>,
     /// Tokens awaiting persistence.
-    unsaved: Option<Unsaved>,
+    held: Option<Held>,
 }
 
-/// The owner of the Strava tokens in this process.
-pub struct TokenKeeper {
+/// Why a refresh was asked for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Need {
+    /// Any token with time left will do (someone else's fresh refresh counts).
+    UsableToken,
+    /// Ask Strava even if the token has time left (the timer, or after a 401).
+    AskStrava,
+}
+
+/// The result of the read-and-lease step.
+enum Start {
+    /// A usable token is stored (someone else refreshed): take it.
+    Use(AccessToken),
+    /// Another instance holds the lease: look again shortly.
+    Wait,
+    /// Someone wrote between our read and our lease: read again.
+    Retry,
+    /// Ours to refresh: these credentials, and the ETag to save over (none: storage is down).
+    Exchange(Credentials, Option<Etag>),
+}
+
+/// How the persist step ended.
+enum Persisted {
+    Saved,
+    Adopted,
+    Held,
+    /// The entity was deleted meanwhile (a reset): the tokens are dropped.
+    Dropped,
+}
+
+/// The owner of the Strava tokens in this process; cheap to clone.
+#[derive(Clone)]
+pub struct TokenKeeper(Arc<Inner>);
+
+struct Inner {
     store: Store,
     strava: StravaClient,
     instance: String,
+    clock: Clock,
     state: Mutex<State>,
-}
-
-fn now() -> i64 {
-    OffsetDateTime::now_utc().unix_timestamp()
+    held_retry_running: AtomicBool,
 }
 
 fn usable(credentials: &Credentials, at: i64) -> Option<AccessToken> {
@@ -122,34 +200,43 @@ fn apply_grant(mut credentials: Credentials, grant: TokenGrant) -> Credentials {
     credentials
 }
 
-/// Why `refresh_locked` was called.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Need {
-    /// Any token with time left will do (someone else's fresh refresh counts).
-    UsableToken,
-    /// Ask Strava even if the token has time left (the timer, or after a 401).
-    AskStrava,
+fn token_of(credentials: &Credentials) -> AccessToken {
+    AccessToken {
+        token: credentials
+            .access_token
+            .clone()
+            .unwrap_or_else(|| Secret::new("")),
+        expires_at: credentials.expires_at.unwrap_or_default(),
+        athlete_id: credentials.athlete_id,
+    }
 }
 
 impl TokenKeeper {
     /// A keeper for the credentials in `store`; `instance` names this process in leases.
     pub fn new(store: Store, strava: StravaClient, instance: impl Into<String>) -> Self {
-        TokenKeeper {
+        Self::with_clock(store, strava, instance, Clock::system())
+    }
+
+    /// A keeper that reads the time from `clock`.
+    pub fn with_clock(
+        store: Store,
+        strava: StravaClient,
+        instance: impl Into<String>,
+        clock: Clock,
+    ) -> Self {
+        TokenKeeper(Arc::new(Inner {
             store,
             strava,
             instance: instance.into(),
+            clock,
             state: Mutex::new(State::default()),
-        }
+            held_retry_running: AtomicBool::new(false),
+        }))
     }
 
     /// An access token with more than five minutes left, refreshing first if needed.
     pub async fn access_token(&self) -> Result<AccessToken, TokenError> {
-        let mut state = self.state.lock().await;
-        self.flush_unsaved(&mut state).await;
-        if let Some(token) = state.known.as_ref().and_then(|c| usable(c, now())) {
-            return Ok(token);
-        }
-        self.refresh_locked(&mut state, Need::UsableToken, None)
+        self.detached(Need::UsableToken, None)
             .await
             .map(|(token, _)| token)
     }
@@ -159,276 +246,377 @@ impl TokenKeeper {
         &self,
         rejected: &Secret,
     ) -> Result<AccessToken, TokenError> {
-        let mut state = self.state.lock().await;
-        self.flush_unsaved(&mut state).await;
-        if let Some(token) = state.known.as_ref().and_then(|c| usable(c, now())) {
-            if token.token != *rejected {
-                return Ok(token);
-            }
-        }
-        self.refresh_locked(&mut state, Need::AskStrava, Some(rejected))
+        self.detached(Need::AskStrava, Some(rejected.clone()))
             .await
             .map(|(token, _)| token)
     }
 
     /// Refreshes at Strava now (the timer), whatever the current token's expiry.
     pub async fn refresh_now(&self) -> Result<RefreshOutcome, TokenError> {
-        let mut state = self.state.lock().await;
-        self.flush_unsaved(&mut state).await;
-        self.refresh_locked(&mut state, Need::AskStrava, None)
+        self.detached(Need::AskStrava, None)
             .await
             .map(|(_, outcome)| outcome)
     }
 
-    /// Persists rotated tokens kept in memory, if storage takes them now.
-    async fn flush_unsaved(&self, state: &mut State) {
-        let Some(unsaved) = state.unsaved.as_ref() else {
-            return;
-        };
-        let stored = match self.store.load_credentials().await {
-            Ok(Some(stored)) => stored,
-            Ok(None) => {
-                // The entity was deleted meanwhile (a reset); writing it back would undo that.
-                tracing::warn!(
-                    "the credentials entity disappeared; dropping tokens held in memory"
-                );
-                state.unsaved = None;
-                return;
-            }
-            Err(err) => {
-                tracing::error!(error = %err, "storage still down: the rotated Strava refresh token is only in memory");
-                return;
-            }
-        };
-        if stored.value.refresh_token == unsaved.credentials.refresh_token {
-            state.unsaved = None;
-            state.known = Some(stored.value);
-            return;
+    /// Tries once more to persist tokens held in memory (graceful shutdown); whether none are
+    /// left unsaved.
+    pub async fn persist_held(&self) -> bool {
+        let mut state = self.0.state.lock().await;
+        if state.held.is_none() {
+            return true;
         }
-        if stored.value.refresh_token != unsaved.predecessor {
-            // Someone refreshed after us with a token we never saw: theirs is newer.
-            tracing::warn!("another instance stored newer Strava tokens; adopting them");
-            state.unsaved = None;
-            state.known = Some(stored.value);
-            return;
+        let persisted = self
+            .persist_held_locked(&mut state, None, PERSIST_DEADLINE)
+            .await;
+        if matches!(persisted, Persisted::Held) {
+            tracing::error!("shutting down with a rotated Strava refresh token that storage never took; run `handler setup` again if the widget stops");
+            return false;
         }
-        let credentials = unsaved.credentials.clone();
-        match self
-            .store
-            .save_credentials(&credentials, &stored.etag)
-            .await
-        {
-            Ok(_) => {
-                tracing::info!(
-                    "persisted the rotated Strava refresh token that was held in memory"
-                );
-                state.unsaved = None;
-                state.known = Some(credentials);
-            }
+        true
+    }
+
+    /// Runs the refresh in a task of its own, so that a caller that goes away (a visitor who
+    /// hangs up) cannot cancel it between Strava's answer and the save.
+    async fn detached(
+        &self,
+        need: Need,
+        rejected: Option<Secret>,
+    ) -> Result<(AccessToken, RefreshOutcome), TokenError> {
+        let keeper = self.clone();
+        let task = tokio::spawn(async move { keeper.refresh(need, rejected.as_ref()).await });
+        match task.await {
+            Ok(result) => result,
             Err(err) => {
-                tracing::error!(error = %err, "could not persist the rotated Strava refresh token yet; keeping it in memory");
+                tracing::error!(error = %err, "the token refresh task failed");
+                Err(TokenError::Busy)
             }
         }
     }
 
-    /// The refresh protocol; the caller holds the state lock (single flight per process).
-    async fn refresh_locked(
+    /// The refresh protocol (read and lease → exchange → persist), one at a time per process.
+    async fn refresh(
         &self,
-        state: &mut State,
         need: Need,
         rejected: Option<&Secret>,
     ) -> Result<(AccessToken, RefreshOutcome), TokenError> {
-        let mut reloaded_after_invalid = false;
-        let mut waited_for_other = false;
-        let before = state.known.as_ref().and_then(|c| c.access_token.clone());
-        for _ in 0..MAX_ATTEMPTS {
-            // 1. Read the stored credentials with their ETag.
-            let stored = match self.store.load_credentials().await {
-                Ok(Some(stored)) => Some(stored),
-                Ok(None) if state.unsaved.is_none() => {
-                    state.known = None;
-                    return Err(TokenError::NotConfigured);
+        let mut state = self.0.state.lock().await;
+        let not_rejected = |token: &AccessToken| rejected.is_none_or(|r| *r != token.token);
+        if state.held.is_some() {
+            self.persist_held_locked(&mut state, None, Duration::ZERO)
+                .await;
+        }
+        if let Some(held) = state.held.clone() {
+            // Storage still has not taken the newest tokens: they, not the stored (dead) ones,
+            // are what to use and refresh from.
+            if let Some(token) = usable(&held.credentials, self.0.clock.now()) {
+                if need == Need::UsableToken && not_rejected(&token) {
+                    let expires_at = token.expires_at;
+                    return Ok((token, RefreshOutcome::StillValid { expires_at }));
                 }
-                Ok(None) => None,
-                Err(err) => {
-                    if state.known.is_none() {
-                        return Err(TokenError::Storage(err));
-                    }
-                    tracing::error!(error = %err, "storage is down; refreshing with the credentials held in memory");
-                    None
-                }
-            };
-
-            let (credentials, etag) = match stored {
-                Some(Versioned { value, etag }) => {
-                    let at = now();
-                    // Someone else's refresh may already have given us what we need.
-                    if let Some(token) = usable(&value, at) {
-                        let changed = before.as_ref() != value.access_token.as_ref();
-                        let not_rejected = rejected.is_none_or(|r| *r != token.token);
-                        if (need == Need::UsableToken || (waited_for_other && changed))
-                            && not_rejected
-                        {
-                            state.known = Some(value);
-                            return Ok((
-                                token.clone(),
-                                RefreshOutcome {
-                                    expires_at: token.expires_at,
-                                    rotated: false,
-                                    unsaved: false,
-                                    adopted: waited_for_other,
-                                },
-                            ));
-                        }
-                    }
-                    if let Some(lease) = &value.refresh_lease {
-                        if lease.owner != self.instance && lease.until > at {
-                            waited_for_other = true;
-                            state.known = Some(value);
-                            tokio::time::sleep(LEASE_POLL).await;
-                            continue;
-                        }
-                    }
-                    // 2. Take the lease; a conflict means someone else wrote first: read again.
-                    let mut leased = value.clone();
-                    leased.refresh_lease = Some(RefreshLease {
-                        owner: self.instance.clone(),
-                        until: at + LEASE_SECONDS,
-                    });
-                    match self.store.save_credentials(&leased, &etag).await {
-                        Ok(new_etag) => (leased, Some(new_etag)),
-                        Err(StoreError::Conflict) => continue,
-                        Err(err) => {
-                            tracing::error!(error = %err, "storage failed while taking the refresh lease; refreshing without it");
-                            (value, None)
-                        }
-                    }
-                }
-                None => match state.known.clone() {
-                    Some(known) => (known, None),
-                    None => return Err(TokenError::NotConfigured),
-                },
-            };
-
-            // 3. Ask Strava.
-            let used = credentials.refresh_token.clone();
-            let grant = match self
-                .strava
-                .refresh(&credentials.client_id, &credentials.client_secret, &used)
-                .await
+            }
+            let grant = self.exchange(&held.credentials).await?;
+            return Ok(self
+                .persist(&mut state, held.credentials, grant, None)
+                .await);
+        }
+        // A caller whose token was rejected is served by a token someone refreshed since.
+        if need == Need::UsableToken || rejected.is_some() {
+            if let Some(token) = state
+                .known
+                .as_ref()
+                .and_then(|c| usable(c, self.0.clock.now()))
+                .filter(|t| not_rejected(t))
             {
-                Ok(grant) => grant,
-                Err(StravaError::InvalidRefreshToken) if !reloaded_after_invalid => {
+                let expires_at = token.expires_at;
+                return Ok((token, RefreshOutcome::StillValid { expires_at }));
+            }
+        }
+
+        let deadline = Instant::now() + REFRESH_DEADLINE;
+        let before = state.known.as_ref().and_then(|c| c.access_token.clone());
+        let mut waited_for_other = false;
+        let mut reloaded_after_invalid = false;
+        while Instant::now() < deadline {
+            let start = self
+                .read_and_lease(&mut state, need, rejected, waited_for_other, &before)
+                .await?;
+            let (credentials, etag) = match start {
+                Start::Use(token) => {
+                    let expires_at = token.expires_at;
+                    let outcome = if waited_for_other {
+                        RefreshOutcome::Adopted { expires_at }
+                    } else {
+                        RefreshOutcome::StillValid { expires_at }
+                    };
+                    return Ok((token, outcome));
+                }
+                Start::Wait => {
+                    waited_for_other = true;
+                    tokio::time::sleep(LEASE_POLL).await;
+                    continue;
+                }
+                Start::Retry => continue,
+                Start::Exchange(credentials, etag) => (credentials, etag),
+            };
+            match self.exchange(&credentials).await {
+                Ok(grant) => return Ok(self.persist(&mut state, credentials, grant, etag).await),
+                Err(TokenError::Rejected(StravaError::InvalidRefreshToken))
+                    if !reloaded_after_invalid =>
+                {
                     // Another instance may have rotated it: read once more and try its token.
                     reloaded_after_invalid = true;
                     self.release_lease(&credentials, etag.as_ref()).await;
-                    continue;
                 }
                 Err(err) => {
                     self.release_lease(&credentials, etag.as_ref()).await;
-                    return Err(match err {
-                        StravaError::InvalidRefreshToken
-                        | StravaError::InvalidClient
-                        | StravaError::BadRequest { .. } => TokenError::Rejected(err),
-                        other => TokenError::Strava(other),
-                    });
-                }
-            };
-            let rotated = grant.refresh_token != used;
-            let refreshed = apply_grant(credentials, grant);
-            let token = usable(&refreshed, now()).unwrap_or_else(|| AccessToken {
-                token: refreshed
-                    .access_token
-                    .clone()
-                    .unwrap_or_else(|| Secret::new("")),
-                expires_at: refreshed.expires_at.unwrap_or_default(),
-                athlete_id: refreshed.athlete_id,
-            });
-
-            // 4. Persist before anyone uses the new access token.
-            let saved = match etag {
-                Some(etag) => self.store.save_credentials(&refreshed, &etag).await,
-                None => Err(StoreError::Unavailable(
-                    "no ETag: storage was down when read".into(),
-                )),
-            };
-            let outcome = |unsaved: bool, adopted: bool, expires_at: i64| RefreshOutcome {
-                expires_at,
-                rotated,
-                unsaved,
-                adopted,
-            };
-            match saved {
-                Ok(_) => {
-                    state.unsaved = None;
-                    state.known = Some(refreshed);
-                    return Ok((token.clone(), outcome(false, false, token.expires_at)));
-                }
-                Err(StoreError::Conflict) => {
-                    // Someone wrote after our lease: newer credentials win unless they are ours.
-                    match self.store.load_credentials().await {
-                        Ok(Some(current)) if current.value.refresh_token == used => {
-                            match self.store.save_credentials(&refreshed, &current.etag).await {
-                                Ok(_) => {
-                                    state.unsaved = None;
-                                    state.known = Some(refreshed);
-                                    return Ok((
-                                        token.clone(),
-                                        outcome(false, false, token.expires_at),
-                                    ));
-                                }
-                                Err(_) => continue,
-                            }
-                        }
-                        Ok(Some(current)) => {
-                            tracing::warn!(
-                                "another instance stored newer Strava tokens; adopting them"
-                            );
-                            let adopted = usable(&current.value, now());
-                            state.known = Some(current.value);
-                            match adopted {
-                                Some(t) => {
-                                    return Ok((t.clone(), outcome(false, true, t.expires_at)))
-                                }
-                                None => continue,
-                            }
-                        }
-                        _ => {
-                            self.keep_unsaved(state, refreshed, used);
-                            return Ok((token.clone(), outcome(true, false, token.expires_at)));
-                        }
-                    }
-                }
-                Err(err) => {
-                    tracing::error!(
-                        error = %err,
-                        "STORAGE DOWN AFTER STRAVA ISSUED NEW TOKENS: the refresh token is kept in memory and will be saved at the next chance"
-                    );
-                    self.keep_unsaved(state, refreshed, used);
-                    return Ok((token.clone(), outcome(true, false, token.expires_at)));
+                    return Err(err);
                 }
             }
         }
         Err(TokenError::Busy)
     }
 
-    fn keep_unsaved(&self, state: &mut State, refreshed: Credentials, used: Secret) {
-        // If tokens were already waiting, they were the predecessor of these: keep the oldest
-        // predecessor, the one storage still holds.
-        let predecessor = state.unsaved.take().map(|u| u.predecessor).unwrap_or(used);
+    /// Step 1: read the stored credentials, and take a fresh token, wait, or take the lease.
+    async fn read_and_lease(
+        &self,
+        state: &mut State,
+        need: Need,
+        rejected: Option<&Secret>,
+        waited_for_other: bool,
+        before: &Option<Secret>,
+    ) -> Result<Start, TokenError> {
+        let Versioned {
+            value,
+            etag,
+            read_at,
+        } = match self.0.store.load_credentials().await {
+            Ok(Some(stored)) => stored,
+            Ok(None) => {
+                state.known = None;
+                return Err(TokenError::NotConfigured);
+            }
+            Err(err @ StoreError::Corrupt { .. }) => return Err(TokenError::Unusable(err)),
+            Err(err) => {
+                return match &state.known {
+                    Some(known) => {
+                        tracing::error!(error = %err, "storage is down; refreshing with the credentials held in memory");
+                        Ok(Start::Exchange(known.clone(), None))
+                    }
+                    None => Err(TokenError::Storage(err)),
+                }
+            }
+        };
+        // Someone else's refresh may already have given us what we need.
+        if let Some(token) = usable(&value, self.0.clock.now()) {
+            let changed = before.as_ref() != value.access_token.as_ref();
+            let not_rejected = rejected.is_none_or(|r| *r != token.token);
+            if (need == Need::UsableToken || (waited_for_other && changed)) && not_rejected {
+                state.known = Some(value);
+                return Ok(Start::Use(token));
+            }
+        }
+        if value
+            .refresh_lease
+            .as_ref()
+            .is_some_and(|lease| lease.blocks(&self.0.instance, read_at))
+        {
+            state.known = Some(value);
+            return Ok(Start::Wait);
+        }
+        let mut leased = value.clone();
+        leased.refresh_lease = Some(Lease::taken(&self.0.instance, read_at, LEASE_SECONDS));
+        match self.0.store.save_credentials(&leased, &etag).await {
+            Ok(etag) => Ok(Start::Exchange(leased, Some(etag))),
+            Err(StoreError::Conflict) => Ok(Start::Retry),
+            Err(err) => {
+                tracing::error!(error = %err, "storage failed while taking the refresh lease; refreshing without it");
+                Ok(Start::Exchange(value, None))
+            }
+        }
+    }
+
+    /// Step 2: ask Strava for new tokens.
+    async fn exchange(&self, credentials: &Credentials) -> Result<TokenGrant, TokenError> {
+        self.0
+            .strava
+            .refresh(
+                &credentials.client_id,
+                &credentials.client_secret,
+                &credentials.refresh_token,
+            )
+            .await
+            .map_err(|err| match err {
+                StravaError::InvalidRefreshToken
+                | StravaError::InvalidClient
+                | StravaError::BadRequest { .. } => TokenError::Rejected(err),
+                other => TokenError::Strava(other),
+            })
+    }
+
+    /// Step 3: hold the new tokens, then save them over the refresh token they replace.
+    async fn persist(
+        &self,
+        state: &mut MutexGuard<'_, State>,
+        used: Credentials,
+        grant: TokenGrant,
+        etag: Option<Etag>,
+    ) -> (AccessToken, RefreshOutcome) {
+        let rotated = grant.refresh_token != used.refresh_token;
+        // If tokens were already held, the stored token is still their predecessor: keep it.
+        let predecessor = state
+            .held
+            .take()
+            .map(|held| held.predecessor)
+            .unwrap_or_else(|| used.refresh_token.clone());
+        let refreshed = apply_grant(used, grant);
+        let token = token_of(&refreshed);
+        let expires_at = token.expires_at;
         state.known = Some(refreshed.clone());
-        state.unsaved = Some(Unsaved {
+        state.held = Some(Held {
             credentials: refreshed,
             predecessor,
+        });
+        let outcome = match self
+            .persist_held_locked(state, etag, PERSIST_DEADLINE)
+            .await
+        {
+            Persisted::Saved | Persisted::Dropped => RefreshOutcome::Saved {
+                expires_at,
+                rotated,
+            },
+            Persisted::Adopted => RefreshOutcome::Adopted { expires_at },
+            Persisted::Held => {
+                tracing::error!("STORAGE DID NOT TAKE THE NEW STRAVA TOKENS: the refresh token is held in memory and retried in the background");
+                self.spawn_held_retry();
+                RefreshOutcome::HeldInMemory {
+                    expires_at,
+                    rotated,
+                }
+            }
+        };
+        (token, outcome)
+    }
+
+    /// Saves the held tokens if the stored refresh token is still their predecessor; adopts
+    /// newer stored ones; keeps trying until `patience` has passed (at least one attempt).
+    async fn persist_held_locked(
+        &self,
+        state: &mut State,
+        mut etag: Option<Etag>,
+        patience: Duration,
+    ) -> Persisted {
+        let until = Instant::now() + patience;
+        let mut backoff = Duration::from_millis(200);
+        let mut conflicts = 0;
+        loop {
+            let Some(held) = state.held.clone() else {
+                return Persisted::Saved;
+            };
+            let over = match etag.take() {
+                Some(etag) => etag,
+                None => match self.0.store.load_credentials().await {
+                    Ok(Some(stored)) if stored.value.refresh_token == held.predecessor => {
+                        stored.etag
+                    }
+                    Ok(Some(stored)) => {
+                        // A token we never used is stored: ours was saved by an earlier try,
+                        // or another instance refreshed after us. Either way it is the newest.
+                        let ours = stored.value.refresh_token == held.credentials.refresh_token;
+                        if !ours {
+                            tracing::warn!(
+                                "another instance stored newer Strava tokens; adopting them"
+                            );
+                        }
+                        state.held = None;
+                        state.known = Some(stored.value);
+                        return if ours {
+                            Persisted::Saved
+                        } else {
+                            Persisted::Adopted
+                        };
+                    }
+                    Ok(None) => {
+                        // Deleted meanwhile (a reset): writing it back would undo that.
+                        tracing::warn!("the credentials entity disappeared; dropping the tokens held in memory");
+                        state.held = None;
+                        state.known = None;
+                        return Persisted::Dropped;
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "cannot read the credentials to save the held tokens");
+                        if Instant::now() >= until {
+                            return Persisted::Held;
+                        }
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(2));
+                        continue;
+                    }
+                },
+            };
+            match self
+                .0
+                .store
+                .save_credentials(&held.credentials, &over)
+                .await
+            {
+                Ok(_) => {
+                    state.held = None;
+                    return Persisted::Saved;
+                }
+                // Someone wrote since the read: read again and decide again.
+                Err(StoreError::Conflict) => {}
+                Err(err) => {
+                    tracing::warn!(error = %err, "storage did not take the new tokens yet");
+                    if Instant::now() >= until {
+                        return Persisted::Held;
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+            // Conflicts again and again: someone keeps writing; leave it to a later try.
+            conflicts += 1;
+            if conflicts > 5 && Instant::now() >= until {
+                return Persisted::Held;
+            }
+        }
+    }
+
+    /// Retries held tokens in the background on a growing interval until storage takes them.
+    fn spawn_held_retry(&self) {
+        if self.0.held_retry_running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let keeper = self.clone();
+        tokio::spawn(async move {
+            let mut wait = HELD_RETRY_FIRST;
+            loop {
+                tokio::time::sleep(wait).await;
+                let mut state = keeper.0.state.lock().await;
+                if state.held.is_none() {
+                    break;
+                }
+                match keeper
+                    .persist_held_locked(&mut state, None, Duration::ZERO)
+                    .await
+                {
+                    Persisted::Held => wait = (wait * 2).min(HELD_RETRY_MAX),
+                    _ => {
+                        tracing::info!("persisted the Strava tokens that were held in memory");
+                        break;
+                    }
+                }
+            }
+            keeper.0.held_retry_running.store(false, Ordering::Release);
         });
     }
 
     /// Gives the lease back after a failed refresh so other instances need not wait it out.
-    async fn release_lease(&self, credentials: &Credentials, etag: Option<&azure_core::Etag>) {
+    async fn release_lease(&self, credentials: &Credentials, etag: Option<&Etag>) {
         if let Some(etag) = etag {
             let mut released = credentials.clone();
             released.refresh_lease = None;
-            let _ = self.store.save_credentials(&released, etag).await;
+            let _ = self.0.store.save_credentials(&released, etag).await;
         }
     }
 }

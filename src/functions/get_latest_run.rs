@@ -1,12 +1,11 @@
 //! `GetLatestRun`: the widget's request. Answers the latest public run as JSON (DESIGN §5) from
-//! the cache, with an ETag (`If-None-Match` → 304), cache headers and CORS. On the warm path it
-//! does no I/O and builds its headers from values prepared once.
+//! the latest-run service, with an ETag (`If-None-Match` → 304), cache headers and CORS, and
+//! turns the service's errors into client errors. On the warm path it does no I/O.
 
-use crate::app::App;
-use crate::cache::Answer;
 use crate::config::AllowedOrigins;
-use crate::error::ApiError;
-use crate::functions::{FunctionRequest, FunctionResponse, JSON_CONTENT_TYPE};
+use crate::http::{ApiError, FunctionRequest, FunctionResponse, JSON_CONTENT_TYPE};
+use crate::latest_run::{Answer, LatestRunError, LatestRunService};
+use std::sync::OnceLock;
 use warp::http::header::{
     ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
     ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, ALLOW, CACHE_CONTROL, CONTENT_TYPE,
@@ -15,12 +14,16 @@ use warp::http::header::{
 use warp::http::{HeaderMap, HeaderValue, Method, StatusCode};
 
 /// Handles one widget request.
-pub async fn handle(app: &App, request: &FunctionRequest) -> FunctionResponse {
+pub async fn handle(
+    latest_run: &LatestRunService,
+    allowed_origins: &AllowedOrigins,
+    request: &FunctionRequest,
+) -> FunctionResponse {
     let mut response = match request.method {
         Method::OPTIONS => preflight(),
-        Method::GET | Method::HEAD => match app.latest_run.answer().await {
-            Ok(answer) => respond(&answer, request, app.latest_run.cache_control()),
-            Err(err) => err.to_response(),
+        Method::GET | Method::HEAD => match latest_run.answer().await {
+            Ok(answer) => respond(&answer, request, cache_control(latest_run.cache_seconds())),
+            Err(err) => api_error(err).to_response(),
         },
         _ => ApiError::MethodNotAllowed
             .to_response()
@@ -28,26 +31,61 @@ pub async fn handle(app: &App, request: &FunctionRequest) -> FunctionResponse {
     };
     add_cors(
         &mut response.headers,
-        &app.settings.allowed_origins,
+        allowed_origins,
         request.headers.get(ORIGIN),
     );
     response
 }
 
+/// The client's view of the service's errors.
+fn api_error(err: LatestRunError) -> ApiError {
+    match err {
+        LatestRunError::NotConfigured => ApiError::NotConfigured,
+        LatestRunError::CredentialsUnusable(problem) => ApiError::CredentialsUnusable(problem),
+        LatestRunError::StorageUnavailable => ApiError::StorageUnavailable,
+        LatestRunError::StravaUnavailable => ApiError::StravaUnavailable,
+        LatestRunError::StravaAuthorization => ApiError::StravaAuthorization,
+        LatestRunError::NoPublicRun => ApiError::NoPublicRun,
+    }
+}
+
+/// `Cache-Control` for answers: browsers and CDNs may reuse one briefly and keep showing it
+/// while they revalidate. Formatted once per window length (the `headers` crate's CacheControl
+/// has no `stale-while-revalidate`).
+fn cache_control(cache_seconds: i64) -> HeaderValue {
+    static PREPARED: OnceLock<(i64, HeaderValue)> = OnceLock::new();
+    let format = || {
+        HeaderValue::from_str(&format!(
+            "public, max-age={}, stale-while-revalidate={}",
+            cache_seconds.clamp(0, 300),
+            cache_seconds.max(60)
+        ))
+        .unwrap_or(HeaderValue::from_static("public, max-age=60"))
+    };
+    let (seconds, value) = PREPARED.get_or_init(|| (cache_seconds, format()));
+    if *seconds == cache_seconds {
+        value.clone()
+    } else {
+        format()
+    }
+}
+
 fn respond(
     answer: &Answer,
     request: &FunctionRequest,
-    cache_control: &HeaderValue,
+    cache_control: HeaderValue,
 ) -> FunctionResponse {
     let not_modified = request
         .headers
         .get(IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|tags| etag_matches(tags, answer.etag.to_str().unwrap_or_default()));
+        .is_some_and(|tags| etag_matches(tags, &answer.etag));
     let mut headers = HeaderMap::with_capacity(8);
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(JSON_CONTENT_TYPE));
-    headers.insert(ETAG, answer.etag.clone());
-    headers.insert(CACHE_CONTROL, cache_control.clone());
+    if let Ok(etag) = HeaderValue::from_str(&answer.etag) {
+        headers.insert(ETAG, etag);
+    }
+    headers.insert(CACHE_CONTROL, cache_control);
     let (status, body) = if not_modified {
         (StatusCode::NOT_MODIFIED, bytes::Bytes::new())
     } else {

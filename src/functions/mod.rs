@@ -1,14 +1,13 @@
-//! The app's functions and the one request/response model they all see, whichever form
-//! (forwarded or invocation) the host used to deliver the request.
+//! The app's functions: the only code that joins HTTP (the [`crate::http`] model) and the
+//! domain services. Each function gets the services it uses, not the whole app; this module
+//! names the functions and dispatches a request or a timer run to the right one.
 
 pub mod get_latest_run;
 pub mod refresh_token;
 
-use crate::error::ApiError;
-use bytes::Bytes;
-use serde::Serialize;
-use warp::http::header::CONTENT_TYPE;
-use warp::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use crate::app::App;
+use crate::host::TimerInfo;
+pub use crate::http::{FunctionRequest, FunctionResponse, JSON_CONTENT_TYPE};
 
 /// The functions of the app, named as their folders (the invocation path) are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,66 +40,31 @@ impl FunctionName {
     }
 }
 
-/// An HTTP request to a function, after the edge adapters have removed the host's wrapping.
-#[derive(Clone, Debug)]
-pub struct FunctionRequest {
-    /// The client's method.
-    pub method: Method,
-    /// Decoded query pairs, in order.
-    pub query: Vec<(String, String)>,
-    /// The client's headers.
-    pub headers: HeaderMap,
-    /// The body (empty when none).
-    pub body: Bytes,
-}
-
-/// An HTTP response from a function; the edge adapters send it raw or wrap it in `Outputs.res`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FunctionResponse {
-    /// Status code.
-    pub status: StatusCode,
-    /// Headers (kept as a `HeaderMap` so the forwarded form sends them without conversion).
-    pub headers: HeaderMap,
-    /// Body bytes (always text in this app).
-    pub body: Bytes,
-}
-
-impl FunctionResponse {
-    /// A JSON response with the app's content type.
-    pub fn json(status: StatusCode, value: &impl Serialize) -> Self {
-        // Serializing plain data structs cannot fail; fall back to an empty object to be safe.
-        let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
-        let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static(JSON_CONTENT_TYPE));
-        FunctionResponse {
-            status,
-            headers,
-            body: Bytes::from(body),
+/// Runs an HTTP function.
+pub async fn call_http(
+    app: &App,
+    function: FunctionName,
+    request: FunctionRequest,
+) -> FunctionResponse {
+    match function {
+        FunctionName::GetLatestRun => {
+            get_latest_run::handle(&app.latest_run, &app.allowed_origins, &request).await
         }
+        // Timer functions have no public route; the router never sends them here.
+        FunctionName::RefreshToken => crate::http::ApiError::NotFound.to_response(),
     }
+}
 
-    /// Adds a header (a value that is not a valid header value is left out).
-    pub fn with_header(mut self, name: HeaderName, value: impl AsRef<str>) -> Self {
-        if let Ok(value) = HeaderValue::from_str(value.as_ref()) {
-            self.headers.append(name, value);
+/// Runs a timer function: its log lines, or the reason it failed.
+pub async fn call_timer(
+    app: &App,
+    function: FunctionName,
+    timer: &TimerInfo,
+) -> Result<Vec<String>, String> {
+    match function {
+        FunctionName::RefreshToken => {
+            refresh_token::run(&app.tokens, &app.latest_run, &app.clock, timer).await
         }
-        self
-    }
-
-    /// Converts to the raw HTTP response of the forwarded form.
-    pub fn into_http(self) -> warp::http::Response<Bytes> {
-        let mut response = warp::http::Response::new(self.body);
-        *response.status_mut() = self.status;
-        *response.headers_mut() = self.headers;
-        response
+        FunctionName::GetLatestRun => Err("GetLatestRun is not a timer function".into()),
     }
 }
-
-impl From<ApiError> for FunctionResponse {
-    fn from(err: ApiError) -> Self {
-        err.to_response()
-    }
-}
-
-/// The content type of every JSON answer.
-pub const JSON_CONTENT_TYPE: &str = "application/json; charset=utf-8";

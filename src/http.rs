@@ -1,11 +1,71 @@
-//! The errors a client of the app can see, and their mapping to HTTP: the one place where an
-//! error becomes a status code and a JSON body `{"error": "<code>", "message": "<sentence>"}`.
-//! Messages are written for people and never carry a secret or a token.
+//! The one request/response model every function sees, whichever form (forwarded or
+//! invocation) the host used to deliver the request, and the errors a client can see with their
+//! one mapping to HTTP: a status code and a JSON body `{"error": "<code>", "message": "<sentence>"}`.
+//! Messages are written for people and never carry a secret or a token. This module depends on
+//! no other module of the app.
 
-use crate::functions::FunctionResponse;
+use bytes::Bytes;
 use serde::Serialize;
-use warp::http::header::CACHE_CONTROL;
-use warp::http::StatusCode;
+use warp::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use warp::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+
+/// An HTTP request to a function, after the edge adapters have removed the host's wrapping.
+#[derive(Clone, Debug)]
+pub struct FunctionRequest {
+    /// The client's method.
+    pub method: Method,
+    /// Decoded query pairs, in order.
+    pub query: Vec<(String, String)>,
+    /// The client's headers.
+    pub headers: HeaderMap,
+    /// The body (empty when none).
+    pub body: Bytes,
+}
+
+/// An HTTP response from a function; the edge adapters send it raw or wrap it in `Outputs.res`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FunctionResponse {
+    /// Status code.
+    pub status: StatusCode,
+    /// Headers (kept as a `HeaderMap` so the forwarded form sends them without conversion).
+    pub headers: HeaderMap,
+    /// Body bytes (always text in this app).
+    pub body: Bytes,
+}
+
+impl FunctionResponse {
+    /// A JSON response with the app's content type.
+    pub fn json(status: StatusCode, value: &impl Serialize) -> Self {
+        // Serializing plain data structs cannot fail; fall back to an empty object to be safe.
+        let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(JSON_CONTENT_TYPE));
+        FunctionResponse {
+            status,
+            headers,
+            body: Bytes::from(body),
+        }
+    }
+
+    /// Adds a header (a value that is not a valid header value is left out).
+    pub fn with_header(mut self, name: HeaderName, value: impl AsRef<str>) -> Self {
+        if let Ok(value) = HeaderValue::from_str(value.as_ref()) {
+            self.headers.append(name, value);
+        }
+        self
+    }
+
+    /// Converts to the raw HTTP response of the forwarded form.
+    pub fn into_http(self) -> warp::http::Response<Bytes> {
+        let mut response = warp::http::Response::new(self.body);
+        *response.status_mut() = self.status;
+        *response.headers_mut() = self.headers;
+        response
+    }
+}
+
+/// The content type of every JSON answer.
+pub const JSON_CONTENT_TYPE: &str = "application/json; charset=utf-8";
 
 /// An error answered to an HTTP client.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -15,6 +75,10 @@ pub enum ApiError {
         "Strava is not connected yet: run `handler setup` once to store the Strava credentials."
     )]
     NotConfigured,
+    /// The stored credentials cannot be read (a hand edit, a half write); the text names the
+    /// property, never a value.
+    #[error("The stored Strava credentials cannot be used ({0}): run `handler setup` again.")]
+    CredentialsUnusable(String),
     /// Table Storage cannot be reached and nothing is held in memory.
     #[error("The storage account cannot be reached right now; try again in a minute.")]
     StorageUnavailable,
@@ -53,9 +117,9 @@ impl ApiError {
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::NotConfigured | ApiError::StorageUnavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::NotConfigured
+            | ApiError::CredentialsUnusable(_)
+            | ApiError::StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::StravaUnavailable | ApiError::StravaAuthorization => StatusCode::BAD_GATEWAY,
             ApiError::NoPublicRun | ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -67,7 +131,7 @@ impl ApiError {
     /// The stable machine-readable code.
     pub fn code(&self) -> &'static str {
         match self {
-            ApiError::NotConfigured => "not_configured",
+            ApiError::NotConfigured | ApiError::CredentialsUnusable(_) => "not_configured",
             ApiError::StorageUnavailable => "storage_unavailable",
             ApiError::StravaUnavailable => "strava_unavailable",
             ApiError::StravaAuthorization => "strava_authorization",

@@ -1,0 +1,652 @@
+//! The latest-run service: the answer to "what is the owner's latest public run?", cached so
+//! that a blog visit costs no Strava call. In memory as the ready-to-send body and ETag behind an
+//! `Arc`, and in the `latest-run` table entity so a new or restarted instance answers at once.
+//!
+//! It follows Strava: fresh for `WIDGET_CACHE_SECONDS`; after that the old answer is served at
+//! once while one background refresh runs, and is marked stale when that refresh cannot run
+//! (Strava failing, or the read budget spent). When Strava no longer has a public run, the
+//! answer is cleared here and in the table, so every instance answers "no public run". One
+//! instance at a time fetches (a [`Lease`] on the entity); the read budget is the rate-limit
+//! headers any instance last saw, kept in the table, so it binds every instance and cold
+//! fetches. Fetch rounds run in tasks no request owns. Errors are domain errors; the functions
+//! map them to HTTP.
+
+use crate::clock::Clock;
+use crate::store::{LatestRun as StoredLatestRun, LatestRunSnapshot, Lease, Shown, Store};
+use crate::strava::{RateLimitSnapshot, StravaClient, StravaError};
+use crate::tokens::{AccessToken, TokenError, TokenKeeper};
+use crate::widget::{build_latest_run, choose_photo_url, pick_latest_run, LatestRun};
+use base64::Engine;
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+/// How many activities to look through for a run among rides and walks.
+const ACTIVITIES_PER_PAGE: u32 = 60;
+/// After a failed refresh, wait this long before asking Strava again (seconds).
+const RETRY_AFTER_FAILURE: i64 = 60;
+/// How long an instance may hold the right to fetch the shared answer (seconds).
+const LEASE_SECONDS: i64 = 30;
+/// First and longest wait between looks at the table while another instance fetches.
+const POLL_FIRST: Duration = Duration::from_millis(200);
+const POLL_MAX: Duration = Duration::from_secs(2);
+/// How long a cold request waits for another instance's fetch before giving up.
+const COLD_WAIT: Duration = Duration::from_secs(20);
+/// Stop refreshing when fewer read requests than this are left in the 15-minute window; one
+/// refresh round costs at most four.
+const SHORT_WINDOW_RESERVE: u32 = 8;
+/// Likewise for the daily window.
+const DAILY_WINDOW_RESERVE: u32 = 40;
+
+/// Why no answer can be given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LatestRunError {
+    /// No `credentials` entity: the owner has not connected Strava yet.
+    #[error("Strava is not connected yet")]
+    NotConfigured,
+    /// The stored credentials cannot be read; the text names the property.
+    #[error("{0}")]
+    CredentialsUnusable(String),
+    /// Table Storage cannot be reached and nothing is held in memory.
+    #[error("storage cannot be reached")]
+    StorageUnavailable,
+    /// Strava failed (or its read budget is spent) and there is no earlier answer.
+    #[error("Strava cannot be reached and there is no earlier answer")]
+    StravaUnavailable,
+    /// Strava refused the stored credentials for good (revoked app, deleted refresh token).
+    #[error("Strava no longer accepts the stored credentials")]
+    StravaAuthorization,
+    /// The athlete has no public activity of the configured sport types.
+    #[error("there is no public run")]
+    NoPublicRun,
+}
+
+/// A ready-to-send answer.
+#[derive(Clone, Debug)]
+pub struct Answer {
+    /// The JSON body.
+    pub body: Bytes,
+    /// Strong entity tag of the body, quoted (`"…"`).
+    pub etag: String,
+    /// When it was fetched from Strava (Unix seconds).
+    pub fetched_at: i64,
+    /// The run, to re-render it marked stale.
+    run: Option<LatestRun>,
+}
+
+impl Answer {
+    fn new(body: Bytes, fetched_at: i64, run: Option<LatestRun>) -> Self {
+        Answer {
+            etag: etag_of(&body),
+            body,
+            fetched_at,
+            run,
+        }
+    }
+
+    fn from_run(run: LatestRun, fetched_at: i64) -> Self {
+        let body = Bytes::from(serde_json::to_vec(&run).unwrap_or_default());
+        Answer::new(body, fetched_at, Some(run))
+    }
+
+    /// Whether the body says `stale: true`.
+    pub fn is_stale(&self) -> bool {
+        self.run.as_ref().is_some_and(|r| r.stale)
+    }
+
+    fn stale(&self) -> Self {
+        match &self.run {
+            Some(run) if !run.stale => Answer::from_run(run.clone().into_stale(), self.fetched_at),
+            _ => self.clone(),
+        }
+    }
+}
+
+/// What is known of the latest run: an answer, or that there is no public run.
+#[derive(Clone, Debug)]
+enum Known {
+    Run(Arc<Answer>),
+    NoPublicRun { fetched_at: i64 },
+}
+
+impl Known {
+    fn fetched_at(&self) -> i64 {
+        match self {
+            Known::Run(answer) => answer.fetched_at,
+            Known::NoPublicRun { fetched_at } => *fetched_at,
+        }
+    }
+
+    fn into_result(self) -> Result<Arc<Answer>, LatestRunError> {
+        match self {
+            Known::Run(answer) => Ok(answer),
+            Known::NoPublicRun { .. } => Err(LatestRunError::NoPublicRun),
+        }
+    }
+
+    fn from_snapshot(snapshot: &LatestRunSnapshot) -> Self {
+        match &snapshot.shown {
+            Shown::Run { body, .. } => {
+                let run = serde_json::from_str::<LatestRun>(body).ok();
+                Known::Run(Arc::new(Answer::new(
+                    Bytes::from(body.clone()),
+                    snapshot.fetched_at,
+                    run,
+                )))
+            }
+            Shown::NoPublicRun => Known::NoPublicRun {
+                fetched_at: snapshot.fetched_at,
+            },
+        }
+    }
+
+    fn to_snapshot(&self) -> Option<LatestRunSnapshot> {
+        let shown = match self {
+            Known::Run(answer) => Shown::Run {
+                body: String::from_utf8_lossy(&answer.body).into_owned(),
+                activity_id: answer.run.as_ref()?.id,
+            },
+            Known::NoPublicRun { .. } => Shown::NoPublicRun,
+        };
+        Some(LatestRunSnapshot {
+            fetched_at: self.fetched_at(),
+            shown,
+        })
+    }
+}
+
+/// A strong entity tag from the body's SHA-256 (URL-safe base64: always a valid header value).
+pub fn etag_of(body: &[u8]) -> String {
+    let digest = Sha256::digest(body);
+    format!(
+        "\"{}\"",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..16])
+    )
+}
+
+/// Whether to wait for another instance's fetch.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// Cold start: there is nothing to serve meanwhile, so wait for the holder's answer.
+    ForTheHolder,
+    /// Background refresh: the old answer is being served; leave it to the holder.
+    No,
+}
+
+/// The settings the service uses.
+#[derive(Clone, Debug)]
+pub struct LatestRunSettings {
+    /// How long an answer is fresh (seconds).
+    pub cache_seconds: i64,
+    /// Which `sport_type`s count as a run.
+    pub sport_types: Vec<String>,
+}
+
+/// The cached answer and the one place that asks Strava for it; cheap to clone.
+#[derive(Clone)]
+pub struct LatestRunService(Arc<Inner>);
+
+struct Inner {
+    settings: LatestRunSettings,
+    store: Store,
+    strava: StravaClient,
+    tokens: TokenKeeper,
+    clock: Clock,
+    current: RwLock<Option<Known>>,
+    /// Single flight: one fetch at a time, cold or background.
+    fetching: Mutex<()>,
+    refresh_running: AtomicBool,
+    /// No Strava call before this (after a failure, or until a rate-limit window resets).
+    quiet_until: AtomicI64,
+    /// The last cold-fetch error, answered to cold requests until `quiet_until`.
+    last_error: RwLock<Option<LatestRunError>>,
+    /// This process's name in leases.
+    instance: String,
+}
+
+impl LatestRunService {
+    /// An empty cache.
+    pub fn new(
+        settings: LatestRunSettings,
+        store: Store,
+        strava: StravaClient,
+        tokens: TokenKeeper,
+        instance: String,
+        clock: Clock,
+    ) -> Self {
+        LatestRunService(Arc::new(Inner {
+            settings,
+            store,
+            strava,
+            tokens,
+            clock,
+            current: RwLock::new(None),
+            fetching: Mutex::new(()),
+            refresh_running: AtomicBool::new(false),
+            quiet_until: AtomicI64::new(0),
+            last_error: RwLock::new(None),
+            instance,
+        }))
+    }
+
+    /// How long an answer is fresh (seconds).
+    pub fn cache_seconds(&self) -> i64 {
+        self.0.settings.cache_seconds
+    }
+
+    fn now(&self) -> i64 {
+        self.0.clock.now()
+    }
+
+    fn current(&self) -> Option<Known> {
+        self.0.current.read().ok().and_then(|c| c.clone())
+    }
+
+    fn set_current(&self, known: Known) {
+        if let Ok(mut current) = self.0.current.write() {
+            *current = Some(known);
+        }
+    }
+
+    fn quiet(&self) -> bool {
+        self.now() < self.0.quiet_until.load(Ordering::Relaxed)
+    }
+
+    /// The answer in memory can no longer be refreshed for now: say so in it.
+    fn mark_stale(&self) {
+        if let Ok(mut current) = self.0.current.write() {
+            if let Some(Known::Run(answer)) = current.as_ref() {
+                if !answer.is_stale() {
+                    let stale = Arc::new(answer.stale());
+                    *current = Some(Known::Run(stale));
+                }
+            }
+        }
+    }
+
+    /// Whether an answer fetched at `fetched_at` needs a refresh now.
+    fn is_due(&self, fetched_at: i64) -> bool {
+        self.now().saturating_sub(fetched_at) >= self.0.settings.cache_seconds
+    }
+
+    /// The answer to send: from memory (no I/O) when there is one; else from the table or,
+    /// on a cold start, from Strava.
+    pub async fn answer(&self) -> Result<Arc<Answer>, LatestRunError> {
+        if let Some(known) = self.current() {
+            if self.is_due(known.fetched_at()) {
+                self.spawn_refresh();
+            }
+            return self.current().unwrap_or(known).into_result();
+        }
+        let service = self.clone();
+        // In a task of its own: a visitor who hangs up must not cancel a token refresh.
+        match tokio::spawn(async move { service.cold_answer().await }).await {
+            Ok(result) => result,
+            Err(err) => {
+                tracing::error!(error = %err, "the cold fetch task failed");
+                Err(LatestRunError::StravaUnavailable)
+            }
+        }
+    }
+
+    async fn cold_answer(&self) -> Result<Arc<Answer>, LatestRunError> {
+        let _one_at_a_time = self.0.fetching.lock().await;
+        if let Some(known) = self.current() {
+            return known.into_result();
+        }
+        if self.quiet() {
+            if let Some(err) = self.0.last_error.read().ok().and_then(|e| e.clone()) {
+                return Err(err);
+            }
+        }
+        match self.coordinated_round(Wait::ForTheHolder).await {
+            Ok(Some(known)) => {
+                self.set_current(known.clone());
+                if self.is_due(known.fetched_at()) {
+                    self.spawn_refresh();
+                }
+                known.into_result()
+            }
+            Ok(None) => Err(LatestRunError::StravaUnavailable),
+            Err(failure) => {
+                let err = failure.error();
+                self.0
+                    .quiet_until
+                    .store(failure.quiet_until(self.now()), Ordering::Relaxed);
+                if let Ok(mut last) = self.0.last_error.write() {
+                    *last = Some(err.clone());
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Starts one background refresh unless one is running; when Strava must be left alone,
+    /// the answer is marked stale instead.
+    fn spawn_refresh(&self) {
+        if self.quiet() {
+            self.mark_stale();
+            return;
+        }
+        if self.0.refresh_running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let service = self.clone();
+        tokio::spawn(async move {
+            service.refresh().await;
+            service.0.refresh_running.store(false, Ordering::Release);
+        });
+    }
+
+    /// Refreshes the answer if it is due (the background task, and the timer's warm-up).
+    pub async fn refresh(&self) {
+        let _one_at_a_time = self.0.fetching.lock().await;
+        if self.current().is_some_and(|c| !self.is_due(c.fetched_at())) {
+            return;
+        }
+        if self.quiet() {
+            self.mark_stale();
+            return;
+        }
+        match self.coordinated_round(Wait::No).await {
+            Ok(Some(known)) => self.set_current(known),
+            Ok(None) => {
+                // Another instance is fetching; look at the table again shortly.
+                self.0.quiet_until.store(self.now() + 1, Ordering::Relaxed);
+            }
+            Err(failure) => {
+                tracing::warn!(error = %failure, "refreshing the latest run failed; serving the last good answer marked stale");
+                self.0
+                    .quiet_until
+                    .store(failure.quiet_until(self.now()), Ordering::Relaxed);
+                self.mark_stale();
+            }
+        }
+    }
+
+    /// One answer for all instances: take a fresh one from the table, or take the entity's
+    /// lease (If-Match) and fetch it from Strava; an instance that loses the race reads the
+    /// winner's answer. `None`: another instance holds the lease and `wait` said not to wait
+    /// (or the wait ran out). The caller holds `fetching`.
+    async fn coordinated_round(&self, wait: Wait) -> Result<Option<Known>, FetchFailure> {
+        let deadline = Instant::now() + COLD_WAIT;
+        let mut poll = POLL_FIRST;
+        loop {
+            let read = match self.0.store.load_latest_run().await {
+                Ok(read) => read,
+                Err(err) => {
+                    // Storage down: keep refreshing with what memory holds (the tokens may be there).
+                    tracing::warn!(error = %err, "cannot read the shared answer; fetching without coordination");
+                    if let Some(until) = self.budget_spent_until(None) {
+                        return Err(FetchFailure::BudgetSpent(until));
+                    }
+                    return self.fetch().await.map(Some);
+                }
+            };
+            if let Some(snapshot) = &read.value.snapshot {
+                let current = self.current();
+                let newer = current
+                    .as_ref()
+                    .is_none_or(|c| snapshot.fetched_at > c.fetched_at());
+                // Cold: any stored answer beats waiting. Warm: only one fresher than ours.
+                if (wait == Wait::ForTheHolder && current.is_none())
+                    || (newer && !self.is_due(snapshot.fetched_at))
+                {
+                    return Ok(Some(Known::from_snapshot(snapshot)));
+                }
+            }
+            if let Some(until) = self.budget_spent_until(read.value.rate_limits.as_deref()) {
+                return Err(FetchFailure::BudgetSpent(until));
+            }
+            let held_by_other = read
+                .value
+                .refresh_lease
+                .as_ref()
+                .is_some_and(|l| l.blocks(&self.0.instance, read.read_at));
+            if held_by_other {
+                if wait == Wait::No || Instant::now() > deadline {
+                    return Ok(None);
+                }
+                tokio::time::sleep(poll).await;
+                poll = (poll * 2).min(POLL_MAX);
+                continue;
+            }
+            let mut leased = read.value.clone();
+            leased.refresh_lease =
+                Some(Lease::taken(&self.0.instance, read.read_at, LEASE_SECONDS));
+            match self.0.store.save_latest_run(&leased, &read.etag).await {
+                Ok(_) => {}
+                Err(crate::store::StoreError::Conflict) => {
+                    // Another instance wrote first: read again, after a pause, within the deadline.
+                    if Instant::now() > deadline {
+                        return Ok(None);
+                    }
+                    tokio::time::sleep(poll).await;
+                    poll = (poll * 2).min(POLL_MAX);
+                    continue;
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot take the refresh lease; fetching anyway")
+                }
+            }
+            let result = self.fetch().await;
+            self.store_round(read.value, result.as_ref().ok()).await;
+            return result.map(Some);
+        }
+    }
+
+    /// Writes a round's result for every instance (and releases the lease, also after a
+    /// failure, so others need not wait it out).
+    async fn store_round(&self, mut entity: StoredLatestRun, known: Option<&Known>) {
+        entity.refresh_lease = None;
+        if let Some(limits) = self
+            .0
+            .strava
+            .rate_limits()
+            .and_then(|r| serde_json::to_string(&r).ok())
+        {
+            entity.rate_limits = Some(limits);
+        }
+        if let Some(snapshot) = known.and_then(Known::to_snapshot) {
+            entity.snapshot = Some(snapshot);
+        }
+        if let Err(err) = self.0.store.replace_latest_run(&entity).await {
+            tracing::warn!(error = %err, "could not store the latest run for other instances");
+        }
+    }
+
+    /// When the read budget is nearly spent, by the newest rate-limit headers seen by this
+    /// instance or (through the table) any other: until when.
+    fn budget_spent_until(&self, shared: Option<&str>) -> Option<i64> {
+        let shared = shared.and_then(|text| serde_json::from_str::<RateLimitSnapshot>(text).ok());
+        let own = self.0.strava.rate_limits();
+        let snapshot = match (own, shared) {
+            (Some(own), Some(shared)) if shared.observed_at > own.observed_at => shared,
+            (Some(own), _) => own,
+            (None, shared) => shared?,
+        };
+        let at = self.0.clock.now_datetime();
+        if let Some(until) = snapshot.blocked_until(at) {
+            return Some(until.unix_timestamp());
+        }
+        // Nearly spent: stop until that window resets (if the headers are from the current one).
+        let nearly_spent = [
+            (
+                snapshot.remaining_daily(),
+                DAILY_WINDOW_RESERVE,
+                crate::strava::rate_limit::next_utc_midnight(snapshot.observed_at),
+            ),
+            (
+                snapshot.remaining_short(),
+                SHORT_WINDOW_RESERVE,
+                crate::strava::rate_limit::next_quarter_hour(snapshot.observed_at),
+            ),
+        ];
+        nearly_spent
+            .into_iter()
+            .find(|(remaining, reserve, reset)| {
+                remaining.is_some_and(|r| r < *reserve) && *reset > at
+            })
+            .map(|(_, _, reset)| reset.unix_timestamp())
+    }
+
+    /// One round of Strava calls: list, detail (+ photos when needed), stats.
+    async fn fetch(&self) -> Result<Known, FetchFailure> {
+        let strava = &self.0.strava;
+        let mut token = self.0.tokens.access_token().await?;
+        let activities = self
+            .with_token(&mut token, |t| async move {
+                strava.list_activities(&t, ACTIVITIES_PER_PAGE).await
+            })
+            .await?;
+        let Some(activity) = pick_latest_run(&activities, &self.0.settings.sport_types) else {
+            return Ok(Known::NoPublicRun {
+                fetched_at: self.0.clock.now(),
+            });
+        };
+        let id = activity.id;
+        let detail = self
+            .with_token(
+                &mut token,
+                |t| async move { strava.get_activity(&t, id).await },
+            )
+            .await
+            .ok();
+        let mut photo_url = choose_photo_url(detail.as_ref(), &[]);
+        let has_more_photos = detail
+            .as_ref()
+            .and_then(|d| d.photos.as_ref())
+            .and_then(|p| p.count)
+            .unwrap_or(0)
+            > 0;
+        if photo_url.is_none() && has_more_photos {
+            let photos = self
+                .with_token(&mut token, |t| async move {
+                    strava.activity_photos(&t, id, 600).await
+                })
+                .await
+                .unwrap_or_default();
+            photo_url = choose_photo_url(detail.as_ref(), &photos);
+        }
+        let athlete_id = match token.athlete_id {
+            Some(id) => id,
+            None => {
+                self.with_token(&mut token, |t| async move { strava.athlete(&t).await })
+                    .await?
+                    .id
+            }
+        };
+        let stats = self
+            .with_token(&mut token, |t| async move {
+                strava.athlete_stats(&t, athlete_id).await
+            })
+            .await?;
+        let fetched_at = self.0.clock.now_datetime();
+        let run = build_latest_run(
+            activity,
+            photo_url,
+            stats.ytd_run_totals.distance,
+            fetched_at,
+        );
+        Ok(Known::Run(Arc::new(Answer::from_run(
+            run,
+            fetched_at.unix_timestamp(),
+        ))))
+    }
+
+    /// Runs one API call; on a 401 refreshes the token once and retries.
+    async fn with_token<T, F, Fut>(
+        &self,
+        token: &mut AccessToken,
+        call: F,
+    ) -> Result<T, FetchFailure>
+    where
+        F: Fn(crate::secret::Secret) -> Fut,
+        Fut: Future<Output = Result<T, StravaError>>,
+    {
+        match call(token.token.clone()).await {
+            Err(StravaError::Unauthorized) => {
+                *token = self
+                    .0
+                    .tokens
+                    .access_token_after_rejection(&token.token)
+                    .await?;
+                call(token.token.clone()).await.map_err(FetchFailure::from)
+            }
+            other => other.map_err(FetchFailure::from),
+        }
+    }
+}
+
+/// Why a fetch round failed.
+#[derive(Debug, thiserror::Error)]
+enum FetchFailure {
+    /// No token could be had.
+    #[error("{0}")]
+    Tokens(TokenError),
+    /// Strava said no until then.
+    #[error("Strava rate limit reached")]
+    RateLimited(Option<i64>),
+    /// The shared read budget is nearly spent until then.
+    #[error("Strava read budget nearly spent")]
+    BudgetSpent(i64),
+    /// Strava refused the token for this call.
+    #[error("Strava refused the access token: {0}")]
+    Authorization(StravaError),
+    /// Strava failed (5xx, garbage, timeout).
+    #[error("{0}")]
+    Strava(StravaError),
+}
+
+impl FetchFailure {
+    fn error(&self) -> LatestRunError {
+        match self {
+            FetchFailure::Tokens(err) => match err {
+                TokenError::NotConfigured => LatestRunError::NotConfigured,
+                TokenError::Unusable(err) => LatestRunError::CredentialsUnusable(err.to_string()),
+                TokenError::Storage(_) => LatestRunError::StorageUnavailable,
+                TokenError::Rejected(_) => LatestRunError::StravaAuthorization,
+                TokenError::Strava(_) | TokenError::Busy => LatestRunError::StravaUnavailable,
+            },
+            FetchFailure::Authorization(_) => LatestRunError::StravaAuthorization,
+            FetchFailure::RateLimited(_)
+            | FetchFailure::BudgetSpent(_)
+            | FetchFailure::Strava(_) => LatestRunError::StravaUnavailable,
+        }
+    }
+
+    fn quiet_until(&self, now: i64) -> i64 {
+        match self {
+            FetchFailure::RateLimited(Some(until)) | FetchFailure::BudgetSpent(until) => *until,
+            _ => now + RETRY_AFTER_FAILURE,
+        }
+    }
+}
+
+impl From<StravaError> for FetchFailure {
+    fn from(err: StravaError) -> Self {
+        match err {
+            StravaError::RateLimited { until } => {
+                FetchFailure::RateLimited(until.map(|u| u.unix_timestamp()))
+            }
+            StravaError::MissingScope | StravaError::Unauthorized | StravaError::Forbidden => {
+                FetchFailure::Authorization(err)
+            }
+            other => FetchFailure::Strava(other),
+        }
+    }
+}
+
+impl From<TokenError> for FetchFailure {
+    fn from(err: TokenError) -> Self {
+        match err {
+            TokenError::Strava(err) => FetchFailure::from(err),
+            other => FetchFailure::Tokens(other),
+        }
+    }
+}

@@ -1,0 +1,491 @@
+//! The table's entities (DESIGN §4) as typed serde structs, the shape azure_data_tables reads and
+//! writes, and their conversion to the app's values. Properties are read leniently (a hand-made
+//! entity may hold a number where a string is expected) and a property that cannot be read is
+//! named in the error, never its value.
+
+use super::{Lease, StoreError, CREDENTIALS_ROW, LATEST_RUN_ROW, PARTITION};
+use crate::secret::Secret;
+use serde::de::{Deserialize, Deserializer};
+use serde::ser::{Serialize, Serializer};
+use serde_json::Value;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+const EDM_INT64: &str = "Edm.Int64";
+const EDM_DATETIME: &str = "Edm.DateTime";
+
+/// A property as read: a value, or something of the wrong shape (kept so it can be named).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Property<T> {
+    /// A readable value.
+    Value(T),
+    /// Present, but not readable as its type.
+    Unreadable,
+}
+
+/// A String property; a number is read as its text (hand-made entities).
+pub type Text = Property<String>;
+/// An Int64 property: sent as a string with an `Edm.Int64` annotation; read from a string or a number.
+pub type Int64 = Property<i64>;
+/// A DateTime property (RFC 3339).
+pub type DateTime = Property<OffsetDateTime>;
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(match Value::deserialize(d)? {
+            Value::String(s) if !s.trim().is_empty() => Property::Value(s.trim().to_owned()),
+            Value::Number(n) => Property::Value(n.to_string()),
+            _ => Property::Unreadable,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Int64 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(match Value::deserialize(d)? {
+            Value::Number(n) => n.as_i64().map_or(Property::Unreadable, Property::Value),
+            Value::String(s) => s
+                .trim()
+                .parse()
+                .map_or(Property::Unreadable, Property::Value),
+            _ => Property::Unreadable,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for DateTime {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(match Value::deserialize(d)? {
+            Value::String(s) => {
+                OffsetDateTime::parse(&s, &Rfc3339).map_or(Property::Unreadable, Property::Value)
+            }
+            _ => Property::Unreadable,
+        })
+    }
+}
+
+impl Serialize for Text {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Property::Value(v) => s.serialize_str(v),
+            Property::Unreadable => s.serialize_none(),
+        }
+    }
+}
+
+impl Serialize for Int64 {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Property::Value(v) => s.collect_str(v),
+            Property::Unreadable => s.serialize_none(),
+        }
+    }
+}
+
+impl Serialize for DateTime {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Property::Value(v) => match v.format(&Rfc3339) {
+                Ok(text) => s.serialize_str(&text),
+                Err(_) => s.serialize_none(),
+            },
+            Property::Unreadable => s.serialize_none(),
+        }
+    }
+}
+
+/// Reads an optional property, naming it when it is unreadable.
+fn optional<T: Clone>(
+    property: &Option<Property<T>>,
+    name: &str,
+    row: &'static str,
+) -> Result<Option<T>, StoreError> {
+    match property {
+        None => Ok(None),
+        Some(Property::Value(v)) => Ok(Some(v.clone())),
+        Some(Property::Unreadable) => Err(StoreError::Corrupt {
+            row,
+            problem: format!("{name} cannot be read"),
+        }),
+    }
+}
+
+/// Reads a required property, naming it when it is missing or unreadable.
+fn required<T: Clone>(
+    property: &Option<Property<T>>,
+    name: &str,
+    row: &'static str,
+) -> Result<T, StoreError> {
+    optional(property, name, row)?.ok_or_else(|| StoreError::Corrupt {
+        row,
+        problem: format!("{name} is missing"),
+    })
+}
+
+fn int64_annotation<T>(value: &Option<T>) -> Option<&'static str> {
+    value.as_ref().map(|_| EDM_INT64)
+}
+
+/// Strava credentials as stored in the `credentials` entity.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Credentials {
+    /// Strava API application id.
+    pub client_id: String,
+    /// Strava API application secret.
+    pub client_secret: Secret,
+    /// The newest refresh token.
+    pub refresh_token: Secret,
+    /// The access token, when one has been fetched.
+    pub access_token: Option<Secret>,
+    /// When the access token expires (Unix seconds).
+    pub expires_at: Option<i64>,
+    /// The connected athlete.
+    pub athlete_id: Option<i64>,
+    /// The scope granted at consent.
+    pub scope: Option<String>,
+    /// Which instance is refreshing right now, so that instances take turns at Strava.
+    pub refresh_lease: Option<Lease>,
+}
+
+/// The `credentials` entity as the table holds it.
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+pub(super) struct CredentialsEntity {
+    partition_key: String,
+    row_key: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_id: Option<Text>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_secret: Option<Text>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<Text>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    access_token: Option<Text>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at: Option<Int64>,
+    #[serde(
+        rename = "ExpiresAt@odata.type",
+        skip_serializing_if = "Option::is_none",
+        skip_deserializing
+    )]
+    expires_at_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    athlete_id: Option<Int64>,
+    #[serde(
+        rename = "AthleteId@odata.type",
+        skip_serializing_if = "Option::is_none",
+        skip_deserializing
+    )]
+    athlete_id_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<Text>,
+    #[serde(flatten)]
+    lease: LeaseProperties,
+}
+
+/// A lease as two properties, the same in every entity that has one.
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+#[serde(default)]
+struct LeaseProperties {
+    #[serde(rename = "RefreshLeaseOwner", skip_serializing_if = "Option::is_none")]
+    owner: Option<Text>,
+    #[serde(rename = "RefreshLeaseUntil", skip_serializing_if = "Option::is_none")]
+    until: Option<Int64>,
+    #[serde(
+        rename = "RefreshLeaseUntil@odata.type",
+        skip_serializing_if = "Option::is_none",
+        skip_deserializing
+    )]
+    until_type: Option<&'static str>,
+}
+
+impl LeaseProperties {
+    fn from_lease(lease: Option<&Lease>) -> Self {
+        match lease {
+            Some(lease) => LeaseProperties {
+                owner: Some(Property::Value(lease.owner.clone())),
+                until: Some(Property::Value(lease.until)),
+                until_type: Some(EDM_INT64),
+            },
+            None => LeaseProperties::default(),
+        }
+    }
+
+    /// A lease that cannot be read is no lease: the worst case is one extra refresh.
+    fn lease(&self) -> Option<Lease> {
+        match (&self.owner, &self.until) {
+            (Some(Property::Value(owner)), Some(Property::Value(until))) => Some(Lease {
+                owner: owner.clone(),
+                until: *until,
+            }),
+            _ => None,
+        }
+    }
+}
+
+impl CredentialsEntity {
+    pub(super) fn from_credentials(c: &Credentials) -> Self {
+        let text = |s: &str| Some(Property::Value(s.to_owned()));
+        CredentialsEntity {
+            partition_key: PARTITION.into(),
+            row_key: CREDENTIALS_ROW.into(),
+            client_id: text(&c.client_id),
+            client_secret: text(c.client_secret.expose()),
+            refresh_token: text(c.refresh_token.expose()),
+            access_token: c.access_token.as_ref().and_then(|t| text(t.expose())),
+            expires_at: c.expires_at.map(Property::Value),
+            expires_at_type: int64_annotation(&c.expires_at),
+            athlete_id: c.athlete_id.map(Property::Value),
+            athlete_id_type: int64_annotation(&c.athlete_id),
+            scope: c.scope.as_deref().and_then(text),
+            lease: LeaseProperties::from_lease(c.refresh_lease.as_ref()),
+        }
+    }
+
+    /// A hand-made entity needs only `ClientId`, `ClientSecret` and `RefreshToken`.
+    pub(super) fn into_credentials(self) -> Result<Credentials, StoreError> {
+        let row = CREDENTIALS_ROW;
+        Ok(Credentials {
+            client_id: required(&self.client_id, "ClientId", row)?,
+            client_secret: Secret::new(required(&self.client_secret, "ClientSecret", row)?),
+            refresh_token: Secret::new(required(&self.refresh_token, "RefreshToken", row)?),
+            access_token: optional(&self.access_token, "AccessToken", row)?.map(Secret::new),
+            expires_at: optional(&self.expires_at, "ExpiresAt", row)?,
+            athlete_id: optional(&self.athlete_id, "AthleteId", row)?,
+            scope: optional(&self.scope, "Scope", row)?,
+            refresh_lease: self.lease.lease(),
+        })
+    }
+}
+
+/// What the last refresh round found.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Shown {
+    /// This run: the response JSON and its activity id.
+    Run {
+        /// The response JSON.
+        body: String,
+        /// The activity it shows.
+        activity_id: i64,
+    },
+    /// Strava had no public run (the last one made private or deleted).
+    NoPublicRun,
+}
+
+/// The last answer of a refresh round, shared by all instances.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LatestRunSnapshot {
+    /// When it was fetched from Strava (Unix seconds).
+    pub fetched_at: i64,
+    /// What it found.
+    pub shown: Shown,
+}
+
+/// The `latest-run` entity: the shared answer, who is refreshing it, and Strava's read budget.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LatestRun {
+    /// The last round's answer, once there is one (none when the stored one is unreadable).
+    pub snapshot: Option<LatestRunSnapshot>,
+    /// The instance fetching a new answer right now, so the others wait for it.
+    pub refresh_lease: Option<Lease>,
+    /// Strava's rate-limit headers last seen by any instance, as JSON: the shared read budget.
+    pub rate_limits: Option<String>,
+}
+
+/// The `latest-run` entity as the table holds it.
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+pub(super) struct LatestRunEntity {
+    partition_key: String,
+    row_key: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    body: Option<Text>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fetched_at: Option<DateTime>,
+    #[serde(
+        rename = "FetchedAt@odata.type",
+        skip_serializing_if = "Option::is_none",
+        skip_deserializing
+    )]
+    fetched_at_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    activity_id: Option<Int64>,
+    #[serde(
+        rename = "ActivityId@odata.type",
+        skip_serializing_if = "Option::is_none",
+        skip_deserializing
+    )]
+    activity_id_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    no_public_run: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rate_limits: Option<Text>,
+    #[serde(flatten)]
+    lease: LeaseProperties,
+}
+
+impl LatestRunEntity {
+    pub(super) fn from_latest_run(value: &LatestRun) -> Self {
+        let mut entity = LatestRunEntity {
+            partition_key: PARTITION.into(),
+            row_key: LATEST_RUN_ROW.into(),
+            rate_limits: value.rate_limits.clone().map(Property::Value),
+            lease: LeaseProperties::from_lease(value.refresh_lease.as_ref()),
+            ..Default::default()
+        };
+        if let Some(snapshot) = &value.snapshot {
+            if let Ok(at) = OffsetDateTime::from_unix_timestamp(snapshot.fetched_at) {
+                entity.fetched_at = Some(Property::Value(at));
+                entity.fetched_at_type = Some(EDM_DATETIME);
+            }
+            match &snapshot.shown {
+                Shown::Run { body, activity_id } => {
+                    entity.body = Some(Property::Value(body.clone()));
+                    entity.activity_id = Some(Property::Value(*activity_id));
+                    entity.activity_id_type = Some(EDM_INT64);
+                }
+                Shown::NoPublicRun => entity.no_public_run = Some(true),
+            }
+        }
+        entity
+    }
+
+    /// The entity's values; the snapshot is `Err` (naming the property) when it cannot be read,
+    /// so the caller can treat it as absent and overwrite it.
+    pub(super) fn into_latest_run(self) -> (LatestRun, Result<(), StoreError>) {
+        let row = LATEST_RUN_ROW;
+        let snapshot = (|| -> Result<Option<LatestRunSnapshot>, StoreError> {
+            if self.body.is_none() && self.fetched_at.is_none() && self.no_public_run.is_none() {
+                return Ok(None);
+            }
+            let fetched_at = required(&self.fetched_at, "FetchedAt", row)?.unix_timestamp();
+            let shown = if self.no_public_run == Some(true) {
+                Shown::NoPublicRun
+            } else {
+                Shown::Run {
+                    body: required(&self.body, "Body", row)?,
+                    activity_id: required(&self.activity_id, "ActivityId", row)?,
+                }
+            };
+            Ok(Some(LatestRunSnapshot { fetched_at, shown }))
+        })();
+        let (snapshot, problem) = match snapshot {
+            Ok(snapshot) => (snapshot, Ok(())),
+            Err(err) => (None, Err(err)),
+        };
+        let value = LatestRun {
+            snapshot,
+            refresh_lease: self.lease.lease(),
+            rate_limits: match self.rate_limits {
+                Some(Property::Value(text)) => Some(text),
+                _ => None,
+            },
+        };
+        (value, problem)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn credentials_from(value: Value) -> Result<Credentials, StoreError> {
+        serde_json::from_value::<CredentialsEntity>(value)
+            .expect("any object decodes")
+            .into_credentials()
+    }
+
+    #[test]
+    fn hand_made_entity_with_three_fields_is_enough() {
+        let creds = credentials_from(
+            json!({"ClientId": 139205, "ClientSecret": "s3cret", "RefreshToken": "r1"}),
+        )
+        .expect("valid");
+        assert_eq!(creds.client_id, "139205");
+        assert_eq!(creds.refresh_token.expose(), "r1");
+        assert!(creds.access_token.is_none());
+        assert!(creds.expires_at.is_none());
+    }
+
+    #[test]
+    fn credentials_round_trip_with_int64_as_annotated_strings() {
+        let creds = Credentials {
+            client_id: "1".into(),
+            client_secret: Secret::new("s"),
+            refresh_token: Secret::new("r"),
+            access_token: Some(Secret::new("a")),
+            expires_at: Some(1_760_322_667),
+            athlete_id: Some(51_877_240),
+            scope: Some("read,activity:read".into()),
+            refresh_lease: Some(Lease {
+                owner: "instance-a".into(),
+                until: 1_760_000_030,
+            }),
+        };
+        let entity =
+            serde_json::to_value(CredentialsEntity::from_credentials(&creds)).expect("json");
+        assert_eq!(entity["ExpiresAt"], "1760322667");
+        assert_eq!(entity["ExpiresAt@odata.type"], "Edm.Int64");
+        assert_eq!(entity["RefreshLeaseUntil@odata.type"], "Edm.Int64");
+        assert_eq!(entity["PartitionKey"], PARTITION);
+        assert_eq!(credentials_from(entity).expect("valid"), creds);
+    }
+
+    #[test]
+    fn missing_or_broken_properties_are_named_without_values() {
+        let err = credentials_from(json!({"ClientId": "1", "ClientSecret": "topsecret"}))
+            .expect_err("no token");
+        assert!(err.to_string().contains("RefreshToken is missing"), "{err}");
+        let err = credentials_from(json!({"ClientId": "1", "RefreshToken": "topsecret"}))
+            .expect_err("no secret");
+        assert!(err.to_string().contains("ClientSecret is missing"), "{err}");
+        let err = credentials_from(
+            json!({"ClientId": "1", "ClientSecret": "topsecret", "RefreshToken": "r", "ExpiresAt": "soon"}),
+        )
+        .expect_err("bad int");
+        assert!(err.to_string().contains("ExpiresAt"));
+        assert!(!err.to_string().contains("topsecret"));
+    }
+
+    #[test]
+    fn latest_run_round_trips_both_kinds_of_snapshot() {
+        for shown in [
+            Shown::Run {
+                body: "{\"id\":7}".into(),
+                activity_id: 7,
+            },
+            Shown::NoPublicRun,
+        ] {
+            let value = LatestRun {
+                snapshot: Some(LatestRunSnapshot {
+                    fetched_at: 1_760_000_000,
+                    shown,
+                }),
+                refresh_lease: None,
+                rate_limits: Some("{}".into()),
+            };
+            let entity =
+                serde_json::to_value(LatestRunEntity::from_latest_run(&value)).expect("json");
+            let (back, problem) = serde_json::from_value::<LatestRunEntity>(entity)
+                .expect("decodes")
+                .into_latest_run();
+            assert!(problem.is_ok());
+            assert_eq!(back, value);
+        }
+    }
+
+    #[test]
+    fn a_half_written_latest_run_is_named_and_read_as_no_snapshot() {
+        let (value, problem) =
+            serde_json::from_value::<LatestRunEntity>(json!({"Body": "{}", "RateLimits": "x"}))
+                .expect("decodes")
+                .into_latest_run();
+        assert!(value.snapshot.is_none());
+        assert_eq!(value.rate_limits.as_deref(), Some("x"));
+        assert!(problem
+            .expect_err("corrupt")
+            .to_string()
+            .contains("FetchedAt is missing"));
+    }
+}

@@ -1,0 +1,338 @@
+//! Azure Table Storage behind a small type with exactly the operations the app needs: the
+//! `credentials` and `latest-run` entities (DESIGN §4) read with their ETag and the storage
+//! service's time, written with If-Match so a concurrent writer surfaces as
+//! [`StoreError::Conflict`] instead of silently losing a rotated refresh token, and the one
+//! [`Lease`] both entities use. Every call has short retries and a deadline, so an outage
+//! answers in seconds.
+
+mod connection;
+mod entities;
+
+pub use connection::parse_connection_string;
+pub use entities::{Credentials, LatestRun, LatestRunSnapshot, Shown};
+
+use crate::config::StorageSettings;
+use azure_core::error::ErrorKind;
+use azure_core::{Etag, StatusCode};
+use azure_data_tables::clients::{TableClient, TableServiceClientBuilder};
+use azure_data_tables::prelude::IfMatchCondition;
+use entities::{CredentialsEntity, LatestRunEntity};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::future::Future;
+use std::time::Duration;
+use tokio::sync::OnceCell;
+
+/// The partition every entity of the app lives in.
+pub const PARTITION: &str = "strava";
+/// Row key of the credentials entity.
+pub const CREDENTIALS_ROW: &str = "credentials";
+/// Row key of the cached answer.
+pub const LATEST_RUN_ROW: &str = "latest-run";
+
+/// What can go wrong with storage.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The connection string cannot be used.
+    #[error("the storage connection string is not usable: {0}")]
+    BadConnectionString(String),
+    /// Storage did not answer, or answered with a server error.
+    #[error("storage is unavailable: {0}")]
+    Unavailable(String),
+    /// The entity changed since it was read (If-Match failed) or already exists.
+    #[error("the entity was changed by someone else since it was read")]
+    Conflict,
+    /// The stored entity cannot be understood.
+    #[error("the stored {row} entity is not usable: {problem}")]
+    Corrupt {
+        /// Which entity.
+        row: &'static str,
+        /// What is wrong with it (never a secret's value).
+        problem: String,
+    },
+}
+
+/// A short claim on the right to refresh one entity's contents: only its owner calls Strava for
+/// it until `until`. `until` is in the storage service's time (the `Date` of the read the lease
+/// was taken on), and holders are judged by the `Date` of a later read, so instances whose
+/// clocks disagree still agree on when a lease lapses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    /// The instance holding it.
+    pub owner: String,
+    /// Unix seconds, storage-service time, when it lapses (a crashed owner cannot block long).
+    pub until: i64,
+}
+
+impl Lease {
+    /// A lease for `owner` taken on a read made at storage time `read_at`.
+    pub fn taken(owner: &str, read_at: i64, seconds: i64) -> Lease {
+        Lease {
+            owner: owner.to_owned(),
+            until: read_at.saturating_add(seconds),
+        }
+    }
+
+    /// Whether the lease keeps `me` waiting at storage time `now`.
+    pub fn blocks(&self, me: &str, now: i64) -> bool {
+        self.owner != me && self.until > now
+    }
+}
+
+/// A value read from the table with the ETag that guards its next write.
+#[derive(Clone, Debug)]
+pub struct Versioned<T> {
+    /// The value.
+    pub value: T,
+    /// The entity's ETag at read time.
+    pub etag: Etag,
+    /// The storage service's time of the read (its `Date` header), Unix seconds.
+    pub read_at: i64,
+}
+
+/// The app's table.
+#[derive(Clone, Debug)]
+pub struct Store {
+    table: TableClient,
+    deadline: Duration,
+    table_ready: std::sync::Arc<OnceCell<()>>,
+}
+
+impl Store {
+    /// Builds the client; does no I/O (the table is created on first use).
+    pub fn connect(settings: &StorageSettings) -> Result<Self, StoreError> {
+        let (location, credentials) = parse_connection_string(settings.connection_string.expose())?;
+        let retry = azure_core::RetryOptions::exponential(
+            azure_core::ExponentialRetryOptions::default()
+                .initial_delay(Duration::from_millis(200))
+                .max_retries(2u32)
+                .max_delay(Duration::from_secs(1))
+                .max_total_elapsed(Duration::from_secs(3)),
+        );
+        let service = TableServiceClientBuilder::with_location(location, credentials)
+            .retry(retry)
+            .build();
+        Ok(Store {
+            table: service.table_client(settings.table_name.clone()),
+            deadline: Duration::from_secs(5),
+            table_ready: Default::default(),
+        })
+    }
+
+    /// Creates the table if it does not exist yet (once per process).
+    pub async fn ensure_table(&self) -> Result<(), StoreError> {
+        self.table_ready
+            .get_or_try_init(|| async {
+                match self.bounded(self.table.create().into_future()).await {
+                    Ok(_) => Ok(()),
+                    Err(err) if http_status(&err) == Some(StatusCode::Conflict) => Ok(()),
+                    Err(err) => Err(classify(err)),
+                }
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// Reads the credentials entity; `None` when the owner has not run setup.
+    pub async fn load_credentials(&self) -> Result<Option<Versioned<Credentials>>, StoreError> {
+        let Some(read) = self.read::<CredentialsEntity>(CREDENTIALS_ROW).await? else {
+            return Ok(None);
+        };
+        Ok(Some(Versioned {
+            value: read.value.into_credentials()?,
+            etag: read.etag,
+            read_at: read.read_at,
+        }))
+    }
+
+    /// Replaces the credentials entity if it still has `etag`; [`StoreError::Conflict`] otherwise.
+    pub async fn save_credentials(
+        &self,
+        credentials: &Credentials,
+        etag: &Etag,
+    ) -> Result<Etag, StoreError> {
+        let entity = CredentialsEntity::from_credentials(credentials);
+        self.update_if_match(CREDENTIALS_ROW, &entity, etag).await
+    }
+
+    /// Writes the credentials entity whatever is there (the setup command).
+    pub async fn replace_credentials(&self, credentials: &Credentials) -> Result<(), StoreError> {
+        let entity = CredentialsEntity::from_credentials(credentials);
+        self.upsert(CREDENTIALS_ROW, &entity).await
+    }
+
+    /// Reads the `latest-run` entity, creating an empty one first if there is none, so that
+    /// every caller has an ETag to write with If-Match and a storage time to judge leases by.
+    /// A snapshot that cannot be read is logged, naming the property, and read as none: the
+    /// next write overwrites it.
+    pub async fn load_latest_run(&self) -> Result<Versioned<LatestRun>, StoreError> {
+        for _ in 0..3 {
+            if let Some(read) = self.read::<LatestRunEntity>(LATEST_RUN_ROW).await? {
+                let (value, problem) = read.value.into_latest_run();
+                if let Err(problem) = problem {
+                    tracing::warn!(%problem, "ignoring the stored answer; it will be overwritten");
+                }
+                return Ok(Versioned {
+                    value,
+                    etag: read.etag,
+                    read_at: read.read_at,
+                });
+            }
+            let empty = LatestRunEntity::from_latest_run(&LatestRun::default());
+            match self.insert(&empty).await {
+                Ok(()) | Err(StoreError::Conflict) => continue,
+                Err(err) => return Err(err),
+            }
+        }
+        Err(StoreError::Unavailable(
+            "the latest-run entity kept disappearing".into(),
+        ))
+    }
+
+    /// Reads the `latest-run` entity without creating it (the status command).
+    pub async fn peek_latest_run(&self) -> Result<Option<LatestRun>, StoreError> {
+        Ok(self
+            .read::<LatestRunEntity>(LATEST_RUN_ROW)
+            .await?
+            .map(|read| read.value.into_latest_run().0))
+    }
+
+    /// Replaces the `latest-run` entity if it still has `etag`.
+    pub async fn save_latest_run(
+        &self,
+        value: &LatestRun,
+        etag: &Etag,
+    ) -> Result<Etag, StoreError> {
+        let entity = LatestRunEntity::from_latest_run(value);
+        self.update_if_match(LATEST_RUN_ROW, &entity, etag).await
+    }
+
+    /// Writes the `latest-run` entity whatever is there (a round's result: every answer written
+    /// is Strava's word at its time, so the last writer may win).
+    pub async fn replace_latest_run(&self, value: &LatestRun) -> Result<(), StoreError> {
+        let entity = LatestRunEntity::from_latest_run(value);
+        self.upsert(LATEST_RUN_ROW, &entity).await
+    }
+
+    /// Reads and decodes one entity with its ETag and the service's time.
+    async fn read<T: DeserializeOwned + Send + Sync + 'static>(
+        &self,
+        row: &str,
+    ) -> Result<Option<Versioned<T>>, StoreError> {
+        self.ensure_table().await?;
+        let client = self.entity_client(row);
+        match self.bounded(client.get::<T>().into_future()).await {
+            Ok(response) => Ok(Some(Versioned {
+                value: response.entity,
+                etag: response.etag,
+                read_at: response
+                    .common_storage_response_headers
+                    .date
+                    .unix_timestamp(),
+            })),
+            Err(err) if http_status(&err) == Some(StatusCode::NotFound) => Ok(None),
+            Err(err) if matches!(err.kind(), ErrorKind::DataConversion) => {
+                Err(StoreError::Corrupt {
+                    row: static_row(row),
+                    problem: "it is not an entity of this app".into(),
+                })
+            }
+            Err(err) => Err(classify(err)),
+        }
+    }
+
+    /// Replaces an entity only if it still has `etag`.
+    async fn update_if_match<T: Serialize>(
+        &self,
+        row: &str,
+        entity: &T,
+        etag: &Etag,
+    ) -> Result<Etag, StoreError> {
+        self.ensure_table().await?;
+        let update = self
+            .entity_client(row)
+            .update(entity, IfMatchCondition::Etag(etag.clone()))
+            .map_err(|err| StoreError::Unavailable(err.to_string()))?;
+        let response = self.bounded(update.into_future()).await.map_err(classify)?;
+        Ok(response.etag)
+    }
+
+    /// Writes an entity whatever is there.
+    async fn upsert<T: Serialize>(&self, row: &str, entity: &T) -> Result<(), StoreError> {
+        self.ensure_table().await?;
+        let write = self
+            .entity_client(row)
+            .insert_or_replace(entity)
+            .map_err(|err| StoreError::Unavailable(err.to_string()))?;
+        self.bounded(write.into_future()).await.map_err(classify)?;
+        Ok(())
+    }
+
+    /// Inserts an entity; [`StoreError::Conflict`] when it exists.
+    async fn insert<T: Serialize + DeserializeOwned + Send + Sync + 'static>(
+        &self,
+        entity: &T,
+    ) -> Result<(), StoreError> {
+        self.ensure_table().await?;
+        let insert = self
+            .table
+            .insert::<_, serde_json::Value>(entity)
+            .map_err(|err| StoreError::Unavailable(err.to_string()))?;
+        self.bounded(insert.into_future()).await.map_err(classify)?;
+        Ok(())
+    }
+
+    fn entity_client(&self, row: &str) -> azure_data_tables::clients::EntityClient {
+        self.table
+            .partition_key_client(PARTITION)
+            .entity_client(row)
+    }
+
+    /// Runs a storage call with the deadline, so a black-holed endpoint cannot hang a request.
+    async fn bounded<T>(
+        &self,
+        call: impl Future<Output = azure_core::Result<T>>,
+    ) -> azure_core::Result<T> {
+        match tokio::time::timeout(self.deadline, call).await {
+            Ok(result) => result,
+            Err(_) => Err(azure_core::Error::message(
+                ErrorKind::Io,
+                "storage did not answer in time",
+            )),
+        }
+    }
+}
+
+fn static_row(row: &str) -> &'static str {
+    match row {
+        CREDENTIALS_ROW => CREDENTIALS_ROW,
+        LATEST_RUN_ROW => LATEST_RUN_ROW,
+        _ => "table",
+    }
+}
+
+fn http_status(err: &azure_core::Error) -> Option<StatusCode> {
+    err.as_http_error().map(|e| e.status())
+}
+
+fn classify(err: azure_core::Error) -> StoreError {
+    match http_status(&err) {
+        Some(StatusCode::PreconditionFailed) | Some(StatusCode::Conflict) => StoreError::Conflict,
+        Some(status) => StoreError::Unavailable(format!("storage answered {}", u16::from(status))),
+        None => StoreError::Unavailable(err.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_is_judged_by_storage_time_and_never_blocks_its_owner() {
+        let lease = Lease::taken("a", 1_000, 30);
+        assert!(lease.blocks("b", 1_029));
+        assert!(!lease.blocks("b", 1_030));
+        assert!(!lease.blocks("a", 1_001));
+        assert_eq!(Lease::taken("a", i64::MAX, 30).until, i64::MAX);
+    }
+}

@@ -1,0 +1,405 @@
+//! The two promises users cannot check for themselves, tried where they used to break: a rotated
+//! refresh token is never lost (lease takeovers by a skewed clock, failing saves, clients that
+//! hang up mid-refresh), and a run that is no longer public never stays on the blog. Also the
+//! states around them: corrupt entities, incomplete credentials and the shared read budget.
+//! Against real Azurite (directly or behind a fault-injecting proxy) and the fake Strava.
+
+mod support;
+
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use strava_latest_run::clock::Clock;
+use strava_latest_run::secret::Secret;
+use strava_latest_run::store::{Credentials, Store};
+use strava_latest_run::strava::StravaClient;
+use strava_latest_run::tokens::TokenKeeper;
+use support::app::{TestApp, TestSettings};
+use support::azurite::{connection_string_for_port, Azurite};
+use support::fake_strava::{FakeStrava, ATHLETE_ID, CLIENT_ID, CLIENT_SECRET};
+use support::json;
+use support::raw_table;
+use support::storage_proxy::{StorageProxy, WriteFate};
+
+const SAMPLE_RUN_ID: i64 = 16128930471;
+
+/// Credentials as a hand-made table holds them: the access token is still to be fetched.
+fn hand_made(refresh_token: &str) -> Credentials {
+    Credentials {
+        client_id: CLIENT_ID.into(),
+        client_secret: Secret::new(CLIENT_SECRET),
+        refresh_token: Secret::new(refresh_token),
+        access_token: None,
+        expires_at: None,
+        athlete_id: Some(ATHLETE_ID),
+        scope: None,
+        refresh_lease: None,
+    }
+}
+
+/// Credentials as `handler setup` leaves them, with the fake's current access token.
+fn connected(strava: &FakeStrava) -> Credentials {
+    Credentials {
+        access_token: Some(Secret::new(strava.access_token())),
+        expires_at: Some(strava.access_token_expires_at()),
+        scope: Some("read,activity:read".into()),
+        ..hand_made(&strava.refresh_token())
+    }
+}
+
+async fn stored_refresh_token(store: &Store) -> Option<String> {
+    match store.load_credentials().await {
+        Ok(Some(stored)) => Some(stored.value.refresh_token.expose().to_owned()),
+        _ => None,
+    }
+}
+
+/// Polls until the table holds Strava's newest refresh token; false after `deadline`.
+async fn newest_token_stored(store: &Store, strava: &FakeStrava, deadline: Duration) -> bool {
+    let until = Instant::now() + deadline;
+    while Instant::now() < until {
+        if stored_refresh_token(store).await.as_deref() == Some(strava.refresh_token().as_str()) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+async fn get_json(app: &TestApp) -> (u16, Value) {
+    let response = app.get("/api/GetLatestRun").await;
+    let status = response.status().as_u16();
+    (status, json(&response.bytes().await.expect("body")))
+}
+
+/// Polls GetLatestRun until `done` holds for its answer; the last answer.
+async fn poll_until(
+    app: &TestApp,
+    deadline: Duration,
+    done: impl Fn(u16, &Value) -> bool,
+) -> (u16, Value) {
+    let until = Instant::now() + deadline;
+    loop {
+        let (status, body) = get_json(app).await;
+        if done(status, &body) || Instant::now() > until {
+            return (status, body);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn sample_activities() -> Vec<Value> {
+    serde_json::from_str(include_str!("data/strava/athlete-activities.json")).expect("sample")
+}
+
+/// The sample's activities with the one public run of `id` given another visibility.
+fn with_visibility(id: i64, visibility: &str) -> Vec<Value> {
+    sample_activities()
+        .into_iter()
+        .map(|mut a| {
+            if a["id"] == json!(id) {
+                a["visibility"] = json!(visibility);
+            }
+            a
+        })
+        .collect()
+}
+
+/// Only the sample run, public: it is the athlete's one public run.
+fn only_the_sample_run(visibility: &str) -> Vec<Value> {
+    with_visibility(SAMPLE_RUN_ID, visibility)
+        .into_iter()
+        .filter(|a| a["id"] == json!(SAMPLE_RUN_ID))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_lease_taken_over_by_a_skewed_clock_and_a_failing_second_save_keep_the_newest_token() {
+    let strava = FakeStrava::start().await;
+    strava.set_rotate_refresh_tokens(true);
+    let settings = TestSettings::new(&strava.base_url());
+    let direct = settings.store();
+    direct
+        .replace_credentials(&hand_made(&strava.refresh_token()))
+        .await
+        .expect("arrange");
+    // Instance A reaches storage through a proxy that fails its writes at chosen steps.
+    let proxy = StorageProxy::start(Azurite::shared().port()).await;
+    let through_proxy = settings
+        .clone()
+        .with(
+            "AzureWebJobsStorage",
+            connection_string_for_port(proxy.port()),
+        )
+        .store();
+    let client = StravaClient::new(&strava.base_url(), Duration::from_secs(8)).expect("client");
+    let a = TokenKeeper::with_clock(through_proxy, client.clone(), "a", Clock::system());
+    // Instance B's clock runs 45 s ahead: a lease written with A's clock looks lapsed to it.
+    let b = TokenKeeper::with_clock(direct.clone(), client.clone(), "b", Clock::skewed(45));
+
+    // A takes the lease (passes), its first save meets a 412, the second fails outright.
+    proxy.next_writes(&[
+        WriteFate::Pass,
+        WriteFate::PreconditionFailed,
+        WriteFate::Unavailable,
+    ]);
+    strava.set_latency(Duration::from_millis(2000));
+    let a_task = tokio::spawn(async move { a.refresh_now().await.map(|_| ()) });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let b_task = tokio::spawn(async move { b.refresh_now().await.map(|_| ()) });
+    let a_result = tokio::time::timeout(Duration::from_secs(60), a_task)
+        .await
+        .expect("A finishes")
+        .expect("task");
+    let _ = tokio::time::timeout(Duration::from_secs(60), b_task)
+        .await
+        .expect("B finishes");
+    strava.set_latency(Duration::ZERO);
+    assert!(a_result.is_ok(), "A's refresh worked: {a_result:?}");
+    assert!(
+        newest_token_stored(&direct, &strava, Duration::from_secs(20)).await,
+        "the table must end with Strava's newest refresh token (stored {:?})",
+        stored_refresh_token(&direct)
+            .await
+            .map(|t| t == strava.refresh_token())
+    );
+    // And the chain goes on from it.
+    let next = TokenKeeper::new(direct.clone(), client, "c");
+    next.refresh_now()
+        .await
+        .expect("the stored token still refreshes");
+}
+
+#[tokio::test]
+async fn a_client_hanging_up_during_a_cold_fetch_loses_no_token() {
+    let strava = FakeStrava::start().await;
+    strava.set_rotate_refresh_tokens(true);
+    let app = TestApp::spawn(TestSettings::new(&strava.base_url())).await;
+    app.store
+        .replace_credentials(&hand_made(&strava.refresh_token()))
+        .await
+        .expect("arrange");
+    let first = strava.refresh_token();
+    // Strava rotates on arrival and answers after 1.5 s; the visitor gives up after 0.3 s.
+    strava.set_latency(Duration::from_millis(1500));
+    let hung_up = app
+        .client
+        .get(format!("{}/api/GetLatestRun", app.address))
+        .timeout(Duration::from_millis(300))
+        .send()
+        .await;
+    assert!(hung_up.is_err(), "the client gave up before the answer");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_ne!(strava.refresh_token(), first, "Strava rotated the token");
+    assert!(
+        newest_token_stored(&app.store, &strava, Duration::from_secs(15)).await,
+        "the rotated refresh token was saved although nobody waited for it"
+    );
+    strava.set_latency(Duration::ZERO);
+    let (status, _) = get_json(&app).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn tokens_held_in_memory_are_saved_when_storage_returns_without_any_request() {
+    let strava = FakeStrava::start().await;
+    strava.set_rotate_refresh_tokens(true);
+    let outage = support::outage::Outage::relay_to(Azurite::shared().port()).await;
+    let settings = TestSettings::new(&strava.base_url());
+    let direct = settings.store();
+    direct
+        .replace_credentials(&hand_made(&strava.refresh_token()))
+        .await
+        .expect("arrange");
+    let through_relay = settings
+        .clone()
+        .with(
+            "AzureWebJobsStorage",
+            connection_string_for_port(outage.port()),
+        )
+        .store();
+    let client = StravaClient::new(&strava.base_url(), Duration::from_secs(5)).expect("client");
+    let keeper = TokenKeeper::new(through_relay, client, "held");
+    strava.set_latency(Duration::from_millis(1000));
+    let refresh = tokio::spawn(async move {
+        let outcome = keeper.refresh_now().await.map(|_| ());
+        (keeper, outcome)
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    outage.cut();
+    let (keeper, outcome) = refresh.await.expect("task");
+    assert!(outcome.is_ok(), "{outcome:?}");
+    strava.set_latency(Duration::ZERO);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_ne!(
+        stored_refresh_token(&direct).await.as_deref(),
+        Some(strava.refresh_token().as_str()),
+        "storage was down at the save"
+    );
+    outage.restore();
+    assert!(
+        newest_token_stored(&direct, &strava, Duration::from_secs(30)).await,
+        "the held tokens were persisted by the keeper's own retries"
+    );
+    drop(keeper);
+}
+
+#[tokio::test]
+async fn the_only_public_run_made_private_leaves_the_widget_on_every_instance() {
+    let strava = FakeStrava::start().await;
+    strava.set_activities(only_the_sample_run("everyone"));
+    let settings = TestSettings::new(&strava.base_url()).with("WIDGET_CACHE_SECONDS", "1");
+    let app = TestApp::spawn(settings.clone()).await;
+    app.store
+        .replace_credentials(&connected(&strava))
+        .await
+        .expect("arrange");
+    let (status, run) = get_json(&app).await;
+    assert_eq!(status, 200);
+    assert_eq!(run["id"], json!(SAMPLE_RUN_ID));
+
+    strava.set_activities(only_the_sample_run("followers_only"));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, body) = poll_until(&app, Duration::from_secs(10), |s, _| s == 404).await;
+    assert_eq!(status, 404, "no longer public: {body}");
+    assert_eq!(body["error"], "no_public_run");
+
+    // A restarted instance does not bring it back from the table.
+    let calls = strava.calls().api_total();
+    let restarted = TestApp::spawn(settings).await;
+    let (status, body) = get_json(&restarted).await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(
+        strava.calls().api_total(),
+        calls,
+        "the table's word, within the window"
+    );
+    let stored = raw_table::get(&restarted.settings, "latest-run")
+        .await
+        .expect("entity");
+    assert!(
+        !stored.to_string().contains(&SAMPLE_RUN_ID.to_string()),
+        "the table no longer holds the run: {stored}"
+    );
+}
+
+#[tokio::test]
+async fn a_deleted_run_gives_way_to_the_next_public_one() {
+    let strava = FakeStrava::start().await;
+    let app =
+        TestApp::spawn(TestSettings::new(&strava.base_url()).with("WIDGET_CACHE_SECONDS", "1"))
+            .await;
+    app.store
+        .replace_credentials(&connected(&strava))
+        .await
+        .expect("arrange");
+    let (_, run) = get_json(&app).await;
+    assert_eq!(run["id"], json!(SAMPLE_RUN_ID));
+    strava.set_activities(
+        sample_activities()
+            .into_iter()
+            .filter(|a| a["id"] != json!(SAMPLE_RUN_ID))
+            .collect(),
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, body) = poll_until(&app, Duration::from_secs(10), |_, b| {
+        b["id"] != json!(SAMPLE_RUN_ID)
+    })
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["id"], json!(16110453318_i64), "the next public run");
+}
+
+#[tokio::test]
+async fn a_corrupt_latest_run_entity_is_overwritten_within_seconds() {
+    let strava = FakeStrava::start().await;
+    let app = TestApp::spawn(TestSettings::new(&strava.base_url())).await;
+    app.store
+        .replace_credentials(&connected(&strava))
+        .await
+        .expect("arrange");
+    // Hand-edited: a body, but no FetchedAt or ActivityId.
+    raw_table::put(
+        &app.settings,
+        "latest-run",
+        json!({"Body": "{\"id\": 1, \"name\": \"edited\"}"}),
+    )
+    .await;
+    let started = Instant::now();
+    let response = app
+        .client
+        .get(format!("{}/api/GetLatestRun", app.address))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .expect("an answer within 10 s");
+    assert_eq!(response.status(), 200);
+    let run = json(&response.bytes().await.expect("body"));
+    assert_eq!(run["id"], json!(SAMPLE_RUN_ID));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let stored = raw_table::get(&app.settings, "latest-run")
+        .await
+        .expect("entity");
+    assert!(stored.get("FetchedAt").is_some(), "overwritten: {stored}");
+    assert_eq!(strava.calls().activities, 1, "one Strava round, no loop");
+}
+
+#[tokio::test]
+async fn incomplete_credentials_are_named_not_reported_as_storage_down() {
+    let strava = FakeStrava::start().await;
+    let app = TestApp::spawn(TestSettings::new(&strava.base_url())).await;
+    raw_table::put(
+        &app.settings,
+        "credentials",
+        json!({"ClientId": CLIENT_ID, "RefreshToken": strava.refresh_token()}),
+    )
+    .await;
+    let (status, body) = get_json(&app).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "not_configured", "{body}");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(message.contains("ClientSecret"), "{message}");
+    assert!(!message.contains(&strava.refresh_token()));
+    assert_eq!(strava.calls().token_refresh, 0);
+}
+
+#[tokio::test]
+async fn the_read_budget_in_the_table_binds_every_instance_and_marks_the_answer_stale() {
+    let strava = FakeStrava::start().await;
+    let settings = TestSettings::new(&strava.base_url()).with("WIDGET_CACHE_SECONDS", "1");
+    let first = TestApp::spawn(settings.clone()).await;
+    first
+        .store
+        .replace_credentials(&connected(&strava))
+        .await
+        .expect("arrange");
+    // 95 of 100 reads in this 15-minute window are used: the first round sees that.
+    strava.set_rate_limit_usage((95, 400));
+    let (status, answer) = get_json(&first).await;
+    assert_eq!(status, 200);
+    assert_eq!(answer["stale"], false);
+    let calls = strava.calls().api_total();
+
+    // Another instance, started after the window passed, has seen no rate-limit header itself.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let second = TestApp::spawn(settings).await;
+    for app in [&first, &second] {
+        let (status, body) =
+            poll_until(app, Duration::from_secs(5), |_, b| b["stale"] == true).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            body["stale"], true,
+            "kept only because of the budget: {body}"
+        );
+        assert_eq!(body["id"], answer["id"]);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        strava.calls().api_total(),
+        calls,
+        "no instance spends the last reads"
+    );
+}

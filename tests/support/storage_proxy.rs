@@ -1,0 +1,179 @@
+//! An HTTP proxy in front of the real Azurite that can answer chosen entity writes with a
+//! failure instead of passing them on: a 412 (as if another instance had written first) or a
+//! 503 (storage failing). Reads and every other write go through to Azurite unchanged, so the
+//! table always holds what Azurite holds. Used to put a fault at one exact step of a protocol.
+
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use tokio::sync::oneshot;
+use warp::http::{HeaderMap, Method, Response, StatusCode};
+use warp::Filter;
+
+/// What happens to one entity write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteFate {
+    /// Passed on to Azurite.
+    Pass,
+    /// Answered `412 UpdateConditionNotSatisfied` without reaching Azurite.
+    PreconditionFailed,
+    /// Answered `503 ServerBusy` without reaching Azurite.
+    Unavailable,
+}
+
+#[derive(Default)]
+struct Rules {
+    /// Fates of the next entity writes, in order; writes beyond the list pass.
+    next_writes: VecDeque<WriteFate>,
+    /// Entity writes seen so far (passed or not).
+    writes: u32,
+}
+
+/// The proxy. Dropping it stops it.
+pub struct StorageProxy {
+    port: u16,
+    rules: Arc<Mutex<Rules>>,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl StorageProxy {
+    /// Starts a proxy to Azurite's table endpoint on `azurite_port`.
+    pub async fn start(azurite_port: u16) -> StorageProxy {
+        let rules = Arc::new(Mutex::new(Rules::default()));
+        let client = reqwest::Client::new();
+        let target = format!("http://127.0.0.1:{azurite_port}");
+        let rules_for_routes = Arc::clone(&rules);
+        let routes = warp::method()
+            .and(warp::path::full())
+            .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+            .and(warp::header::headers_cloned())
+            .and(warp::body::bytes())
+            .then(
+                move |method: Method,
+                      path: warp::path::FullPath,
+                      query: String,
+                      headers: HeaderMap,
+                      body: Bytes| {
+                    let rules = Arc::clone(&rules_for_routes);
+                    let client = client.clone();
+                    let target = target.clone();
+                    async move {
+                        let fate = fate_of(&rules, &method, path.as_str());
+                        match fate {
+                            WriteFate::Pass => {}
+                            WriteFate::PreconditionFailed => {
+                                return error_reply(
+                                    StatusCode::PRECONDITION_FAILED,
+                                    "UpdateConditionNotSatisfied",
+                                )
+                            }
+                            WriteFate::Unavailable => {
+                                return error_reply(StatusCode::SERVICE_UNAVAILABLE, "ServerBusy")
+                            }
+                        }
+                        let mut url = format!("{target}{}", path.as_str());
+                        if !query.is_empty() {
+                            url.push('?');
+                            url.push_str(&query);
+                        }
+                        let mut request = client.request(method, url).body(body);
+                        for (name, value) in headers.iter() {
+                            if name != warp::http::header::HOST {
+                                request = request.header(name, value);
+                            }
+                        }
+                        match request.send().await {
+                            Ok(upstream) => {
+                                let status = upstream.status();
+                                let headers = upstream.headers().clone();
+                                let body = upstream.bytes().await.unwrap_or_default();
+                                let mut response = Response::new(body);
+                                *response.status_mut() = status;
+                                for (name, value) in headers.iter() {
+                                    if name != warp::http::header::TRANSFER_ENCODING
+                                        && name != warp::http::header::CONTENT_LENGTH
+                                    {
+                                        response.headers_mut().append(name, value.clone());
+                                    }
+                                }
+                                response
+                            }
+                            Err(_) => error_reply(StatusCode::BAD_GATEWAY, "ProxyError"),
+                        }
+                    }
+                },
+            );
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .expect("bind proxy");
+        let port = listener.local_addr().expect("addr").port();
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(
+            warp::serve(routes)
+                .incoming(listener)
+                .graceful(async {
+                    let _ = rx.await;
+                })
+                .run(),
+        );
+        StorageProxy {
+            port,
+            rules,
+            shutdown: Some(tx),
+        }
+    }
+
+    /// The proxy's port (point a connection string's TableEndpoint here).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Decides the fates of the next entity writes, in order (later ones pass).
+    pub fn next_writes(&self, fates: &[WriteFate]) {
+        if let Ok(mut rules) = self.rules.lock() {
+            rules.next_writes = fates.iter().copied().collect();
+        }
+    }
+
+    /// Entity writes seen so far.
+    pub fn writes(&self) -> u32 {
+        self.rules.lock().map(|r| r.writes).unwrap_or(0)
+    }
+}
+
+impl Drop for StorageProxy {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Entity writes are PUT/MERGE/PATCH/DELETE on an entity address, and POST inserts into a
+/// table; creating tables (`POST /account/Tables`) is not one.
+fn fate_of(rules: &Mutex<Rules>, method: &Method, path: &str) -> WriteFate {
+    let is_write = matches!(method.as_str(), "PUT" | "MERGE" | "PATCH" | "DELETE")
+        || (method == Method::POST && !path.ends_with("/Tables"));
+    if !is_write {
+        return WriteFate::Pass;
+    }
+    let Ok(mut rules) = rules.lock() else {
+        return WriteFate::Pass;
+    };
+    rules.writes += 1;
+    rules.next_writes.pop_front().unwrap_or(WriteFate::Pass)
+}
+
+fn error_reply(status: StatusCode, code: &str) -> Response<Bytes> {
+    let body = serde_json::json!({
+        "odata.error": {"code": code, "message": {"lang": "en-US", "value": code}}
+    });
+    let mut response = Response::new(Bytes::from(body.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        warp::http::header::CONTENT_TYPE,
+        warp::http::HeaderValue::from_static("application/json;odata=minimalmetadata"),
+    );
+    response
+}
