@@ -111,8 +111,9 @@ fn load_settings() -> Result<Settings, String> {
 }
 
 fn custom_handler_port() -> Result<u16, String> {
-    let text = std::env::var("FUNCTIONS_CUSTOMHANDLER_PORT").map_err(|_| {
-        "setting FUNCTIONS_CUSTOMHANDLER_PORT: is missing (the Functions host sets it; without a host run `handler standalone`)".to_owned()
+    let text = std::env::var("FUNCTIONS_CUSTOMHANDLER_PORT").map_err(|err| match err {
+        std::env::VarError::NotPresent => "setting FUNCTIONS_CUSTOMHANDLER_PORT: is missing (the Functions host sets it; without a host run `handler standalone`)".to_owned(),
+        std::env::VarError::NotUnicode(_) => "setting FUNCTIONS_CUSTOMHANDLER_PORT: must be a port number".to_owned(),
     })?;
     text.trim()
         .parse::<u16>()

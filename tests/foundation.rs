@@ -392,6 +392,80 @@ async fn a_bad_setting_stops_start_up_with_one_line_naming_it() {
     assert!(!output.contains("panicked"), "{output}");
 }
 
+/// `\xff` alone is never UTF-8.
+fn not_utf8(prefix: &str) -> std::ffi::OsString {
+    use std::os::unix::ffi::OsStrExt;
+    let mut bytes = prefix.as_bytes().to_vec();
+    bytes.push(0xff);
+    std::ffi::OsStr::from_bytes(&bytes).to_os_string()
+}
+
+#[tokio::test]
+async fn a_foreign_non_utf8_environment_variable_does_not_stop_start_up() {
+    let settings = TestSettings::new(NO_STRAVA);
+    let mut handler = HandlerProcess::spawn_with_env(
+        &settings,
+        &[],
+        &[
+            ("SOME_OTHER_TOOL".into(), not_utf8("latin1-caf")),
+            (not_utf8("NAME_"), "value".into()),
+        ],
+    )
+    .await;
+    handler.wait_ready().await;
+    let status = handler.terminate().await;
+    assert!(status.success(), "{}", handler.output());
+    assert!(
+        !handler.output().contains("panicked"),
+        "{}",
+        handler.output()
+    );
+}
+
+#[tokio::test]
+async fn a_non_utf8_value_of_a_setting_is_one_line_naming_it() {
+    let settings = TestSettings::new(NO_STRAVA);
+    let mut handler = HandlerProcess::spawn_with_env(
+        &settings,
+        &[],
+        &[("WIDGET_SPORT_TYPES".into(), not_utf8("Run,"))],
+    )
+    .await;
+    let status = handler.wait_exit().await;
+    assert!(!status.success());
+    let output = handler.output();
+    assert_eq!(output.trim().lines().count(), 1, "{output}");
+    assert!(
+        output.contains("setting WIDGET_SPORT_TYPES: is not valid UTF-8"),
+        "{output}"
+    );
+    assert!(!output.contains("panicked"), "{output}");
+}
+
+#[tokio::test]
+async fn an_unusable_connection_string_stops_start_up_naming_its_setting() {
+    let cases = [
+        ("AzureWebJobsStorage", "AccountName=devstoreaccount1"),
+        ("STRAVA_TABLE_CONNECTION", "Foo=bar"),
+    ];
+    for (name, value) in cases {
+        let settings = TestSettings::new(NO_STRAVA).with(name, value);
+        let mut handler = HandlerProcess::spawn(&settings, &[]).await;
+        let status = handler.wait_exit().await;
+        assert!(!status.success(), "{name}");
+        let output = handler.output();
+        assert_eq!(output.trim().lines().count(), 1, "{output}");
+        assert!(
+            output.starts_with(&format!("handler: setting {name}: ")),
+            "{output}"
+        );
+        assert!(
+            !output.contains(value),
+            "the value is never printed: {output}"
+        );
+    }
+}
+
 fn validate(schema_file: &str, document_file: &str) -> Vec<String> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let schema: Value = serde_json::from_str(
