@@ -8,6 +8,7 @@
 //! - [`functions`]: one module per function (`GetLatestRun`, `RefreshToken`).
 //! - [`cache`]: the latest-run answer cached in memory and in the table; one Strava round per window.
 //! - [`app`]: shared state and dispatch from function name to code.
+//! - [`schedule`]: the standalone refresh schedule, read from `RefreshToken/function.json`.
 //! - [`setup`]: the `setup` and `status` commands.
 //! - [`store`]: Azure Table Storage (credentials with ETags).
 //! - [`error`]: client-facing errors and their one mapping to HTTP.
@@ -22,6 +23,7 @@ pub mod config;
 pub mod error;
 pub mod functions;
 pub mod host;
+pub mod schedule;
 pub mod secret;
 pub mod server;
 pub mod setup;
@@ -58,13 +60,27 @@ impl Application {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
     }
 
-    /// Without a Functions host: refreshes the token every two hours on the hour (UTC), as the
-    /// RefreshToken timer's `0 0 */2 * * *` does.
-    pub fn spawn_refresh_schedule(&self) {
+    /// Without a Functions host: refreshes the token on the RefreshToken timer's own schedule
+    /// (`RefreshToken/function.json`, UTC), as the host would.
+    pub fn spawn_refresh_schedule(&self) -> Result<(), schedule::ScheduleError> {
+        let schedule = schedule::RefreshSchedule::embedded()?;
+        tracing::info!(schedule = schedule.expression(), "refresh schedule");
         let app = Arc::clone(&self.app);
         tokio::spawn(async move {
+            // A timer that wakes a hair early must not run the same occurrence twice.
+            let mut last_run = time::OffsetDateTime::UNIX_EPOCH;
             loop {
-                tokio::time::sleep(until_next_even_hour(time::OffsetDateTime::now_utc())).await;
+                let now = time::OffsetDateTime::now_utc();
+                let Some(next) = schedule.next_after(now.max(last_run)) else {
+                    tracing::error!(
+                        schedule = schedule.expression(),
+                        "the refresh schedule has no next run"
+                    );
+                    return;
+                };
+                let wait = std::time::Duration::try_from(next - now).unwrap_or_default();
+                tokio::time::sleep(wait).await;
+                last_run = next;
                 let timer = host::TimerInfo {
                     schedule: None,
                     schedule_status: None,
@@ -78,18 +94,13 @@ impl Application {
                 }
             }
         });
+        Ok(())
     }
 
     /// Serves until `shutdown` completes.
     pub async fn run_until(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) {
         server::run(self.listener, self.app, shutdown).await;
     }
-}
-
-/// Time from `now` to the next hour divisible by two (UTC).
-fn until_next_even_hour(now: time::OffsetDateTime) -> std::time::Duration {
-    let seconds_into_cycle = now.unix_timestamp().rem_euclid(7200);
-    std::time::Duration::from_secs((7200 - seconds_into_cycle) as u64)
 }
 
 /// Why the server could not start.

@@ -131,7 +131,9 @@ async fn serve(port: u16, settings: Settings, standalone: bool) -> Result<(), St
         .await
         .map_err(|e| e.to_string())?;
     if standalone {
-        application.spawn_refresh_schedule();
+        application
+            .spawn_refresh_schedule()
+            .map_err(|e| e.to_string())?;
     }
     tracing::info!(port = application.port(), standalone, "handler listening");
     application.run_until(shutdown_signal()).await;

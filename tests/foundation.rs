@@ -392,6 +392,35 @@ async fn a_bad_setting_stops_start_up_with_one_line_naming_it() {
     assert!(!output.contains("panicked"), "{output}");
 }
 
+#[tokio::test]
+async fn standalone_refreshes_on_the_schedule_of_refresh_token_function_json() {
+    let settings = TestSettings::new(NO_STRAVA);
+    let mut handler = HandlerProcess::spawn(&settings, &["standalone"]).await;
+    handler.wait_ready().await;
+    let function_json: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("RefreshToken/function.json"),
+        )
+        .expect("read function.json"),
+    )
+    .expect("function.json is JSON");
+    let schedule = function_json["bindings"][0]["schedule"]
+        .as_str()
+        .expect("a schedule");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !handler.output().contains("refresh schedule") && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let output = handler.output();
+    let line = output
+        .lines()
+        .find(|l| l.contains("refresh schedule"))
+        .unwrap_or_else(|| panic!("no schedule line in:\n{output}"));
+    assert!(line.contains(schedule), "{line}");
+    let status = handler.terminate().await;
+    assert!(status.success(), "{}", handler.output());
+}
+
 /// `\xff` alone is never UTF-8.
 fn not_utf8(prefix: &str) -> std::ffi::OsString {
     use std::os::unix::ffi::OsStrExt;
