@@ -2,10 +2,10 @@
 //! chosen mode. Everything else lives in the library.
 
 use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use strava_latest_run::config::{LogFormat, RawSettings, Settings};
-use strava_latest_run::secret::Secret;
 use strava_latest_run::{setup, Application};
 
 #[derive(Parser)]
@@ -32,9 +32,10 @@ enum Command {
         /// Client ID of your Strava API application.
         #[arg(long)]
         client_id: String,
-        /// Client Secret of your Strava API application.
-        #[arg(long)]
-        client_secret: String,
+        /// Client Secret of your Strava API application (else $STRAVA_CLIENT_SECRET, else a
+        /// hidden prompt when run in a terminal).
+        #[arg(long, env = "STRAVA_CLIENT_SECRET", hide_env_values = true)]
+        client_secret: Option<String>,
         /// The authorization code (or the whole redirect address), if you already have it.
         #[arg(long)]
         code: Option<String>,
@@ -69,9 +70,15 @@ fn main() -> ExitCode {
                 client_secret,
                 code,
             }) => {
+                let client_secret = setup::resolve_client_secret(
+                    client_secret,
+                    std::io::stdin().is_terminal(),
+                    || rpassword::prompt_password("Client Secret (typing is not shown): "),
+                )
+                .map_err(|e| format!("setup failed: {e}"))?;
                 let args = setup::SetupArgs {
                     client_id,
-                    client_secret: Secret::new(client_secret),
+                    client_secret,
                     code,
                 };
                 let stdin = std::io::stdin();
