@@ -1,6 +1,8 @@
 //! Settings (DESIGN §3): read once at start-up from the environment and from
 //! `local.settings.json` `Values` when that file is present, the environment winning as Core
-//! Tools does. A missing or malformed setting is one [`ConfigError`] line naming it.
+//! Tools does. The name → value pairs are decoded by serde into one struct of the settings by
+//! their exact names, then each is validated: a missing or malformed setting is one
+//! [`ConfigError`] line naming it, never a panic (not even for a variable that is not UTF-8).
 
 use crate::secret::Secret;
 use std::collections::HashMap;
@@ -35,6 +37,8 @@ pub struct Settings {
 pub struct StorageSettings {
     /// `AzureWebJobsStorage` or `STRAVA_TABLE_CONNECTION`.
     pub connection_string: Secret,
+    /// Which of the two settings the connection string came from (for error lines).
+    pub setting_name: &'static str,
     /// `STRAVA_TABLE_NAME`.
     pub table_name: String,
 }
@@ -82,9 +86,10 @@ pub struct RawSettings(HashMap<String, String>);
 
 impl RawSettings {
     /// The process environment over `local.settings.json` `Values` (in `dir`, when present).
+    /// Variables that are not UTF-8 are skipped, unless they are settings the app reads.
     pub fn from_environment_and_file(dir: &Path) -> Result<Self, ConfigError> {
         let mut values = read_local_settings(&dir.join("local.settings.json"))?;
-        values.extend(std::env::vars());
+        merge_environment(&mut values, std::env::vars_os())?;
         Ok(RawSettings(values))
     }
 
@@ -107,6 +112,99 @@ impl RawSettings {
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
     }
+
+    /// The settings the app reads, as found (trimmed; empty ones absent), not yet validated.
+    fn decode(&self) -> Result<SettingValues, ConfigError> {
+        let present: serde_json::Map<String, serde_json::Value> = self
+            .0
+            .keys()
+            .filter_map(|name| Some((name.clone(), self.get(name)?.into())))
+            .collect();
+        serde_json::from_value(serde_json::Value::Object(present))
+            .map_err(|err| ConfigError::new("settings", format!("cannot be read: {err}")))
+    }
+}
+
+/// Adds the environment's variables to `values`, replacing the file's. A name or value that is
+/// not UTF-8 cannot be one of ours and is skipped, unless the name is a setting the app reads:
+/// then that setting is reported.
+fn merge_environment(
+    values: &mut HashMap<String, String>,
+    vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Result<(), ConfigError> {
+    for (name, value) in vars {
+        let Some(name) = name.to_str() else { continue };
+        match value.into_string() {
+            Ok(value) => {
+                values.insert(name.to_owned(), value);
+            }
+            Err(_) => {
+                if let Some(setting) = setting_names().iter().find(|s| **s == name) {
+                    return Err(ConfigError::new(setting, "is not valid UTF-8"));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The settings of DESIGN §3 by their exact names, as strings; [`Settings::from_raw`] validates
+/// them one by one so that every problem names its setting.
+#[derive(Debug, Default, serde::Deserialize)]
+struct SettingValues {
+    #[serde(rename = "AzureWebJobsStorage")]
+    web_jobs_storage: Option<String>,
+    #[serde(rename = "STRAVA_TABLE_CONNECTION")]
+    table_connection: Option<String>,
+    #[serde(rename = "STRAVA_TABLE_NAME")]
+    table_name: Option<String>,
+    #[serde(rename = "STRAVA_BASE_URL")]
+    strava_base_url: Option<String>,
+    #[serde(rename = "WIDGET_SPORT_TYPES")]
+    sport_types: Option<String>,
+    #[serde(rename = "WIDGET_CACHE_SECONDS")]
+    cache_seconds: Option<String>,
+    #[serde(rename = "WIDGET_ALLOWED_ORIGINS")]
+    allowed_origins: Option<String>,
+    #[serde(rename = "STRAVA_WEBHOOK_VERIFY_TOKEN")]
+    webhook_verify_token: Option<String>,
+    #[serde(rename = "RUST_LOG")]
+    log_filter: Option<String>,
+    #[serde(rename = "LOG_FORMAT")]
+    log_format: Option<String>,
+}
+
+/// The names [`SettingValues`] reads, taken from its derived `Deserialize` (one list, not two).
+fn setting_names() -> &'static [&'static str] {
+    use serde::de::value::Error as ProbeError;
+    use serde::de::{Deserialize, Deserializer, Error, Visitor};
+
+    /// A deserializer that only records the field names a struct asks for.
+    struct Probe<'a>(&'a mut &'static [&'static str]);
+    impl<'de> Deserializer<'de> for Probe<'_> {
+        type Error = ProbeError;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, ProbeError> {
+            Err(ProbeError::custom("only the field names are wanted"))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, ProbeError> {
+            *self.0 = fields;
+            Err(ProbeError::custom("only the field names are wanted"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+            option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+            ignored_any
+        }
+    }
+
+    let mut names: &'static [&'static str] = &[];
+    let _ = SettingValues::deserialize(Probe(&mut names));
+    names
 }
 
 /// Reads `Values` of a `local.settings.json`; a missing file is no error, a broken one is.
@@ -144,31 +242,28 @@ fn read_local_settings(path: &Path) -> Result<HashMap<String, String>, ConfigErr
     Ok(values)
 }
 
+/// The longest `WIDGET_CACHE_SECONDS`: thirty days (and far from overflowing timestamps).
+pub const MAX_CACHE_SECONDS: u64 = 30 * 24 * 60 * 60;
+
 impl Settings {
     /// Validates every setting; the first problem found is the error.
     pub fn from_raw(raw: &RawSettings) -> Result<Self, ConfigError> {
-        let connection_string = raw
-            .get("STRAVA_TABLE_CONNECTION")
-            .or_else(|| raw.get("AzureWebJobsStorage"))
-            .ok_or_else(|| {
-                ConfigError::new(
+        let values = raw.decode()?;
+
+        let (setting_name, connection_string) = match (values.table_connection, values.web_jobs_storage) {
+            (Some(text), _) => ("STRAVA_TABLE_CONNECTION", text),
+            (None, Some(text)) => ("AzureWebJobsStorage", text),
+            (None, None) => {
+                return Err(ConfigError::new(
                     "AzureWebJobsStorage",
                     "is missing: set it to a storage connection string, or UseDevelopmentStorage=true for Azurite",
-                )
-            })?;
-        if !connection_string.contains('=') {
-            let name = if raw.get("STRAVA_TABLE_CONNECTION").is_some() {
-                "STRAVA_TABLE_CONNECTION"
-            } else {
-                "AzureWebJobsStorage"
-            };
-            return Err(ConfigError::new(
-                name,
-                "is not a storage connection string (expected Key=Value pairs separated by ';')",
-            ));
-        }
+                ))
+            }
+        };
+        check_connection_string(&connection_string)
+            .map_err(|problem| ConfigError::new(setting_name, problem))?;
 
-        let table_name = raw.get("STRAVA_TABLE_NAME").unwrap_or("strava").to_owned();
+        let table_name = values.table_name.unwrap_or_else(|| "strava".to_owned());
         if !is_valid_table_name(&table_name) {
             return Err(ConfigError::new(
                 "STRAVA_TABLE_NAME",
@@ -176,16 +271,18 @@ impl Settings {
             ));
         }
 
-        let base = raw
-            .get("STRAVA_BASE_URL")
+        let base = values
+            .strava_base_url
+            .as_deref()
             .unwrap_or("https://www.strava.com");
         let strava_base_url = url::Url::parse(base)
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
             .ok_or_else(|| ConfigError::new("STRAVA_BASE_URL", "must be an http(s) URL"))?;
 
-        let sport_types: Vec<String> = raw
-            .get("WIDGET_SPORT_TYPES")
+        let sport_types: Vec<String> = values
+            .sport_types
+            .as_deref()
             .unwrap_or("Run,TrailRun,VirtualRun")
             .split(',')
             .map(|s| s.trim().to_owned())
@@ -202,24 +299,28 @@ impl Settings {
             ));
         }
 
-        let cache_seconds = match raw.get("WIDGET_CACHE_SECONDS") {
+        let cache_seconds = match values.cache_seconds.as_deref() {
             None => 600,
-            Some(text) => text.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                ConfigError::new(
-                    "WIDGET_CACHE_SECONDS",
-                    "must be a whole number of seconds above 0",
-                )
-            })?,
+            Some(text) => text
+                .parse::<u64>()
+                .ok()
+                .filter(|n| (1..=MAX_CACHE_SECONDS).contains(n))
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        "WIDGET_CACHE_SECONDS",
+                        format!("must be a whole number of seconds from 1 to {MAX_CACHE_SECONDS}"),
+                    )
+                })?,
         };
 
-        let allowed_origins = parse_origins(raw.get("WIDGET_ALLOWED_ORIGINS").unwrap_or("*"))?;
+        let allowed_origins = parse_origins(values.allowed_origins.as_deref().unwrap_or("*"))?;
 
-        let log_format = match raw.get("LOG_FORMAT").unwrap_or("text") {
+        let log_format = match values.log_format.as_deref().unwrap_or("text") {
             f if f.eq_ignore_ascii_case("text") => LogFormat::Text,
             f if f.eq_ignore_ascii_case("json") => LogFormat::Json,
             _ => return Err(ConfigError::new("LOG_FORMAT", "must be text or json")),
         };
-        let log_filter = raw.get("RUST_LOG").unwrap_or("info").to_owned();
+        let log_filter = values.log_filter.unwrap_or_else(|| "info".to_owned());
         if tracing_subscriber::EnvFilter::try_new(&log_filter).is_err() {
             return Err(ConfigError::new(
                 "RUST_LOG",
@@ -230,6 +331,7 @@ impl Settings {
         Ok(Settings {
             storage: StorageSettings {
                 connection_string: Secret::new(connection_string),
+                setting_name,
                 table_name,
             },
             strava_base_url,
@@ -237,11 +339,30 @@ impl Settings {
             sport_types,
             cache_seconds,
             allowed_origins,
-            webhook_verify_token: raw.get("STRAVA_WEBHOOK_VERIFY_TOKEN").map(Secret::new),
+            webhook_verify_token: values.webhook_verify_token.map(Secret::new),
             log_filter,
             log_format,
         })
     }
+}
+
+/// Accepts what the store can connect with (the same rules as `store`'s parser):
+/// `UseDevelopmentStorage=true`, or `AccountName` with `AccountKey` or a SAS, optionally with
+/// `TableEndpoint` or `EndpointSuffix`. The problem never quotes the string (it holds a key).
+fn check_connection_string(text: &str) -> Result<(), &'static str> {
+    let parsed = azure_storage::ConnectionString::new(text).map_err(|_| {
+        "is not a storage connection string (expected Key=Value pairs separated by ';')"
+    })?;
+    if parsed.use_development_storage == Some(true) {
+        return Ok(());
+    }
+    if parsed.storage_credentials().is_err() {
+        return Err("needs AccountName and AccountKey (or a SAS), or UseDevelopmentStorage=true for Azurite");
+    }
+    if parsed.account_name.is_none() {
+        return Err("needs AccountName");
+    }
+    Ok(())
 }
 
 /// Table names: 3–63 alphanumerics, starting with a letter.
@@ -343,6 +464,119 @@ mod tests {
         let err =
             Settings::from_raw(&raw(&[("AzureWebJobsStorage", "nonsense")])).expect_err("bad");
         assert_eq!(err.name, "AzureWebJobsStorage");
+    }
+
+    #[test]
+    fn cache_seconds_are_bounded_to_thirty_days() {
+        let base = ("AzureWebJobsStorage", "UseDevelopmentStorage=true");
+        let settings = Settings::from_raw(&raw(&[base, ("WIDGET_CACHE_SECONDS", "2592000")]))
+            .expect("thirty days is allowed");
+        assert_eq!(settings.cache_seconds, 2_592_000);
+        for value in [
+            "2592001",
+            "9223372036854775807",
+            "18446744073709551615",
+            "-1",
+        ] {
+            let err = Settings::from_raw(&raw(&[base, ("WIDGET_CACHE_SECONDS", value)]))
+                .expect_err(value);
+            assert_eq!(
+                err.to_string(),
+                "setting WIDGET_CACHE_SECONDS: must be a whole number of seconds from 1 to 2592000",
+                "{value}"
+            );
+        }
+    }
+
+    #[test]
+    fn unusable_connection_strings_name_their_setting() {
+        let cases: &[(&str, &str)] = &[
+            ("AzureWebJobsStorage", "AccountName=x"),
+            ("AzureWebJobsStorage", "AccountKey=eQ=="),
+            ("AzureWebJobsStorage", "Foo=bar"),
+            ("AzureWebJobsStorage", "AccountName="),
+            ("STRAVA_TABLE_CONNECTION", "UseDevelopmentStorage=false"),
+            (
+                "STRAVA_TABLE_CONNECTION",
+                "UseDevelopmentStorage=false;AccountName=x",
+            ),
+        ];
+        for (name, value) in cases {
+            let mut pairs = vec![(*name, *value)];
+            if *name == "STRAVA_TABLE_CONNECTION" {
+                pairs.push(("AzureWebJobsStorage", "UseDevelopmentStorage=true"));
+            }
+            let err = Settings::from_raw(&raw(&pairs)).expect_err(value);
+            assert_eq!(&err.name, name, "{value}");
+            assert!(!err.to_string().contains(value), "{err}");
+        }
+    }
+
+    #[test]
+    fn usable_connection_strings_are_accepted() {
+        let key = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+        for value in [
+            "UseDevelopmentStorage=true".to_owned(),
+            "UseDevelopmentStorage=true;DevelopmentStorageProxyUri=http://127.0.0.1".to_owned(),
+            format!("DefaultEndpointsProtocol=https;AccountName=acct;AccountKey={key};EndpointSuffix=core.windows.net"),
+            format!("DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={key};TableEndpoint=http://127.0.0.1:10002/devstoreaccount1;"),
+            "AccountName=acct;SharedAccessSignature=sv=2022-11-02&ss=t&srt=sco&sp=rwdlacu&se=2030-01-01T00:00:00Z&st=2024-01-01T00:00:00Z&spr=https&sig=abc%3D".to_owned(),
+        ] {
+            let settings = Settings::from_raw(&raw(&[("AzureWebJobsStorage", &value)]))
+                .unwrap_or_else(|e| panic!("{value}: {e}"));
+            assert_eq!(settings.storage.connection_string.expose(), value);
+        }
+    }
+
+    #[test]
+    fn the_storage_settings_say_which_setting_the_string_came_from() {
+        let only_webjobs = Settings::from_raw(&raw(&[(
+            "AzureWebJobsStorage",
+            "UseDevelopmentStorage=true",
+        )]))
+        .expect("valid");
+        assert_eq!(only_webjobs.storage.setting_name, "AzureWebJobsStorage");
+        let both = Settings::from_raw(&raw(&[
+            ("AzureWebJobsStorage", "UseDevelopmentStorage=true"),
+            ("STRAVA_TABLE_CONNECTION", "UseDevelopmentStorage=true"),
+        ]))
+        .expect("valid");
+        assert_eq!(both.storage.setting_name, "STRAVA_TABLE_CONNECTION");
+    }
+
+    #[test]
+    fn the_setting_names_come_from_the_struct() {
+        let names = setting_names();
+        assert_eq!(names.len(), 10, "{names:?}");
+        for name in ["AzureWebJobsStorage", "WIDGET_CACHE_SECONDS", "RUST_LOG"] {
+            assert!(names.contains(&name), "{name}");
+        }
+    }
+
+    #[test]
+    fn non_utf8_variables_are_skipped_unless_they_are_settings() {
+        use std::ffi::{OsStr, OsString};
+        use std::os::unix::ffi::OsStrExt;
+        let bad = OsStr::from_bytes(b"caf\xe9").to_os_string();
+        let mut values = HashMap::new();
+        merge_environment(
+            &mut values,
+            [
+                (OsString::from("OTHER"), bad.clone()),
+                (bad.clone(), OsString::from("x")),
+                (OsString::from("STRAVA_TABLE_NAME"), OsString::from("ok")),
+            ],
+        )
+        .expect("foreign variables are no problem");
+        assert_eq!(values.len(), 1);
+        assert_eq!(
+            values.get("STRAVA_TABLE_NAME").map(String::as_str),
+            Some("ok")
+        );
+
+        let err = merge_environment(&mut values, [(OsString::from("LOG_FORMAT"), bad)])
+            .expect_err("one of ours");
+        assert_eq!(err.to_string(), "setting LOG_FORMAT: is not valid UTF-8");
     }
 
     #[test]

@@ -1,19 +1,24 @@
 //! The backend of a blog widget that shows the owner's latest public Strava run: an Azure
 //! Functions custom handler (one warp server, `handler`) that also runs standalone.
 //!
-//! # Layout
-//! - [`config`]: settings from the environment and `local.settings.json`.
+//! # Layout (top to bottom; a module uses only those below it)
 //! - [`server`]: the warp server; routes both request forms and caps bodies.
-//! - [`host`]: the Functions host wire protocol and its adapters to one request/response model.
-//! - [`functions`]: one module per function (`GetLatestRun`, `RefreshToken`).
-//! - [`cache`]: the latest-run answer cached in memory and in the table; one Strava round per window.
-//! - [`app`]: shared state and dispatch from function name to code.
-//! - [`setup`]: the `setup` and `status` commands.
-//! - [`store`]: Azure Table Storage (credentials with ETags).
-//! - [`error`]: client-facing errors and their one mapping to HTTP.
-//! - [`strava`]: Strava OAuth and API client, lenient models, rate-limit tracking.
+//! - [`host`]: the Functions host wire protocol and its adapters to the one request model.
+//! - [`functions`]: one module per function (`GetLatestRun`, `RefreshToken`) and the dispatch;
+//!   the only code that joins HTTP and the domain.
+//! - [`app`]: the shared state: the domain services, built once without I/O.
+//! - [`http`]: the one request/response model and the client-facing errors with their one
+//!   mapping to HTTP.
+//! - [`latest_run`]: the latest-run service: the answer cached in memory and in the table,
+//!   following Strava, one Strava round per window, the shared read budget; domain errors.
+//! - [`tokens`]: the token keeper: a valid access token, no rotated refresh token ever lost.
 //! - [`widget`]: the widget's view model: picks the latest public run and builds the response.
-//! - [`tokens`]: keeps the Strava access token valid; refresh rules across instances.
+//! - [`store`]: Azure Table Storage: typed entities, the one `Lease`, ETag rules.
+//! - [`strava`]: Strava OAuth and API client, lenient models, rate-limit tracking.
+//! - [`setup`]: the `setup` and `status` commands.
+//! - [`schedule`]: the standalone refresh schedule, read from `RefreshToken/function.json`.
+//! - [`config`]: settings from the environment and `local.settings.json`, read once.
+//! - [`clock`]: the one notion of "now".
 //! - [`secret`]: a string type that never prints its value.
 
 pub mod app;
@@ -23,6 +28,7 @@ pub mod functions;
 pub mod host;
 pub mod http;
 pub mod latest_run;
+pub mod schedule;
 pub mod secret;
 pub mod server;
 pub mod setup;
@@ -59,13 +65,27 @@ impl Application {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
     }
 
-    /// Without a Functions host: refreshes the token every two hours on the hour (UTC), as the
-    /// RefreshToken timer's `0 0 */2 * * *` does.
-    pub fn spawn_refresh_schedule(&self) {
+    /// Without a Functions host: refreshes the token on the RefreshToken timer's own schedule
+    /// (`RefreshToken/function.json`, UTC), as the host would.
+    pub fn spawn_refresh_schedule(&self) -> Result<(), schedule::ScheduleError> {
+        let schedule = schedule::RefreshSchedule::embedded()?;
+        tracing::info!(schedule = schedule.expression(), "refresh schedule");
         let app = Arc::clone(&self.app);
         tokio::spawn(async move {
+            // A timer that wakes a hair early must not run the same occurrence twice.
+            let mut last_run = time::OffsetDateTime::UNIX_EPOCH;
             loop {
-                tokio::time::sleep(until_next_even_hour(time::OffsetDateTime::now_utc())).await;
+                let now = time::OffsetDateTime::now_utc();
+                let Some(next) = schedule.next_after(now.max(last_run)) else {
+                    tracing::error!(
+                        schedule = schedule.expression(),
+                        "the refresh schedule has no next run"
+                    );
+                    return;
+                };
+                let wait = std::time::Duration::try_from(next - now).unwrap_or_default();
+                tokio::time::sleep(wait).await;
+                last_run = next;
                 let timer = host::TimerInfo {
                     schedule: None,
                     schedule_status: None,
@@ -78,6 +98,7 @@ impl Application {
                 }
             }
         });
+        Ok(())
     }
 
     /// Serves until `shutdown` completes.
@@ -86,12 +107,6 @@ impl Application {
         // Tokens Strava issued that storage has not taken yet get one more try before exit.
         self.app.tokens.persist_held().await;
     }
-}
-
-/// Time from `now` to the next hour divisible by two (UTC).
-fn until_next_even_hour(now: time::OffsetDateTime) -> std::time::Duration {
-    let seconds_into_cycle = now.unix_timestamp().rem_euclid(7200);
-    std::time::Duration::from_secs((7200 - seconds_into_cycle) as u64)
 }
 
 /// Why the server could not start.

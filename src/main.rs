@@ -2,10 +2,10 @@
 //! chosen mode. Everything else lives in the library.
 
 use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use strava_latest_run::config::{LogFormat, RawSettings, Settings};
-use strava_latest_run::secret::Secret;
 use strava_latest_run::{setup, Application};
 
 #[derive(Parser)]
@@ -32,9 +32,10 @@ enum Command {
         /// Client ID of your Strava API application.
         #[arg(long)]
         client_id: String,
-        /// Client Secret of your Strava API application.
-        #[arg(long)]
-        client_secret: String,
+        /// Client Secret of your Strava API application (else $STRAVA_CLIENT_SECRET, else a
+        /// hidden prompt when run in a terminal).
+        #[arg(long, env = "STRAVA_CLIENT_SECRET", hide_env_values = true)]
+        client_secret: Option<String>,
         /// The authorization code (or the whole redirect address), if you already have it.
         #[arg(long)]
         code: Option<String>,
@@ -69,9 +70,15 @@ fn main() -> ExitCode {
                 client_secret,
                 code,
             }) => {
+                let client_secret = setup::resolve_client_secret(
+                    client_secret,
+                    std::io::stdin().is_terminal(),
+                    || rpassword::prompt_password("Client Secret (typing is not shown): "),
+                )
+                .map_err(|e| format!("setup failed: {e}"))?;
                 let args = setup::SetupArgs {
                     client_id,
-                    client_secret: Secret::new(client_secret),
+                    client_secret,
                     code,
                 };
                 let stdin = std::io::stdin();
@@ -111,8 +118,9 @@ fn load_settings() -> Result<Settings, String> {
 }
 
 fn custom_handler_port() -> Result<u16, String> {
-    let text = std::env::var("FUNCTIONS_CUSTOMHANDLER_PORT").map_err(|_| {
-        "setting FUNCTIONS_CUSTOMHANDLER_PORT: is missing (the Functions host sets it; without a host run `handler standalone`)".to_owned()
+    let text = std::env::var("FUNCTIONS_CUSTOMHANDLER_PORT").map_err(|err| match err {
+        std::env::VarError::NotPresent => "setting FUNCTIONS_CUSTOMHANDLER_PORT: is missing (the Functions host sets it; without a host run `handler standalone`)".to_owned(),
+        std::env::VarError::NotUnicode(_) => "setting FUNCTIONS_CUSTOMHANDLER_PORT: must be a port number".to_owned(),
     })?;
     text.trim()
         .parse::<u16>()
@@ -130,7 +138,9 @@ async fn serve(port: u16, settings: Settings, standalone: bool) -> Result<(), St
         .await
         .map_err(|e| e.to_string())?;
     if standalone {
-        application.spawn_refresh_schedule();
+        application
+            .spawn_refresh_schedule()
+            .map_err(|e| e.to_string())?;
     }
     tracing::info!(port = application.port(), standalone, "handler listening");
     application.run_until(shutdown_signal()).await;

@@ -39,6 +39,30 @@ pub struct SetupArgs {
     pub code: Option<String>,
 }
 
+/// The one line printed when no source of the client secret is available.
+pub const MISSING_CLIENT_SECRET: &str = "the client secret is missing: pass --client-secret, set STRAVA_CLIENT_SECRET, or run setup in a terminal";
+
+/// The client secret from the command line or `STRAVA_CLIENT_SECRET` (`given`, empty counts as
+/// absent), else from `prompt` (a hidden prompt) when stdin is a terminal, else an error.
+pub fn resolve_client_secret(
+    given: Option<String>,
+    stdin_is_terminal: bool,
+    prompt: impl FnOnce() -> std::io::Result<String>,
+) -> Result<Secret, SetupError> {
+    if let Some(secret) = given.filter(|s| !s.trim().is_empty()) {
+        return Ok(Secret::new(secret.trim()));
+    }
+    if !stdin_is_terminal {
+        return Err(SetupError::Input(MISSING_CLIENT_SECRET.into()));
+    }
+    let typed =
+        prompt().map_err(|e| SetupError::Input(format!("cannot read the client secret: {e}")))?;
+    if typed.trim().is_empty() {
+        return Err(SetupError::Input(MISSING_CLIENT_SECRET.into()));
+    }
+    Ok(Secret::new(typed.trim()))
+}
+
 /// A pasted redirect URL (or bare code) taken apart.
 #[derive(Debug, PartialEq, Eq)]
 pub struct PastedCode {
@@ -115,7 +139,7 @@ pub async fn run_setup(
         ));
     }
     if args.client_secret.expose().trim().is_empty() {
-        return Err(SetupError::Input("--client-secret is empty".into()));
+        return Err(SetupError::Input(MISSING_CLIENT_SECRET.into()));
     }
     let strava = StravaClient::new(settings.strava_base_url.as_str(), settings.strava_timeout)?;
     let store = Store::connect(&settings.storage)?;
@@ -273,6 +297,31 @@ fn format_unix(at: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_client_secret_comes_from_the_argument_else_a_prompt_in_a_terminal() {
+        let no_prompt = || -> std::io::Result<String> { panic!("must not prompt") };
+        let given = resolve_client_secret(Some(" s3cret ".into()), true, no_prompt).expect("given");
+        assert_eq!(given.expose(), "s3cret");
+        let typed = resolve_client_secret(None, true, || Ok("typed\n".into())).expect("typed");
+        assert_eq!(typed.expose(), "typed");
+        let typed = resolve_client_secret(Some("  ".into()), true, || Ok("typed".into()))
+            .expect("an empty value counts as absent");
+        assert_eq!(typed.expose(), "typed");
+        for result in [
+            resolve_client_secret(None, false, no_prompt),
+            resolve_client_secret(None, true, || Ok(String::new())),
+        ] {
+            let err = result.expect_err("missing");
+            assert_eq!(err.to_string(), MISSING_CLIENT_SECRET);
+        }
+        let err = resolve_client_secret(None, true, || Err(std::io::ErrorKind::NotFound.into()))
+            .expect_err("no terminal after all");
+        assert!(
+            err.to_string().starts_with("cannot read the client secret"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn pasted_redirects_and_codes_are_understood() {

@@ -392,6 +392,109 @@ async fn a_bad_setting_stops_start_up_with_one_line_naming_it() {
     assert!(!output.contains("panicked"), "{output}");
 }
 
+#[tokio::test]
+async fn standalone_refreshes_on_the_schedule_of_refresh_token_function_json() {
+    let settings = TestSettings::new(NO_STRAVA);
+    let mut handler = HandlerProcess::spawn(&settings, &["standalone"]).await;
+    handler.wait_ready().await;
+    let function_json: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("RefreshToken/function.json"),
+        )
+        .expect("read function.json"),
+    )
+    .expect("function.json is JSON");
+    let schedule = function_json["bindings"][0]["schedule"]
+        .as_str()
+        .expect("a schedule");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !handler.output().contains("refresh schedule") && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let output = handler.output();
+    let line = output
+        .lines()
+        .find(|l| l.contains("refresh schedule"))
+        .unwrap_or_else(|| panic!("no schedule line in:\n{output}"));
+    assert!(line.contains(schedule), "{line}");
+    let status = handler.terminate().await;
+    assert!(status.success(), "{}", handler.output());
+}
+
+/// `\xff` alone is never UTF-8.
+fn not_utf8(prefix: &str) -> std::ffi::OsString {
+    use std::os::unix::ffi::OsStrExt;
+    let mut bytes = prefix.as_bytes().to_vec();
+    bytes.push(0xff);
+    std::ffi::OsStr::from_bytes(&bytes).to_os_string()
+}
+
+#[tokio::test]
+async fn a_foreign_non_utf8_environment_variable_does_not_stop_start_up() {
+    let settings = TestSettings::new(NO_STRAVA);
+    let mut handler = HandlerProcess::spawn_with_env(
+        &settings,
+        &[],
+        &[
+            ("SOME_OTHER_TOOL".into(), not_utf8("latin1-caf")),
+            (not_utf8("NAME_"), "value".into()),
+        ],
+    )
+    .await;
+    handler.wait_ready().await;
+    let status = handler.terminate().await;
+    assert!(status.success(), "{}", handler.output());
+    assert!(
+        !handler.output().contains("panicked"),
+        "{}",
+        handler.output()
+    );
+}
+
+#[tokio::test]
+async fn a_non_utf8_value_of_a_setting_is_one_line_naming_it() {
+    let settings = TestSettings::new(NO_STRAVA);
+    let mut handler = HandlerProcess::spawn_with_env(
+        &settings,
+        &[],
+        &[("WIDGET_SPORT_TYPES".into(), not_utf8("Run,"))],
+    )
+    .await;
+    let status = handler.wait_exit().await;
+    assert!(!status.success());
+    let output = handler.output();
+    assert_eq!(output.trim().lines().count(), 1, "{output}");
+    assert!(
+        output.contains("setting WIDGET_SPORT_TYPES: is not valid UTF-8"),
+        "{output}"
+    );
+    assert!(!output.contains("panicked"), "{output}");
+}
+
+#[tokio::test]
+async fn an_unusable_connection_string_stops_start_up_naming_its_setting() {
+    let cases = [
+        ("AzureWebJobsStorage", "AccountName=devstoreaccount1"),
+        ("STRAVA_TABLE_CONNECTION", "Foo=bar"),
+    ];
+    for (name, value) in cases {
+        let settings = TestSettings::new(NO_STRAVA).with(name, value);
+        let mut handler = HandlerProcess::spawn(&settings, &[]).await;
+        let status = handler.wait_exit().await;
+        assert!(!status.success(), "{name}");
+        let output = handler.output();
+        assert_eq!(output.trim().lines().count(), 1, "{output}");
+        assert!(
+            output.starts_with(&format!("handler: setting {name}: ")),
+            "{output}"
+        );
+        assert!(
+            !output.contains(value),
+            "the value is never printed: {output}"
+        );
+    }
+}
+
 fn validate(schema_file: &str, document_file: &str) -> Vec<String> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let schema: Value = serde_json::from_str(

@@ -451,6 +451,58 @@ async fn setup_connects_the_athlete_and_status_shows_it_redacted() {
 }
 
 #[tokio::test]
+async fn setup_takes_the_client_secret_from_strava_client_secret() {
+    let strava = FakeStrava::start().await;
+    let settings =
+        TestSettings::new(&strava.base_url()).with("STRAVA_CLIENT_SECRET", CLIENT_SECRET);
+    let code = strava.issue_code("read,activity:read");
+    let (status, output) = run_handler_command(
+        &settings,
+        &["setup", "--client-id", CLIENT_ID, "--code", &code],
+        "",
+    )
+    .await;
+    assert!(status.success(), "{output}");
+    assert!(
+        output.contains("Mira Kowalczyk (athlete 51877240)"),
+        "{output}"
+    );
+    let saved = stored(&settings.store()).await;
+    assert_eq!(saved.client_secret.expose(), CLIENT_SECRET);
+    assert_eq!(saved.refresh_token.expose(), strava.refresh_token());
+    for secret in strava.all_secrets() {
+        assert!(!output.contains(&secret), "a secret leaked into: {output}");
+    }
+}
+
+#[tokio::test]
+async fn setup_without_a_secret_and_without_a_terminal_says_where_to_put_it() {
+    let strava = FakeStrava::start().await;
+    let settings = TestSettings::new(&strava.base_url());
+    let code = strava.issue_code("read,activity:read");
+    let (status, output) = run_handler_command(
+        &settings,
+        &["setup", "--client-id", CLIENT_ID, "--code", &code],
+        "",
+    )
+    .await;
+    assert!(!status.success(), "{output}");
+    assert_eq!(
+        output.trim(),
+        "handler: setup failed: the client secret is missing: pass --client-secret, set STRAVA_CLIENT_SECRET, or run setup in a terminal"
+    );
+    assert!(
+        settings
+            .store()
+            .load_credentials()
+            .await
+            .expect("read")
+            .is_none(),
+        "nothing is stored"
+    );
+}
+
+#[tokio::test]
 async fn setup_failures_end_with_one_line_and_a_non_zero_exit() {
     let strava = FakeStrava::start().await;
     let settings = TestSettings::new(&strava.base_url());

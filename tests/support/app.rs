@@ -185,8 +185,18 @@ impl HandlerProcess {
     /// Spawns `handler` with `FUNCTIONS_CUSTOMHANDLER_PORT` and the given settings, from an empty
     /// working directory (so no local.settings.json is read).
     pub async fn spawn(settings: &TestSettings, args: &[&str]) -> HandlerProcess {
+        Self::spawn_with_env(settings, args, &[]).await
+    }
+
+    /// Like [`HandlerProcess::spawn`], with extra environment variables that need not be UTF-8.
+    pub async fn spawn_with_env(
+        settings: &TestSettings,
+        args: &[&str],
+        extra_env: &[(std::ffi::OsString, std::ffi::OsString)],
+    ) -> HandlerProcess {
         let port = free_port();
         let mut command = handler_command(settings, args);
+        command.envs(extra_env.iter().map(|(k, v)| (k, v)));
         command
             .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
             .env("PORT", port.to_string())
