@@ -8,7 +8,8 @@ use serde_json::Value;
 use std::time::Duration;
 use strava_latest_run::secret::Secret;
 use strava_latest_run::store::{Credentials, StoreError};
-use support::app::{fixture, HandlerProcess, TestApp, TestSettings};
+use support::app::{fixture, invoke_at, HandlerProcess, TestApp, TestSettings};
+use support::fake_strava::{FakeStrava, ATHLETE_ID, CLIENT_ID, CLIENT_SECRET};
 use support::json;
 
 /// A Strava origin nothing listens on: these tests never reach Strava.
@@ -78,6 +79,94 @@ async fn function_names_are_case_insensitive_on_public_routes() {
         json(&response.bytes().await.expect("body"))["error"],
         "not_configured"
     );
+}
+
+/// Credentials as `handler setup` leaves them, pointing at the fake's current tokens.
+async fn store_credentials_for(settings: &TestSettings, strava: &FakeStrava) {
+    let credentials = Credentials {
+        client_id: CLIENT_ID.into(),
+        client_secret: Secret::new(CLIENT_SECRET),
+        refresh_token: Secret::new(strava.refresh_token()),
+        access_token: Some(Secret::new(strava.access_token())),
+        expires_at: Some(strava.access_token_expires_at()),
+        athlete_id: Some(ATHLETE_ID),
+        scope: Some("read,activity:read".into()),
+        refresh_lease: None,
+    };
+    settings
+        .store()
+        .replace_credentials(&credentials)
+        .await
+        .expect("arrange credentials");
+}
+
+#[tokio::test]
+async fn standalone_has_no_invocation_routes_but_serves_the_public_ones() {
+    let strava = FakeStrava::start().await;
+    let settings = TestSettings::new(&strava.base_url());
+    store_credentials_for(&settings, &strava).await;
+    let mut handler = HandlerProcess::spawn_standalone(&settings).await;
+    handler.wait_ready().await;
+    let client = reqwest::Client::new();
+
+    // Anyone who reaches a standalone server must not be able to run the timer (each run is a
+    // call to Strava's token endpoint and two storage writes): `POST /{Function}` is unknown.
+    for function in [
+        "RefreshToken",
+        "refreshtoken",
+        "GetLatestRun",
+        "NoSuchFunction",
+    ] {
+        let response = invoke_at(
+            &client,
+            &handler.address,
+            function,
+            fixture("timer-invocation-request.json"),
+        )
+        .await;
+        assert_eq!(response.status(), 404, "POST /{function}");
+        assert!(response.headers()["content-type"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("application/json"));
+        let error = json(&response.bytes().await.expect("body"));
+        assert_eq!(error["error"], "not_found", "POST /{function}");
+    }
+    for method in [reqwest::Method::GET, reqwest::Method::PUT] {
+        let response = client
+            .request(method.clone(), format!("{}/RefreshToken", handler.address))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(response.status(), 404, "{method} /RefreshToken");
+    }
+    assert_eq!(
+        strava.calls().token_refresh,
+        0,
+        "no token refresh was triggered from outside"
+    );
+
+    // The public route and readiness still work.
+    let ready = client
+        .get(format!("{}/", handler.address))
+        .send()
+        .await
+        .expect("readiness");
+    assert_eq!(ready.status(), 200);
+    for path in ["/api/GetLatestRun", "/api/getlatestrun"] {
+        let response = client
+            .get(format!("{}{path}", handler.address))
+            .send()
+            .await
+            .expect("public route");
+        assert_eq!(response.status(), 200, "{path}");
+        let run = json(&response.bytes().await.expect("body"));
+        assert!(run["id"].is_i64(), "{path}: {run}");
+    }
+    assert_eq!(strava.calls().token_refresh, 0);
+
+    let status = handler.terminate().await;
+    assert!(status.success(), "clean exit on SIGTERM: {status:?}");
 }
 
 #[tokio::test]
