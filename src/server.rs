@@ -141,7 +141,8 @@ async fn route(
             FunctionResponse::json(StatusCode::OK, &serde_json::json!({"status": "ready"}))
                 .into_http()
         }
-        [Some("api"), Some(name), None] => {
+        // The host's routing ignores case in the whole route: `/API/getlatestrun` is the function.
+        [Some(prefix), Some(name), None] if prefix.eq_ignore_ascii_case("api") => {
             match FunctionName::parse(name).filter(|f| f.is_http()) {
                 Some(function) => {
                     let response = match body {

@@ -73,12 +73,35 @@ async fn not_configured_is_the_same_503_in_both_forms() {
 #[tokio::test]
 async fn function_names_are_case_insensitive_on_public_routes() {
     let app = TestApp::spawn(TestSettings::new(NO_STRAVA)).await;
-    let response = app.get("/api/getlatestrun").await;
-    assert_eq!(response.status(), 503);
-    assert_eq!(
-        json(&response.bytes().await.expect("body"))["error"],
-        "not_configured"
-    );
+    // The host's routing ignores case in the whole route, the `api` prefix included.
+    for path in [
+        "/api/getlatestrun",
+        "/API/GetLatestRun",
+        "/Api/getlatestrun",
+        "/aPI/GETLATESTRUN?format=json",
+    ] {
+        let response = app.get(path).await;
+        assert_eq!(response.status(), 503, "{path}");
+        assert_eq!(
+            json(&response.bytes().await.expect("body"))["error"],
+            "not_configured",
+            "{path}"
+        );
+    }
+    // Only the prefix and the name ignore case: anything else is still unknown.
+    for path in [
+        "/apix/GetLatestRun",
+        "/ap/GetLatestRun",
+        "/API/GetLatestRunX",
+    ] {
+        let response = app.get(path).await;
+        assert_eq!(response.status(), 404, "{path}");
+        assert_eq!(
+            json(&response.bytes().await.expect("body"))["error"],
+            "not_found",
+            "{path}"
+        );
+    }
 }
 
 /// Credentials as `handler setup` leaves them, pointing at the fake's current tokens.
@@ -153,7 +176,7 @@ async fn standalone_has_no_invocation_routes_but_serves_the_public_ones() {
         .await
         .expect("readiness");
     assert_eq!(ready.status(), 200);
-    for path in ["/api/GetLatestRun", "/api/getlatestrun"] {
+    for path in ["/api/GetLatestRun", "/API/getlatestrun"] {
         let response = client
             .get(format!("{}{path}", handler.address))
             .send()
