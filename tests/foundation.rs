@@ -373,6 +373,94 @@ async fn malformed_input_gets_a_json_4xx_and_the_server_keeps_serving() {
         assert!(error["error"].is_string(), "{method} {path}");
     }
 
+    // Standalone: the invocation paths are unknown whatever the method; the public route stays.
+    let standalone = TestApp::spawn_standalone(TestSettings::new(NO_STRAVA)).await;
+    let cases = [
+        (reqwest::Method::GET, "/GetLatestRun", 404, "not_found"),
+        (reqwest::Method::POST, "/GetLatestRun", 404, "not_found"),
+        (reqwest::Method::POST, "/RefreshToken", 404, "not_found"),
+        (reqwest::Method::DELETE, "/refreshtoken", 404, "not_found"),
+        (reqwest::Method::GET, "/api/RefreshToken", 404, "not_found"),
+        (
+            reqwest::Method::GET,
+            "/API/GetLatestRun",
+            503,
+            "not_configured",
+        ),
+    ];
+    for (method, path, status, code) in cases {
+        let response = standalone
+            .client
+            .request(method.clone(), format!("{}{}", standalone.address, path))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(response.status(), status, "standalone {method} {path}");
+        let error = json(&response.bytes().await.expect("body"));
+        assert_eq!(error["error"], code, "standalone {method} {path}");
+    }
+    drop(standalone);
+
+    // Odd bytes in the path, percent-encoded or raw, and huge queries: a JSON error or the
+    // function's answer, never a dropped connection.
+    let long_segment = format!("/api/{}", "G".repeat(16 * 1024));
+    let many_segments = "/a".repeat(10_000);
+    let odd_paths = [
+        ("/api/GetLatestRun%00", 404),
+        ("/api/%47etLatestRun", 404),
+        ("/%FF%FE/GetLatestRun", 404),
+        ("/api/%C3%A9t%C3%A9", 404),
+        ("/api/Get%2FLatestRun", 404),
+        ("/api/..%2F..%2Fetc%2Fpasswd", 404),
+        ("/api/GetLatestRun/", 503),
+        ("//api//GetLatestRun", 404),
+        (long_segment.as_str(), 404),
+        (many_segments.as_str(), 404),
+    ];
+    for (path, status) in odd_paths {
+        let response = app.get(path).await;
+        let shown = &path[..path.len().min(40)];
+        assert_eq!(response.status(), status, "{shown}");
+        let error = json(&response.bytes().await.expect("body"));
+        assert!(error["error"].is_string(), "{shown}");
+    }
+    let huge_query = format!(
+        "/api/GetLatestRun?format=json&{}&x=%FF%ZZ%&=&&==",
+        "a=%E2%82&".repeat(6 * 1024)
+    );
+    let response = app.get(&huge_query).await;
+    assert_eq!(
+        response.status(),
+        503,
+        "a huge query still reaches the function"
+    );
+    assert_eq!(
+        json(&response.bytes().await.expect("body"))["error"],
+        "not_configured"
+    );
+    // Raw bytes no client library would send: an answer (the HTTP layer's 4xx is fine), then the
+    // server still serves.
+    for request_line in [
+        &b"GET /api/\xffGetLatestRun HTTP/1.1"[..],
+        b"GET /api/GetLatestRun?\x80\xfe=\xff HTTP/1.1",
+        b"GET /\x7f HTTP/1.1",
+        b"POST /Refresh\xc3Token HTTP/1.1",
+    ] {
+        let status_line = raw_request(&app.address, request_line).await;
+        assert!(
+            status_line.starts_with("HTTP/1.1 4") || status_line.starts_with("HTTP/1.1 5"),
+            "{}: {status_line:?}",
+            String::from_utf8_lossy(request_line)
+        );
+    }
+    let too_long = format!("/api/GetLatestRun?q={}", "x".repeat(2 * 1024 * 1024));
+    let _ = app
+        .client
+        .get(format!("{}{too_long}", app.address))
+        .send()
+        .await;
+    assert_eq!(app.get("/").await.status(), 200, "still serving");
+
     // A body that stops arriving does not hold the server: other requests still go through.
     let stalled = {
         let address = app.address.clone();
@@ -395,6 +483,24 @@ async fn malformed_input_gets_a_json_4xx_and_the_server_keeps_serving() {
     let _ = stalled.await;
     let response = app.get("/api/GetLatestRun").await;
     assert_eq!(response.status(), 503, "and still runs functions");
+}
+
+/// Sends `request_line` and a Host header over a fresh connection; the response's status line.
+async fn raw_request(address: &str, request_line: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = address.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(host).await.expect("connect");
+    let mut request = request_line.to_vec();
+    request.extend_from_slice(b"\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    // The server may close early on a request it refuses; what it answered is still read.
+    let _ = stream.write_all(&request).await;
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response)).await;
+    String::from_utf8_lossy(&response)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 fn tokio_stream_from(
