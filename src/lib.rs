@@ -37,6 +37,8 @@ pub mod strava;
 pub mod tokens;
 pub mod widget;
 
+pub use server::Mode;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -45,11 +47,17 @@ use tokio::net::TcpListener;
 pub struct Application {
     listener: TcpListener,
     app: Arc<app::App>,
+    mode: Mode,
 }
 
 impl Application {
-    /// Binds `addr` (port 0 picks a free port) and builds the app without any I/O.
-    pub async fn bind(addr: SocketAddr, settings: config::Settings) -> Result<Self, StartError> {
+    /// Binds `addr` (port 0 picks a free port) and builds the app without any I/O. `mode` decides
+    /// the routes: the host's invocation routes exist only in [`Mode::Host`].
+    pub async fn bind(
+        addr: SocketAddr,
+        settings: config::Settings,
+        mode: Mode,
+    ) -> Result<Self, StartError> {
         let app = app::App::new(settings).map_err(StartError::Build)?;
         let listener = TcpListener::bind(addr)
             .await
@@ -57,6 +65,7 @@ impl Application {
         Ok(Application {
             listener,
             app: Arc::new(app),
+            mode,
         })
     }
 
@@ -103,7 +112,7 @@ impl Application {
 
     /// Serves until `shutdown` completes.
     pub async fn run_until(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) {
-        server::run(self.listener, Arc::clone(&self.app), shutdown).await;
+        server::run(self.listener, Arc::clone(&self.app), self.mode, shutdown).await;
         // Tokens Strava issued that storage has not taken yet get one more try before exit.
         self.app.tokens.persist_held().await;
     }

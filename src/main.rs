@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use strava_latest_run::config::{LogFormat, RawSettings, Settings};
-use strava_latest_run::{setup, Application};
+use strava_latest_run::{setup, Application, Mode};
 
 #[derive(Parser)]
 #[command(
@@ -63,8 +63,8 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            None => serve(custom_handler_port()?, settings, false).await,
-            Some(Command::Standalone { port }) => serve(port, settings, true).await,
+            None => serve(custom_handler_port()?, settings, Mode::Host).await,
+            Some(Command::Standalone { port }) => serve(port, settings, Mode::Standalone).await,
             Some(Command::Setup {
                 client_id,
                 client_secret,
@@ -127,16 +127,17 @@ fn custom_handler_port() -> Result<u16, String> {
         .map_err(|_| "setting FUNCTIONS_CUSTOMHANDLER_PORT: must be a port number".to_owned())
 }
 
-async fn serve(port: u16, settings: Settings, standalone: bool) -> Result<(), String> {
-    // The host always dials IPv4 loopback; standalone serves whoever can reach the machine.
-    let ip = if standalone {
-        Ipv4Addr::UNSPECIFIED
-    } else {
-        Ipv4Addr::LOCALHOST
+async fn serve(port: u16, settings: Settings, mode: Mode) -> Result<(), String> {
+    // The host always dials IPv4 loopback; standalone serves whoever can reach the machine, and
+    // so has only the public routes (no invocation routes: see `Mode`).
+    let ip = match mode {
+        Mode::Host => Ipv4Addr::LOCALHOST,
+        Mode::Standalone => Ipv4Addr::UNSPECIFIED,
     };
-    let application = Application::bind(SocketAddr::from((ip, port)), settings)
+    let application = Application::bind(SocketAddr::from((ip, port)), settings, mode)
         .await
         .map_err(|e| e.to_string())?;
+    let standalone = mode == Mode::Standalone;
     if standalone {
         application
             .spawn_refresh_schedule()

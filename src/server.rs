@@ -1,6 +1,7 @@
 //! The HTTP server: one warp filter that accepts every request, reads its body with a size cap
 //! (chunked bodies included), and routes it: `GET /` readiness, `/api/{Function}` forwarded
-//! requests, `POST /{Function}` invocations. Anything else gets a JSON error; nothing panics.
+//! requests, and in host mode only `POST /{Function}` invocations. Anything else gets a JSON
+//! error; nothing panics.
 
 use crate::app::App;
 use crate::functions::{self, FunctionName};
@@ -23,22 +24,36 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 /// How long a client may take to send its body.
 const BODY_READ_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// Who the server answers to, which decides the routes it has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Behind a Functions host: readiness, the public `/api/...` routes and the host's invocation
+    /// routes `POST /{Function}` (DESIGN §1).
+    Host,
+    /// Without a host (`handler standalone`), reachable by anyone: readiness and the public
+    /// `/api/...` routes only. `POST /{Function}` is an unknown route here (404 `not_found`), so
+    /// nobody can run the timer functions from outside.
+    Standalone,
+}
+
 /// Serves `app` on `listener` until `shutdown` completes, then finishes in-flight requests.
 pub async fn run(
     listener: TcpListener,
     app: Arc<App>,
+    mode: Mode,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    warp::serve(routes(app))
+    warp::serve(routes(app, mode))
         .incoming(listener)
         .graceful(shutdown)
         .run()
         .await;
 }
 
-/// Every route of the app as one filter that never rejects.
+/// Every route of the app in `mode` as one filter that never rejects.
 pub fn routes(
     app: Arc<App>,
+    mode: Mode,
 ) -> impl Filter<Extract = (Response<Bytes>,), Error = Infallible> + Clone + Send + Sync + 'static {
     let with_app = warp::any().map(move || Arc::clone(&app));
     warp::method()
@@ -48,14 +63,14 @@ pub fn routes(
         .and(warp::body::stream())
         .and(with_app)
         .then(
-            |method: Method,
-             path: FullPath,
-             query: String,
-             headers: HeaderMap,
-             body,
-             app: Arc<App>| async move {
+            move |method: Method,
+                  path: FullPath,
+                  query: String,
+                  headers: HeaderMap,
+                  body,
+                  app: Arc<App>| async move {
                 let body = read_body(&headers, body).await;
-                route(&app, method, path.as_str(), &query, headers, body).await
+                route(&app, mode, method, path.as_str(), &query, headers, body).await
             },
         )
         .recover(|_rejection: warp::Rejection| async move {
@@ -112,6 +127,7 @@ where
 
 async fn route(
     app: &App,
+    mode: Mode,
     method: Method,
     path: &str,
     raw_query: &str,
@@ -125,7 +141,8 @@ async fn route(
             FunctionResponse::json(StatusCode::OK, &serde_json::json!({"status": "ready"}))
                 .into_http()
         }
-        [Some("api"), Some(name), None] => {
+        // The host's routing ignores case in the whole route: `/API/getlatestrun` is the function.
+        [Some(prefix), Some(name), None] if prefix.eq_ignore_ascii_case("api") => {
             match FunctionName::parse(name).filter(|f| f.is_http()) {
                 Some(function) => {
                     let response = match body {
@@ -147,7 +164,8 @@ async fn route(
                 None => ApiError::NotFound.to_response().into_http(),
             }
         }
-        [Some(name), None, None] => match FunctionName::parse(name) {
+        // The invocation routes belong to the host (DESIGN §1); standalone they do not exist.
+        [Some(name), None, None] if mode == Mode::Host => match FunctionName::parse(name) {
             Some(function) if method == Method::POST => match body {
                 Ok(body) => invoke(app, function, &body).await,
                 Err(err) => err.to_response().into_http(),

@@ -8,7 +8,8 @@ use serde_json::Value;
 use std::time::Duration;
 use strava_latest_run::secret::Secret;
 use strava_latest_run::store::{Credentials, StoreError};
-use support::app::{fixture, HandlerProcess, TestApp, TestSettings};
+use support::app::{fixture, invoke_at, HandlerProcess, TestApp, TestSettings};
+use support::fake_strava::{FakeStrava, ATHLETE_ID, CLIENT_ID, CLIENT_SECRET};
 use support::json;
 
 /// A Strava origin nothing listens on: these tests never reach Strava.
@@ -72,12 +73,123 @@ async fn not_configured_is_the_same_503_in_both_forms() {
 #[tokio::test]
 async fn function_names_are_case_insensitive_on_public_routes() {
     let app = TestApp::spawn(TestSettings::new(NO_STRAVA)).await;
-    let response = app.get("/api/getlatestrun").await;
-    assert_eq!(response.status(), 503);
+    // The host's routing ignores case in the whole route, the `api` prefix included.
+    for path in [
+        "/api/getlatestrun",
+        "/API/GetLatestRun",
+        "/Api/getlatestrun",
+        "/aPI/GETLATESTRUN?format=json",
+    ] {
+        let response = app.get(path).await;
+        assert_eq!(response.status(), 503, "{path}");
+        assert_eq!(
+            json(&response.bytes().await.expect("body"))["error"],
+            "not_configured",
+            "{path}"
+        );
+    }
+    // Only the prefix and the name ignore case: anything else is still unknown.
+    for path in [
+        "/apix/GetLatestRun",
+        "/ap/GetLatestRun",
+        "/API/GetLatestRunX",
+    ] {
+        let response = app.get(path).await;
+        assert_eq!(response.status(), 404, "{path}");
+        assert_eq!(
+            json(&response.bytes().await.expect("body"))["error"],
+            "not_found",
+            "{path}"
+        );
+    }
+}
+
+/// Credentials as `handler setup` leaves them, pointing at the fake's current tokens.
+async fn store_credentials_for(settings: &TestSettings, strava: &FakeStrava) {
+    let credentials = Credentials {
+        client_id: CLIENT_ID.into(),
+        client_secret: Secret::new(CLIENT_SECRET),
+        refresh_token: Secret::new(strava.refresh_token()),
+        access_token: Some(Secret::new(strava.access_token())),
+        expires_at: Some(strava.access_token_expires_at()),
+        athlete_id: Some(ATHLETE_ID),
+        scope: Some("read,activity:read".into()),
+        refresh_lease: None,
+    };
+    settings
+        .store()
+        .replace_credentials(&credentials)
+        .await
+        .expect("arrange credentials");
+}
+
+#[tokio::test]
+async fn standalone_has_no_invocation_routes_but_serves_the_public_ones() {
+    let strava = FakeStrava::start().await;
+    let settings = TestSettings::new(&strava.base_url());
+    store_credentials_for(&settings, &strava).await;
+    let mut handler = HandlerProcess::spawn_standalone(&settings).await;
+    handler.wait_ready().await;
+    let client = reqwest::Client::new();
+
+    // Anyone who reaches a standalone server must not be able to run the timer (each run is a
+    // call to Strava's token endpoint and two storage writes): `POST /{Function}` is unknown.
+    for function in [
+        "RefreshToken",
+        "refreshtoken",
+        "GetLatestRun",
+        "NoSuchFunction",
+    ] {
+        let response = invoke_at(
+            &client,
+            &handler.address,
+            function,
+            fixture("timer-invocation-request.json"),
+        )
+        .await;
+        assert_eq!(response.status(), 404, "POST /{function}");
+        assert!(response.headers()["content-type"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("application/json"));
+        let error = json(&response.bytes().await.expect("body"));
+        assert_eq!(error["error"], "not_found", "POST /{function}");
+    }
+    for method in [reqwest::Method::GET, reqwest::Method::PUT] {
+        let response = client
+            .request(method.clone(), format!("{}/RefreshToken", handler.address))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(response.status(), 404, "{method} /RefreshToken");
+    }
     assert_eq!(
-        json(&response.bytes().await.expect("body"))["error"],
-        "not_configured"
+        strava.calls().token_refresh,
+        0,
+        "no token refresh was triggered from outside"
     );
+
+    // The public route and readiness still work.
+    let ready = client
+        .get(format!("{}/", handler.address))
+        .send()
+        .await
+        .expect("readiness");
+    assert_eq!(ready.status(), 200);
+    for path in ["/api/GetLatestRun", "/API/getlatestrun"] {
+        let response = client
+            .get(format!("{}{path}", handler.address))
+            .send()
+            .await
+            .expect("public route");
+        assert_eq!(response.status(), 200, "{path}");
+        let run = json(&response.bytes().await.expect("body"));
+        assert!(run["id"].is_i64(), "{path}: {run}");
+    }
+    assert_eq!(strava.calls().token_refresh, 0);
+
+    let status = handler.terminate().await;
+    assert!(status.success(), "clean exit on SIGTERM: {status:?}");
 }
 
 #[tokio::test]
@@ -261,6 +373,94 @@ async fn malformed_input_gets_a_json_4xx_and_the_server_keeps_serving() {
         assert!(error["error"].is_string(), "{method} {path}");
     }
 
+    // Standalone: the invocation paths are unknown whatever the method; the public route stays.
+    let standalone = TestApp::spawn_standalone(TestSettings::new(NO_STRAVA)).await;
+    let cases = [
+        (reqwest::Method::GET, "/GetLatestRun", 404, "not_found"),
+        (reqwest::Method::POST, "/GetLatestRun", 404, "not_found"),
+        (reqwest::Method::POST, "/RefreshToken", 404, "not_found"),
+        (reqwest::Method::DELETE, "/refreshtoken", 404, "not_found"),
+        (reqwest::Method::GET, "/api/RefreshToken", 404, "not_found"),
+        (
+            reqwest::Method::GET,
+            "/API/GetLatestRun",
+            503,
+            "not_configured",
+        ),
+    ];
+    for (method, path, status, code) in cases {
+        let response = standalone
+            .client
+            .request(method.clone(), format!("{}{}", standalone.address, path))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(response.status(), status, "standalone {method} {path}");
+        let error = json(&response.bytes().await.expect("body"));
+        assert_eq!(error["error"], code, "standalone {method} {path}");
+    }
+    drop(standalone);
+
+    // Odd bytes in the path, percent-encoded or raw, and huge queries: a JSON error or the
+    // function's answer, never a dropped connection.
+    let long_segment = format!("/api/{}", "G".repeat(16 * 1024));
+    let many_segments = "/a".repeat(10_000);
+    let odd_paths = [
+        ("/api/GetLatestRun%00", 404),
+        ("/api/%47etLatestRun", 404),
+        ("/%FF%FE/GetLatestRun", 404),
+        ("/api/%C3%A9t%C3%A9", 404),
+        ("/api/Get%2FLatestRun", 404),
+        ("/api/..%2F..%2Fetc%2Fpasswd", 404),
+        ("/api/GetLatestRun/", 503),
+        ("//api//GetLatestRun", 404),
+        (long_segment.as_str(), 404),
+        (many_segments.as_str(), 404),
+    ];
+    for (path, status) in odd_paths {
+        let response = app.get(path).await;
+        let shown = &path[..path.len().min(40)];
+        assert_eq!(response.status(), status, "{shown}");
+        let error = json(&response.bytes().await.expect("body"));
+        assert!(error["error"].is_string(), "{shown}");
+    }
+    let huge_query = format!(
+        "/api/GetLatestRun?format=json&{}&x=%FF%ZZ%&=&&==",
+        "a=%E2%82&".repeat(6 * 1024)
+    );
+    let response = app.get(&huge_query).await;
+    assert_eq!(
+        response.status(),
+        503,
+        "a huge query still reaches the function"
+    );
+    assert_eq!(
+        json(&response.bytes().await.expect("body"))["error"],
+        "not_configured"
+    );
+    // Raw bytes no client library would send: an answer (the HTTP layer's 4xx is fine), then the
+    // server still serves.
+    for request_line in [
+        &b"GET /api/\xffGetLatestRun HTTP/1.1"[..],
+        b"GET /api/GetLatestRun?\x80\xfe=\xff HTTP/1.1",
+        b"GET /\x7f HTTP/1.1",
+        b"POST /Refresh\xc3Token HTTP/1.1",
+    ] {
+        let status_line = raw_request(&app.address, request_line).await;
+        assert!(
+            status_line.starts_with("HTTP/1.1 4") || status_line.starts_with("HTTP/1.1 5"),
+            "{}: {status_line:?}",
+            String::from_utf8_lossy(request_line)
+        );
+    }
+    let too_long = format!("/api/GetLatestRun?q={}", "x".repeat(2 * 1024 * 1024));
+    let _ = app
+        .client
+        .get(format!("{}{too_long}", app.address))
+        .send()
+        .await;
+    assert_eq!(app.get("/").await.status(), 200, "still serving");
+
     // A body that stops arriving does not hold the server: other requests still go through.
     let stalled = {
         let address = app.address.clone();
@@ -283,6 +483,24 @@ async fn malformed_input_gets_a_json_4xx_and_the_server_keeps_serving() {
     let _ = stalled.await;
     let response = app.get("/api/GetLatestRun").await;
     assert_eq!(response.status(), 503, "and still runs functions");
+}
+
+/// Sends `request_line` and a Host header over a fresh connection; the response's status line.
+async fn raw_request(address: &str, request_line: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = address.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(host).await.expect("connect");
+    let mut request = request_line.to_vec();
+    request.extend_from_slice(b"\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    // The server may close early on a request it refuses; what it answered is still read.
+    let _ = stream.write_all(&request).await;
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response)).await;
+    String::from_utf8_lossy(&response)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 fn tokio_stream_from(

@@ -166,6 +166,67 @@ async fn the_latest_public_run_with_photo_and_year_total_in_both_forms() {
 }
 
 #[tokio::test]
+async fn if_none_match_takes_lists_weak_tags_star_and_several_header_lines() {
+    let strava = FakeStrava::start().await;
+    let app = connected_app(&strava, TestSettings::new(&strava.base_url())).await;
+    let first = app.get("/api/GetLatestRun").await;
+    assert_eq!(first.status(), 200);
+    let etag = first.headers()["etag"].to_str().expect("ascii").to_owned();
+    let body = first.bytes().await.expect("body");
+
+    let conditional = |values: Vec<String>| {
+        let mut request = app.client.get(format!("{}/api/GetLatestRun", app.address));
+        // `header` appends: each value goes out as a header line of its own.
+        for value in values {
+            request = request.header("If-None-Match", value);
+        }
+        request.send()
+    };
+    let not_modified = [
+        (
+            "the tag on a second header line",
+            vec!["\"other\"".into(), etag.clone()],
+        ),
+        ("a weak tag", vec![format!("W/{etag}")]),
+        ("a list", vec![format!("\"a\", W/\"b\", {etag}")]),
+        ("a list without spaces", vec![format!("\"a\",{etag}")]),
+        ("a star", vec!["*".into()]),
+    ];
+    for (case, values) in not_modified {
+        let response = conditional(values).await.expect("send");
+        assert_eq!(response.status(), 304, "{case}");
+        assert_eq!(response.headers()["etag"], etag.as_str(), "{case}");
+        assert!(response.headers().contains_key("cache-control"), "{case}");
+        assert!(response.bytes().await.expect("body").is_empty(), "{case}");
+    }
+
+    let modified = [
+        ("a list of other tags", vec!["\"a\", W/\"b\"".to_owned()]),
+        (
+            "other tags on two lines",
+            vec!["\"a\"".into(), "W/\"b\"".into()],
+        ),
+        ("the tag unquoted", vec![etag.trim_matches('"').to_owned()]),
+        ("the tag lowercase-w weak", vec![format!("w/{etag}")]),
+        ("an empty value", vec![String::new()]),
+        ("a tag with a space inside", vec!["\"a b\"".into()]),
+        ("a tag with a tab inside", vec!["\"a\tb\"".into()]),
+        (
+            "an unclosed quote across lines",
+            vec!["\"a".into(), "b\"".into()],
+        ),
+        ("commas only", vec![",,, ,".into()]),
+    ];
+    for (case, values) in modified {
+        let response = conditional(values)
+            .await
+            .expect("send: the server survives");
+        assert_eq!(response.status(), 200, "{case}");
+        assert_eq!(response.bytes().await.expect("body"), body, "{case}");
+    }
+}
+
+#[tokio::test]
 async fn awkward_activity_lists_pick_the_right_run_and_photo() {
     let strava = FakeStrava::start().await;
     // A fresh table each time: the cached answer of one case must not answer the next.

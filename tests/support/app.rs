@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use strava_latest_run::config::{RawSettings, Settings};
 use strava_latest_run::store::Store;
-use strava_latest_run::Application;
+use strava_latest_run::{Application, Mode};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::oneshot;
 
@@ -89,11 +89,21 @@ pub struct TestApp {
 }
 
 impl TestApp {
-    /// Starts the app on a free port.
+    /// Starts the app in host mode (every route) on a free port.
     pub async fn spawn(settings: TestSettings) -> TestApp {
+        TestApp::spawn_in(settings, Mode::Host).await
+    }
+
+    /// Starts the app as `handler standalone` routes it (no invocation routes), on loopback.
+    pub async fn spawn_standalone(settings: TestSettings) -> TestApp {
+        TestApp::spawn_in(settings, Mode::Standalone).await
+    }
+
+    async fn spawn_in(settings: TestSettings, mode: Mode) -> TestApp {
         let application = Application::bind(
             SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             settings.settings(),
+            mode,
         )
         .await
         .expect("bind");
@@ -199,8 +209,21 @@ impl HandlerProcess {
         command.envs(extra_env.iter().map(|(k, v)| (k, v)));
         command
             .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
-            .env("PORT", port.to_string())
-            .stdin(Stdio::null());
+            .env("PORT", port.to_string());
+        Self::start(command, port)
+    }
+
+    /// Spawns `handler standalone --port N` on a free port, as a user without a Functions host
+    /// runs it (no `FUNCTIONS_CUSTOMHANDLER_PORT`, no `PORT`: the port comes from the flag).
+    pub async fn spawn_standalone(settings: &TestSettings) -> HandlerProcess {
+        let port = free_port();
+        let port_text = port.to_string();
+        let command = handler_command(settings, &["standalone", "--port", &port_text]);
+        Self::start(command, port)
+    }
+
+    fn start(mut command: tokio::process::Command, port: u16) -> HandlerProcess {
+        command.stdin(Stdio::null());
         let started_at = Instant::now();
         let mut child = command.spawn().expect("spawn handler");
         let output = Arc::new(Mutex::new(String::new()));
