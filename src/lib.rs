@@ -84,7 +84,7 @@ impl Application {
             // A timer that wakes a hair early must not run the same occurrence twice.
             let mut last_run = time::OffsetDateTime::UNIX_EPOCH;
             loop {
-                let now = time::OffsetDateTime::now_utc();
+                let now = clock::Clock::system().now_datetime();
                 let Some(next) = schedule.next_after(now.max(last_run)) else {
                     tracing::error!(
                         schedule = schedule.expression(),

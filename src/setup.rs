@@ -1,6 +1,7 @@
 //! The one-time commands around the credentials: `handler setup` (OAuth consent → the
 //! `credentials` entity) and `handler status` (what is stored, secrets redacted).
 
+use crate::clock::Clock;
 use crate::config::Settings;
 use crate::secret::Secret;
 use crate::store::{Credentials, Shown, Store, StoreError};
@@ -222,7 +223,7 @@ pub async fn run_status(settings: &Settings) -> Result<String, SetupError> {
         None => lines.push("credentials: none stored; run `handler setup`".into()),
         Some(stored) => {
             let c = stored.value;
-            let now = OffsetDateTime::now_utc().unix_timestamp();
+            let now = Clock::system().now();
             lines.push(format!("client id: {}", c.client_id));
             lines.push(format!("client secret: {}", c.client_secret));
             lines.push(format!("refresh token: {}", c.refresh_token));
@@ -255,7 +256,7 @@ pub async fn run_status(settings: &Settings) -> Result<String, SetupError> {
                 Shown::Run { activity_id, .. } => format!("activity {activity_id}"),
                 Shown::NoPublicRun => "no public run".to_owned(),
             },
-            (OffsetDateTime::now_utc().unix_timestamp() - snapshot.fetched_at) / 60,
+            (Clock::system().now() - snapshot.fetched_at) / 60,
             format_unix(snapshot.fetched_at)
         ),
         None => "cached answer: none yet (the first GetLatestRun request fetches it)".into(),

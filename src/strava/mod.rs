@@ -20,7 +20,6 @@ use serde::de::DeserializeOwned;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
-use time::OffsetDateTime;
 use url::Url;
 
 /// Largest body read from Strava; a detailed activity is well under 1 MiB.
@@ -119,7 +118,7 @@ impl StravaClient {
         track_rate: bool,
     ) -> Result<Answer, StravaError> {
         let response = request.send().await.map_err(StravaError::from_reqwest)?;
-        let now = OffsetDateTime::now_utc();
+        let now = crate::clock::Clock::system().now_datetime();
         let status = response.status().as_u16();
         tracing::debug!(path = response.url().path(), status, "strava answered");
         let rate = if track_rate {
