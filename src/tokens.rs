@@ -29,8 +29,9 @@ use tokio::time::Instant;
 pub const EARLY_REFRESH_SECONDS: i64 = 300;
 /// How long a refresh lease lasts (longer than a Strava call may take).
 const LEASE_SECONDS: i64 = 30;
-/// How often to look again while another instance holds the lease.
+/// How often to look again while another instance holds the lease: first, and at most.
 const LEASE_POLL: Duration = Duration::from_millis(250);
+const LEASE_POLL_MAX: Duration = Duration::from_secs(1);
 /// How long one refresh may take in all, waiting for other instances included.
 const REFRESH_DEADLINE: Duration = Duration::from_secs(60);
 /// How long the persist step keeps trying before it leaves the tokens held in memory.
@@ -336,6 +337,7 @@ impl TokenKeeper {
         let before = state.known.as_ref().and_then(|c| c.access_token.clone());
         let mut waited_for_other = false;
         let mut reloaded_after_invalid = false;
+        let mut poll = LEASE_POLL;
         while Instant::now() < deadline {
             let start = self
                 .read_and_lease(&mut state, need, rejected, waited_for_other, &before)
@@ -352,7 +354,8 @@ impl TokenKeeper {
                 }
                 Start::Wait => {
                     waited_for_other = true;
-                    tokio::time::sleep(LEASE_POLL).await;
+                    tokio::time::sleep(poll).await;
+                    poll = (poll * 2).min(LEASE_POLL_MAX);
                     continue;
                 }
                 Start::Retry => continue,
