@@ -9,7 +9,8 @@ use std::time::Duration;
 use strava_latest_run::secret::Secret;
 use strava_latest_run::store::{Credentials, StoreError};
 use support::app::{fixture, invoke_at, HandlerProcess, TestApp, TestSettings};
-use support::fake_strava::{FakeStrava, ATHLETE_ID, CLIENT_ID, CLIENT_SECRET};
+use support::credentials::connected;
+use support::fake_strava::FakeStrava;
 use support::json;
 
 /// A Strava origin nothing listens on: these tests never reach Strava.
@@ -106,19 +107,9 @@ async fn function_names_are_case_insensitive_on_public_routes() {
 
 /// Credentials as `handler setup` leaves them, pointing at the fake's current tokens.
 async fn store_credentials_for(settings: &TestSettings, strava: &FakeStrava) {
-    let credentials = Credentials {
-        client_id: CLIENT_ID.into(),
-        client_secret: Secret::new(CLIENT_SECRET),
-        refresh_token: Secret::new(strava.refresh_token()),
-        access_token: Some(Secret::new(strava.access_token())),
-        expires_at: Some(strava.access_token_expires_at()),
-        athlete_id: Some(ATHLETE_ID),
-        scope: Some("read,activity:read".into()),
-        refresh_lease: None,
-    };
     settings
         .store()
-        .replace_credentials(&credentials)
+        .replace_credentials(&connected(strava))
         .await
         .expect("arrange credentials");
 }

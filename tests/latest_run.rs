@@ -5,10 +5,9 @@ mod support;
 
 use serde_json::{json, Value};
 use std::time::Duration;
-use strava_latest_run::secret::Secret;
-use strava_latest_run::store::Credentials;
 use support::app::{fixture, TestApp, TestSettings};
-use support::fake_strava::{FakeStrava, Fault, Scope, ATHLETE_ID, CLIENT_ID, CLIENT_SECRET};
+use support::credentials::connected;
+use support::fake_strava::{FakeStrava, Fault, Scope};
 use support::json;
 
 const SAMPLE_RUN_ID: i64 = 16128930471;
@@ -24,18 +23,8 @@ fn sample(name: &str) -> Value {
 
 /// Credentials as `handler setup` leaves them, pointing at the fake's current tokens.
 async fn connect(app: &TestApp, strava: &FakeStrava) {
-    let credentials = Credentials {
-        client_id: CLIENT_ID.into(),
-        client_secret: Secret::new(CLIENT_SECRET),
-        refresh_token: Secret::new(strava.refresh_token()),
-        access_token: Some(Secret::new(strava.access_token())),
-        expires_at: Some(strava.access_token_expires_at()),
-        athlete_id: Some(ATHLETE_ID),
-        scope: Some("read,activity:read".into()),
-        refresh_lease: None,
-    };
     app.store
-        .replace_credentials(&credentials)
+        .replace_credentials(&connected(strava))
         .await
         .expect("arrange credentials");
 }

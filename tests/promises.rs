@@ -9,42 +9,18 @@ mod support;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use strava_latest_run::clock::Clock;
-use strava_latest_run::secret::Secret;
-use strava_latest_run::store::{Credentials, Store};
+use strava_latest_run::store::Store;
 use strava_latest_run::strava::StravaClient;
 use strava_latest_run::tokens::TokenKeeper;
 use support::app::{TestApp, TestSettings};
 use support::azurite::{connection_string_for_port, Azurite};
-use support::fake_strava::{FakeStrava, ATHLETE_ID, CLIENT_ID, CLIENT_SECRET};
+use support::credentials::{connected, hand_made};
+use support::fake_strava::{FakeStrava, CLIENT_ID};
 use support::json;
 use support::raw_table;
 use support::storage_proxy::{StorageProxy, WriteFate};
 
 const SAMPLE_RUN_ID: i64 = 16128930471;
-
-/// Credentials as a hand-made table holds them: the access token is still to be fetched.
-fn hand_made(refresh_token: &str) -> Credentials {
-    Credentials {
-        client_id: CLIENT_ID.into(),
-        client_secret: Secret::new(CLIENT_SECRET),
-        refresh_token: Secret::new(refresh_token),
-        access_token: None,
-        expires_at: None,
-        athlete_id: Some(ATHLETE_ID),
-        scope: None,
-        refresh_lease: None,
-    }
-}
-
-/// Credentials as `handler setup` leaves them, with the fake's current access token.
-fn connected(strava: &FakeStrava) -> Credentials {
-    Credentials {
-        access_token: Some(Secret::new(strava.access_token())),
-        expires_at: Some(strava.access_token_expires_at()),
-        scope: Some("read,activity:read".into()),
-        ..hand_made(&strava.refresh_token())
-    }
-}
 
 async fn stored_refresh_token(store: &Store) -> Option<String> {
     match store.load_credentials().await {

@@ -14,26 +14,13 @@ use support::app::{
     fixture, invoke_at, run_handler_command, HandlerProcess, TestApp, TestSettings,
 };
 use support::azurite::Azurite;
+use support::credentials::hand_made;
 use support::fake_strava::{FakeStrava, Scope, CLIENT_ID, CLIENT_SECRET};
 use support::json;
 use support::outage::Outage;
 
 fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
-}
-
-/// What a user migrating from a hand-made table has: three properties.
-fn hand_made(refresh_token: &str) -> Credentials {
-    Credentials {
-        client_id: CLIENT_ID.into(),
-        client_secret: Secret::new(CLIENT_SECRET),
-        refresh_token: Secret::new(refresh_token),
-        access_token: None,
-        expires_at: None,
-        athlete_id: None,
-        scope: None,
-        refresh_lease: None,
-    }
 }
 
 /// One RefreshToken timer invocation, as the host sends it: status and body.

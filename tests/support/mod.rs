@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod azurite;
+pub mod credentials;
 pub mod fake_strava;
 pub mod outage;
 pub mod raw_table;

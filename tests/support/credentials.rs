@@ -1,0 +1,31 @@
+//! The `credentials` entities tests start from: a hand-made one and one as `handler setup`
+//! leaves it, both pointing at the fake Strava's client and tokens.
+
+use super::fake_strava::{FakeStrava, ATHLETE_ID, CLIENT_ID, CLIENT_SECRET};
+use strava_latest_run::secret::Secret;
+use strava_latest_run::store::Credentials;
+
+/// What a user migrating from a hand-made table has: three properties.
+pub fn hand_made(refresh_token: &str) -> Credentials {
+    Credentials {
+        client_id: CLIENT_ID.into(),
+        client_secret: Secret::new(CLIENT_SECRET),
+        refresh_token: Secret::new(refresh_token),
+        access_token: None,
+        expires_at: None,
+        athlete_id: None,
+        scope: None,
+        refresh_lease: None,
+    }
+}
+
+/// Credentials as `handler setup` leaves them, with the fake's current tokens.
+pub fn connected(strava: &FakeStrava) -> Credentials {
+    Credentials {
+        access_token: Some(Secret::new(strava.access_token())),
+        expires_at: Some(strava.access_token_expires_at()),
+        athlete_id: Some(ATHLETE_ID),
+        scope: Some("read,activity:read".into()),
+        ..hand_made(&strava.refresh_token())
+    }
+}
