@@ -2,7 +2,7 @@
 //! (`{"Data":…,"Metadata":…}`) and reply (`{"Outputs":…,"Logs":…,"ReturnValue":…}`), and the
 //! adapters between them and the app's one [`FunctionRequest`]/[`FunctionResponse`] model.
 
-use crate::http::ApiError;
+use crate::http::{ApiError, TimerInfo};
 use crate::http::{FunctionRequest, FunctionResponse};
 use bytes::Bytes;
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -138,43 +138,6 @@ fn headers_from_arrays<'de, D: serde::Deserializer<'de>>(
         }
     }
     deserializer.deserialize_map(Headers)
-}
-
-/// `Data.<timer>` of a timer trigger.
-#[derive(Debug, Deserialize, PartialEq)]
-pub struct TimerInfo {
-    /// The schedule (`{"AdjustForDST": true}`); not used.
-    #[serde(rename = "Schedule", default)]
-    pub schedule: Option<serde_json::Value>,
-    /// Null when schedule monitoring is off.
-    #[serde(rename = "ScheduleStatus", default)]
-    pub schedule_status: Option<ScheduleStatus>,
-    /// True for the catch-up run after the app was down over an occurrence.
-    #[serde(rename = "IsPastDue", default)]
-    pub is_past_due: bool,
-}
-
-/// When the timer last fired and fires next (local time with an offset, as the host writes it).
-#[derive(Debug, Deserialize, PartialEq)]
-pub struct ScheduleStatus {
-    /// Previous occurrence; year 0001 on a first run.
-    #[serde(rename = "Last")]
-    pub last: String,
-    /// This occurrence.
-    #[serde(rename = "Next")]
-    pub next: String,
-    /// When the status was last written.
-    #[serde(rename = "LastUpdated")]
-    pub last_updated: String,
-}
-
-impl TimerInfo {
-    /// Whether this is the first run the schedule monitor knows of (no status, or `Last` in year 1).
-    pub fn is_first_run(&self) -> bool {
-        self.schedule_status
-            .as_ref()
-            .is_none_or(|s| s.last.starts_with("0001-"))
-    }
 }
 
 /// The reply to a timer invocation (no outputs).

@@ -5,7 +5,7 @@
 //! no other module of the app.
 
 use bytes::Bytes;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use warp::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use warp::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
@@ -153,6 +153,43 @@ impl ApiError {
             },
         )
         .with_header(CACHE_CONTROL, "no-store")
+    }
+}
+
+/// A timer run, as the host's `Data.<timer>` describes it (the standalone schedule makes one too).
+#[derive(Debug, Deserialize, PartialEq)]
+pub struct TimerInfo {
+    /// The schedule (`{"AdjustForDST": true}`); not used.
+    #[serde(rename = "Schedule", default)]
+    pub schedule: Option<serde_json::Value>,
+    /// Null when schedule monitoring is off.
+    #[serde(rename = "ScheduleStatus", default)]
+    pub schedule_status: Option<ScheduleStatus>,
+    /// True for the catch-up run after the app was down over an occurrence.
+    #[serde(rename = "IsPastDue", default)]
+    pub is_past_due: bool,
+}
+
+/// When the timer last fired and fires next (local time with an offset, as the host writes it).
+#[derive(Debug, Deserialize, PartialEq)]
+pub struct ScheduleStatus {
+    /// Previous occurrence; year 0001 on a first run.
+    #[serde(rename = "Last")]
+    pub last: String,
+    /// This occurrence.
+    #[serde(rename = "Next")]
+    pub next: String,
+    /// When the status was last written.
+    #[serde(rename = "LastUpdated")]
+    pub last_updated: String,
+}
+
+impl TimerInfo {
+    /// Whether this is the first run the schedule monitor knows of (no status, or `Last` in year 1).
+    pub fn is_first_run(&self) -> bool {
+        self.schedule_status
+            .as_ref()
+            .is_none_or(|s| s.last.starts_with("0001-"))
     }
 }
 

@@ -35,8 +35,10 @@ const LEASE_SECONDS: i64 = 30;
 /// First and longest wait between looks at the table while another instance fetches.
 const POLL_FIRST: Duration = Duration::from_millis(200);
 const POLL_MAX: Duration = Duration::from_secs(2);
-/// How long a cold request waits for another instance's fetch before giving up.
+/// How long a cold round waits for another instance's fetch before giving up.
 const COLD_WAIT: Duration = Duration::from_secs(20);
+/// How long a visitor waits for a cold answer in all.
+const COLD_REQUEST_DEADLINE: Duration = Duration::from_secs(25);
 /// Stop refreshing when fewer read requests than this are left in the 15-minute window; one
 /// refresh round costs at most four.
 const SHORT_WINDOW_RESERVE: u32 = 8;
@@ -129,19 +131,24 @@ impl Known {
         }
     }
 
-    fn from_snapshot(snapshot: &LatestRunSnapshot) -> Self {
+    /// `None` when the stored body is not an answer of this app (a hand edit): it is then
+    /// treated as absent and overwritten, never served.
+    fn from_snapshot(snapshot: &LatestRunSnapshot) -> Option<Self> {
         match &snapshot.shown {
             Shown::Run { body, .. } => {
-                let run = serde_json::from_str::<LatestRun>(body).ok();
-                Known::Run(Arc::new(Answer::new(
+                let Ok(run) = serde_json::from_str::<LatestRun>(body) else {
+                    tracing::warn!("ignoring the stored answer: its Body is not a latest-run answer; it will be overwritten");
+                    return None;
+                };
+                Some(Known::Run(Arc::new(Answer::new(
                     Bytes::from(body.clone()),
                     snapshot.fetched_at,
-                    run,
-                )))
+                    Some(run),
+                ))))
             }
-            Shown::NoPublicRun => Known::NoPublicRun {
+            Shown::NoPublicRun => Some(Known::NoPublicRun {
                 fetched_at: snapshot.fetched_at,
-            },
+            }),
         }
     }
 
@@ -203,6 +210,9 @@ struct Inner {
     refresh_running: AtomicBool,
     /// No Strava call before this (after a failure, or until a rate-limit window resets).
     quiet_until: AtomicI64,
+    /// No look at the table before this: another instance is fetching (not a failure, so the
+    /// answer is not marked stale for it).
+    look_again_at: AtomicI64,
     /// The last cold-fetch error, answered to cold requests until `quiet_until`.
     last_error: RwLock<Option<LatestRunError>>,
     /// This process's name in leases.
@@ -229,6 +239,7 @@ impl LatestRunService {
             fetching: Mutex::new(()),
             refresh_running: AtomicBool::new(false),
             quiet_until: AtomicI64::new(0),
+            look_again_at: AtomicI64::new(0),
             last_error: RwLock::new(None),
             instance,
         }))
@@ -284,13 +295,16 @@ impl LatestRunService {
             return self.current().unwrap_or(known).into_result();
         }
         let service = self.clone();
-        // In a task of its own: a visitor who hangs up must not cancel a token refresh.
-        match tokio::spawn(async move { service.cold_answer().await }).await {
-            Ok(result) => result,
-            Err(err) => {
+        // In a task of its own: a visitor who hangs up must not cancel a token refresh. The
+        // visitor waits at most COLD_REQUEST_DEADLINE; the round goes on and serves the next.
+        let round = tokio::spawn(async move { service.cold_answer().await });
+        match tokio::time::timeout(COLD_REQUEST_DEADLINE, round).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(err)) => {
                 tracing::error!(error = %err, "the cold fetch task failed");
                 Err(LatestRunError::StravaUnavailable)
             }
+            Err(_) => Err(LatestRunError::StravaUnavailable),
         }
     }
 
@@ -333,6 +347,9 @@ impl LatestRunService {
             self.mark_stale();
             return;
         }
+        if self.now() < self.0.look_again_at.load(Ordering::Relaxed) {
+            return;
+        }
         if self.0.refresh_running.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -357,7 +374,9 @@ impl LatestRunService {
             Ok(Some(known)) => self.set_current(known),
             Ok(None) => {
                 // Another instance is fetching; look at the table again shortly.
-                self.0.quiet_until.store(self.now() + 1, Ordering::Relaxed);
+                self.0
+                    .look_again_at
+                    .store(self.now() + 1, Ordering::Relaxed);
             }
             Err(failure) => {
                 tracing::warn!(error = %failure, "refreshing the latest run failed; serving the last good answer marked stale");
@@ -385,10 +404,15 @@ impl LatestRunService {
                     if let Some(until) = self.budget_spent_until(None) {
                         return Err(FetchFailure::BudgetSpent(until));
                     }
-                    return self.fetch().await.map(Some);
+                    return self.fetch(self.now()).await.map(Some);
                 }
             };
-            if let Some(snapshot) = &read.value.snapshot {
+            if let Some((snapshot, known)) = read
+                .value
+                .snapshot
+                .as_ref()
+                .and_then(|s| Some((s, Known::from_snapshot(s)?)))
+            {
                 let current = self.current();
                 let newer = current
                     .as_ref()
@@ -397,7 +421,7 @@ impl LatestRunService {
                 if (wait == Wait::ForTheHolder && current.is_none())
                     || (newer && !self.is_due(snapshot.fetched_at))
                 {
-                    return Ok(Some(Known::from_snapshot(snapshot)));
+                    return Ok(Some(known));
                 }
             }
             if let Some(until) = self.budget_spent_until(read.value.rate_limits.as_deref()) {
@@ -419,8 +443,8 @@ impl LatestRunService {
             let mut leased = read.value.clone();
             leased.refresh_lease =
                 Some(Lease::taken(&self.0.instance, read.read_at, LEASE_SECONDS));
-            match self.0.store.save_latest_run(&leased, &read.etag).await {
-                Ok(_) => {}
+            let etag = match self.0.store.save_latest_run(&leased, &read.etag).await {
+                Ok(etag) => etag,
                 Err(crate::store::StoreError::Conflict) => {
                     // Another instance wrote first: read again, after a pause, within the deadline.
                     if Instant::now() > deadline {
@@ -431,32 +455,71 @@ impl LatestRunService {
                     continue;
                 }
                 Err(err) => {
-                    tracing::warn!(error = %err, "cannot take the refresh lease; fetching anyway")
+                    tracing::warn!(error = %err, "cannot take the refresh lease; fetching anyway");
+                    read.etag.clone()
                 }
-            }
-            let result = self.fetch().await;
-            self.store_round(read.value, result.as_ref().ok()).await;
+            };
+            // The round's time is when it started: a round that began later saw Strava later.
+            let started = self.now();
+            let result = self.fetch(started).await;
+            self.store_round(leased, etag, result.as_ref().ok(), started)
+                .await;
             return result.map(Some);
         }
     }
 
-    /// Writes a round's result for every instance (and releases the lease, also after a
-    /// failure, so others need not wait it out).
-    async fn store_round(&self, mut entity: StoredLatestRun, known: Option<&Known>) {
-        entity.refresh_lease = None;
-        if let Some(limits) = self
-            .0
-            .strava
-            .rate_limits()
-            .and_then(|r| serde_json::to_string(&r).ok())
-        {
-            entity.rate_limits = Some(limits);
-        }
-        if let Some(snapshot) = known.and_then(Known::to_snapshot) {
-            entity.snapshot = Some(snapshot);
-        }
-        if let Err(err) = self.0.store.replace_latest_run(&entity).await {
-            tracing::warn!(error = %err, "could not store the latest run for other instances");
+    /// Writes a round's result for every instance and releases the lease, also after a
+    /// failure, so others need not wait it out. Always with If-Match: after a conflict (this
+    /// round's lease lapsed and another instance took over) it writes only if no round that
+    /// started at the same time or later has been stored, so a slow round can never bring
+    /// back a run that a later round found private or deleted.
+    async fn store_round(
+        &self,
+        mut base: StoredLatestRun,
+        mut etag: azure_core::Etag,
+        known: Option<&Known>,
+        started: i64,
+    ) {
+        for _ in 0..3 {
+            let mut entity = base.clone();
+            entity.refresh_lease = None;
+            if let Some(limits) = self
+                .0
+                .strava
+                .rate_limits()
+                .and_then(|r| serde_json::to_string(&r).ok())
+            {
+                entity.rate_limits = Some(limits);
+            }
+            if let Some(snapshot) = known.and_then(Known::to_snapshot) {
+                entity.snapshot = Some(snapshot);
+            }
+            match self.0.store.save_latest_run(&entity, &etag).await {
+                Ok(_) => return,
+                Err(crate::store::StoreError::Conflict) => {}
+                Err(err) => {
+                    tracing::warn!(error = %err, "could not store the latest run for other instances");
+                    return;
+                }
+            }
+            let Ok(fresh) = self.0.store.load_latest_run().await else {
+                return;
+            };
+            let newer_round_stored = fresh
+                .value
+                .snapshot
+                .as_ref()
+                .is_some_and(|s| s.fetched_at >= started);
+            let other_round_running = fresh
+                .value
+                .refresh_lease
+                .as_ref()
+                .is_some_and(|l| l.blocks(&self.0.instance, fresh.read_at));
+            if newer_round_stored || other_round_running {
+                return;
+            }
+            base = fresh.value;
+            etag = fresh.etag;
         }
     }
 
@@ -496,7 +559,7 @@ impl LatestRunService {
     }
 
     /// One round of Strava calls: list, detail (+ photos when needed), stats.
-    async fn fetch(&self) -> Result<Known, FetchFailure> {
+    async fn fetch(&self, started: i64) -> Result<Known, FetchFailure> {
         let strava = &self.0.strava;
         let mut token = self.0.tokens.access_token().await?;
         let activities = self
@@ -506,7 +569,7 @@ impl LatestRunService {
             .await?;
         let Some(activity) = pick_latest_run(&activities, &self.0.settings.sport_types) else {
             return Ok(Known::NoPublicRun {
-                fetched_at: self.0.clock.now(),
+                fetched_at: started,
             });
         };
         let id = activity.id;
@@ -546,7 +609,8 @@ impl LatestRunService {
                 strava.athlete_stats(&t, athlete_id).await
             })
             .await?;
-        let fetched_at = self.0.clock.now_datetime();
+        let fetched_at = time::OffsetDateTime::from_unix_timestamp(started)
+            .unwrap_or_else(|_| self.0.clock.now_datetime());
         let run = build_latest_run(
             activity,
             photo_url,

@@ -7,6 +7,7 @@
 //! - [`functions`]: one module per function (`GetLatestRun`, `RefreshToken`) and the dispatch;
 //!   the only code that joins HTTP and the domain.
 //! - [`app`]: the shared state: the domain services, built once without I/O.
+//! - [`setup`]: the `setup` and `status` commands (beside `app`: they use the store and Strava).
 //! - [`http`]: the one request/response model and the client-facing errors with their one
 //!   mapping to HTTP.
 //! - [`latest_run`]: the latest-run service: the answer cached in memory and in the table,
@@ -15,7 +16,6 @@
 //! - [`widget`]: the widget's view model: picks the latest public run and builds the response.
 //! - [`store`]: Azure Table Storage: typed entities, the one `Lease`, ETag rules.
 //! - [`strava`]: Strava OAuth and API client, lenient models, rate-limit tracking.
-//! - [`setup`]: the `setup` and `status` commands.
 //! - [`schedule`]: the standalone refresh schedule, read from `RefreshToken/function.json`.
 //! - [`config`]: settings from the environment and `local.settings.json`, read once.
 //! - [`clock`]: the one notion of "now".
@@ -95,7 +95,7 @@ impl Application {
                 let wait = std::time::Duration::try_from(next - now).unwrap_or_default();
                 tokio::time::sleep(wait).await;
                 last_run = next;
-                let timer = host::TimerInfo {
+                let timer = http::TimerInfo {
                     schedule: None,
                     schedule_status: None,
                     is_past_due: false,

