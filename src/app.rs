@@ -4,6 +4,8 @@
 use crate::clock::Clock;
 use crate::config::{AllowedOrigins, Settings};
 use crate::latest_run::{LatestRunService, LatestRunSettings};
+use crate::push_events::PushEvents;
+use crate::secret::Secret;
 use crate::store::Store;
 use crate::strava::StravaClient;
 use crate::tokens::TokenKeeper;
@@ -14,6 +16,10 @@ pub struct App {
     pub tokens: TokenKeeper,
     /// The latest-run answer and its cache.
     pub latest_run: LatestRunService,
+    /// Strava's push events.
+    pub push_events: PushEvents,
+    /// The webhook's shared secret, when configured.
+    pub webhook_verify_token: Option<Secret>,
     /// CORS allow-list of the public functions.
     pub allowed_origins: AllowedOrigins,
     /// The app's clock.
@@ -54,15 +60,18 @@ impl App {
                 cache_seconds: i64::try_from(settings.cache_seconds).unwrap_or(i64::MAX),
                 sport_types: settings.sport_types.clone(),
             },
-            store,
+            store.clone(),
             strava,
             tokens.clone(),
             instance,
             clock,
         );
+        let push_events = PushEvents::new(store, tokens.clone(), latest_run.clone(), clock);
         Ok(App {
             tokens,
             latest_run,
+            push_events,
+            webhook_verify_token: settings.webhook_verify_token.clone(),
             allowed_origins: settings.allowed_origins,
             clock,
         })

@@ -105,6 +105,12 @@ pub enum ApiError {
     /// The route exists but not for this method.
     #[error("This method is not allowed here.")]
     MethodNotAllowed,
+    /// `STRAVA_WEBHOOK_VERIFY_TOKEN` is not set, so the webhook cannot be used.
+    #[error("The Strava webhook is not set up: set STRAVA_WEBHOOK_VERIFY_TOKEN, then run `handler subscribe`.")]
+    WebhookNotConfigured,
+    /// The webhook validation carried a wrong verify token.
+    #[error("The verify token does not match.")]
+    Forbidden,
 }
 
 #[derive(Serialize)]
@@ -125,6 +131,8 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::WebhookNotConfigured => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Forbidden => StatusCode::FORBIDDEN,
         }
     }
 
@@ -140,6 +148,8 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::WebhookNotConfigured => "not_configured",
+            ApiError::Forbidden => "forbidden",
         }
     }
 

@@ -37,6 +37,8 @@ const POLL_FIRST: Duration = Duration::from_millis(200);
 const POLL_MAX: Duration = Duration::from_secs(2);
 /// How long a cold round waits for another instance's fetch before giving up.
 const COLD_WAIT: Duration = Duration::from_secs(20);
+/// How often (seconds) a serving instance looks at the table for other instances' events.
+const LOOK_EVERY_SECONDS: i64 = 5;
 /// How long a visitor waits for a cold answer in all.
 const COLD_REQUEST_DEADLINE: Duration = Duration::from_secs(25);
 /// Stop refreshing when fewer read requests than this are left in the 15-minute window; one
@@ -217,6 +219,15 @@ struct Inner {
     last_error: RwLock<Option<LatestRunError>>,
     /// This process's name in leases.
     instance: String,
+    /// The newest push event not yet applied that this instance knows of (Unix seconds, 0:
+    /// none), from its own webhook or from the table's `PendingSince`.
+    pending_since: AtomicI64,
+    /// When the last round that applied push events started, as far as this instance knows.
+    event_round_at: AtomicI64,
+    /// When this instance last looked at the table for events and answers of other instances.
+    last_look: AtomicI64,
+    /// Whether a task waiting to apply a pending event is scheduled.
+    apply_scheduled: AtomicBool,
 }
 
 impl LatestRunService {
@@ -242,6 +253,10 @@ impl LatestRunService {
             look_again_at: AtomicI64::new(0),
             last_error: RwLock::new(None),
             instance,
+            pending_since: AtomicI64::new(0),
+            event_round_at: AtomicI64::new(0),
+            last_look: AtomicI64::new(0),
+            apply_scheduled: AtomicBool::new(false),
         }))
     }
 
@@ -268,11 +283,13 @@ impl LatestRunService {
         self.now() < self.0.quiet_until.load(Ordering::Relaxed)
     }
 
-    /// The answer in memory can no longer be refreshed for now: say so in it.
+    /// The answer in memory is past its window and can no longer be refreshed for now: say
+    /// so in it.
     fn mark_stale(&self) {
+        let window = self.0.settings.cache_seconds;
         if let Ok(mut current) = self.0.current.write() {
             if let Some(Known::Run(answer)) = current.as_ref() {
-                if !answer.is_stale() {
+                if !answer.is_stale() && self.now().saturating_sub(answer.fetched_at) >= window {
                     let stale = Arc::new(answer.stale());
                     *current = Some(Known::Run(stale));
                 }
@@ -280,14 +297,169 @@ impl LatestRunService {
         }
     }
 
-    /// Whether an answer fetched at `fetched_at` needs a refresh now.
+    /// Whether an answer fetched at `fetched_at` needs a refresh now: its window has passed, or
+    /// a push event came after it and the last round that applied events is at least
+    /// [`Self::event_spacing`] old (so forged events cost at most one round per spacing).
     fn is_due(&self, fetched_at: i64) -> bool {
-        self.now().saturating_sub(fetched_at) >= self.0.settings.cache_seconds
+        let now = self.now();
+        let pending = self.0.pending_since.load(Ordering::Relaxed);
+        let last_event_round = self.0.event_round_at.load(Ordering::Relaxed);
+        now.saturating_sub(fetched_at) >= self.0.settings.cache_seconds
+            || (pending != 0
+                && pending >= fetched_at
+                && now.saturating_sub(last_event_round) >= self.event_spacing())
+    }
+
+    /// Learns what the table says of events: pending ones and the last round that applied some.
+    fn note_events(&self, stored: &StoredLatestRun) {
+        if let Some(pending) = stored.pending_since {
+            self.note_pending(pending);
+        }
+        if let Some(at) = stored.event_round_at {
+            self.0.event_round_at.fetch_max(at, Ordering::Relaxed);
+        }
+    }
+
+    /// The least time between two rounds caused by push events: the window, at most a minute.
+    pub fn event_spacing(&self) -> i64 {
+        self.0.settings.cache_seconds.clamp(1, 60)
+    }
+
+    /// Notes a push event not yet applied at `at` (Unix seconds).
+    fn note_pending(&self, at: i64) {
+        self.0.pending_since.fetch_max(at, Ordering::Relaxed);
+    }
+
+    /// Records a push event (an activity created, changed or deleted) so that every instance
+    /// refreshes: in memory at once, in the table's `latest-run` entity within `patience`
+    /// (longer outages are retried in the background), and schedules applying it here.
+    pub async fn record_event(&self, patience: Duration) {
+        let at = self.now();
+        self.note_pending(at);
+        let service = self.clone();
+        let write = tokio::spawn(async move { service.write_pending(at).await });
+        if tokio::time::timeout(patience, write).await.is_err() {
+            tracing::warn!("storage is slow: the push event is applied here and written for other instances in the background");
+        }
+        self.schedule_apply();
+    }
+
+    /// Writes (or advances) the table's `PendingSince`, retrying with backoff for a minute.
+    async fn write_pending(&self, at: i64) {
+        let until = Instant::now() + Duration::from_secs(60);
+        let mut pause = POLL_FIRST;
+        while Instant::now() < until {
+            match self.0.store.load_latest_run().await {
+                Ok(read) if read.value.pending_since.is_some_and(|p| p >= at) => return,
+                Ok(read) => {
+                    let mut marked = read.value.clone();
+                    marked.pending_since = Some(at);
+                    match self.0.store.save_latest_run(&marked, &read.etag).await {
+                        Ok(_) => return,
+                        Err(crate::store::StoreError::Conflict) => continue,
+                        Err(err) => {
+                            tracing::warn!(error = %err, "cannot record the push event yet")
+                        }
+                    }
+                }
+                Err(err) => tracing::warn!(error = %err, "cannot record the push event yet"),
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(POLL_MAX);
+        }
+        tracing::error!("gave up recording a push event in the table; this instance applies it");
+    }
+
+    /// Applies a pending event as soon as the spacing allows, in one task per instance.
+    fn schedule_apply(&self) {
+        if self.0.apply_scheduled.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let service = self.clone();
+        tokio::spawn(async move {
+            // Bounded: each pass either applies the event or waits for the spacing to pass.
+            for _ in 0..10 {
+                let fetched_at = service.current().map(|c| c.fetched_at()).unwrap_or(0);
+                let pending = service.0.pending_since.load(Ordering::Relaxed);
+                if pending == 0 || pending < fetched_at {
+                    break;
+                }
+                let wait = service
+                    .0
+                    .event_round_at
+                    .load(Ordering::Relaxed)
+                    .saturating_add(service.event_spacing())
+                    .saturating_sub(service.now())
+                    .max(0);
+                tokio::time::sleep(Duration::from_secs(wait as u64)).await;
+                if service.current().is_none() {
+                    // Cold: nothing shown yet, so a plain answer round applies it.
+                    let _ = service.answer().await;
+                } else {
+                    service.refresh().await;
+                }
+                tokio::time::sleep(POLL_FIRST).await;
+            }
+            service.0.apply_scheduled.store(false, Ordering::Release);
+        });
+    }
+
+    /// Every few seconds while serving, in the background: looks at the table for push events
+    /// recorded by any instance (one that was frozen or killed after acknowledging an event)
+    /// and for the credentials having been removed.
+    fn look_at_the_table_now_and_then(&self) {
+        let now = self.now();
+        let last = self.0.last_look.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < LOOK_EVERY_SECONDS
+            || self
+                .0
+                .last_look
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let service = self.clone();
+        tokio::spawn(async move {
+            let Ok(read) = service.0.store.load_latest_run().await else {
+                return;
+            };
+            service.note_events(&read.value);
+            if read.value.snapshot.is_none() && service.current().is_some() {
+                // The answer was wiped: by a confirmed deauthorization if the credentials are gone.
+                if let Ok(None) = service.0.store.load_credentials().await {
+                    service.forget();
+                    return;
+                }
+            }
+            if service
+                .current()
+                .is_some_and(|c| service.is_due(c.fetched_at()))
+            {
+                service.spawn_refresh();
+            }
+        });
+    }
+
+    /// Drops every answer: the credentials are gone (a confirmed deauthorization), so the
+    /// widget says "not connected" until `handler setup` runs again.
+    pub fn forget(&self) {
+        if let Ok(mut current) = self.0.current.write() {
+            *current = None;
+        }
+        if let Ok(mut last) = self.0.last_error.write() {
+            *last = Some(LatestRunError::NotConfigured);
+        }
+        self.0
+            .quiet_until
+            .store(self.now() + RETRY_AFTER_FAILURE, Ordering::Relaxed);
+        self.0.pending_since.store(0, Ordering::Relaxed);
     }
 
     /// The answer to send: from memory (no I/O) when there is one; else from the table or,
     /// on a cold start, from Strava.
     pub async fn answer(&self) -> Result<Arc<Answer>, LatestRunError> {
+        self.look_at_the_table_now_and_then();
         if let Some(known) = self.current() {
             if self.is_due(known.fetched_at()) {
                 self.spawn_refresh();
@@ -378,6 +550,10 @@ impl LatestRunService {
                     .look_again_at
                     .store(self.now() + 1, Ordering::Relaxed);
             }
+            Err(failure) if failure.error() == LatestRunError::NotConfigured => {
+                tracing::warn!("the Strava credentials are gone; dropping the cached answer");
+                self.forget();
+            }
             Err(failure) => {
                 tracing::warn!(error = %failure, "refreshing the latest run failed; serving the last good answer marked stale");
                 self.0
@@ -407,6 +583,7 @@ impl LatestRunService {
                     return self.fetch(self.now()).await.map(Some);
                 }
             };
+            self.note_events(&read.value);
             if let Some((snapshot, known)) = read
                 .value
                 .snapshot
@@ -493,6 +670,15 @@ impl LatestRunService {
             }
             if let Some(snapshot) = known.and_then(Known::to_snapshot) {
                 entity.snapshot = Some(snapshot);
+                // Events before this round's start are applied by it (same second: kept, to be
+                // safe; the spacing bounds what that costs).
+                if let Some(pending) = entity.pending_since {
+                    entity.event_round_at = Some(started);
+                    self.0.event_round_at.fetch_max(started, Ordering::Relaxed);
+                    if started > pending {
+                        entity.pending_since = None;
+                    }
+                }
             }
             match self.0.store.save_latest_run(&entity, &etag).await {
                 Ok(_) => return,

@@ -8,10 +8,12 @@
 //!   the only code that joins HTTP and the domain.
 //! - [`app`]: the shared state: the domain services, built once without I/O.
 //! - [`setup`]: the `setup` and `status` commands (beside `app`: they use the store and Strava).
+//! - [`subscribe`]: the `subscribe` and `unsubscribe` commands (the push subscription).
 //! - [`http`]: the one request/response model and the client-facing errors with their one
 //!   mapping to HTTP.
 //! - [`latest_run`]: the latest-run service: the answer cached in memory and in the table,
 //!   following Strava, one Strava round per window, the shared read budget; domain errors.
+//! - [`push_events`]: what Strava's push events do: record, apply, verify deauthorizations.
 //! - [`tokens`]: the token keeper: a valid access token, no rotated refresh token ever lost.
 //! - [`widget`]: the widget's view model: picks the latest public run and builds the response.
 //! - [`store`]: Azure Table Storage: typed entities, the one `Lease`, ETag rules.
@@ -28,12 +30,14 @@ pub mod functions;
 pub mod host;
 pub mod http;
 pub mod latest_run;
+pub mod push_events;
 pub mod schedule;
 pub mod secret;
 pub mod server;
 pub mod setup;
 pub mod store;
 pub mod strava;
+pub mod subscribe;
 pub mod tokens;
 pub mod widget;
 

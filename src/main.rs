@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use strava_latest_run::config::{LogFormat, RawSettings, Settings};
-use strava_latest_run::{setup, Application, Mode};
+use strava_latest_run::{setup, subscribe, Application, Mode};
 
 #[derive(Parser)]
 #[command(
@@ -42,6 +42,15 @@ enum Command {
     },
     /// Shows what is stored (secrets redacted) and the token's expiry.
     Status,
+    /// Creates the Strava push subscription (Strava validates the callback at once, so the app
+    /// must already be running there with the same STRAVA_WEBHOOK_VERIFY_TOKEN).
+    Subscribe {
+        /// The webhook's address, e.g. https://APP.azurewebsites.net/api/StravaWebhook.
+        #[arg(long)]
+        callback_url: String,
+    },
+    /// Deletes the Strava push subscription.
+    Unsubscribe,
 }
 
 fn main() -> ExitCode {
@@ -87,6 +96,20 @@ fn main() -> ExitCode {
                 let line = setup::run_setup(&settings, args, &mut input, &mut output)
                     .await
                     .map_err(|e| format!("setup failed: {e}"))?;
+                println!("{line}");
+                Ok(())
+            }
+            Some(Command::Subscribe { callback_url }) => {
+                let line = subscribe::run_subscribe(&settings, &callback_url)
+                    .await
+                    .map_err(|e| format!("subscribe failed: {e}"))?;
+                println!("{line}");
+                Ok(())
+            }
+            Some(Command::Unsubscribe) => {
+                let line = subscribe::run_unsubscribe(&settings)
+                    .await
+                    .map_err(|e| format!("unsubscribe failed: {e}"))?;
                 println!("{line}");
                 Ok(())
             }

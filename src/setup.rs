@@ -248,6 +248,16 @@ pub async fn run_status(settings: &Settings) -> Result<String, SetupError> {
             ));
         }
     }
+    lines.push(match store.load_subscription().await {
+        Ok(Some(s)) => format!(
+            "push subscription: {} → {} (events of other subscriptions are ignored)",
+            s.id, s.callback_url
+        ),
+        Ok(None) => {
+            "push subscription: none (`handler subscribe --callback-url URL` makes one)".into()
+        }
+        Err(err) => format!("push subscription: unreadable ({err})"),
+    });
     let latest = store.peek_latest_run().await?.unwrap_or_default();
     lines.push(match &latest.snapshot {
         Some(snapshot) => format!(
@@ -261,6 +271,12 @@ pub async fn run_status(settings: &Settings) -> Result<String, SetupError> {
         ),
         None => "cached answer: none yet (the first GetLatestRun request fetches it)".into(),
     });
+    if let Some(at) = latest.pending_since {
+        lines.push(format!(
+            "push event pending since {} (the next round applies it)",
+            format_unix(at)
+        ));
+    }
     let limits = latest
         .rate_limits
         .and_then(|text| serde_json::from_str::<RateLimitSnapshot>(&text).ok());

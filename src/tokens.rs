@@ -284,6 +284,14 @@ impl TokenKeeper {
         true
     }
 
+    /// Forgets the credentials known in memory (they were deleted: a confirmed
+    /// deauthorization); the next token request reads storage again.
+    pub async fn forget(&self) {
+        let mut state = self.0.state.lock().await;
+        state.known = None;
+        state.held = None;
+    }
+
     /// Runs the refresh in a task of its own, so that a caller that goes away (a visitor who
     /// hangs up) cannot cancel it between Strava's answer and the save.
     async fn detached(

@@ -4,6 +4,7 @@
 
 pub mod get_latest_run;
 pub mod refresh_token;
+pub mod strava_webhook;
 
 use crate::app::App;
 pub use crate::http::{FunctionRequest, FunctionResponse, TimerInfo, JSON_CONTENT_TYPE};
@@ -15,14 +16,20 @@ pub enum FunctionName {
     GetLatestRun,
     /// Timer: keeps the Strava token alive.
     RefreshToken,
+    /// HTTP: Strava's push subscription callback.
+    StravaWebhook,
 }
 
 impl FunctionName {
     /// Looks a function up by name; the host keeps the folder's case, public routes ignore case.
     pub fn parse(name: &str) -> Option<Self> {
-        [FunctionName::GetLatestRun, FunctionName::RefreshToken]
-            .into_iter()
-            .find(|f| f.as_str().eq_ignore_ascii_case(name))
+        [
+            FunctionName::GetLatestRun,
+            FunctionName::RefreshToken,
+            FunctionName::StravaWebhook,
+        ]
+        .into_iter()
+        .find(|f| f.as_str().eq_ignore_ascii_case(name))
     }
 
     /// The folder name.
@@ -30,12 +37,16 @@ impl FunctionName {
         match self {
             FunctionName::GetLatestRun => "GetLatestRun",
             FunctionName::RefreshToken => "RefreshToken",
+            FunctionName::StravaWebhook => "StravaWebhook",
         }
     }
 
     /// Whether the function is HTTP-triggered (else timer-triggered).
     pub fn is_http(self) -> bool {
-        matches!(self, FunctionName::GetLatestRun)
+        matches!(
+            self,
+            FunctionName::GetLatestRun | FunctionName::StravaWebhook
+        )
     }
 }
 
@@ -48,6 +59,14 @@ pub async fn call_http(
     match function {
         FunctionName::GetLatestRun => {
             get_latest_run::handle(&app.latest_run, &app.allowed_origins, &request).await
+        }
+        FunctionName::StravaWebhook => {
+            strava_webhook::handle(
+                &app.push_events,
+                app.webhook_verify_token.as_ref(),
+                &request,
+            )
+            .await
         }
         // Timer functions have no public route; the router never sends them here.
         FunctionName::RefreshToken => crate::http::ApiError::NotFound.to_response(),
@@ -64,6 +83,8 @@ pub async fn call_timer(
         FunctionName::RefreshToken => {
             refresh_token::run(&app.tokens, &app.latest_run, &app.clock, timer).await
         }
-        FunctionName::GetLatestRun => Err("GetLatestRun is not a timer function".into()),
+        FunctionName::GetLatestRun | FunctionName::StravaWebhook => {
+            Err(format!("{} is not a timer function", function.as_str()))
+        }
     }
 }

@@ -3,7 +3,7 @@
 //! entity may hold a number where a string is expected) and a property that cannot be read is
 //! named in the error, never its value.
 
-use super::{Lease, StoreError, CREDENTIALS_ROW, LATEST_RUN_ROW, PARTITION};
+use super::{Lease, StoreError, CREDENTIALS_ROW, LATEST_RUN_ROW, PARTITION, SUBSCRIPTION_ROW};
 use crate::secret::Secret;
 use serde::de::{Deserialize, Deserializer};
 use serde::ser::{Serialize, Serializer};
@@ -290,6 +290,11 @@ pub struct LatestRun {
     pub refresh_lease: Option<Lease>,
     /// Strava's rate-limit headers last seen by any instance, as JSON: the shared read budget.
     pub rate_limits: Option<String>,
+    /// A push event not yet applied: rounds that start after this (Unix seconds) apply it.
+    pub pending_since: Option<i64>,
+    /// When the last round that applied push events started (Unix seconds): the next one may
+    /// start only a spacing later, so forged events cannot drive Strava calls.
+    pub event_round_at: Option<i64>,
 }
 
 /// The `latest-run` entity as the table holds it.
@@ -320,6 +325,22 @@ pub(super) struct LatestRunEntity {
     no_public_run: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     rate_limits: Option<Text>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pending_since: Option<DateTime>,
+    #[serde(
+        rename = "PendingSince@odata.type",
+        skip_serializing_if = "Option::is_none",
+        skip_deserializing
+    )]
+    pending_since_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event_round_at: Option<Int64>,
+    #[serde(
+        rename = "EventRoundAt@odata.type",
+        skip_serializing_if = "Option::is_none",
+        skip_deserializing
+    )]
+    event_round_at_type: Option<&'static str>,
     #[serde(flatten)]
     lease: LeaseProperties,
 }
@@ -333,6 +354,15 @@ impl LatestRunEntity {
             lease: LeaseProperties::from_lease(value.refresh_lease.as_ref()),
             ..Default::default()
         };
+        if let Some(at) = value
+            .pending_since
+            .and_then(|at| OffsetDateTime::from_unix_timestamp(at).ok())
+        {
+            entity.pending_since = Some(Property::Value(at));
+            entity.pending_since_type = Some(EDM_DATETIME);
+        }
+        entity.event_round_at = value.event_round_at.map(Property::Value);
+        entity.event_round_at_type = int64_annotation(&value.event_round_at);
         if let Some(snapshot) = &value.snapshot {
             if let Ok(at) = OffsetDateTime::from_unix_timestamp(snapshot.fetched_at) {
                 entity.fetched_at = Some(Property::Value(at));
@@ -380,8 +410,65 @@ impl LatestRunEntity {
                 Some(Property::Value(text)) => Some(text),
                 _ => None,
             },
+            // An unreadable marker counts as an event now: one refresh too many at worst.
+            pending_since: match self.pending_since {
+                Some(Property::Value(at)) => Some(at.unix_timestamp()),
+                Some(Property::Unreadable) => Some(0),
+                None => None,
+            },
+            event_round_at: match self.event_round_at {
+                Some(Property::Value(at)) => Some(at),
+                _ => None,
+            },
         };
         (value, problem)
+    }
+}
+
+/// The `subscription` entity: the Strava push subscription made by `handler subscribe`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subscription {
+    /// Strava's id for it (events carry it as `subscription_id`).
+    pub id: i64,
+    /// Where Strava delivers events.
+    pub callback_url: String,
+}
+
+/// The `subscription` entity as the table holds it.
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+pub(super) struct SubscriptionEntity {
+    partition_key: String,
+    row_key: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subscription_id: Option<Int64>,
+    #[serde(
+        rename = "SubscriptionId@odata.type",
+        skip_serializing_if = "Option::is_none",
+        skip_deserializing
+    )]
+    subscription_id_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    callback_url: Option<Text>,
+}
+
+impl SubscriptionEntity {
+    pub(super) fn from_subscription(value: &Subscription) -> Self {
+        SubscriptionEntity {
+            partition_key: PARTITION.into(),
+            row_key: SUBSCRIPTION_ROW.into(),
+            subscription_id: Some(Property::Value(value.id)),
+            subscription_id_type: Some(EDM_INT64),
+            callback_url: Some(Property::Value(value.callback_url.clone())),
+        }
+    }
+
+    pub(super) fn into_subscription(self) -> Result<Subscription, StoreError> {
+        let row = SUBSCRIPTION_ROW;
+        Ok(Subscription {
+            id: required(&self.subscription_id, "SubscriptionId", row)?,
+            callback_url: optional(&self.callback_url, "CallbackUrl", row)?.unwrap_or_default(),
+        })
     }
 }
 
@@ -464,6 +551,8 @@ mod tests {
                 }),
                 refresh_lease: None,
                 rate_limits: Some("{}".into()),
+                pending_since: Some(1_760_000_100),
+                event_round_at: Some(1_760_000_050),
             };
             let entity =
                 serde_json::to_value(LatestRunEntity::from_latest_run(&value)).expect("json");

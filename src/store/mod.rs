@@ -9,14 +9,14 @@ mod connection;
 mod entities;
 
 pub use connection::parse_connection_string;
-pub use entities::{Credentials, LatestRun, LatestRunSnapshot, Shown};
+pub use entities::{Credentials, LatestRun, LatestRunSnapshot, Shown, Subscription};
 
 use crate::config::StorageSettings;
 use azure_core::error::ErrorKind;
 use azure_core::{Etag, StatusCode};
 use azure_data_tables::clients::{TableClient, TableServiceClientBuilder};
 use azure_data_tables::prelude::IfMatchCondition;
-use entities::{CredentialsEntity, LatestRunEntity};
+use entities::{CredentialsEntity, LatestRunEntity, SubscriptionEntity};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::future::Future;
@@ -29,6 +29,8 @@ pub const PARTITION: &str = "strava";
 pub const CREDENTIALS_ROW: &str = "credentials";
 /// Row key of the cached answer.
 pub const LATEST_RUN_ROW: &str = "latest-run";
+/// Row key of the push subscription.
+pub const SUBSCRIPTION_ROW: &str = "subscription";
 
 /// What can go wrong with storage.
 #[derive(Debug, thiserror::Error)]
@@ -214,6 +216,46 @@ impl Store {
         self.upsert(LATEST_RUN_ROW, &entity).await
     }
 
+    /// Deletes the credentials entity (a confirmed deauthorization); absent is fine.
+    pub async fn delete_credentials(&self) -> Result<(), StoreError> {
+        self.delete(CREDENTIALS_ROW).await
+    }
+
+    /// Deletes the `latest-run` entity (with the credentials gone, nothing of it holds).
+    pub async fn delete_latest_run(&self) -> Result<(), StoreError> {
+        self.delete(LATEST_RUN_ROW).await
+    }
+
+    /// Reads the push subscription; `None` when there is none.
+    pub async fn load_subscription(&self) -> Result<Option<Subscription>, StoreError> {
+        match self.read::<SubscriptionEntity>(SUBSCRIPTION_ROW).await? {
+            Some(read) => Ok(Some(read.value.into_subscription()?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Stores the push subscription.
+    pub async fn save_subscription(&self, value: &Subscription) -> Result<(), StoreError> {
+        let entity = SubscriptionEntity::from_subscription(value);
+        self.upsert(SUBSCRIPTION_ROW, &entity).await
+    }
+
+    /// Deletes the push subscription; absent is fine.
+    pub async fn delete_subscription(&self) -> Result<(), StoreError> {
+        self.delete(SUBSCRIPTION_ROW).await
+    }
+
+    /// Deletes an entity whatever its ETag; absent is fine.
+    async fn delete(&self, row: &str) -> Result<(), StoreError> {
+        self.ensure_table().await?;
+        let delete = self.entity_client(row).delete().into_future();
+        match self.bounded(delete).await {
+            Ok(_) => Ok(()),
+            Err(err) if http_status(&err) == Some(StatusCode::NotFound) => Ok(()),
+            Err(err) => Err(classify(err)),
+        }
+    }
+
     /// Reads and decodes one entity with its ETag and the service's time.
     async fn read<T: DeserializeOwned + Send + Sync + 'static>(
         &self,
@@ -307,6 +349,7 @@ fn static_row(row: &str) -> &'static str {
     match row {
         CREDENTIALS_ROW => CREDENTIALS_ROW,
         LATEST_RUN_ROW => LATEST_RUN_ROW,
+        SUBSCRIPTION_ROW => SUBSCRIPTION_ROW,
         _ => "table",
     }
 }

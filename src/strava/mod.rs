@@ -7,6 +7,7 @@ pub mod error;
 pub mod models;
 pub mod oauth;
 pub mod rate_limit;
+pub mod webhook;
 
 pub use error::StravaError;
 pub use models::{

@@ -47,6 +47,10 @@
 
 #![allow(dead_code)]
 
+#[path = "fake_strava/push.rs"]
+mod push;
+pub use push::{Delivery, FakeSubscription};
+
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -189,6 +193,7 @@ struct State {
     overall_usage: (u32, u32),
     calls: CallCounts,
     last_activities_query: Option<String>,
+    push: push::PushState,
 }
 
 /// The fake server. Dropping it stops the server.
@@ -253,6 +258,7 @@ impl State {
             overall_usage: (0, 0),
             calls: CallCounts::default(),
             last_activities_query: None,
+            push: push::PushState::default(),
         };
         let refresh = state.mint();
         state.set_refresh_token(refresh);
@@ -953,6 +959,12 @@ async fn handle(
     body: Vec<u8>,
 ) -> Response<String> {
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    if let ["api", "v3", "push_subscriptions", rest @ ..] = segments.as_slice() {
+        let params = request_params(query.as_deref(), &headers, &body);
+        return push::handle(&state, &method, rest, &params)
+            .await
+            .into_response();
+    }
     let (outcome, latency) = {
         let mut st = lock(&state);
         let outcome = match segments.as_slice() {
@@ -1084,6 +1096,46 @@ impl FakeStrava {
 
     fn st(&self) -> MutexGuard<'_, State> {
         lock(&self.state)
+    }
+
+    // --- push subscriptions ---
+
+    /// The application's push subscription, if `handler subscribe` made one.
+    pub fn subscription(&self) -> Option<FakeSubscription> {
+        self.st().push.subscription.clone()
+    }
+
+    /// Callback validations performed so far.
+    pub fn validations(&self) -> u32 {
+        self.st().push.validations
+    }
+
+    /// A push event of the connected athlete for the current subscription (id 0 if none).
+    pub fn event(&self, object_type: &str, object_id: i64, aspect: &str, updates: Value) -> Value {
+        let subscription_id = self.subscription().map(|s| s.id).unwrap_or(0);
+        json!({
+            "aspect_type": aspect,
+            "event_time": now(),
+            "object_id": object_id,
+            "object_type": object_type,
+            "owner_id": ATHLETE_ID,
+            "subscription_id": subscription_id,
+            "updates": updates,
+        })
+    }
+
+    /// Delivers `event` to the subscription's callback, as Strava does.
+    pub async fn deliver_event(&self, event: &Value) -> Delivery {
+        let callback = self
+            .subscription()
+            .map(|s| s.callback_url)
+            .expect("a push subscription to deliver to");
+        push::deliver(&callback, event).await
+    }
+
+    /// Delivers `event` to `callback_url` (a forged sender, or an instance of a test's choice).
+    pub async fn deliver_event_to(&self, callback_url: &str, event: &Value) -> Delivery {
+        push::deliver(callback_url, event).await
     }
 
     /// `http://127.0.0.1:PORT` (no trailing slash).

@@ -1,0 +1,74 @@
+//! `StravaWebhook`: Strava's push subscription callback (DESIGN §8). `GET` answers the
+//! subscription's validation (`hub.mode=subscribe`, the verify token compared in constant time,
+//! the challenge echoed); `POST` takes an event, answers `200` within Strava's two seconds
+//! whatever happens next, and leaves the work to the push-event service.
+
+use crate::http::{ApiError, FunctionRequest, FunctionResponse};
+use crate::push_events::{EventOutcome, PushEvents};
+use crate::secret::Secret;
+use crate::strava::webhook::WebhookEvent;
+use subtle::ConstantTimeEq;
+use warp::http::header::ALLOW;
+use warp::http::{Method, StatusCode};
+
+/// Handles one webhook request.
+pub async fn handle(
+    events: &PushEvents,
+    verify_token: Option<&Secret>,
+    request: &FunctionRequest,
+) -> FunctionResponse {
+    let Some(verify_token) = verify_token else {
+        return ApiError::WebhookNotConfigured.to_response();
+    };
+    match request.method {
+        Method::GET => validate(verify_token, request),
+        Method::POST => receive(events, request).await,
+        _ => ApiError::MethodNotAllowed
+            .to_response()
+            .with_header(ALLOW, "GET, POST"),
+    }
+}
+
+/// The subscription's validation: echo the challenge if the verify token is ours.
+fn validate(verify_token: &Secret, request: &FunctionRequest) -> FunctionResponse {
+    let query = |name: &str| {
+        request
+            .query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    if query("hub.mode") != Some("subscribe") {
+        return ApiError::BadRequest("Expected hub.mode=subscribe.".into()).to_response();
+    }
+    let offered = query("hub.verify_token").unwrap_or_default();
+    if !bool::from(offered.as_bytes().ct_eq(verify_token.expose().as_bytes())) {
+        tracing::warn!("a webhook validation with a wrong verify token was refused");
+        return ApiError::Forbidden.to_response();
+    }
+    let Some(challenge) = query("hub.challenge").filter(|c| !c.is_empty()) else {
+        return ApiError::BadRequest("hub.challenge is missing.".into()).to_response();
+    };
+    FunctionResponse::json(
+        StatusCode::OK,
+        &serde_json::json!({ "hub.challenge": challenge }),
+    )
+}
+
+/// An event: 200 once it is recorded (or known to be not ours), 400 if it is not an event.
+async fn receive(events: &PushEvents, request: &FunctionRequest) -> FunctionResponse {
+    let event = match WebhookEvent::parse(&request.body) {
+        Ok(event) => event,
+        Err(message) => return ApiError::BadRequest(message).to_response(),
+    };
+    let outcome = events.receive(&event).await;
+    let status = match outcome {
+        EventOutcome::Recorded => "recorded",
+        EventOutcome::CheckingDeauthorization => "checking",
+        EventOutcome::Ignored(reason) => {
+            tracing::info!(reason, "push event ignored");
+            "ignored"
+        }
+    };
+    FunctionResponse::json(StatusCode::OK, &serde_json::json!({ "status": status }))
+}

@@ -1,0 +1,575 @@
+//! The StravaWebhook function and `handler subscribe`: the subscription's validation, events
+//! that bring a new run (or take one off) with no visitor in between, answers within Strava's
+//! two seconds, deauthorizations checked with Strava before anything is deleted, foreign and
+//! forged events. Against real Azurite and the fake Strava, which validates callbacks and
+//! delivers events over real sockets as Strava does.
+
+mod support;
+
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use support::app::{invoke_at, run_handler_command, HandlerProcess, TestApp, TestSettings};
+use support::credentials::connected;
+use support::fake_strava::FakeStrava;
+use support::json;
+use support::raw_table;
+
+const VERIFY_TOKEN: &str = "widget-verify-3f9a";
+const SAMPLE_RUN_ID: i64 = 16128930471;
+const NEW_RUN_ID: i64 = 16200000001;
+
+fn settings(strava: &FakeStrava, cache_seconds: u32) -> TestSettings {
+    TestSettings::new(&strava.base_url())
+        .with("STRAVA_WEBHOOK_VERIFY_TOKEN", VERIFY_TOKEN)
+        .with("WIDGET_CACHE_SECONDS", cache_seconds.to_string())
+}
+
+/// A connected app, subscribed at the fake with `handler subscribe`.
+async fn subscribed_app(strava: &FakeStrava, settings: TestSettings) -> TestApp {
+    let app = TestApp::spawn(settings).await;
+    app.store
+        .replace_credentials(&connected(strava))
+        .await
+        .expect("arrange");
+    let callback = format!("{}/api/StravaWebhook", app.address);
+    let (status, output) = run_handler_command(
+        &app.settings,
+        &["subscribe", "--callback-url", &callback],
+        "",
+    )
+    .await;
+    assert!(status.success(), "{output}");
+    app
+}
+
+async fn get_json(app: &TestApp, path: &str) -> (u16, Value) {
+    let response = app.get(path).await;
+    let status = response.status().as_u16();
+    (status, json(&response.bytes().await.expect("body")))
+}
+
+fn sample_activities() -> Vec<Value> {
+    serde_json::from_str(include_str!("data/strava/athlete-activities.json")).expect("sample")
+}
+
+/// The sample list with a new public run on top (started a day after the sample's newest).
+fn with_a_new_run() -> Vec<Value> {
+    let mut list = sample_activities();
+    let mut run = list
+        .iter()
+        .find(|a| a["id"] == json!(SAMPLE_RUN_ID))
+        .cloned()
+        .expect("sample run");
+    run["id"] = json!(NEW_RUN_ID);
+    run["name"] = json!("Fresh from the webhook");
+    run["start_date"] = json!("2025-10-13T06:00:00Z");
+    run["start_date_local"] = json!("2025-10-13T08:00:00Z");
+    list.insert(0, run);
+    list
+}
+
+/// The activity id the table's answer shows (no request to the app).
+async fn stored_activity(settings: &TestSettings) -> Option<i64> {
+    raw_table::get(settings, "latest-run")
+        .await
+        .and_then(|e| e.get("ActivityId").cloned())
+        .and_then(|v| v.as_str().and_then(|s| s.parse().ok()).or(v.as_i64()))
+}
+
+/// Polls `check` every 100 ms for up to `seconds`; whether it came true.
+async fn eventually<F, Fut>(seconds: u64, check: F) -> bool
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let until = Instant::now() + Duration::from_secs(seconds);
+    while Instant::now() < until {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn validation_echoes_the_challenge_for_the_right_token_only_in_every_form() {
+    let strava = FakeStrava::start().await;
+    let app = TestApp::spawn(settings(&strava, 600)).await;
+    let query = |token: &str| {
+        format!(
+            "/api/StravaWebhook?hub.verify_token={token}&hub.challenge=b7c2f0a9&hub.mode=subscribe"
+        )
+    };
+    let (status, body) = get_json(&app, &query(VERIFY_TOKEN)).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, json!({"hub.challenge": "b7c2f0a9"}));
+    let (status, body) = get_json(&app, &query("guess")).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"], "forbidden");
+    let (status, _) = get_json(
+        &app,
+        "/api/StravaWebhook?hub.verify_token=widget-verify-3f9a&hub.challenge=x&hub.mode=unsubscribe",
+    )
+    .await;
+    assert_eq!(status, 400);
+
+    // The invocation form, as the host sends it without forwarding.
+    let invocation = |token: &str| {
+        json!({"Data": {"req": {
+            "Url": format!("http://localhost:7071{}", query(token)),
+            "Method": "GET",
+            "Query": {"hub.verify_token": token, "hub.challenge": "b7c2f0a9", "hub.mode": "subscribe"},
+            "Headers": {}, "Params": {}
+        }}, "Metadata": {}})
+        .to_string()
+    };
+    for (token, expected) in [(VERIFY_TOKEN, 200), ("guess", 403)] {
+        let response = invoke_at(
+            &app.client,
+            &app.address,
+            "StravaWebhook",
+            invocation(token),
+        )
+        .await;
+        assert_eq!(response.status(), 200, "an invocation reply");
+        let reply = json(&response.bytes().await.expect("body"));
+        assert_eq!(
+            reply["Outputs"]["res"]["statusCode"],
+            json!(expected),
+            "{reply}"
+        );
+    }
+
+    // Standalone serves the same public route.
+    let standalone = TestApp::spawn_standalone(settings(&strava, 600)).await;
+    let (status, body) = get_json(&standalone, &query(VERIFY_TOKEN)).await;
+    assert_eq!(
+        (status, body["hub.challenge"].clone()),
+        (200, json!("b7c2f0a9"))
+    );
+
+    // Without a verify token the webhook is not set up.
+    let unset = TestApp::spawn(TestSettings::new(&strava.base_url())).await;
+    let (status, body) = get_json(&unset, &query(VERIFY_TOKEN)).await;
+    assert_eq!(status, 503);
+    assert_eq!(body["error"], "not_configured");
+    let response = unset
+        .client
+        .post(format!("{}/api/StravaWebhook", unset.address))
+        .body("{}")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status(), 503);
+}
+
+#[tokio::test]
+async fn subscribe_validates_the_callback_and_every_known_failure_is_one_line() {
+    let strava = FakeStrava::start().await;
+    let app = subscribed_app(&strava, settings(&strava, 600)).await;
+    let subscription = strava.subscription().expect("subscribed at Strava");
+    assert_eq!(
+        subscription.callback_url,
+        format!("{}/api/StravaWebhook", app.address)
+    );
+    assert_eq!(strava.validations(), 1, "Strava validated the callback");
+    let stored = raw_table::get(&app.settings, "subscription")
+        .await
+        .expect("stored");
+    assert_eq!(stored["SubscriptionId"], json!(subscription.id.to_string()));
+    let (_, status_text) = run_handler_command(&app.settings, &["status"], "").await;
+    assert!(
+        status_text.contains(&format!("push subscription: {}", subscription.id)),
+        "{status_text}"
+    );
+
+    // Again: one exists already.
+    let callback = format!("{}/api/StravaWebhook", app.address);
+    let (status, output) = run_handler_command(
+        &app.settings,
+        &["subscribe", "--callback-url", &callback],
+        "",
+    )
+    .await;
+    assert!(!status.success());
+    assert!(output.contains("already exists"), "{output}");
+    assert!(output.contains(&subscription.id.to_string()), "{output}");
+
+    // Unsubscribe, then a callback that does not know the token, then no token at all.
+    let (status, output) = run_handler_command(&app.settings, &["unsubscribe"], "").await;
+    assert!(status.success(), "{output}");
+    assert!(strava.subscription().is_none());
+    assert!(raw_table::get(&app.settings, "subscription")
+        .await
+        .is_none());
+    let other_token = app
+        .settings
+        .clone()
+        .with("STRAVA_WEBHOOK_VERIFY_TOKEN", "not-the-apps");
+    let (status, output) = run_handler_command(
+        &other_token,
+        &["subscribe", "--callback-url", &callback],
+        "",
+    )
+    .await;
+    assert!(!status.success());
+    assert!(output.contains("could not validate"), "{output}");
+    let no_token = TestSettings {
+        values: app
+            .settings
+            .values
+            .iter()
+            .filter(|(k, _)| k != "STRAVA_WEBHOOK_VERIFY_TOKEN")
+            .cloned()
+            .collect(),
+    };
+    let (status, output) =
+        run_handler_command(&no_token, &["subscribe", "--callback-url", &callback], "").await;
+    assert!(!status.success());
+    assert!(
+        output.contains("STRAVA_WEBHOOK_VERIFY_TOKEN is not set"),
+        "{output}"
+    );
+    for line in [output] {
+        assert_eq!(line.trim().lines().count(), 1, "one line: {line}");
+        for secret in strava.all_secrets() {
+            assert!(!line.contains(&secret), "a secret leaked");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_create_event_brings_the_new_run_with_no_visitor_in_between() {
+    let strava = FakeStrava::start().await;
+    let app = subscribed_app(&strava, settings(&strava, 600)).await;
+    let (_, first) = get_json(&app, "/api/GetLatestRun").await;
+    assert_eq!(first["id"], json!(SAMPLE_RUN_ID));
+    strava.set_activities(with_a_new_run());
+    let delivery = strava
+        .deliver_event(&strava.event("activity", NEW_RUN_ID, "create", json!({})))
+        .await;
+    assert!(delivery.acknowledged, "{delivery:?}");
+    assert!(
+        eventually(20, || async {
+            stored_activity(&app.settings).await == Some(NEW_RUN_ID)
+        })
+        .await,
+        "the event alone brought the new run into the shared answer"
+    );
+    let (status, run) = get_json(&app, "/api/GetLatestRun").await;
+    assert_eq!(status, 200);
+    assert_eq!(run["id"], json!(NEW_RUN_ID));
+    assert_eq!(run["name"], "Fresh from the webhook");
+}
+
+#[tokio::test]
+async fn events_are_acknowledged_at_once_while_stravas_api_takes_five_seconds() {
+    let strava = FakeStrava::start().await;
+    let app = subscribed_app(&strava, settings(&strava, 5)).await;
+    let (status, _) = get_json(&app, "/api/GetLatestRun").await;
+    assert_eq!(status, 200);
+    strava.set_latency(Duration::from_secs(5));
+    for event in [
+        strava.event("activity", NEW_RUN_ID, "create", json!({})),
+        strava.event(
+            "athlete",
+            support::fake_strava::ATHLETE_ID,
+            "update",
+            json!({"authorized": "false"}),
+        ),
+    ] {
+        let delivery = strava.deliver_event(&event).await;
+        assert!(delivery.acknowledged, "{delivery:?}");
+        assert_eq!(
+            delivery.attempts, 1,
+            "the first attempt was answered in time"
+        );
+    }
+    // The invocation form answers in time too.
+    let event = strava.event("activity", NEW_RUN_ID, "update", json!({"title": "x"}));
+    let envelope = json!({"Data": {"req": {
+        "Url": "http://localhost:7071/api/StravaWebhook", "Method": "POST",
+        "Query": {}, "Headers": {"Content-Type": ["application/json"]}, "Params": {},
+        "Body": event.to_string()
+    }}, "Metadata": {}});
+    let started = Instant::now();
+    let response = invoke_at(
+        &app.client,
+        &app.address,
+        "StravaWebhook",
+        envelope.to_string(),
+    )
+    .await;
+    let reply = json(&response.bytes().await.expect("body"));
+    assert_eq!(reply["Outputs"]["res"]["statusCode"], json!(200), "{reply}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "within Strava's limit"
+    );
+    strava.set_latency(Duration::ZERO);
+}
+
+#[tokio::test]
+async fn deleting_or_hiding_the_shown_run_takes_it_off_the_widget() {
+    let strava = FakeStrava::start().await;
+    let app = subscribed_app(&strava, settings(&strava, 5)).await;
+    strava.set_activities(with_a_new_run());
+    let (_, shown) = get_json(&app, "/api/GetLatestRun").await;
+    assert_eq!(shown["id"], json!(NEW_RUN_ID));
+
+    // Made "Only you": the next public run shows.
+    let hidden: Vec<Value> = with_a_new_run()
+        .into_iter()
+        .map(|mut a| {
+            if a["id"] == json!(NEW_RUN_ID) {
+                a["visibility"] = json!("only_me");
+                a["private"] = json!(true);
+            }
+            a
+        })
+        .collect();
+    strava.set_activities(hidden);
+    let update = strava.event("activity", NEW_RUN_ID, "update", json!({"private": "true"}));
+    assert!(strava.deliver_event(&update).await.acknowledged);
+    assert!(
+        eventually(20, || async {
+            stored_activity(&app.settings).await == Some(SAMPLE_RUN_ID)
+        })
+        .await,
+        "the hidden run left the shared answer"
+    );
+
+    // Deleted, the last public one: no public run at all.
+    let no_public: Vec<Value> = sample_activities()
+        .into_iter()
+        .filter(|a| a["visibility"] != json!("everyone") || a["sport_type"] == json!("Walk"))
+        .collect();
+    strava.set_activities(no_public);
+    let delete = strava.event("activity", SAMPLE_RUN_ID, "delete", json!({}));
+    assert!(strava.deliver_event(&delete).await.acknowledged);
+    assert!(
+        eventually(20, || async {
+            raw_table::get(&app.settings, "latest-run")
+                .await
+                .is_some_and(|e| e.get("NoPublicRun") == Some(&json!(true)))
+        })
+        .await,
+        "the table says there is no public run"
+    );
+    let (status, body) = get_json(&app, "/api/GetLatestRun").await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["error"], "no_public_run");
+}
+
+#[tokio::test]
+async fn a_forged_deauthorization_changes_nothing_and_a_real_one_wipes_the_connection() {
+    let strava = FakeStrava::start().await;
+    let app = subscribed_app(&strava, settings(&strava, 600)).await;
+    let (status, _) = get_json(&app, "/api/GetLatestRun").await;
+    assert_eq!(status, 200);
+    let deauthorize = strava.event(
+        "athlete",
+        support::fake_strava::ATHLETE_ID,
+        "update",
+        json!({"authorized": "false"}),
+    );
+
+    // Forged: the tokens still work, Strava says so, nothing changes.
+    let refreshes = strava.calls().token_refresh;
+    assert!(strava.deliver_event(&deauthorize).await.acknowledged);
+    assert!(
+        eventually(10, || async { strava.calls().token_refresh > refreshes }).await,
+        "the event was checked with Strava"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(app.store.load_credentials().await.expect("read").is_some());
+    let (status, _) = get_json(&app, "/api/GetLatestRun").await;
+    assert_eq!(status, 200, "still connected");
+
+    // Real: the athlete revoked the app, Strava refuses the tokens. (A new instance, since one
+    // checks at most once a minute.)
+    let other = TestApp::spawn(app.settings.clone()).await;
+    strava.revoke_all();
+    let callback = format!("{}/api/StravaWebhook", other.address);
+    assert!(
+        strava
+            .deliver_event_to(&callback, &deauthorize)
+            .await
+            .acknowledged
+    );
+    assert!(
+        eventually(15, || async {
+            matches!(other.store.load_credentials().await, Ok(None))
+        })
+        .await,
+        "the credentials were deleted"
+    );
+    for instance in [&other, &app] {
+        let (status, body) = {
+            let mut last = (0, Value::Null);
+            for _ in 0..100 {
+                last = get_json(instance, "/api/GetLatestRun").await;
+                if last.0 == 503 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            last
+        };
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["error"], "not_configured");
+    }
+}
+
+#[tokio::test]
+async fn foreign_and_duplicate_events_change_nothing_beyond_one_round() {
+    let strava = FakeStrava::start().await;
+    let app = subscribed_app(&strava, settings(&strava, 5)).await;
+    let (_, first) = get_json(&app, "/api/GetLatestRun").await;
+    assert_eq!(first["id"], json!(SAMPLE_RUN_ID));
+    strava.set_activities(with_a_new_run());
+
+    let mut foreign_athlete = strava.event("activity", NEW_RUN_ID, "create", json!({}));
+    foreign_athlete["owner_id"] = json!(1234);
+    let mut foreign_subscription = strava.event("activity", NEW_RUN_ID, "create", json!({}));
+    foreign_subscription["subscription_id"] = json!(99);
+    for event in [&foreign_athlete, &foreign_subscription] {
+        let delivery = strava.deliver_event(event).await;
+        assert!(delivery.acknowledged, "always 200: {delivery:?}");
+    }
+    let entity = raw_table::get(&app.settings, "latest-run")
+        .await
+        .expect("entity");
+    assert!(
+        entity.get("PendingSince").is_none(),
+        "nothing recorded: {entity}"
+    );
+
+    // The same event three times: one round applies them all.
+    let rounds = strava.calls().activities;
+    let event = strava.event("activity", NEW_RUN_ID, "create", json!({}));
+    for _ in 0..3 {
+        assert!(strava.deliver_event(&event).await.acknowledged);
+    }
+    assert!(
+        eventually(20, || async {
+            stored_activity(&app.settings).await == Some(NEW_RUN_ID)
+        })
+        .await
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(strava.calls().activities, rounds + 1, "duplicates coalesce");
+}
+
+#[tokio::test]
+async fn fifty_forged_creates_in_a_burst_cost_at_most_one_round() {
+    let strava = FakeStrava::start().await;
+    let app = subscribed_app(&strava, settings(&strava, 600)).await;
+    let callback = format!("{}/api/StravaWebhook", app.address);
+    let event = strava.event("activity", 1, "create", json!({}));
+    let send = |count: usize| {
+        let tasks: Vec<_> = (0..count)
+            .map(|_| {
+                let client = app.client.clone();
+                let callback = callback.clone();
+                let event = event.clone();
+                tokio::spawn(async move {
+                    client
+                        .post(callback)
+                        .json(&event)
+                        .send()
+                        .await
+                        .map(|r| r.status().as_u16())
+                })
+            })
+            .collect();
+        async move {
+            for task in tasks {
+                assert_eq!(task.await.expect("task").expect("answer"), 200);
+            }
+        }
+    };
+    // The first event of the burst starts a round; the other 49 arrive while and after it runs.
+    send(1).await;
+    assert!(
+        eventually(15, || async { strava.calls().activities >= 1 }).await,
+        "the first event was applied"
+    );
+    send(49).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(strava.calls().activities, 1, "{:?}", strava.calls());
+    let entity = raw_table::get(&app.settings, "latest-run")
+        .await
+        .expect("entity");
+    assert!(
+        entity.get("PendingSince").is_some(),
+        "the rest wait for the spacing, recorded: {entity}"
+    );
+}
+
+#[tokio::test]
+async fn an_event_acknowledged_by_a_killed_instance_takes_effect_on_another() {
+    let strava = FakeStrava::start().await;
+    // A long window: only the recorded event can bring the new run before it ends.
+    let settings = settings(&strava, 600);
+    settings
+        .store()
+        .replace_credentials(&connected(&strava))
+        .await
+        .expect("arrange");
+    let survivor = TestApp::spawn(settings.clone()).await;
+    let (_, first) = get_json(&survivor, "/api/GetLatestRun").await;
+    assert_eq!(first["id"], json!(SAMPLE_RUN_ID));
+
+    // The instance that gets the event is killed before Strava's (slow) API can answer it.
+    let doomed = HandlerProcess::spawn(&settings, &[]).await;
+    doomed.wait_ready().await;
+    strava.set_activities(with_a_new_run());
+    strava.set_latency(Duration::from_secs(3));
+    let delivery = strava
+        .deliver_event_to(
+            &format!("{}/api/StravaWebhook", doomed.address),
+            &strava.event("activity", NEW_RUN_ID, "create", json!({})),
+        )
+        .await;
+    assert!(delivery.acknowledged, "{delivery:?}");
+    drop(doomed); // SIGKILL
+    strava.set_latency(Duration::ZERO);
+
+    // The survivor, serving its visitors, finds the recorded event and applies it.
+    let mut last = Value::Null;
+    for _ in 0..300 {
+        last = get_json(&survivor, "/api/GetLatestRun").await.1;
+        if last["id"] == json!(NEW_RUN_ID) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(last["id"], json!(NEW_RUN_ID), "{last}");
+}
+
+#[tokio::test]
+async fn malformed_events_get_a_json_400() {
+    let strava = FakeStrava::start().await;
+    let app = TestApp::spawn(settings(&strava, 600)).await;
+    for body in ["", "not json", "{\"object_type\":\"activity\"}", "[]"] {
+        let response = app
+            .client
+            .post(format!("{}/api/StravaWebhook", app.address))
+            .body(body)
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(response.status(), 400, "{body:?}");
+        let answer = json(&response.bytes().await.expect("body"));
+        assert_eq!(answer["error"], "bad_request");
+    }
+    let response = app
+        .client
+        .put(format!("{}/api/StravaWebhook", app.address))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(response.status(), 405);
+}
