@@ -724,12 +724,40 @@ fn validate(schema_file: &str, document_file: &str) -> Vec<String> {
 
 #[test]
 fn config_files_validate_against_the_official_schemas() {
-    for (schema, document) in [
+    // Every function folder at the app root, each a function the handler serves.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut functions: Vec<String> = std::fs::read_dir(root)
+        .expect("app root")
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| entry.path().join("function.json").is_file())
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    functions.sort();
+    assert_eq!(
+        functions,
+        ["GetLatestRun", "RefreshToken", "StravaWebhook"],
+        "the function folders"
+    );
+    for name in &functions {
+        assert!(
+            strava_latest_run::functions::FunctionName::parse(name).is_some(),
+            "{name} is served by the handler"
+        );
+    }
+    let function_files: Vec<String> = functions
+        .iter()
+        .map(|name| format!("{name}/function.json"))
+        .collect();
+    let mut documents = vec![
         ("host.schema.json", "host.json"),
-        ("function.schema.json", "GetLatestRun/function.json"),
-        ("function.schema.json", "RefreshToken/function.json"),
         ("local.settings.schema.json", "local.settings.json.example"),
-    ] {
+    ];
+    documents.extend(
+        function_files
+            .iter()
+            .map(|file| ("function.schema.json", file.as_str())),
+    );
+    for (schema, document) in documents {
         let errors = validate(schema, document);
         assert!(errors.is_empty(), "{document}: {errors:?}");
     }
