@@ -573,3 +573,32 @@ async fn malformed_events_get_a_json_400() {
         .expect("put");
     assert_eq!(response.status(), 405);
 }
+
+#[tokio::test]
+async fn events_are_acknowledged_while_storage_is_down_and_recorded_when_it_returns() {
+    let strava = FakeStrava::start().await;
+    let outage =
+        support::outage::Outage::relay_to(support::azurite::Azurite::shared().port()).await;
+    let settings = settings(&strava, 600).with(
+        "AzureWebJobsStorage",
+        support::azurite::connection_string_for_port(outage.port()),
+    );
+    let app = subscribed_app(&strava, settings).await;
+    let (status, _) = get_json(&app, "/api/GetLatestRun").await;
+    assert_eq!(status, 200);
+    outage.cut();
+    let delivery = strava
+        .deliver_event(&strava.event("activity", NEW_RUN_ID, "create", json!({})))
+        .await;
+    assert!(delivery.acknowledged, "{delivery:?}");
+    assert_eq!(delivery.attempts, 1, "answered within Strava's 2 s");
+    outage.restore();
+    strava.set_activities(with_a_new_run());
+    assert!(
+        eventually(30, || async {
+            stored_activity(&app.settings).await == Some(NEW_RUN_ID)
+        })
+        .await,
+        "the event was recorded once storage returned, and applied"
+    );
+}
