@@ -37,6 +37,8 @@ const POLL_FIRST: Duration = Duration::from_millis(200);
 const POLL_MAX: Duration = Duration::from_secs(2);
 /// How long a cold round waits for another instance's fetch before giving up.
 const COLD_WAIT: Duration = Duration::from_secs(20);
+/// How long past the spacing an instance keeps trying to apply an event it acknowledged.
+const APPLY_PATIENCE: Duration = Duration::from_secs(180);
 /// How often (seconds) a serving instance looks at the table for other instances' events.
 const LOOK_EVERY_SECONDS: i64 = 5;
 /// How long a visitor waits for a cold answer in all.
@@ -228,6 +230,10 @@ struct Inner {
     last_look: AtomicI64,
     /// Whether a task waiting to apply a pending event is scheduled.
     apply_scheduled: AtomicBool,
+    /// Push events noted so far: a round clears the pending mark only if none came during it.
+    events_noted: std::sync::atomic::AtomicU64,
+    /// Bumped by `forget`: a round that began before it must not bring an answer back.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl LatestRunService {
@@ -257,6 +263,8 @@ impl LatestRunService {
             event_round_at: AtomicI64::new(0),
             last_look: AtomicI64::new(0),
             apply_scheduled: AtomicBool::new(false),
+            generation: std::sync::atomic::AtomicU64::new(0),
+            events_noted: std::sync::atomic::AtomicU64::new(0),
         }))
     }
 
@@ -273,10 +281,19 @@ impl LatestRunService {
         self.0.current.read().ok().and_then(|c| c.clone())
     }
 
-    fn set_current(&self, known: Known) {
+    /// Sets the answer of a round that began in `generation`, unless `forget` ran since.
+    fn set_current_from_round(&self, generation: u64, known: Known) -> bool {
         if let Ok(mut current) = self.0.current.write() {
-            *current = Some(known);
+            if self.0.generation.load(Ordering::Acquire) == generation {
+                *current = Some(known);
+                return true;
+            }
         }
+        false
+    }
+
+    fn generation(&self) -> u64 {
+        self.0.generation.load(Ordering::Acquire)
     }
 
     fn quiet(&self) -> bool {
@@ -298,36 +315,47 @@ impl LatestRunService {
     }
 
     /// Whether an answer fetched at `fetched_at` needs a refresh now: its window has passed, or
-    /// a push event came after it and the last round that applied events is at least
+    /// a push event is pending and the last round that applied events is at least
     /// [`Self::event_spacing`] old (so forged events cost at most one round per spacing).
     fn is_due(&self, fetched_at: i64) -> bool {
-        let now = self.now();
-        let pending = self.0.pending_since.load(Ordering::Relaxed);
-        let last_event_round = self.0.event_round_at.load(Ordering::Relaxed);
-        now.saturating_sub(fetched_at) >= self.0.settings.cache_seconds
-            || (pending != 0
-                && pending >= fetched_at
-                && now.saturating_sub(last_event_round) >= self.event_spacing())
+        self.now().saturating_sub(fetched_at) >= self.0.settings.cache_seconds
+            || self.event_round_allowed()
     }
 
-    /// Learns what the table says of events: pending ones and the last round that applied some.
+    /// A push event is pending and the spacing since the last event round has passed.
+    fn event_round_allowed(&self) -> bool {
+        let pending = self.0.pending_since.load(Ordering::Relaxed);
+        let last_event_round = self.0.event_round_at.load(Ordering::Relaxed);
+        pending != 0 && self.now().saturating_sub(last_event_round) >= self.event_spacing()
+    }
+
+    /// Learns what the table says of events: a pending one, or that none is pending any more
+    /// (another instance's round applied it), and the last round that applied some.
     fn note_events(&self, stored: &StoredLatestRun) {
-        if let Some(pending) = stored.pending_since {
-            self.note_pending(pending);
+        match stored.pending_since {
+            Some(pending) if pending != self.0.pending_since.load(Ordering::Relaxed) => {
+                self.note_pending(pending)
+            }
+            Some(_) => {}
+            // Applied by a round that wrote over the very version the event was recorded in.
+            None if stored.snapshot.is_some() => self.0.pending_since.store(0, Ordering::Relaxed),
+            None => {}
         }
         if let Some(at) = stored.event_round_at {
             self.0.event_round_at.fetch_max(at, Ordering::Relaxed);
         }
     }
 
-    /// The least time between two rounds caused by push events: the window, at most a minute.
+    /// The least time between two rounds caused by push events: the window, so that forged
+    /// events cost at most one round per window.
     pub fn event_spacing(&self) -> i64 {
-        self.0.settings.cache_seconds.clamp(1, 60)
+        self.0.settings.cache_seconds.max(1)
     }
 
-    /// Notes a push event not yet applied at `at` (Unix seconds).
+    /// Notes a push event not yet applied at `at` (Unix seconds, never 0).
     fn note_pending(&self, at: i64) {
-        self.0.pending_since.fetch_max(at, Ordering::Relaxed);
+        self.0.pending_since.fetch_max(at.max(1), Ordering::Relaxed);
+        self.0.events_noted.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Records a push event (an activity created, changed or deleted) so that every instance
@@ -370,38 +398,54 @@ impl LatestRunService {
         tracing::error!("gave up recording a push event in the table; this instance applies it");
     }
 
-    /// Applies a pending event as soon as the spacing allows, in one task per instance.
+    /// Applies pending events as soon as the spacing (and any quiet period or another
+    /// instance's round) allows, in one task per instance, for at most the spacing plus a few
+    /// minutes; the table keeps the event for every other instance after that.
     fn schedule_apply(&self) {
         if self.0.apply_scheduled.swap(true, Ordering::AcqRel) {
             return;
         }
         let service = self.clone();
         tokio::spawn(async move {
-            // Bounded: each pass either applies the event or waits for the spacing to pass.
-            for _ in 0..10 {
-                let fetched_at = service.current().map(|c| c.fetched_at()).unwrap_or(0);
-                let pending = service.0.pending_since.load(Ordering::Relaxed);
-                if pending == 0 || pending < fetched_at {
-                    break;
-                }
-                let wait = service
-                    .0
-                    .event_round_at
-                    .load(Ordering::Relaxed)
-                    .saturating_add(service.event_spacing())
-                    .saturating_sub(service.now())
-                    .max(0);
-                tokio::time::sleep(Duration::from_secs(wait as u64)).await;
+            let give_up = Instant::now()
+                + Duration::from_secs(service.event_spacing().clamp(0, 3600) as u64)
+                + APPLY_PATIENCE;
+            while service.0.pending_since.load(Ordering::Relaxed) != 0 && Instant::now() < give_up {
+                let ready_at = [
+                    service
+                        .0
+                        .event_round_at
+                        .load(Ordering::Relaxed)
+                        .saturating_add(service.event_spacing()),
+                    service.0.quiet_until.load(Ordering::Relaxed),
+                    service.0.look_again_at.load(Ordering::Relaxed),
+                ]
+                .into_iter()
+                .max()
+                .unwrap_or(0);
+                let wait = ready_at.saturating_sub(service.now()).max(0) as u64;
+                tokio::time::sleep(Duration::from_secs(wait).max(POLL_FIRST)).await;
                 if service.current().is_none() {
                     // Cold: nothing shown yet, so a plain answer round applies it.
                     let _ = service.answer().await;
                 } else {
                     service.refresh().await;
                 }
-                tokio::time::sleep(POLL_FIRST).await;
             }
             service.0.apply_scheduled.store(false, Ordering::Release);
+            // An event noted while this task was finishing must not be left unscheduled.
+            if service.0.pending_since.load(Ordering::Relaxed) != 0 && Instant::now() < give_up {
+                service.schedule_apply();
+            }
         });
+    }
+
+    /// Reads the table's word on push events now (the timer does, before deciding whether a
+    /// refresh is due, so an event acknowledged by a killed instance is applied).
+    pub async fn catch_up(&self) {
+        if let Ok(read) = self.0.store.load_latest_run().await {
+            self.note_events(&read.value);
+        }
     }
 
     /// Every few seconds while serving, in the background: looks at the table for push events
@@ -454,6 +498,7 @@ impl LatestRunService {
             .quiet_until
             .store(self.now() + RETRY_AFTER_FAILURE, Ordering::Relaxed);
         self.0.pending_since.store(0, Ordering::Relaxed);
+        self.0.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// The answer to send: from memory (no I/O) when there is one; else from the table or,
@@ -490,9 +535,12 @@ impl LatestRunService {
                 return Err(err);
             }
         }
+        let generation = self.generation();
         match self.coordinated_round(Wait::ForTheHolder).await {
             Ok(Some(known)) => {
-                self.set_current(known.clone());
+                if !self.set_current_from_round(generation, known.clone()) {
+                    return Err(LatestRunError::NotConfigured);
+                }
                 if self.is_due(known.fetched_at()) {
                     self.spawn_refresh();
                 }
@@ -542,8 +590,11 @@ impl LatestRunService {
             self.mark_stale();
             return;
         }
+        let generation = self.generation();
         match self.coordinated_round(Wait::No).await {
-            Ok(Some(known)) => self.set_current(known),
+            Ok(Some(known)) => {
+                self.set_current_from_round(generation, known);
+            }
             Ok(None) => {
                 // Another instance is fetching; look at the table again shortly.
                 self.0
@@ -638,7 +689,16 @@ impl LatestRunService {
             };
             // The round's time is when it started: a round that began later saw Strava later.
             let started = self.now();
+            // The events noted so far are what this round applies; it counts as an event round.
+            let events_seen = self.0.events_noted.load(Ordering::Acquire);
+            if self.0.pending_since.load(Ordering::Relaxed) != 0 || leased.pending_since.is_some() {
+                self.0.event_round_at.fetch_max(started, Ordering::Relaxed);
+            }
             let result = self.fetch(started).await;
+            if result.is_ok() && self.0.events_noted.load(Ordering::Acquire) == events_seen {
+                // Every event noted before this round began is applied by it.
+                self.0.pending_since.store(0, Ordering::Relaxed);
+            }
             self.store_round(leased, etag, result.as_ref().ok(), started)
                 .await;
             return result.map(Some);
@@ -649,7 +709,9 @@ impl LatestRunService {
     /// failure, so others need not wait it out. Always with If-Match: after a conflict (this
     /// round's lease lapsed and another instance took over) it writes only if no round that
     /// started at the same time or later has been stored, so a slow round can never bring
-    /// back a run that a later round found private or deleted.
+    /// back a run that a later round found private or deleted. The pending event marker is
+    /// cleared only when writing over the very version read before the fetch: an event
+    /// recorded after that read changed the ETag, so it stays pending, with no clock involved.
     async fn store_round(
         &self,
         mut base: StoredLatestRun,
@@ -657,7 +719,7 @@ impl LatestRunService {
         known: Option<&Known>,
         started: i64,
     ) {
-        for _ in 0..3 {
+        for attempt in 0..3 {
             let mut entity = base.clone();
             entity.refresh_lease = None;
             if let Some(limits) = self
@@ -670,12 +732,9 @@ impl LatestRunService {
             }
             if let Some(snapshot) = known.and_then(Known::to_snapshot) {
                 entity.snapshot = Some(snapshot);
-                // Events before this round's start are applied by it (same second: kept, to be
-                // safe; the spacing bounds what that costs).
-                if let Some(pending) = entity.pending_since {
+                if entity.pending_since.is_some() {
                     entity.event_round_at = Some(started);
-                    self.0.event_round_at.fetch_max(started, Ordering::Relaxed);
-                    if started > pending {
+                    if attempt == 0 {
                         entity.pending_since = None;
                     }
                 }

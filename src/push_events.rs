@@ -10,17 +10,22 @@ use crate::clock::Clock;
 use crate::latest_run::LatestRunService;
 use crate::store::Store;
 use crate::strava::webhook::{ObjectType, WebhookEvent};
+use crate::strava::StravaError;
 use crate::tokens::{TokenError, TokenKeeper};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How long recording an event in the table may take before the reply (Strava allows 2 s).
-const RECORD_PATIENCE: Duration = Duration::from_millis(1200);
 /// How long reading the ids to check an event against may take before the reply.
-const LOOKUP_PATIENCE: Duration = Duration::from_millis(400);
+const LOOKUP_PATIENCE: Duration = Duration::from_millis(300);
+/// How long recording an event in the table may take before the reply: with the lookup, well
+/// inside Strava's 2 s.
+const RECORD_PATIENCE: Duration = Duration::from_millis(900);
 /// At most one deauthorization check with Strava per this many seconds (forged events).
 const DEAUTHORIZATION_CHECK_SPACING: i64 = 60;
+/// How often the ids may be read again when an event does not match them (they may have
+/// changed: a new subscription, a new setup).
+const IDS_REREAD_SECONDS: i64 = 30;
 
 /// What became of an event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,7 +50,9 @@ struct Inner {
     /// The connected athlete and the stored subscription, once read (0: not known yet).
     athlete_id: AtomicI64,
     subscription_id: AtomicI64,
+    ids_read_at: AtomicI64,
     last_deauthorization_check: AtomicI64,
+    deauthorization_check_waiting: std::sync::atomic::AtomicBool,
 }
 
 impl PushEvents {
@@ -63,13 +70,24 @@ impl PushEvents {
             clock,
             athlete_id: AtomicI64::new(0),
             subscription_id: AtomicI64::new(0),
+            ids_read_at: AtomicI64::new(0),
             last_deauthorization_check: AtomicI64::new(0),
+            deauthorization_check_waiting: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
     /// Handles one event within Strava's two seconds; the work it starts goes on after.
     pub async fn receive(&self, event: &WebhookEvent) -> EventOutcome {
-        let (athlete_id, subscription_id) = self.ids().await;
+        let mut ids = self.ids(false).await;
+        let matches = |(athlete, subscription): (Option<i64>, Option<i64>)| {
+            athlete.is_none_or(|id| id == event.owner_id)
+                && subscription.is_none_or(|id| id == event.subscription_id)
+        };
+        if !matches(ids) {
+            // The ids may have changed since they were read (a new subscription or setup).
+            ids = self.ids(true).await;
+        }
+        let (athlete_id, subscription_id) = ids;
         if athlete_id.is_some_and(|id| id != event.owner_id) {
             return EventOutcome::Ignored("another athlete's event");
         }
@@ -91,9 +109,16 @@ impl PushEvents {
 
     /// The connected athlete and the stored subscription (`None`: not known, so not checked).
     /// Read once and kept; a slow storage does not hold up the reply.
-    async fn ids(&self) -> (Option<i64>, Option<i64>) {
+    async fn ids(&self, reread: bool) -> (Option<i64>, Option<i64>) {
         let known = |cell: &AtomicI64| Some(cell.load(Ordering::Relaxed)).filter(|id| *id != 0);
-        if known(&self.0.athlete_id).is_none() || known(&self.0.subscription_id).is_none() {
+        let now = self.0.clock.now();
+        let may_reread = reread
+            && now.saturating_sub(self.0.ids_read_at.load(Ordering::Relaxed)) >= IDS_REREAD_SECONDS;
+        if may_reread
+            || known(&self.0.athlete_id).is_none()
+            || known(&self.0.subscription_id).is_none()
+        {
+            self.0.ids_read_at.store(now, Ordering::Relaxed);
             let store = self.0.store.clone();
             let lookup = async move {
                 let athlete = match store.load_credentials().await {
@@ -108,39 +133,54 @@ impl PushEvents {
             };
             if let Ok((athlete, subscription)) = tokio::time::timeout(LOOKUP_PATIENCE, lookup).await
             {
-                if let Some(id) = athlete {
-                    self.0.athlete_id.store(id, Ordering::Relaxed);
-                }
-                if let Some(id) = subscription {
-                    self.0.subscription_id.store(id, Ordering::Relaxed);
-                }
+                self.0
+                    .athlete_id
+                    .store(athlete.unwrap_or(0), Ordering::Relaxed);
+                self.0
+                    .subscription_id
+                    .store(subscription.unwrap_or(0), Ordering::Relaxed);
             }
         }
         (known(&self.0.athlete_id), known(&self.0.subscription_id))
     }
 
-    /// Asks Strava whether the stored tokens still work (at most once a minute), in the
-    /// background; only a refusal deletes the credentials and the answer.
+    /// Asks Strava whether the stored tokens still work, in the background, at most once a
+    /// minute (a check asked for sooner waits its turn, it is not dropped). Only Strava refusing
+    /// the refresh token read fresh from storage deletes the credentials and the answer.
     fn check_deauthorization(&self) {
-        let now = self.0.clock.now();
-        let last = self.0.last_deauthorization_check.load(Ordering::Relaxed);
-        if now.saturating_sub(last) < DEAUTHORIZATION_CHECK_SPACING
-            || self
-                .0
-                .last_deauthorization_check
-                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
-                .is_err()
+        if self
+            .0
+            .deauthorization_check_waiting
+            .swap(true, Ordering::AcqRel)
         {
             return;
         }
         let events = self.clone();
         tokio::spawn(async move {
-            match events.0.tokens.refresh_now().await {
-                Err(TokenError::Rejected(_)) => events.forget_the_athlete().await,
-                Ok(_) => tracing::warn!(
-                    "a deauthorization event arrived but Strava still accepts the tokens: ignored (it may be forged)"
-                ),
-                Err(err) => tracing::warn!(error = %err, "could not check a deauthorization event with Strava; the next refresh will tell"),
+            let last = events.0.last_deauthorization_check.load(Ordering::Relaxed);
+            let wait = last
+                .saturating_add(DEAUTHORIZATION_CHECK_SPACING)
+                .saturating_sub(events.0.clock.now())
+                .clamp(0, DEAUTHORIZATION_CHECK_SPACING);
+            tokio::time::sleep(Duration::from_secs(wait as u64)).await;
+            events
+                .0
+                .last_deauthorization_check
+                .store(events.0.clock.now(), Ordering::Relaxed);
+            events
+                .0
+                .deauthorization_check_waiting
+                .store(false, Ordering::Release);
+            // The keeper reads the credentials from storage first; a refusal of a token only
+            // held in memory (storage down) proves nothing, so storage must answer too.
+            let refused = matches!(
+                events.0.tokens.refresh_now().await,
+                Err(TokenError::Rejected(StravaError::InvalidRefreshToken))
+            ) && matches!(events.0.store.load_credentials().await, Ok(Some(_)));
+            if refused {
+                events.forget_the_athlete().await;
+            } else {
+                tracing::warn!("a deauthorization event arrived but Strava did not refuse the stored tokens: ignored (it may be forged)");
             }
         });
     }

@@ -538,8 +538,9 @@ async fn an_event_acknowledged_by_a_killed_instance_takes_effect_on_another() {
     strava.set_latency(Duration::ZERO);
 
     // The survivor, serving its visitors, finds the recorded event and applies it.
+    // (Generous: the killed instance may hold the round's 30 s lease, which must lapse first.)
     let mut last = Value::Null;
-    for _ in 0..300 {
+    for _ in 0..600 {
         last = get_json(&survivor, "/api/GetLatestRun").await.1;
         if last["id"] == json!(NEW_RUN_ID) {
             break;

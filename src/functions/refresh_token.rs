@@ -43,6 +43,7 @@ pub async fn run(
     ));
     // Warm the shared answer while we are at it, so the first visitor after a quiet spell gets a
     // recent run; a failure here is the widget's concern, not the token's.
+    latest_run.catch_up().await;
     latest_run.refresh().await;
     for line in &logs {
         tracing::info!("{line}");

@@ -410,10 +410,10 @@ impl LatestRunEntity {
                 Some(Property::Value(text)) => Some(text),
                 _ => None,
             },
-            // An unreadable marker counts as an event now: one refresh too many at worst.
+            // An unreadable marker counts as an event: one refresh too many at worst.
             pending_since: match self.pending_since {
-                Some(Property::Value(at)) => Some(at.unix_timestamp()),
-                Some(Property::Unreadable) => Some(0),
+                Some(Property::Value(at)) => Some(at.unix_timestamp().max(1)),
+                Some(Property::Unreadable) => Some(1),
                 None => None,
             },
             event_round_at: match self.event_round_at {
