@@ -542,3 +542,52 @@ fn the_json_and_the_bicep_agree() {
     assert!(bicep.contains("minimumTlsVersion: 'TLS1_2'"));
     assert!(bicep.contains("allowBlobPublicAccess: false"));
 }
+
+/// `*` in a .funcignore pattern matches any run of characters.
+fn glob_matches(pattern: &str, name: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == name,
+        Some((head, tail)) => {
+            name.starts_with(head)
+                && (0..=name.len() - head.len()).any(|skip| {
+                    name.get(head.len() + skip..)
+                        .is_some_and(|rest| glob_matches(tail, rest))
+                })
+        }
+    }
+}
+
+#[test]
+fn funcignore_keeps_everything_but_host_json_the_handler_and_the_functions_out() {
+    let patterns: Vec<String> = read(".funcignore")
+        .lines()
+        .map(|l| l.trim().trim_end_matches('/').to_owned())
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    assert!(
+        patterns
+            .iter()
+            .all(|p| !p.contains('/') && !p.starts_with('!')),
+        "top-level names only: {patterns:?}"
+    );
+    let ignored = |name: &str| patterns.iter().any(|p| glob_matches(p, name));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut kept = BTreeSet::new();
+    for entry in std::fs::read_dir(root).expect("the repository") {
+        let entry = entry.expect("an entry");
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name == ".git" || ignored(&name) {
+            continue;
+        }
+        let is_function = entry.path().join("function.json").is_file();
+        assert!(
+            name == "host.json" || name == "handler" || is_function,
+            "{name} would be uploaded by func azure functionapp publish: add it to .funcignore"
+        );
+        kept.insert(name);
+    }
+    for name in ["host.json", "GetLatestRun", "RefreshToken", "handler"] {
+        assert!(!ignored(name), "{name} must be uploaded");
+    }
+    assert!(kept.contains("host.json"), "{kept:?}");
+}
