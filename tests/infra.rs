@@ -543,6 +543,126 @@ fn the_json_and_the_bicep_agree() {
     assert!(bicep.contains("allowBlobPublicAccess: false"));
 }
 
+/// `deploy/handler.service` with its paths pointed at this build's binary and a scratch
+/// environment file, so that systemd can check it here.
+fn unit_for_this_machine(dir: &Path) -> std::path::PathBuf {
+    let unit = read("deploy/handler.service")
+        .replace(
+            "/usr/local/bin/strava-latest-run",
+            env!("CARGO_BIN_EXE_handler"),
+        )
+        .replace(
+            "/etc/strava-latest-run.env",
+            &dir.join("env").display().to_string(),
+        );
+    std::fs::create_dir_all(dir).expect("scratch dir");
+    std::fs::write(
+        dir.join("env"),
+        "AzureWebJobsStorage=UseDevelopmentStorage=true\n",
+    )
+    .expect("env file");
+    let path = dir.join("strava-latest-run.service");
+    std::fs::write(&path, unit).expect("unit");
+    path
+}
+
+#[test]
+fn the_systemd_unit_runs_standalone_hardened() {
+    let unit = read("deploy/handler.service");
+    let directives: Vec<(&str, &str)> = unit
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .collect();
+    let value = |key: &str| -> Vec<&str> {
+        directives
+            .iter()
+            .filter(|(k, _)| *k == key)
+            .map(|(_, v)| *v)
+            .collect()
+    };
+    assert!(
+        value("ExecStart")
+            .first()
+            .is_some_and(|c| c.ends_with(" standalone")),
+        "runs handler standalone"
+    );
+    for (key, expected) in [
+        ("DynamicUser", "yes"),
+        ("ProtectSystem", "strict"),
+        ("ProtectHome", "yes"),
+        ("NoNewPrivileges", "yes"),
+        ("PrivateTmp", "yes"),
+        ("PrivateDevices", "yes"),
+        ("CapabilityBoundingSet", ""),
+        ("MemoryDenyWriteExecute", "yes"),
+        ("RestrictAddressFamilies", "AF_INET AF_INET6 AF_UNIX"),
+        ("KillSignal", "SIGTERM"),
+    ] {
+        assert_eq!(value(key), vec![expected], "{key}");
+    }
+    // The port it listens on is the one port it may bind.
+    let port = value("Environment")
+        .into_iter()
+        .find_map(|e| e.strip_prefix("PORT="))
+        .expect("PORT set");
+    assert_eq!(
+        value("SocketBindAllow"),
+        vec![format!("tcp:{port}").as_str()]
+    );
+    assert_eq!(value("SocketBindDeny"), vec!["any"]);
+
+    // systemd's own check, where systemd is installed.
+    let analyze = std::process::Command::new("systemd-analyze")
+        .arg("--version")
+        .output();
+    if analyze
+        .as_ref()
+        .map(|o| !o.status.success())
+        .unwrap_or(true)
+    {
+        println!("skipped systemd-analyze verify: systemd-analyze is not installed here");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("unit-{}", std::process::id()));
+    let path = unit_for_this_machine(&dir);
+    let verify = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze verify");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    assert!(verify.status.success(), "systemd-analyze verify: {said}");
+    // It exits 0 on unknown or misspelt keys, and says so: nothing may be said.
+    assert!(said.trim().is_empty(), "systemd-analyze verify: {said}");
+
+    // systemd's exposure score (offline mode: systemd 250 and later).
+    let security = std::process::Command::new("systemd-analyze")
+        .args(["security", "--offline=yes", "--no-pager"])
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze security");
+    let text = String::from_utf8_lossy(&security.stdout).into_owned();
+    match text
+        .lines()
+        .find_map(|l| l.split_once("Overall exposure level for "))
+        .and_then(|(_, rest)| rest.split(": ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|score| score.parse::<f64>().ok())
+    {
+        Some(score) => assert!(score <= 2.0, "exposure {score} (0 best, 10 worst):\n{text}"),
+        None => println!(
+            "skipped the exposure score: this systemd-analyze has no offline security check ({})",
+            String::from_utf8_lossy(&security.stderr).trim()
+        ),
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `*` in a .funcignore pattern matches any run of characters.
 fn glob_matches(pattern: &str, name: &str) -> bool {
     match pattern.split_once('*') {
