@@ -55,7 +55,8 @@ pub enum AllowedOrigins {
 /// `LOG_FORMAT`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
-    /// Human-readable lines without colours (the host copies stdout into its log).
+    /// Human-readable lines; coloured only when stdout is a terminal (the host copies stdout
+    /// into its log).
     Text,
     /// One JSON object a line.
     Json,
@@ -174,8 +175,10 @@ struct SettingValues {
     log_format: Option<String>,
 }
 
-/// The names [`SettingValues`] reads, taken from its derived `Deserialize` (one list, not two).
-fn setting_names() -> &'static [&'static str] {
+/// The name of every setting the app reads, taken from [`SettingValues`]' derived
+/// `Deserialize` (one list, not two). The infrastructure template's test holds the template to
+/// exactly these.
+pub fn setting_names() -> &'static [&'static str] {
     use serde::de::value::Error as ProbeError;
     use serde::de::{Deserialize, Deserializer, Error, Visitor};
 

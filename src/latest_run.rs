@@ -25,6 +25,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 /// How many activities to look through for a run among rides and walks.
 const ACTIVITIES_PER_PAGE: u32 = 60;
@@ -196,6 +197,35 @@ pub struct LatestRunSettings {
     pub cache_seconds: i64,
     /// Which `sport_type`s count as a run.
     pub sport_types: Vec<String>,
+}
+
+/// What [`LatestRunService::refresh`] did, for the timer's summary line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Warmed {
+    /// The answer in memory was still fresh: nothing to do.
+    AlreadyFresh,
+    /// A fresh answer is in memory now (fetched here, or taken from the table).
+    Refreshed,
+    /// Another instance is fetching; its answer will be read from the table.
+    ByAnotherInstance,
+    /// Strava must be left alone for now (a recent failure, or the read budget is nearly
+    /// spent): the answer in memory, if any, is marked stale.
+    Deferred,
+    /// The round failed; the answer in memory, if any, is marked stale.
+    Failed,
+}
+
+impl Warmed {
+    /// A short word for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Warmed::AlreadyFresh => "already_fresh",
+            Warmed::Refreshed => "refreshed",
+            Warmed::ByAnotherInstance => "by_another_instance",
+            Warmed::Deferred => "deferred",
+            Warmed::Failed => "failed",
+        }
+    }
 }
 
 /// The cached answer and the one place that asks Strava for it; cheap to clone.
@@ -514,7 +544,7 @@ impl LatestRunService {
         let service = self.clone();
         // In a task of its own: a visitor who hangs up must not cancel a token refresh. The
         // visitor waits at most COLD_REQUEST_DEADLINE; the round goes on and serves the next.
-        let round = tokio::spawn(async move { service.cold_answer().await });
+        let round = tokio::spawn(async move { service.cold_answer().await }.in_current_span());
         match tokio::time::timeout(COLD_REQUEST_DEADLINE, round).await {
             Ok(Ok(result)) => result,
             Ok(Err(err)) => {
@@ -574,36 +604,46 @@ impl LatestRunService {
             return;
         }
         let service = self.clone();
-        tokio::spawn(async move {
-            service.refresh().await;
-            service.0.refresh_running.store(false, Ordering::Release);
-        });
+        // Its lines carry the span of the request that found the answer due.
+        tokio::spawn(
+            async move {
+                service.refresh().await;
+                service.0.refresh_running.store(false, Ordering::Release);
+            }
+            .in_current_span(),
+        );
     }
 
     /// Refreshes the answer if it is due (the background task, and the timer's warm-up).
-    pub async fn refresh(&self) {
+    pub async fn refresh(&self) -> Warmed {
         let _one_at_a_time = self.0.fetching.lock().await;
         if self.current().is_some_and(|c| !self.is_due(c.fetched_at())) {
-            return;
+            return Warmed::AlreadyFresh;
         }
         if self.quiet() {
             self.mark_stale();
-            return;
+            return Warmed::Deferred;
         }
         let generation = self.generation();
         match self.coordinated_round(Wait::No).await {
             Ok(Some(known)) => {
-                self.set_current_from_round(generation, known);
+                if self.set_current_from_round(generation, known) {
+                    Warmed::Refreshed
+                } else {
+                    Warmed::Failed
+                }
             }
             Ok(None) => {
                 // Another instance is fetching; look at the table again shortly.
                 self.0
                     .look_again_at
                     .store(self.now() + 1, Ordering::Relaxed);
+                Warmed::ByAnotherInstance
             }
             Err(failure) if failure.error() == LatestRunError::NotConfigured => {
                 tracing::warn!("the Strava credentials are gone; dropping the cached answer");
                 self.forget();
+                Warmed::Failed
             }
             Err(failure) => {
                 tracing::warn!(error = %failure, "refreshing the latest run failed; serving the last good answer marked stale");
@@ -611,7 +651,17 @@ impl LatestRunService {
                     .quiet_until
                     .store(failure.quiet_until(self.now()), Ordering::Relaxed);
                 self.mark_stale();
+                Warmed::Failed
             }
+        }
+    }
+
+    /// Strava requests left as this instance last saw them: (this 15-minute window, today),
+    /// the smaller of the read and overall buckets; `None` before any API answer.
+    pub fn strava_budget_left(&self) -> (Option<u32>, Option<u32>) {
+        match self.0.strava.rate_limits() {
+            Some(limits) => (limits.remaining_short(), limits.remaining_daily()),
+            None => (None, None),
         }
     }
 

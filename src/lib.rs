@@ -46,6 +46,7 @@ pub use server::Mode;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
+use tracing::Instrument;
 
 /// The app bound to its listener, ready to run (the zero-to-production `Application` shape).
 pub struct Application {
@@ -104,8 +105,10 @@ impl Application {
                     schedule_status: None,
                     is_past_due: false,
                 };
-                if let Err(message) =
-                    functions::call_timer(&app, functions::FunctionName::RefreshToken, &timer).await
+                let function = functions::FunctionName::RefreshToken;
+                if let Err(message) = functions::call_timer(&app, function, &timer)
+                    .instrument(functions::span(function, None))
+                    .await
                 {
                     tracing::error!("{message}");
                 }

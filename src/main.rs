@@ -215,12 +215,21 @@ fn init_tracing(settings: &Settings) {
             filter = filter.add_directive(directive);
         }
     }
+    // Colours only for a person at a terminal: the host, systemd and `docker logs` store
+    // stdout as it is, escape codes and all.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(false)
         .with_writer(std::io::stdout);
     match settings.log_format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+        // One object a line: the event's fields at the top level, and the fields of the span
+        // it happened in (`function`, `invocation_id`) under "span".
+        LogFormat::Json => builder
+            .with_ansi(false)
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+        LogFormat::Text => builder.with_ansi(std::io::stdout().is_terminal()).init(),
     }
 }

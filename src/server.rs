@@ -14,6 +14,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tracing::Instrument;
 use warp::http::{HeaderMap, Method, Response, StatusCode};
 use warp::path::FullPath;
 use warp::Filter;
@@ -147,6 +148,11 @@ async fn route(
                 Some(function) => {
                     let response = match body {
                         Ok(body) => {
+                            // The host forwards its requests with the invocation id: log
+                            // them in its span. Without one (standalone, the widget's warm
+                            // path in benchmarks) there is nothing to tie lines to.
+                            let span = functions::invocation_id(&headers)
+                                .map(|id| functions::span(function, Some(id)));
                             let request = FunctionRequest {
                                 method,
                                 query: url::form_urlencoded::parse(raw_query.as_bytes())
@@ -155,7 +161,11 @@ async fn route(
                                 headers,
                                 body,
                             };
-                            functions::call_http(app, function, request).await
+                            let call = functions::call_http(app, function, request);
+                            match span {
+                                Some(span) => call.instrument(span).await,
+                                None => call.await,
+                            }
                         }
                         Err(err) => err.to_response(),
                     };
@@ -167,7 +177,10 @@ async fn route(
         // The invocation routes belong to the host (DESIGN §1); standalone they do not exist.
         [Some(name), None, None] if mode == Mode::Host => match FunctionName::parse(name) {
             Some(function) if method == Method::POST => match body {
-                Ok(body) => invoke(app, function, &body).await,
+                Ok(body) => {
+                    let span = functions::span(function, functions::invocation_id(&headers));
+                    invoke(app, function, &body).instrument(span).await
+                }
                 Err(err) => err.to_response().into_http(),
             },
             Some(_) => ApiError::MethodNotAllowed

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Mutex, MutexGuard};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 /// Refresh when the access token has less than this left (seconds).
 pub const EARLY_REFRESH_SECONDS: i64 = 300;
@@ -300,7 +301,9 @@ impl TokenKeeper {
         rejected: Option<Secret>,
     ) -> Result<(AccessToken, RefreshOutcome), TokenError> {
         let keeper = self.clone();
-        let task = tokio::spawn(async move { keeper.refresh(need, rejected.as_ref()).await });
+        let task = tokio::spawn(
+            async move { keeper.refresh(need, rejected.as_ref()).await }.in_current_span(),
+        );
         match task.await {
             Ok(result) => result,
             Err(err) => {

@@ -300,8 +300,17 @@ async fn the_only_public_run_made_private_leaves_the_widget_on_every_instance() 
     assert_eq!(body["error"], "no_public_run");
 
     // A restarted instance does not bring it back from the table (a longer window, so that it
-    // does not refresh on its own while we count calls).
-    let calls = strava.calls().api_total();
+    // does not refresh on its own while we count calls). The first instance may still have a
+    // refresh in flight from the last poll: let it settle before counting.
+    let mut calls = strava.calls().api_total();
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let now = strava.calls().api_total();
+        if now == calls {
+            break;
+        }
+        calls = now;
+    }
     let restarted = TestApp::spawn(settings.with("WIDGET_CACHE_SECONDS", "600")).await;
     let (status, body) = get_json(&restarted).await;
     assert_eq!(status, 404, "{body}");

@@ -1,6 +1,8 @@
 //! The app's functions: the only code that joins HTTP (the [`crate::http`] model) and the
 //! domain services. Each function gets the services it uses, not the whole app; this module
-//! names the functions and dispatches a request or a timer run to the right one.
+//! names the functions and dispatches a request or a timer run to the right one. Each run can
+//! be wrapped in one tracing span ([`span`]) naming the function and the host's invocation id,
+//! so every log line written while it runs, in whatever module, carries both.
 
 pub mod get_latest_run;
 pub mod refresh_token;
@@ -48,6 +50,38 @@ impl FunctionName {
             FunctionName::GetLatestRun | FunctionName::StravaWebhook
         )
     }
+}
+
+/// The request header the Functions host sets on every request it sends for an invocation.
+pub const INVOCATION_ID_HEADER: &str = "x-azure-functions-invocationid";
+
+/// The span one run of `function` is logged in: every event inside it (and inside the tasks
+/// it starts) carries `function` and `invocation_id` (in JSON logs under `span`). The id is
+/// the host's `X-Azure-Functions-InvocationId`; without one (standalone, or a direct call)
+/// the span has no id field.
+pub fn span(function: FunctionName, invocation_id: Option<&str>) -> tracing::Span {
+    match invocation_id {
+        Some(id) => tracing::info_span!(
+            "invocation",
+            function = function.as_str(),
+            invocation_id = id
+        ),
+        None => tracing::info_span!("invocation", function = function.as_str()),
+    }
+}
+
+/// The host's invocation id of a request, when it has one that looks like an id (the host
+/// sends a GUID; anything longer than 64 characters or with other than letters, digits and `-`
+/// is not logged).
+pub fn invocation_id(headers: &warp::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(INVOCATION_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|id| {
+            (1..=64).contains(&id.len())
+                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }
 
 /// Runs an HTTP function.

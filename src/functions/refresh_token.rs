@@ -28,14 +28,15 @@ pub async fn run(
         .await
         .map_err(|err| format!("RefreshToken failed: {err}"))?;
     let valid_for = outcome.expires_at().saturating_sub(clock.now());
-    let what = match outcome {
-        RefreshOutcome::Saved { rotated: true, .. } => "refresh token rotated and saved",
-        RefreshOutcome::Saved { rotated: false, .. } => "refresh token unchanged; saved",
-        RefreshOutcome::Adopted { .. } => "another instance refreshed; adopted its tokens",
-        RefreshOutcome::HeldInMemory { .. } => {
-            "STORAGE DOWN: new tokens held in memory and retried until storage takes them"
-        }
-        RefreshOutcome::StillValid { .. } => "token still valid",
+    let (refreshed, what) = match outcome {
+        RefreshOutcome::Saved { rotated: true, .. } => (true, "refresh token rotated and saved"),
+        RefreshOutcome::Saved { rotated: false, .. } => (true, "refresh token unchanged; saved"),
+        RefreshOutcome::Adopted { .. } => (false, "another instance refreshed; adopted its tokens"),
+        RefreshOutcome::HeldInMemory { .. } => (
+            true,
+            "STORAGE DOWN: new tokens held in memory and retried until storage takes them",
+        ),
+        RefreshOutcome::StillValid { .. } => (false, "token still valid"),
     };
     logs.push(format!(
         "RefreshToken: access token valid for {} more minutes; {what}",
@@ -44,9 +45,28 @@ pub async fn run(
     // Warm the shared answer while we are at it, so the first visitor after a quiet spell gets a
     // recent run; a failure here is the widget's concern, not the token's.
     latest_run.catch_up().await;
-    latest_run.refresh().await;
-    for line in &logs {
-        tracing::info!("{line}");
-    }
+    let warmed = latest_run.refresh().await;
+    let (budget_15min, budget_day) = latest_run.strava_budget_left();
+    let expires_at = time::OffsetDateTime::from_unix_timestamp(outcome.expires_at())
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default();
+    // One summary line per run, with everything an operator looks for as fields.
+    tracing::info!(
+        refreshed,
+        outcome = what,
+        token_expires_at = %expires_at,
+        token_valid_minutes = valid_for / 60,
+        cache = warmed.as_str(),
+        strava_budget_15min_left = budget_15min,
+        strava_budget_day_left = budget_day,
+        past_due = timer.is_past_due,
+        first_run = timer.is_first_run(),
+        "RefreshToken run: {what}; cache {}",
+        warmed.as_str()
+    );
     Ok(logs)
 }
