@@ -1,5 +1,8 @@
 //! The widget's view model: picks the latest public run from Strava's decoded data and builds the
-//! `GetLatestRun` response (DESIGN §5) from an allow-list of fields, so nothing else leaks.
+//! `GetLatestRun` response (DESIGN §5) from an allow-list of fields, so nothing else leaks. Beside
+//! it, [`assets`] holds the embedded front end.
+
+pub mod assets;
 
 use crate::strava::models::{is_placeholder_url, DetailedActivity, Photo, SummaryActivity};
 use serde::{Deserialize, Serialize};

@@ -728,6 +728,7 @@ fn config_files_validate_against_the_official_schemas() {
         ("host.schema.json", "host.json"),
         ("function.schema.json", "GetLatestRun/function.json"),
         ("function.schema.json", "RefreshToken/function.json"),
+        ("function.schema.json", "Widget/function.json"),
         ("local.settings.schema.json", "local.settings.json.example"),
     ] {
         let errors = validate(schema, document);

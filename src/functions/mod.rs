@@ -3,7 +3,9 @@
 //! names the functions and dispatches a request or a timer run to the right one.
 
 pub mod get_latest_run;
+pub mod public_http;
 pub mod refresh_token;
+pub mod widget;
 
 use crate::app::App;
 pub use crate::http::{FunctionRequest, FunctionResponse, TimerInfo, JSON_CONTENT_TYPE};
@@ -15,14 +17,20 @@ pub enum FunctionName {
     GetLatestRun,
     /// Timer: keeps the Strava token alive.
     RefreshToken,
+    /// HTTP, route `widget/{file}`: the embeddable script and its demo page.
+    Widget,
 }
 
 impl FunctionName {
     /// Looks a function up by name; the host keeps the folder's case, public routes ignore case.
     pub fn parse(name: &str) -> Option<Self> {
-        [FunctionName::GetLatestRun, FunctionName::RefreshToken]
-            .into_iter()
-            .find(|f| f.as_str().eq_ignore_ascii_case(name))
+        [
+            FunctionName::GetLatestRun,
+            FunctionName::RefreshToken,
+            FunctionName::Widget,
+        ]
+        .into_iter()
+        .find(|f| f.as_str().eq_ignore_ascii_case(name))
     }
 
     /// The folder name.
@@ -30,12 +38,13 @@ impl FunctionName {
         match self {
             FunctionName::GetLatestRun => "GetLatestRun",
             FunctionName::RefreshToken => "RefreshToken",
+            FunctionName::Widget => "Widget",
         }
     }
 
     /// Whether the function is HTTP-triggered (else timer-triggered).
     pub fn is_http(self) -> bool {
-        matches!(self, FunctionName::GetLatestRun)
+        matches!(self, FunctionName::GetLatestRun | FunctionName::Widget)
     }
 }
 
@@ -49,6 +58,7 @@ pub async fn call_http(
         FunctionName::GetLatestRun => {
             get_latest_run::handle(&app.latest_run, &app.allowed_origins, &request).await
         }
+        FunctionName::Widget => widget::handle(&app.allowed_origins, &request),
         // Timer functions have no public route; the router never sends them here.
         FunctionName::RefreshToken => crate::http::ApiError::NotFound.to_response(),
     }
@@ -64,6 +74,8 @@ pub async fn call_timer(
         FunctionName::RefreshToken => {
             refresh_token::run(&app.tokens, &app.latest_run, &app.clock, timer).await
         }
-        FunctionName::GetLatestRun => Err("GetLatestRun is not a timer function".into()),
+        FunctionName::GetLatestRun | FunctionName::Widget => {
+            Err(format!("{} is not a timer function", function.as_str()))
+        }
     }
 }
