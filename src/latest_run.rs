@@ -96,6 +96,11 @@ impl Answer {
         Answer::new(body, fetched_at, Some(run))
     }
 
+    /// The run the body says, for other views of it (the SVG card).
+    pub fn run(&self) -> Option<&LatestRun> {
+        self.run.as_ref()
+    }
+
     /// Whether the body says `stale: true`.
     pub fn is_stale(&self) -> bool {
         self.run.as_ref().is_some_and(|r| r.stale)

@@ -14,7 +14,7 @@
 //!   following Strava, one Strava round per window, the shared read budget; domain errors.
 //! - [`tokens`]: the token keeper: a valid access token, no rotated refresh token ever lost.
 //! - [`widget`]: the widget's view model: picks the latest public run and builds the response;
-//!   the embedded front end (`widget/`).
+//!   the SVG card; the embedded front end (`widget/`).
 //! - [`store`]: Azure Table Storage: typed entities, the one `Lease`, ETag rules.
 //! - [`strava`]: Strava OAuth and API client, lenient models, rate-limit tracking.
 //! - [`schedule`]: the standalone refresh schedule, read from `RefreshToken/function.json`.

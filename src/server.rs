@@ -1,7 +1,7 @@
 //! The HTTP server: one warp filter that accepts every request, reads its body with a size cap
 //! (chunked bodies included), and routes it: `GET /` readiness, `/api/{Function}` and
-//! `/api/widget/{file}` forwarded requests, and in host mode only `POST /{Function}` invocations. Anything else gets a JSON
-//! error; nothing panics.
+//! `/api/widget/{file}` forwarded requests, and in host mode only `POST /{Function}`
+//! invocations. Anything else gets a JSON error; nothing panics.
 
 use crate::app::App;
 use crate::functions::{self, FunctionName};

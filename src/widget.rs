@@ -1,8 +1,9 @@
 //! The widget's view model: picks the latest public run from Strava's decoded data and builds the
 //! `GetLatestRun` response (DESIGN §5) from an allow-list of fields, so nothing else leaks. Beside
-//! it, [`assets`] holds the embedded front end.
+//! it, [`svg`] renders that response as an SVG card and [`assets`] holds the embedded front end.
 
 pub mod assets;
+pub mod svg;
 
 use crate::strava::models::{is_placeholder_url, DetailedActivity, Photo, SummaryActivity};
 use serde::{Deserialize, Serialize};

@@ -1,14 +1,53 @@
-//! `GetLatestRun`: the widget's request. Answers the latest public run as JSON (DESIGN §5) from
-//! the latest-run service, with an ETag (`If-None-Match` → 304), cache headers and CORS, and
-//! turns the service's errors into client errors. On the warm path it does no I/O.
+//! `GetLatestRun`: the widget's request. Answers the latest public run as JSON (DESIGN §5), or
+//! with `format=svg` as the SVG card (DESIGN §7), from the latest-run service, with an ETag
+//! (`If-None-Match` → 304), cache headers and CORS, and turns the service's errors into client
+//! errors. On the warm path it does no I/O.
 
 use super::public_http::{add_cors, cacheable, preflight};
 use crate::config::AllowedOrigins;
 use crate::http::{ApiError, FunctionRequest, FunctionResponse, JSON_CONTENT_TYPE};
-use crate::latest_run::{LatestRunError, LatestRunService};
+use crate::latest_run::{etag_of, Answer, LatestRunError, LatestRunService};
+use crate::widget::svg::{self, Theme, Units};
 use std::sync::OnceLock;
-use warp::http::header::{ALLOW, ORIGIN};
+use warp::http::header::{ALLOW, CONTENT_SECURITY_POLICY, ORIGIN, X_CONTENT_TYPE_OPTIONS};
 use warp::http::{HeaderValue, Method};
+
+/// The SVG card's content type.
+const SVG_CONTENT_TYPE: &str = "image/svg+xml";
+
+/// What the request asks for: the JSON answer (the default) or the SVG card.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    Json,
+    Svg(Theme, Units),
+}
+
+impl Format {
+    /// From `format=json|svg`, and for the card `theme=auto|light|dark`, `units=metric|imperial`.
+    fn of(request: &FunctionRequest) -> Result<Format, ApiError> {
+        let bad = |name: &str, allowed: &str| {
+            ApiError::BadRequest(format!("The {name} parameter must be {allowed}."))
+        };
+        match request.query_value("format") {
+            None => Ok(Format::Json),
+            Some(f) if f.eq_ignore_ascii_case("json") => Ok(Format::Json),
+            Some(f) if f.eq_ignore_ascii_case("svg") => {
+                let theme = match request.query_value("theme") {
+                    None => Theme::default(),
+                    Some(t) => {
+                        Theme::parse(t).ok_or_else(|| bad("theme", "auto, light or dark"))?
+                    }
+                };
+                let units = match request.query_value("units") {
+                    None => Units::default(),
+                    Some(u) => Units::parse(u).ok_or_else(|| bad("units", "metric or imperial"))?,
+                };
+                Ok(Format::Svg(theme, units))
+            }
+            Some(_) => Err(bad("format", "json or svg")),
+        }
+    }
+}
 
 /// Handles one widget request.
 pub async fn handle(
@@ -18,16 +57,28 @@ pub async fn handle(
 ) -> FunctionResponse {
     let mut response = match request.method {
         Method::OPTIONS => preflight(),
-        Method::GET | Method::HEAD => match latest_run.answer().await {
-            Ok(answer) => cacheable(
-                request,
-                // A cheap reference-counted clone of the cached bytes.
-                answer.body.clone(),
-                &answer.etag,
-                HeaderValue::from_static(JSON_CONTENT_TYPE),
-                cache_control(latest_run.cache_seconds()),
-            ),
-            Err(err) => api_error(err).to_response(),
+        // A bad parameter is answered before any I/O.
+        Method::GET | Method::HEAD => match Format::of(request) {
+            Ok(format) => match latest_run.answer().await {
+                Ok(answer) => {
+                    let cache_control = cache_control(latest_run.cache_seconds());
+                    match format {
+                        Format::Json => cacheable(
+                            request,
+                            // A cheap reference-counted clone of the cached bytes.
+                            answer.body.clone(),
+                            &answer.etag,
+                            HeaderValue::from_static(JSON_CONTENT_TYPE),
+                            cache_control,
+                        ),
+                        Format::Svg(theme, units) => {
+                            card(&answer, theme, units, request, cache_control)
+                        }
+                    }
+                }
+                Err(err) => api_error(err).to_response(),
+            },
+            Err(err) => err.to_response(),
         },
         _ => ApiError::MethodNotAllowed
             .to_response()
@@ -38,6 +89,38 @@ pub async fn handle(
         allowed_origins,
         request.headers.get(ORIGIN),
     );
+    response
+}
+
+/// The answer as the SVG card, with an ETag of its own bytes and the answer's cache rules.
+/// Opened on its own (not as an image) it still runs nothing: a CSP allows its inline style only.
+fn card(
+    answer: &Answer,
+    theme: Theme,
+    units: Units,
+    request: &FunctionRequest,
+    cache_control: HeaderValue,
+) -> FunctionResponse {
+    let Some(run) = answer.run() else {
+        // Every answer this app makes carries its run; never serve a card of nothing.
+        return ApiError::NoPublicRun.to_response();
+    };
+    let body = svg::render(run, theme, units);
+    let etag = etag_of(body.as_bytes());
+    let mut response = cacheable(
+        request,
+        bytes::Bytes::from(body),
+        &etag,
+        HeaderValue::from_static(SVG_CONTENT_TYPE),
+        cache_control,
+    );
+    response.headers.insert(
+        CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
+    );
+    response
+        .headers
+        .insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     response
 }
 
