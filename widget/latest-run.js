@@ -152,6 +152,7 @@ class LatestRunElement extends HTMLElement {
 
   disconnectedCallback() {
     this._abort?.abort();
+    this._abort = null;
     this._loaded = null;
   }
 
@@ -183,9 +184,12 @@ class LatestRunElement extends HTMLElement {
     const src = this.getAttribute("src");
     this._loaded = src;
     this._abort?.abort();
+    this._abort = null;
     this._run = null;
     if (!src) return this._state("error", "no_src");
     const abort = (this._abort = new AbortController());
+    // A cold answer takes up to 25 s; past 30 s the reader is told instead of waiting forever.
+    const timer = setTimeout(() => abort.abort(), 30000);
     this._state("loading");
     let response;
     let data = null;
@@ -193,13 +197,16 @@ class LatestRunElement extends HTMLElement {
       response = await fetch(new URL(src, document.baseURI), { credentials: "omit", signal: abort.signal });
       data = await response.json().catch(() => null);
     } catch {
-      if (!abort.signal.aborted) this._state("error", "network");
-      return;
+      response = null;
+    } finally {
+      clearTimeout(timer);
     }
-    if (abort.signal.aborted) return;
+    // A newer src (or disconnection) took over: this answer is not wanted any more.
+    if (this._abort !== abort) return;
+    if (!response) return this._state("error", "network");
     if (!response.ok) {
       const code = data && typeof data.error === "string" ? data.error : "";
-      const known = code in MESSAGES ? code : response.status === 502 ? "strava_unavailable" : "other";
+      const known = Object.hasOwn(MESSAGES, code) && code !== "loading" ? code : response.status === 502 ? "strava_unavailable" : "other";
       return this._state(response.status === 404 && code === "no_public_run" ? "empty" : "error", known);
     }
     if (!data || typeof data.name !== "string" || !finite(data.distance) || !finite(data.moving_time)) {
