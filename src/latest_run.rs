@@ -136,6 +136,19 @@ impl Known {
         }
     }
 
+    /// Whether the answer was made under this instance's `WIDGET_ROUTE_SHAPE`: a stored answer
+    /// made under the other value is treated as absent, so switching the sketch off takes it
+    /// away at once instead of after the next window.
+    fn fits(&self, route_shape: bool) -> bool {
+        match self {
+            Known::Run(answer) => answer
+                .run
+                .as_ref()
+                .is_none_or(|run| run.route_shape.is_some() == route_shape),
+            Known::NoPublicRun { .. } => true,
+        }
+    }
+
     /// `None` when the stored body is not an answer of this app (a hand edit): it is then
     /// treated as absent and overwritten, never served.
     fn from_snapshot(snapshot: &LatestRunSnapshot) -> Option<Self> {
@@ -197,6 +210,8 @@ pub struct LatestRunSettings {
     pub cache_seconds: i64,
     /// Which `sport_type`s count as a run.
     pub sport_types: Vec<String>,
+    /// Whether answers carry the route sketch (`WIDGET_ROUTE_SHAPE`).
+    pub route_shape: bool,
 }
 
 /// The cached answer and the one place that asks Strava for it; cheap to clone.
@@ -417,6 +432,7 @@ impl LatestRunService {
                 .snapshot
                 .as_ref()
                 .and_then(|s| Some((s, Known::from_snapshot(s)?)))
+                .filter(|(_, known)| known.fits(self.0.settings.route_shape))
             {
                 let current = self.current();
                 let newer = current
@@ -616,12 +632,15 @@ impl LatestRunService {
             .await?;
         let fetched_at = time::OffsetDateTime::from_unix_timestamp(started)
             .unwrap_or_else(|_| self.0.clock.now_datetime());
-        let run = build_latest_run(
+        let mut run = build_latest_run(
             activity,
             photo_url,
             stats.ytd_run_totals.distance,
             fetched_at,
         );
+        if self.0.settings.route_shape {
+            run = run.with_route_shape(activity);
+        }
         Ok(Known::Run(Arc::new(Answer::from_run(
             run,
             fetched_at.unix_timestamp(),

@@ -307,6 +307,120 @@ async fn the_svg_card_answers_errors_as_the_json_does() {
     );
 }
 
+#[tokio::test]
+async fn the_route_sketch_comes_only_with_the_setting_trimmed_and_without_coordinates() {
+    let strava = FakeStrava::start().await;
+    let off = sample_app(&strava).await;
+    let on = connected_app(
+        &strava,
+        TestSettings::new(&strava.base_url()).with("WIDGET_ROUTE_SHAPE", "true"),
+    )
+    .await;
+
+    let plain = json(
+        &off.get("/api/GetLatestRun")
+            .await
+            .bytes()
+            .await
+            .expect("body"),
+    );
+    assert_eq!(plain["id"], SAMPLE_RUN_ID);
+    assert!(
+        plain.get("route_shape").is_none(),
+        "off by default: {plain}"
+    );
+
+    let response = on.get("/api/GetLatestRun").await;
+    assert_eq!(response.status(), 200);
+    let body = response.text().await.expect("body");
+    let run: Value = serde_json::from_str(&body).expect("json");
+    let path = run["route_shape"].as_str().expect("a sketch");
+    assert!(path.starts_with('M'), "{path}");
+    let numbers: Vec<f64> = path
+        .split([' ', 'M', 'L'])
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().expect("number"))
+        .collect();
+    assert!(numbers.len() >= 4, "{path}");
+    assert!(numbers.iter().all(|n| (0.0..=100.0).contains(n)), "{path}");
+    // Nothing of the place: not the polyline, not a coordinate of the sample.
+    let activity = &sample("athlete-activities.json")[2];
+    let polyline = activity["map"]["summary_polyline"]
+        .as_str()
+        .expect("polyline");
+    assert!(!body.contains(&polyline[..12]), "the polyline leaked");
+    for key in ["start_latlng", "end_latlng"] {
+        for coordinate in activity[key].as_array().expect("latlng") {
+            let text = format!("{:.2}", coordinate.as_f64().expect("number"));
+            assert!(!body.contains(&text), "{text} in {body}");
+        }
+    }
+    for forbidden in ["latlng", "polyline", "\"map\""] {
+        assert!(!body.contains(forbidden), "{forbidden} in {body}");
+    }
+    let card = on.get("/api/GetLatestRun?format=svg").await;
+    let card = card.text().await.expect("body");
+    assert!(card.contains(&format!(r#"d="{path}""#)), "{card}");
+    xml_texts(&card);
+
+    // Switching the setting takes effect at once: a new instance on the same table does not
+    // adopt an answer made under the other value (the sketch is neither kept nor withheld).
+    let off_again = TestApp::spawn(off.settings.clone()).await;
+    let switched_off =
+        TestApp::spawn(on.settings.clone().with("WIDGET_ROUTE_SHAPE", "false")).await;
+    let switched_on = TestApp::spawn(off.settings.clone().with("WIDGET_ROUTE_SHAPE", "true")).await;
+    let adopted = json(
+        &off_again
+            .get("/api/GetLatestRun")
+            .await
+            .bytes()
+            .await
+            .expect("body"),
+    );
+    assert!(adopted.get("route_shape").is_none());
+    let off_body = json(
+        &switched_off
+            .get("/api/GetLatestRun")
+            .await
+            .bytes()
+            .await
+            .expect("body"),
+    );
+    assert_eq!(off_body["id"], SAMPLE_RUN_ID);
+    assert!(off_body.get("route_shape").is_none(), "{off_body}");
+    let on_body = json(
+        &switched_on
+            .get("/api/GetLatestRun")
+            .await
+            .bytes()
+            .await
+            .expect("body"),
+    );
+    assert!(on_body["route_shape"].is_string(), "{on_body}");
+
+    // A run without a polyline (hidden map, treadmill): null, and no path in the card.
+    let treadmill = FakeStrava::start().await;
+    let mut activities = sample("athlete-activities.json");
+    activities[2]["map"] = json!({"id": "a16128930471", "summary_polyline": ""});
+    treadmill.set_activities(activities.as_array().expect("array").clone());
+    let app = connected_app(
+        &treadmill,
+        TestSettings::new(&treadmill.base_url()).with("WIDGET_ROUTE_SHAPE", "true"),
+    )
+    .await;
+    let run = json(
+        &app.get("/api/GetLatestRun")
+            .await
+            .bytes()
+            .await
+            .expect("body"),
+    );
+    assert_eq!(run["id"], SAMPLE_RUN_ID);
+    assert_eq!(run.get("route_shape"), Some(&Value::Null));
+    let card = app.get("/api/GetLatestRun?format=svg").await;
+    assert!(!card.text().await.expect("body").contains("<path"));
+}
+
 /// Parses `svg` as XML (panicking on malformed XML) and returns its text nodes, unescaped.
 fn xml_texts(svg: &str) -> Vec<String> {
     use quick_xml::events::Event;
@@ -475,7 +589,12 @@ async fn the_widget_in_headless_chromium_on_a_page_of_another_origin() {
     detail["total_photo_count"] = json!(0);
     plain_strava.set_activity_detail(SAMPLE_RUN_ID, detail);
     plain_strava.set_photos(SAMPLE_RUN_ID, Vec::new());
-    let plain = sample_app(&plain_strava).await;
+    // This one draws the route sketch too.
+    let plain = connected_app(
+        &plain_strava,
+        TestSettings::new(&plain_strava.base_url()).with("WIDGET_ROUTE_SHAPE", "true"),
+    )
+    .await;
 
     let hostile_strava = FakeStrava::start().await;
     rename_latest_run(&hostile_strava, HOSTILE_NAME);

@@ -18,6 +18,9 @@ const CSS = `
 :host([theme=dark]){${DARK}}
 [hidden]{display:none!important}
 .off{visibility:hidden}
+.sketch{position:absolute;top:2.75rem;right:1.15rem;width:4.5rem;height:4.5rem;fill:none;stroke:var(--_accent);stroke-width:3;stroke-linecap:round;stroke-linejoin:round}
+.sketch path{vector-effect:non-scaling-stroke}
+.has-shape .name{margin-right:5.5rem}
 .card{position:relative;box-sizing:border-box;height:var(--latest-run-height,15rem);overflow:hidden;border:1px solid var(--_border);border-radius:var(--latest-run-radius,14px);background:var(--_bg);color:var(--_fg);line-height:1.35;font-size:1rem}
 .photo{position:absolute;inset:0;width:100%;height:100%;object-fit:cover}
 .scrim{position:absolute;inset:0;background:linear-gradient(rgba(0,0,0,.56),rgba(0,0,0,.8))}
@@ -57,6 +60,7 @@ const MESSAGES = {
   other: "The latest run cannot be shown right now. Please try again later.",
 };
 
+const SVG = "http://www.w3.org/2000/svg";
 const KM = 1000;
 const MILE = 1609.344;
 const FOOT = 0.3048;
@@ -124,6 +128,14 @@ class LatestRunElement extends HTMLElement {
     link.target = "_blank";
     link.rel = "noopener noreferrer";
     this._name = make("p", "name", body);
+    // The route sketch: path data in a 0–100 box, drawn only when it is nothing but path data.
+    const sketch = (this._sketch = document.createElementNS(SVG, "svg"));
+    sketch.setAttribute("class", "sketch");
+    sketch.setAttribute("viewBox", "-3 -3 106 106");
+    sketch.setAttribute("aria-hidden", "true");
+    this._path = document.createElementNS(SVG, "path");
+    sketch.append(this._path);
+    body.append(sketch);
     const stats = make("dl", "stats", body);
     this._stats = {};
     for (const [key, label] of [["distance", "Distance"], ["time", "Moving time"], ["pace", "Pace"], ["elevation", "Elevation"]]) {
@@ -248,6 +260,10 @@ class LatestRunElement extends HTMLElement {
       this._date.textContent = "";
     }
     this._stale.hidden = run.stale !== true;
+    const shape = typeof run.route_shape === "string" && /^M[\d. ML]+$/.test(run.route_shape) ? run.route_shape : null;
+    if (shape) this._path.setAttribute("d", shape);
+    this._sketch.toggleAttribute("hidden", !shape);
+    this._card.classList.toggle("has-shape", Boolean(shape));
 
     this._stats.distance.textContent = distance(run.distance, 2);
     this._stats.time.textContent = clock(run.moving_time);

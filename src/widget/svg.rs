@@ -93,7 +93,18 @@ const DARK: &str =
 
 /// The card for `run`.
 pub fn render(run: &LatestRun, theme: Theme, units: Units) -> String {
-    let name = shorten(&clean(&run.name), NAME_CHARS);
+    // Path data as `route_shape` makes it: commands, digits, dots and spaces only.
+    let shape = run
+        .route_shape
+        .as_ref()
+        .and_then(Option::as_deref)
+        .filter(|d| !d.is_empty() && d.chars().all(|c| c.is_ascii_digit() || " .ML".contains(c)));
+    let name_chars = if shape.is_some() {
+        NAME_CHARS - 6
+    } else {
+        NAME_CHARS
+    };
+    let name = shorten(&clean(&run.name), name_chars);
     let distance = format!(
         "{} {}",
         decimal(run.distance / units.length(), 2),
@@ -159,6 +170,14 @@ pub fn render(run: &LatestRun, theme: Theme, units: Units) -> String {
         top = escape(&top),
         name = escape(&name),
     );
+    if let Some(d) = shape {
+        // The sketch's 0–100 box drawn at 68 px in the top right corner.
+        let _ = write!(
+            svg,
+            r##"<path transform="translate(388 22) scale(0.68)" d="{d}" fill="none" stroke="#fc5200" stroke-width="3" stroke-linecap="round" stroke-linejoin="round" vector-effect="non-scaling-stroke"/>"##,
+            d = escape(d),
+        );
+    }
     for (i, (label, value)) in [
         ("DISTANCE", &distance),
         ("MOVING TIME", &time),
@@ -298,6 +317,7 @@ mod tests {
             strava_url: "https://www.strava.com/activities/16128930471".into(),
             fetched_at: "2025-10-12T18:04:09Z".into(),
             stale: false,
+            route_shape: None,
         }
     }
 
@@ -367,6 +387,20 @@ mod tests {
         assert!(svg.contains("&lt;img src=x onerror=alert(1)&gt;&amp;&quot;&apos;&lt;/svg&gt;"));
         assert!(!svg.contains('\u{1}'));
         assert_eq!(svg.matches("<svg").count(), 1);
+    }
+
+    #[test]
+    fn the_route_sketch_is_drawn_when_there_is_one() {
+        let mut with = run();
+        with.route_shape = Some(Some("M50 100 L50 0".into()));
+        let svg = render(&with, Theme::Auto, Units::Metric);
+        assert!(svg.contains(r#"d="M50 100 L50 0""#), "{svg}");
+        for shape in [None, Some(None), Some(Some("M1 1\"/><script>".into()))] {
+            let mut other = run();
+            other.route_shape = shape;
+            let svg = render(&other, Theme::Auto, Units::Metric);
+            assert!(!svg.contains("<path") && !svg.contains("<script"), "{svg}");
+        }
     }
 
     #[test]

@@ -134,6 +134,7 @@ function read(page, index = 0) {
       height: Math.round(box.height),
       width: Math.round(box.width),
       imgs: root.querySelectorAll("img").length,
+      sketch: visible(".sketch") ? root.querySelector(".sketch path").getAttribute("d") : null,
     };
   }, index);
 }
@@ -182,6 +183,7 @@ try {
     check("photo shown over https", run.photo?.startsWith("https://dgtzuqphqg23d.cloudfront.net/"), String(run.photo));
     eq("photo alt text", run.photoAlt, "Photo from the run “Tiergarten tempo + coffee”");
     eq("no stale hint on a fresh answer", run.stale, false);
+    eq("no route sketch unless the app is set to send one", run.sketch, null);
     eq("space reserved while loading (same height)", loading.height, run.height);
     const shifts = await page.evaluate((before) => window.__shifts.slice(before), before);
     check("no layout shift when the data and photo arrive (layout-shift observer reads 0)", shifts.length === 0, JSON.stringify(shifts));
@@ -231,6 +233,7 @@ try {
     await settle(page);
     const light = await read(page);
     eq("no photo: plain card", light.photo, null);
+    check("the route sketch is drawn (WIDGET_ROUTE_SHAPE=true)", /^M[\d. ML]+$/.test(light.sketch ?? ""), String(light.sketch));
     eq("light background", light.background, "rgb(255, 255, 255)");
     noConsoleErrors(problems, "plain");
     await shot(page, "no-photo.png");
