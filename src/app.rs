@@ -59,6 +59,7 @@ impl App {
             LatestRunSettings {
                 cache_seconds: i64::try_from(settings.cache_seconds).unwrap_or(i64::MAX),
                 sport_types: settings.sport_types.clone(),
+                route_shape: settings.route_shape,
             },
             store.clone(),
             strava,

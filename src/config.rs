@@ -24,6 +24,8 @@ pub struct Settings {
     pub cache_seconds: u64,
     /// CORS allow-list.
     pub allowed_origins: AllowedOrigins,
+    /// `WIDGET_ROUTE_SHAPE`: add the privacy-trimmed route sketch to answers.
+    pub route_shape: bool,
     /// The webhook's shared secret, when configured.
     pub webhook_verify_token: Option<Secret>,
     /// `RUST_LOG` filter.
@@ -167,6 +169,8 @@ struct SettingValues {
     cache_seconds: Option<String>,
     #[serde(rename = "WIDGET_ALLOWED_ORIGINS")]
     allowed_origins: Option<String>,
+    #[serde(rename = "WIDGET_ROUTE_SHAPE")]
+    route_shape: Option<String>,
     #[serde(rename = "STRAVA_WEBHOOK_VERIFY_TOKEN")]
     webhook_verify_token: Option<String>,
     #[serde(rename = "RUST_LOG")]
@@ -318,6 +322,17 @@ impl Settings {
 
         let allowed_origins = parse_origins(values.allowed_origins.as_deref().unwrap_or("*"))?;
 
+        let route_shape = match values.route_shape.as_deref().unwrap_or("false") {
+            v if v.eq_ignore_ascii_case("true") => true,
+            v if v.eq_ignore_ascii_case("false") => false,
+            _ => {
+                return Err(ConfigError::new(
+                    "WIDGET_ROUTE_SHAPE",
+                    "must be true or false",
+                ))
+            }
+        };
+
         let log_format = match values.log_format.as_deref().unwrap_or("text") {
             f if f.eq_ignore_ascii_case("text") => LogFormat::Text,
             f if f.eq_ignore_ascii_case("json") => LogFormat::Json,
@@ -342,6 +357,7 @@ impl Settings {
             sport_types,
             cache_seconds,
             allowed_origins,
+            route_shape,
             webhook_verify_token: values.webhook_verify_token.map(Secret::new),
             log_filter,
             log_format,
@@ -451,6 +467,7 @@ mod tests {
             ("WIDGET_CACHE_SECONDS", "0"),
             ("WIDGET_ALLOWED_ORIGINS", "blog.example.org"),
             ("LOG_FORMAT", "xml"),
+            ("WIDGET_ROUTE_SHAPE", "yes"),
             ("RUST_LOG", "=[[["),
         ];
         for (name, value) in cases {
@@ -550,7 +567,7 @@ mod tests {
     #[test]
     fn the_setting_names_come_from_the_struct() {
         let names = setting_names();
-        assert_eq!(names.len(), 10, "{names:?}");
+        assert_eq!(names.len(), 11, "{names:?}");
         for name in ["AzureWebJobsStorage", "WIDGET_CACHE_SECONDS", "RUST_LOG"] {
             assert!(names.contains(&name), "{name}");
         }

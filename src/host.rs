@@ -285,9 +285,16 @@ impl HttpTriggerRequest<'_> {
         // Query is already decoded; sort for a stable order (the host's object has none).
         let mut query: Vec<(String, String)> = self.query.into_iter().collect();
         query.sort();
+        let mut params: Vec<(String, String)> = self
+            .params
+            .into_iter()
+            .filter_map(|(name, value)| value.map(|value| (name, value)))
+            .collect();
+        params.sort();
         Ok(FunctionRequest {
             method,
             query,
+            params,
             headers: self.headers,
             body: self
                 .body

@@ -16,10 +16,31 @@ pub struct FunctionRequest {
     pub method: Method,
     /// Decoded query pairs, in order.
     pub query: Vec<(String, String)>,
+    /// Route parameters (`{file}` of `widget/{file}`): from the path in the forwarded form, from
+    /// `Params` in the invocation form.
+    pub params: Vec<(String, String)>,
     /// The client's headers.
     pub headers: HeaderMap,
     /// The body (empty when none).
     pub body: Bytes,
+}
+
+impl FunctionRequest {
+    /// A route parameter's value.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The first value of a query parameter.
+    pub fn query_value(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// An HTTP response from a function; the edge adapters send it raw or wrap it in `Outputs.res`.
@@ -102,6 +123,9 @@ pub enum ApiError {
     /// No such route.
     #[error("There is no function at this path.")]
     NotFound,
+    /// The `Widget` function has no file of that name.
+    #[error("There is no such widget file: the widget serves latest-run.js and demo.html.")]
+    NoSuchFile,
     /// The route exists but not for this method.
     #[error("This method is not allowed here.")]
     MethodNotAllowed,
@@ -127,7 +151,9 @@ impl ApiError {
             | ApiError::CredentialsUnusable(_)
             | ApiError::StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::StravaUnavailable | ApiError::StravaAuthorization => StatusCode::BAD_GATEWAY,
-            ApiError::NoPublicRun | ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::NoPublicRun | ApiError::NotFound | ApiError::NoSuchFile => {
+                StatusCode::NOT_FOUND
+            }
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -146,7 +172,7 @@ impl ApiError {
             ApiError::NoPublicRun => "no_public_run",
             ApiError::BadRequest(_) => "bad_request",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
-            ApiError::NotFound => "not_found",
+            ApiError::NotFound | ApiError::NoSuchFile => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::WebhookNotConfigured => "not_configured",
             ApiError::Forbidden => "forbidden",

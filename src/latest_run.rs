@@ -101,6 +101,11 @@ impl Answer {
         Answer::new(body, fetched_at, Some(run))
     }
 
+    /// The run the body says, for other views of it (the SVG card).
+    pub fn run(&self) -> Option<&LatestRun> {
+        self.run.as_ref()
+    }
+
     /// Whether the body says `stale: true`.
     pub fn is_stale(&self) -> bool {
         self.run.as_ref().is_some_and(|r| r.stale)
@@ -133,6 +138,19 @@ impl Known {
         match self {
             Known::Run(answer) => Ok(answer),
             Known::NoPublicRun { .. } => Err(LatestRunError::NoPublicRun),
+        }
+    }
+
+    /// Whether the answer was made under this instance's `WIDGET_ROUTE_SHAPE`: a stored answer
+    /// made under the other value is treated as absent, so switching the sketch off takes it
+    /// away at once instead of after the next window.
+    fn fits(&self, route_shape: bool) -> bool {
+        match self {
+            Known::Run(answer) => answer
+                .run
+                .as_ref()
+                .is_none_or(|run| run.route_shape.is_some() == route_shape),
+            Known::NoPublicRun { .. } => true,
         }
     }
 
@@ -197,6 +215,8 @@ pub struct LatestRunSettings {
     pub cache_seconds: i64,
     /// Which `sport_type`s count as a run.
     pub sport_types: Vec<String>,
+    /// Whether answers carry the route sketch (`WIDGET_ROUTE_SHAPE`).
+    pub route_shape: bool,
 }
 
 /// What [`LatestRunService::refresh`] did, for the timer's summary line.
@@ -690,6 +710,7 @@ impl LatestRunService {
                 .snapshot
                 .as_ref()
                 .and_then(|s| Some((s, Known::from_snapshot(s)?)))
+                .filter(|(_, known)| known.fits(self.0.settings.route_shape))
             {
                 let current = self.current();
                 let newer = current
@@ -906,12 +927,15 @@ impl LatestRunService {
             .await?;
         let fetched_at = time::OffsetDateTime::from_unix_timestamp(started)
             .unwrap_or_else(|_| self.0.clock.now_datetime());
-        let run = build_latest_run(
+        let mut run = build_latest_run(
             activity,
             photo_url,
             stats.ytd_run_totals.distance,
             fetched_at,
         );
+        if self.0.settings.route_shape {
+            run = run.with_route_shape(activity);
+        }
         Ok(Known::Run(Arc::new(Answer::from_run(
             run,
             fetched_at.unix_timestamp(),

@@ -4,8 +4,8 @@
 //! # Layout (top to bottom; a module uses only those below it)
 //! - [`server`]: the warp server; routes both request forms and caps bodies.
 //! - [`host`]: the Functions host wire protocol and its adapters to the one request model.
-//! - [`functions`]: one module per function (`GetLatestRun`, `RefreshToken`) and the dispatch;
-//!   the only code that joins HTTP and the domain.
+//! - [`functions`]: one module per function (`GetLatestRun`, `RefreshToken`, `Widget`) and the
+//!   dispatch; the only code that joins HTTP and the domain.
 //! - [`app`]: the shared state: the domain services, built once without I/O.
 //! - [`setup`]: the `setup` and `status` commands (beside `app`: they use the store and Strava).
 //! - [`subscribe`]: the `subscribe` and `unsubscribe` commands (the push subscription).
@@ -15,7 +15,8 @@
 //!   following Strava, one Strava round per window, the shared read budget; domain errors.
 //! - [`push_events`]: what Strava's push events do: record, apply, verify deauthorizations.
 //! - [`tokens`]: the token keeper: a valid access token, no rotated refresh token ever lost.
-//! - [`widget`]: the widget's view model: picks the latest public run and builds the response.
+//! - [`widget`]: the widget's view model: picks the latest public run and builds the response;
+//!   the SVG card; the embedded front end (`widget/`).
 //! - [`store`]: Azure Table Storage: typed entities, the one `Lease`, ETag rules.
 //! - [`strava`]: Strava OAuth and API client, lenient models, rate-limit tracking.
 //! - [`schedule`]: the standalone refresh schedule, read from `RefreshToken/function.json`.

@@ -1,7 +1,7 @@
 //! The HTTP server: one warp filter that accepts every request, reads its body with a size cap
-//! (chunked bodies included), and routes it: `GET /` readiness, `/api/{Function}` forwarded
-//! requests, and in host mode only `POST /{Function}` invocations. Anything else gets a JSON
-//! error; nothing panics.
+//! (chunked bodies included), and routes it: `GET /` readiness, `/api/{Function}` and
+//! `/api/widget/{file}` forwarded requests, and in host mode only `POST /{Function}`
+//! invocations. Anything else gets a JSON error; nothing panics.
 
 use crate::app::App;
 use crate::functions::{self, FunctionName};
@@ -136,46 +136,38 @@ async fn route(
     body: Result<Bytes, ApiError>,
 ) -> Response<Bytes> {
     let mut segments = path.trim_matches('/').split('/');
-    match [segments.next(), segments.next(), segments.next()] {
+    let parts = [
+        segments.next(),
+        segments.next(),
+        segments.next(),
+        segments.next(),
+    ];
+    match parts {
         // Readiness and health pings: answered before and without any I/O.
-        [Some(""), None, None] if method == Method::GET || method == Method::HEAD => {
+        [Some(""), None, None, None] if method == Method::GET || method == Method::HEAD => {
             FunctionResponse::json(StatusCode::OK, &serde_json::json!({"status": "ready"}))
                 .into_http()
         }
         // The host's routing ignores case in the whole route: `/API/getlatestrun` is the function.
-        [Some(prefix), Some(name), None] if prefix.eq_ignore_ascii_case("api") => {
+        [Some(prefix), Some(name), None, None] if prefix.eq_ignore_ascii_case("api") => {
             match FunctionName::parse(name).filter(|f| f.is_http()) {
                 Some(function) => {
-                    let response = match body {
-                        Ok(body) => {
-                            // The host forwards its requests with the invocation id: log
-                            // them in its span. Without one (standalone, the widget's warm
-                            // path in benchmarks) there is nothing to tie lines to.
-                            let span = functions::invocation_id(&headers)
-                                .map(|id| functions::span(function, Some(id)));
-                            let request = FunctionRequest {
-                                method,
-                                query: url::form_urlencoded::parse(raw_query.as_bytes())
-                                    .into_owned()
-                                    .collect(),
-                                headers,
-                                body,
-                            };
-                            let call = functions::call_http(app, function, request);
-                            match span {
-                                Some(span) => call.instrument(span).await,
-                                None => call.await,
-                            }
-                        }
-                        Err(err) => err.to_response(),
-                    };
-                    response.into_http()
+                    let request = public_request(method, raw_query, headers, Vec::new());
+                    call_public(app, function, request, body).await
                 }
                 None => ApiError::NotFound.to_response().into_http(),
             }
         }
+        // `widget/{file}`: the Widget function's own route (Widget/function.json).
+        [Some(prefix), Some(route), Some(file), None]
+            if prefix.eq_ignore_ascii_case("api") && route.eq_ignore_ascii_case("widget") =>
+        {
+            let params = vec![("file".to_owned(), file.to_owned())];
+            let request = public_request(method, raw_query, headers, params);
+            call_public(app, FunctionName::Widget, request, body).await
+        }
         // The invocation routes belong to the host (DESIGN §1); standalone they do not exist.
-        [Some(name), None, None] if mode == Mode::Host => match FunctionName::parse(name) {
+        [Some(name), None, None, None] if mode == Mode::Host => match FunctionName::parse(name) {
             Some(function) if method == Method::POST => match body {
                 Ok(body) => {
                     let span = functions::span(function, functions::invocation_id(&headers));
@@ -190,6 +182,48 @@ async fn route(
             None => ApiError::NotFound.to_response().into_http(),
         },
         _ => ApiError::NotFound.to_response().into_http(),
+    }
+}
+
+/// A forwarded request as the one request model (the body comes separately: it may have failed).
+fn public_request(
+    method: Method,
+    raw_query: &str,
+    headers: HeaderMap,
+    params: Vec<(String, String)>,
+) -> FunctionRequest {
+    FunctionRequest {
+        method,
+        query: url::form_urlencoded::parse(raw_query.as_bytes())
+            .into_owned()
+            .collect(),
+        params,
+        headers,
+        body: Bytes::new(),
+    }
+}
+
+/// Runs an HTTP function on a forwarded request, or answers the body's error. The host
+/// forwards its requests with the invocation id: they are logged in its span. Without one
+/// (standalone, the widget's warm path in benchmarks) there is nothing to tie lines to.
+async fn call_public(
+    app: &App,
+    function: FunctionName,
+    request: FunctionRequest,
+    body: Result<Bytes, ApiError>,
+) -> Response<Bytes> {
+    match body {
+        Ok(body) => {
+            let span = functions::invocation_id(&request.headers)
+                .map(|id| functions::span(function, Some(id)));
+            let call = functions::call_http(app, function, FunctionRequest { body, ..request });
+            match span {
+                Some(span) => call.instrument(span).await,
+                None => call.await,
+            }
+            .into_http()
+        }
+        Err(err) => err.to_response().into_http(),
     }
 }
 

@@ -1,5 +1,10 @@
 //! The widget's view model: picks the latest public run from Strava's decoded data and builds the
-//! `GetLatestRun` response (DESIGN §5) from an allow-list of fields, so nothing else leaks.
+//! `GetLatestRun` response (DESIGN §5) from an allow-list of fields, so nothing else leaks. Beside
+//! it, [`svg`] renders that response as an SVG card and [`assets`] holds the embedded front end.
+
+pub mod assets;
+pub mod route_shape;
+pub mod svg;
 
 use crate::strava::models::{is_placeholder_url, DetailedActivity, Photo, SummaryActivity};
 use serde::{Deserialize, Serialize};
@@ -48,6 +53,19 @@ pub struct LatestRun {
     pub fetched_at: String,
     /// True when Strava could not be reached and this is the last good answer.
     pub stale: bool,
+    /// Only with `WIDGET_ROUTE_SHAPE=true` (else the key is left out): the route sketch as SVG
+    /// path data in a 0–100 box ([`route_shape`]), or null when Strava has no polyline.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    pub route_shape: Option<Option<String>>,
+}
+
+/// A key that is there, null included, is `Some`; a missing one is `None` (by `default`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
 }
 
 impl LatestRun {
@@ -198,6 +216,22 @@ pub fn build_latest_run(
         strava_url: format!("https://www.strava.com/activities/{}", activity.id),
         fetched_at: format_utc_seconds(fetched_at).unwrap_or_default(),
         stale: false,
+        route_shape: None,
+    }
+}
+
+impl LatestRun {
+    /// With the route sketch of `activity` (null without a usable polyline).
+    pub fn with_route_shape(self, activity: &SummaryActivity) -> LatestRun {
+        LatestRun {
+            route_shape: Some(
+                activity
+                    .summary_polyline
+                    .as_deref()
+                    .and_then(route_shape::route_shape),
+            ),
+            ..self
+        }
     }
 }
 
@@ -668,6 +702,28 @@ mod tests {
             },
             fresh
         );
+    }
+
+    #[test]
+    fn the_route_shape_key_is_there_only_when_asked_for() {
+        let plain = serde_json::to_value(built_sample()).expect("encodes");
+        assert!(plain.get("route_shape").is_none());
+        let list = activities();
+        let picked = pick_latest_run(&list, &runs()).expect("a run");
+        let with = built_sample().with_route_shape(picked);
+        let encoded = serde_json::to_value(&with).expect("encodes");
+        let path = encoded["route_shape"].as_str().expect("a path");
+        assert!(path.starts_with('M'), "{path}");
+        let mut no_map = picked.clone();
+        no_map.summary_polyline = None;
+        let without = built_sample().with_route_shape(&no_map);
+        let encoded = serde_json::to_value(&without).expect("encodes");
+        assert_eq!(encoded.get("route_shape"), Some(&Value::Null));
+        for run in [with, without, built_sample()] {
+            let text = serde_json::to_string(&run).expect("encodes");
+            let back: LatestRun = serde_json::from_str(&text).expect("decodes");
+            assert_eq!(back, run);
+        }
     }
 
     #[test]

@@ -735,7 +735,7 @@ fn config_files_validate_against_the_official_schemas() {
     functions.sort();
     assert_eq!(
         functions,
-        ["GetLatestRun", "RefreshToken", "StravaWebhook"],
+        ["GetLatestRun", "RefreshToken", "StravaWebhook", "Widget"],
         "the function folders"
     );
     for name in &functions {

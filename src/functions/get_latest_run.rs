@@ -1,18 +1,53 @@
-//! `GetLatestRun`: the widget's request. Answers the latest public run as JSON (DESIGN §5) from
-//! the latest-run service, with an ETag (`If-None-Match` → 304), cache headers and CORS, and
-//! turns the service's errors into client errors. On the warm path it does no I/O.
+//! `GetLatestRun`: the widget's request. Answers the latest public run as JSON (DESIGN §5), or
+//! with `format=svg` as the SVG card (DESIGN §7), from the latest-run service, with an ETag
+//! (`If-None-Match` → 304), cache headers and CORS, and turns the service's errors into client
+//! errors. On the warm path it does no I/O.
 
+use super::public_http::{add_cors, cacheable, preflight};
 use crate::config::AllowedOrigins;
 use crate::http::{ApiError, FunctionRequest, FunctionResponse, JSON_CONTENT_TYPE};
-use crate::latest_run::{Answer, LatestRunError, LatestRunService};
-use headers::{Header, HeaderMapExt};
+use crate::latest_run::{etag_of, Answer, LatestRunError, LatestRunService};
+use crate::widget::svg::{self, Theme, Units};
 use std::sync::OnceLock;
-use warp::http::header::{
-    ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
-    ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, ALLOW, CACHE_CONTROL, CONTENT_TYPE,
-    ETAG, IF_NONE_MATCH, ORIGIN, VARY,
-};
-use warp::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use warp::http::header::{ALLOW, CONTENT_SECURITY_POLICY, ORIGIN, X_CONTENT_TYPE_OPTIONS};
+use warp::http::{HeaderValue, Method};
+
+/// The SVG card's content type.
+const SVG_CONTENT_TYPE: &str = "image/svg+xml";
+
+/// What the request asks for: the JSON answer (the default) or the SVG card.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    Json,
+    Svg(Theme, Units),
+}
+
+impl Format {
+    /// From `format=json|svg`, and for the card `theme=auto|light|dark`, `units=metric|imperial`.
+    fn of(request: &FunctionRequest) -> Result<Format, ApiError> {
+        let bad = |name: &str, allowed: &str| {
+            ApiError::BadRequest(format!("The {name} parameter must be {allowed}."))
+        };
+        match request.query_value("format") {
+            None => Ok(Format::Json),
+            Some(f) if f.eq_ignore_ascii_case("json") => Ok(Format::Json),
+            Some(f) if f.eq_ignore_ascii_case("svg") => {
+                let theme = match request.query_value("theme") {
+                    None => Theme::default(),
+                    Some(t) => {
+                        Theme::parse(t).ok_or_else(|| bad("theme", "auto, light or dark"))?
+                    }
+                };
+                let units = match request.query_value("units") {
+                    None => Units::default(),
+                    Some(u) => Units::parse(u).ok_or_else(|| bad("units", "metric or imperial"))?,
+                };
+                Ok(Format::Svg(theme, units))
+            }
+            Some(_) => Err(bad("format", "json or svg")),
+        }
+    }
+}
 
 /// Handles one widget request.
 pub async fn handle(
@@ -22,9 +57,28 @@ pub async fn handle(
 ) -> FunctionResponse {
     let mut response = match request.method {
         Method::OPTIONS => preflight(),
-        Method::GET | Method::HEAD => match latest_run.answer().await {
-            Ok(answer) => respond(&answer, request, cache_control(latest_run.cache_seconds())),
-            Err(err) => api_error(err).to_response(),
+        // A bad parameter is answered before any I/O.
+        Method::GET | Method::HEAD => match Format::of(request) {
+            Ok(format) => match latest_run.answer().await {
+                Ok(answer) => {
+                    let cache_control = cache_control(latest_run.cache_seconds());
+                    match format {
+                        Format::Json => cacheable(
+                            request,
+                            // A cheap reference-counted clone of the cached bytes.
+                            answer.body.clone(),
+                            &answer.etag,
+                            HeaderValue::from_static(JSON_CONTENT_TYPE),
+                            cache_control,
+                        ),
+                        Format::Svg(theme, units) => {
+                            card(&answer, theme, units, request, cache_control)
+                        }
+                    }
+                }
+                Err(err) => api_error(err).to_response(),
+            },
+            Err(err) => err.to_response(),
         },
         _ => ApiError::MethodNotAllowed
             .to_response()
@@ -35,6 +89,38 @@ pub async fn handle(
         allowed_origins,
         request.headers.get(ORIGIN),
     );
+    response
+}
+
+/// The answer as the SVG card, with an ETag of its own bytes and the answer's cache rules.
+/// Opened on its own (not as an image) it still runs nothing: a CSP allows its inline style only.
+fn card(
+    answer: &Answer,
+    theme: Theme,
+    units: Units,
+    request: &FunctionRequest,
+    cache_control: HeaderValue,
+) -> FunctionResponse {
+    let Some(run) = answer.run() else {
+        // Every answer this app makes carries its run; never serve a card of nothing.
+        return ApiError::NoPublicRun.to_response();
+    };
+    let body = svg::render(run, theme, units);
+    let etag = etag_of(body.as_bytes());
+    let mut response = cacheable(
+        request,
+        bytes::Bytes::from(body),
+        &etag,
+        HeaderValue::from_static(SVG_CONTENT_TYPE),
+        cache_control,
+    );
+    response.headers.insert(
+        CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
+    );
+    response
+        .headers
+        .insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     response
 }
 
@@ -68,184 +154,5 @@ fn cache_control(cache_seconds: i64) -> HeaderValue {
         value.clone()
     } else {
         format()
-    }
-}
-
-fn respond(
-    answer: &Answer,
-    request: &FunctionRequest,
-    cache_control: HeaderValue,
-) -> FunctionResponse {
-    // Only a request that carries If-None-Match pays for parsing it: the widget's plain GET (the
-    // benchmarked warm path) does one map lookup here and nothing more.
-    let etag = HeaderValue::from_str(&answer.etag).ok();
-    let not_modified = request.headers.contains_key(IF_NONE_MATCH)
-        && etag
-            .as_ref()
-            .is_some_and(|etag| !if_none_match_passes(&request.headers, etag));
-    let mut headers = HeaderMap::with_capacity(8);
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static(JSON_CONTENT_TYPE));
-    if let Some(etag) = etag {
-        headers.insert(ETAG, etag);
-    }
-    headers.insert(CACHE_CONTROL, cache_control);
-    let (status, body) = if not_modified {
-        (StatusCode::NOT_MODIFIED, bytes::Bytes::new())
-    } else {
-        // A cheap reference-counted clone of the cached bytes.
-        (StatusCode::OK, answer.body.clone())
-    };
-    FunctionResponse {
-        status,
-        headers,
-        body,
-    }
-}
-
-/// Whether the request's `If-None-Match` lets the full answer through (RFC 9110 §13.1.2): all
-/// its header lines read as one list, `*` or any listed tag equal to ours under the weak
-/// comparison (`W/"x"` matches `"x"`) means 304. A header that cannot be read is ignored, as the
-/// full answer is always a correct reply.
-fn if_none_match_passes(request: &HeaderMap, etag: &HeaderValue) -> bool {
-    if !request.get_all(IF_NONE_MATCH).iter().all(tag_list_is_safe) {
-        return true;
-    }
-    let Some(condition) = request.typed_get::<headers::IfNoneMatch>() else {
-        return true;
-    };
-    match headers::ETag::decode(&mut std::iter::once(etag)) {
-        Ok(ours) => condition.precondition_passes(&ours),
-        Err(_) => true,
-    }
-}
-
-/// Whether one `If-None-Match` line can be given to `headers` safely. Its entity-tag parser
-/// `debug_assert!`s that a tag holds no space or tab (valid tags never do, but header values may),
-/// so such a line would panic in a debug build. A line with unbalanced quotes is refused too:
-/// `headers` joins the lines with ", ", which would put a space inside the open quote. The items
-/// are split as `headers` splits them: on commas outside quotes, trimmed.
-fn tag_list_is_safe(line: &HeaderValue) -> bool {
-    let Ok(text) = line.to_str() else {
-        // `headers` reads nothing from a line that is not visible ASCII.
-        return true;
-    };
-    let mut in_quotes = false;
-    let safe = text
-        .split(|c: char| {
-            if c == '"' {
-                in_quotes = !in_quotes;
-            }
-            c == ',' && !in_quotes
-        })
-        .all(|item| !item.trim().contains([' ', '\t']));
-    safe && !in_quotes
-}
-
-fn preflight() -> FunctionResponse {
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("GET, HEAD, OPTIONS"),
-    );
-    headers.insert(
-        ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("If-None-Match, Content-Type"),
-    );
-    headers.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
-    FunctionResponse {
-        status: StatusCode::NO_CONTENT,
-        headers,
-        body: bytes::Bytes::new(),
-    }
-}
-
-/// CORS headers for the request's origin under `WIDGET_ALLOWED_ORIGINS`.
-fn add_cors(headers: &mut HeaderMap, allowed: &AllowedOrigins, origin: Option<&HeaderValue>) {
-    let expose = HeaderValue::from_static("ETag");
-    match allowed {
-        AllowedOrigins::Any => {
-            headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
-            headers.insert(ACCESS_CONTROL_EXPOSE_HEADERS, expose);
-        }
-        AllowedOrigins::List(list) => {
-            // The answer differs by Origin, so shared caches must key on it.
-            headers.insert(VARY, HeaderValue::from_static("Origin"));
-            let listed = origin.filter(|o| {
-                o.to_str()
-                    .is_ok_and(|o| list.iter().any(|a| a == o.trim_end_matches('/')))
-            });
-            if let Some(origin) = listed {
-                headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
-                headers.insert(ACCESS_CONTROL_EXPOSE_HEADERS, expose);
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn passes(lines: &[&'static str]) -> bool {
-        let mut request = HeaderMap::new();
-        for line in lines {
-            request.append(IF_NONE_MATCH, HeaderValue::from_static(line));
-        }
-        if_none_match_passes(&request, &HeaderValue::from_static("\"abc\""))
-    }
-
-    #[test]
-    fn if_none_match_understands_lists_weak_tags_star_and_several_lines() {
-        assert!(!passes(&["\"abc\""]));
-        assert!(!passes(&["W/\"abc\""]));
-        assert!(!passes(&["\"x\", W/\"abc\""]));
-        assert!(!passes(&["\"x\",\"abc\""]));
-        assert!(!passes(&["\"x\"", "\"abc\""]));
-        assert!(!passes(&["*"]));
-        assert!(passes(&["\"abd\""]));
-        assert!(passes(&["\"x\", W/\"y\""]));
-        assert!(passes(&["\"x\"", "W/\"y\""]));
-        assert!(passes(&["abc"]));
-        assert!(passes(&["w/\"abc\""]));
-        assert!(passes(&[""]));
-        assert!(passes(&[",, ,"]));
-        assert!(passes(&[]));
-    }
-
-    #[test]
-    fn if_none_match_with_whitespace_inside_a_tag_is_ignored_not_a_panic() {
-        assert!(passes(&["\"a b\""]));
-        assert!(passes(&["\"a\tb\""]));
-        assert!(passes(&["W/\"a b\", \"abc\""]));
-        assert!(passes(&["\"a", "b\""]));
-        assert!(passes(&["\"a,  b\""]));
-    }
-
-    #[test]
-    fn cors_follows_the_allow_list() {
-        let origin = |o: &'static str| HeaderValue::from_static(o);
-        let mut any = HeaderMap::new();
-        add_cors(
-            &mut any,
-            &AllowedOrigins::Any,
-            Some(&origin("https://evil.example")),
-        );
-        assert_eq!(any[ACCESS_CONTROL_ALLOW_ORIGIN], "*");
-        let list = AllowedOrigins::List(vec!["https://blog.example.org".into()]);
-        let mut allowed = HeaderMap::new();
-        add_cors(
-            &mut allowed,
-            &list,
-            Some(&origin("https://blog.example.org")),
-        );
-        assert_eq!(
-            allowed[ACCESS_CONTROL_ALLOW_ORIGIN],
-            "https://blog.example.org"
-        );
-        assert_eq!(allowed[VARY], "Origin");
-        let mut other = HeaderMap::new();
-        add_cors(&mut other, &list, Some(&origin("https://evil.example")));
-        assert!(other.get(ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
-        assert_eq!(other[VARY], "Origin");
     }
 }

@@ -5,8 +5,10 @@
 //! so every log line written while it runs, in whatever module, carries both.
 
 pub mod get_latest_run;
+pub mod public_http;
 pub mod refresh_token;
 pub mod strava_webhook;
+pub mod widget;
 
 use crate::app::App;
 pub use crate::http::{FunctionRequest, FunctionResponse, TimerInfo, JSON_CONTENT_TYPE};
@@ -20,6 +22,8 @@ pub enum FunctionName {
     RefreshToken,
     /// HTTP: Strava's push subscription callback.
     StravaWebhook,
+    /// HTTP, route `widget/{file}`: the embeddable script and its demo page.
+    Widget,
 }
 
 impl FunctionName {
@@ -29,6 +33,7 @@ impl FunctionName {
             FunctionName::GetLatestRun,
             FunctionName::RefreshToken,
             FunctionName::StravaWebhook,
+            FunctionName::Widget,
         ]
         .into_iter()
         .find(|f| f.as_str().eq_ignore_ascii_case(name))
@@ -40,6 +45,7 @@ impl FunctionName {
             FunctionName::GetLatestRun => "GetLatestRun",
             FunctionName::RefreshToken => "RefreshToken",
             FunctionName::StravaWebhook => "StravaWebhook",
+            FunctionName::Widget => "Widget",
         }
     }
 
@@ -47,7 +53,7 @@ impl FunctionName {
     pub fn is_http(self) -> bool {
         matches!(
             self,
-            FunctionName::GetLatestRun | FunctionName::StravaWebhook
+            FunctionName::GetLatestRun | FunctionName::StravaWebhook | FunctionName::Widget
         )
     }
 }
@@ -102,6 +108,7 @@ pub async fn call_http(
             )
             .await
         }
+        FunctionName::Widget => widget::handle(&app.allowed_origins, &request),
         // Timer functions have no public route; the router never sends them here.
         FunctionName::RefreshToken => crate::http::ApiError::NotFound.to_response(),
     }
@@ -117,7 +124,7 @@ pub async fn call_timer(
         FunctionName::RefreshToken => {
             refresh_token::run(&app.tokens, &app.latest_run, &app.clock, timer).await
         }
-        FunctionName::GetLatestRun | FunctionName::StravaWebhook => {
+        FunctionName::GetLatestRun | FunctionName::StravaWebhook | FunctionName::Widget => {
             Err(format!("{} is not a timer function", function.as_str()))
         }
     }

@@ -1,5 +1,7 @@
 //! Lenient decoded forms of Strava's JSON that keep only an allow-list of fields, so coordinates,
-//! maps, polylines and personal details are dropped at the client boundary by construction.
+//! maps, polylines and personal details are dropped at the client boundary by construction. The
+//! one exception, the list's `map.summary_polyline`, is kept in memory for the privacy-trimmed
+//! route sketch and never encoded again.
 
 use serde::de::{DeserializeOwned, Deserializer};
 use serde::{Deserialize, Serialize};
@@ -66,6 +68,25 @@ pub struct SummaryActivity {
     /// All photos (Strava and Instagram); `photo_count` counts Instagram only, so it is not kept.
     #[serde(default, deserialize_with = "de_opt_i64")]
     pub total_photo_count: Option<i64>,
+    /// `map.summary_polyline`, for the route sketch only (`WIDGET_ROUTE_SHAPE`); never encoded.
+    #[serde(
+        rename = "map",
+        default,
+        deserialize_with = "de_summary_polyline",
+        skip_serializing
+    )]
+    pub summary_polyline: Option<String>,
+}
+
+/// `map.summary_polyline` when it is a non-empty string (a hidden map or a treadmill has none).
+fn de_summary_polyline<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::Object(map) => match map.get("summary_polyline") {
+            Some(Value::String(line)) if !line.is_empty() => Some(line.clone()),
+            _ => None,
+        },
+        _ => None,
+    })
 }
 
 impl SummaryActivity {
@@ -566,6 +587,30 @@ mod tests {
     }
 
     #[test]
+    fn the_summary_polyline_is_kept_for_the_sketch_only() {
+        let mut value = sample(ACTIVITIES);
+        let list: Vec<SummaryActivity> = serde_json::from_value(value.clone()).expect("decodes");
+        assert!(list[2]
+            .summary_polyline
+            .as_deref()
+            .is_some_and(|p| p.starts_with("kkp_I")));
+        for map in [
+            json!(null),
+            json!({"summary_polyline": ""}),
+            json!({"id": "a1"}),
+            json!(7),
+        ] {
+            value[2]["map"] = map;
+            let list: Vec<SummaryActivity> =
+                serde_json::from_value(value.clone()).expect("decodes");
+            assert_eq!(list[2].summary_polyline, None);
+        }
+        value[2].as_object_mut().expect("object").remove("map");
+        let list: Vec<SummaryActivity> = serde_json::from_value(value).expect("decodes");
+        assert_eq!(list[2].summary_polyline, None);
+    }
+
+    #[test]
     fn re_encoding_carries_no_coordinates_map_or_personal_details() {
         // The decoded types have no such fields; this guards against someone adding them.
         let list: Vec<SummaryActivity> = serde_json::from_str(ACTIVITIES).expect("decodes");
@@ -598,6 +643,14 @@ mod tests {
         assert_eq!(encoded["start_date"], json!("2025-10-12T08:03:57Z"));
         assert_eq!(encoded["type"], json!("Ride"));
         let back: SummaryActivity = serde_json::from_value(encoded).expect("decodes");
-        assert_eq!(back, list[0]);
+        // Everything but the polyline, which is never encoded.
+        assert!(list[0].summary_polyline.is_some());
+        assert_eq!(
+            back,
+            SummaryActivity {
+                summary_polyline: None,
+                ..list[0].clone()
+            }
+        );
     }
 }

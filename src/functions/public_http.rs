@@ -1,0 +1,195 @@
+//! What the public HTTP functions answer alike: CORS under `WIDGET_ALLOWED_ORIGINS` and its
+//! preflight, and cacheable answers with a strong ETag where `If-None-Match` gets a `304`.
+
+use crate::config::AllowedOrigins;
+use crate::http::{FunctionRequest, FunctionResponse};
+use headers::{Header, HeaderMapExt};
+use warp::http::header::{
+    ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
+    ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, CACHE_CONTROL, CONTENT_TYPE, ETAG,
+    IF_NONE_MATCH, VARY,
+};
+use warp::http::{HeaderMap, HeaderValue, StatusCode};
+
+/// A `200` with `body`, its content type, ETag and `Cache-Control`, or a `304` without a body
+/// when the request's `If-None-Match` matches `etag`.
+pub fn cacheable(
+    request: &FunctionRequest,
+    body: bytes::Bytes,
+    etag: &str,
+    content_type: HeaderValue,
+    cache_control: HeaderValue,
+) -> FunctionResponse {
+    // Only a request that carries If-None-Match pays for parsing it: the widget's plain GET (the
+    // benchmarked warm path) does one map lookup here and nothing more.
+    let etag = HeaderValue::from_str(etag).ok();
+    let not_modified = request.headers.contains_key(IF_NONE_MATCH)
+        && etag
+            .as_ref()
+            .is_some_and(|etag| !if_none_match_passes(&request.headers, etag));
+    let mut headers = HeaderMap::with_capacity(8);
+    headers.insert(CONTENT_TYPE, content_type);
+    if let Some(etag) = etag {
+        headers.insert(ETAG, etag);
+    }
+    headers.insert(CACHE_CONTROL, cache_control);
+    let (status, body) = if not_modified {
+        (StatusCode::NOT_MODIFIED, bytes::Bytes::new())
+    } else {
+        (StatusCode::OK, body)
+    };
+    FunctionResponse {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// Whether the request's `If-None-Match` lets the full answer through (RFC 9110 §13.1.2): all
+/// its header lines read as one list, `*` or any listed tag equal to ours under the weak
+/// comparison (`W/"x"` matches `"x"`) means 304. A header that cannot be read is ignored, as the
+/// full answer is always a correct reply.
+fn if_none_match_passes(request: &HeaderMap, etag: &HeaderValue) -> bool {
+    if !request.get_all(IF_NONE_MATCH).iter().all(tag_list_is_safe) {
+        return true;
+    }
+    let Some(condition) = request.typed_get::<headers::IfNoneMatch>() else {
+        return true;
+    };
+    match headers::ETag::decode(&mut std::iter::once(etag)) {
+        Ok(ours) => condition.precondition_passes(&ours),
+        Err(_) => true,
+    }
+}
+
+/// Whether one `If-None-Match` line can be given to `headers` safely. Its entity-tag parser
+/// `debug_assert!`s that a tag holds no space or tab (valid tags never do, but header values may),
+/// so such a line would panic in a debug build. A line with unbalanced quotes is refused too:
+/// `headers` joins the lines with ", ", which would put a space inside the open quote. The items
+/// are split as `headers` splits them: on commas outside quotes, trimmed.
+fn tag_list_is_safe(line: &HeaderValue) -> bool {
+    let Ok(text) = line.to_str() else {
+        // `headers` reads nothing from a line that is not visible ASCII.
+        return true;
+    };
+    let mut in_quotes = false;
+    let safe = text
+        .split(|c: char| {
+            if c == '"' {
+                in_quotes = !in_quotes;
+            }
+            c == ',' && !in_quotes
+        })
+        .all(|item| !item.trim().contains([' ', '\t']));
+    safe && !in_quotes
+}
+
+/// The CORS preflight answer (`OPTIONS`): `204` allowing the methods and `If-None-Match`.
+pub fn preflight() -> FunctionResponse {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, HEAD, OPTIONS"),
+    );
+    headers.insert(
+        ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("If-None-Match, Content-Type"),
+    );
+    headers.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
+    FunctionResponse {
+        status: StatusCode::NO_CONTENT,
+        headers,
+        body: bytes::Bytes::new(),
+    }
+}
+
+/// CORS headers for the request's origin under `WIDGET_ALLOWED_ORIGINS`.
+pub fn add_cors(headers: &mut HeaderMap, allowed: &AllowedOrigins, origin: Option<&HeaderValue>) {
+    let expose = HeaderValue::from_static("ETag");
+    match allowed {
+        AllowedOrigins::Any => {
+            headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+            headers.insert(ACCESS_CONTROL_EXPOSE_HEADERS, expose);
+        }
+        AllowedOrigins::List(list) => {
+            // The answer differs by Origin, so shared caches must key on it.
+            headers.insert(VARY, HeaderValue::from_static("Origin"));
+            let listed = origin.filter(|o| {
+                o.to_str()
+                    .is_ok_and(|o| list.iter().any(|a| a == o.trim_end_matches('/')))
+            });
+            if let Some(origin) = listed {
+                headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+                headers.insert(ACCESS_CONTROL_EXPOSE_HEADERS, expose);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn passes(lines: &[&'static str]) -> bool {
+        let mut request = HeaderMap::new();
+        for line in lines {
+            request.append(IF_NONE_MATCH, HeaderValue::from_static(line));
+        }
+        if_none_match_passes(&request, &HeaderValue::from_static("\"abc\""))
+    }
+
+    #[test]
+    fn if_none_match_understands_lists_weak_tags_star_and_several_lines() {
+        assert!(!passes(&["\"abc\""]));
+        assert!(!passes(&["W/\"abc\""]));
+        assert!(!passes(&["\"x\", W/\"abc\""]));
+        assert!(!passes(&["\"x\",\"abc\""]));
+        assert!(!passes(&["\"x\"", "\"abc\""]));
+        assert!(!passes(&["*"]));
+        assert!(passes(&["\"abd\""]));
+        assert!(passes(&["\"x\", W/\"y\""]));
+        assert!(passes(&["\"x\"", "W/\"y\""]));
+        assert!(passes(&["abc"]));
+        assert!(passes(&["w/\"abc\""]));
+        assert!(passes(&[""]));
+        assert!(passes(&[",, ,"]));
+        assert!(passes(&[]));
+    }
+
+    #[test]
+    fn if_none_match_with_whitespace_inside_a_tag_is_ignored_not_a_panic() {
+        assert!(passes(&["\"a b\""]));
+        assert!(passes(&["\"a\tb\""]));
+        assert!(passes(&["W/\"a b\", \"abc\""]));
+        assert!(passes(&["\"a", "b\""]));
+        assert!(passes(&["\"a,  b\""]));
+    }
+
+    #[test]
+    fn cors_follows_the_allow_list() {
+        let origin = |o: &'static str| HeaderValue::from_static(o);
+        let mut any = HeaderMap::new();
+        add_cors(
+            &mut any,
+            &AllowedOrigins::Any,
+            Some(&origin("https://evil.example")),
+        );
+        assert_eq!(any[ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+        let list = AllowedOrigins::List(vec!["https://blog.example.org".into()]);
+        let mut allowed = HeaderMap::new();
+        add_cors(
+            &mut allowed,
+            &list,
+            Some(&origin("https://blog.example.org")),
+        );
+        assert_eq!(
+            allowed[ACCESS_CONTROL_ALLOW_ORIGIN],
+            "https://blog.example.org"
+        );
+        assert_eq!(allowed[VARY], "Origin");
+        let mut other = HeaderMap::new();
+        add_cors(&mut other, &list, Some(&origin("https://evil.example")));
+        assert!(other.get(ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
+        assert_eq!(other[VARY], "Origin");
+    }
+}

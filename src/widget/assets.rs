@@ -1,0 +1,47 @@
+//! The widget's front end, embedded in the binary at build time (`widget/` at the crate root):
+//! the `<latest-run>` module and its demo page, served by the `Widget` function.
+
+/// One embedded file.
+#[derive(Debug)]
+pub struct Asset {
+    /// Its name in the route `widget/{file}`.
+    pub file: &'static str,
+    /// Its `Content-Type`.
+    pub content_type: &'static str,
+    /// Its bytes.
+    pub body: &'static [u8],
+}
+
+/// Every file the `Widget` function serves.
+pub const ASSETS: [Asset; 2] = [
+    Asset {
+        file: "latest-run.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../widget/latest-run.js"),
+    },
+    Asset {
+        file: "demo.html",
+        content_type: "text/html; charset=utf-8",
+        body: include_bytes!("../../widget/demo.html"),
+    },
+];
+
+/// The file of that name (ASCII case ignored, as the rest of the route's), if any.
+pub fn find(file: &str) -> Option<&'static Asset> {
+    ASSETS.iter().find(|a| a.file.eq_ignore_ascii_case(file))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_embedded_files_and_nothing_else() {
+        let script = find("latest-run.js").expect("script");
+        assert!(std::str::from_utf8(script.body).is_ok_and(|s| s.contains("customElements.define")));
+        assert_eq!(find("Demo.HTML").map(|a| a.file), Some("demo.html"));
+        for missing in ["", "..", "../Cargo.toml", "latest-run", "index.html"] {
+            assert!(find(missing).is_none(), "{missing}");
+        }
+    }
+}

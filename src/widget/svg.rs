@@ -1,0 +1,434 @@
+//! The SVG card: the latest run as one self-contained image for places that show images only,
+//! such as a GitHub profile README. No script, no external resource, no photo (it would have to
+//! be fetched and inlined), no coordinates: only what the JSON answer says, every text escaped
+//! for XML. [`Theme::Auto`] follows `prefers-color-scheme` inside the SVG, so one URL suits a
+//! light and a dark page. A view beside the JSON one: it knows nothing of HTTP.
+
+use super::LatestRun;
+use std::fmt::Write;
+
+/// The card's width in CSS pixels (also its `width` attribute).
+pub const WIDTH: u32 = 480;
+/// The card's height in CSS pixels.
+pub const HEIGHT: u32 = 200;
+
+/// Names longer than this many characters are cut with an ellipsis (SVG text does not wrap).
+const NAME_CHARS: usize = 32;
+
+/// Metres in a mile and in a foot.
+const MILE: f64 = 1609.344;
+const FOOT: f64 = 0.3048;
+
+/// The card's colours.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Theme {
+    /// Light on the page's light scheme, dark on its dark one (`prefers-color-scheme`).
+    #[default]
+    Auto,
+    /// Always light.
+    Light,
+    /// Always dark.
+    Dark,
+}
+
+impl Theme {
+    /// `auto`, `light` or `dark` (any case).
+    pub fn parse(value: &str) -> Option<Self> {
+        [Theme::Auto, Theme::Light, Theme::Dark]
+            .into_iter()
+            .find(|t| t.as_str().eq_ignore_ascii_case(value))
+    }
+
+    /// The query value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Theme::Auto => "auto",
+            Theme::Light => "light",
+            Theme::Dark => "dark",
+        }
+    }
+}
+
+/// Kilometres and metres, or miles and feet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Units {
+    /// km, m, min/km.
+    #[default]
+    Metric,
+    /// mi, ft, min/mi.
+    Imperial,
+}
+
+impl Units {
+    /// `metric` or `imperial` (any case).
+    pub fn parse(value: &str) -> Option<Self> {
+        if value.eq_ignore_ascii_case("metric") {
+            Some(Units::Metric)
+        } else if value.eq_ignore_ascii_case("imperial") {
+            Some(Units::Imperial)
+        } else {
+            None
+        }
+    }
+
+    fn length(self) -> f64 {
+        match self {
+            Units::Metric => 1000.0,
+            Units::Imperial => MILE,
+        }
+    }
+
+    fn distance_label(self) -> &'static str {
+        match self {
+            Units::Metric => "km",
+            Units::Imperial => "mi",
+        }
+    }
+}
+
+const LIGHT: &str =
+    ".bg{fill:#fff;stroke:#d7d8dd}.fg{fill:#1b1c20}.mu{fill:#55575e}.tr{fill:#e4e5e9}";
+const DARK: &str =
+    ".bg{fill:#17191e;stroke:#33363d}.fg{fill:#f1f2f4}.mu{fill:#b4b8c0}.tr{fill:#3a3d45}";
+
+/// The card for `run`.
+pub fn render(run: &LatestRun, theme: Theme, units: Units) -> String {
+    // Path data as `route_shape` makes it: commands, digits, dots and spaces only.
+    let shape = run
+        .route_shape
+        .as_ref()
+        .and_then(Option::as_deref)
+        .filter(|d| !d.is_empty() && d.chars().all(|c| c.is_ascii_digit() || " .ML".contains(c)));
+    let name_chars = if shape.is_some() {
+        NAME_CHARS - 6
+    } else {
+        NAME_CHARS
+    };
+    let name = shorten(&clean(&run.name), name_chars);
+    let distance = format!(
+        "{} {}",
+        decimal(run.distance / units.length(), 2),
+        units.distance_label()
+    );
+    let time = clock(run.moving_time as f64);
+    let pace = run
+        .pace_seconds_per_km
+        .filter(|p| p.is_finite() && *p > 0.0)
+        .map(|p| {
+            format!(
+                "{} /{}",
+                clock(p * units.length() / 1000.0),
+                units.distance_label()
+            )
+        })
+        .unwrap_or_else(|| "–".into());
+    let elevation = run
+        .total_elevation_gain
+        .filter(|e| e.is_finite())
+        .map(|e| match units {
+            Units::Metric => format!("{} m", decimal(e, 0)),
+            Units::Imperial => format!("{} ft", decimal(e / FOOT, 0)),
+        })
+        .unwrap_or_else(|| "–".into());
+    let year = format!(
+        "{} {} this year",
+        decimal(run.year_to_date_run_total_distance / units.length(), 0),
+        units.distance_label()
+    );
+    let date = run
+        .start_date_local
+        .as_deref()
+        .and_then(day_of)
+        .or_else(|| day_of(&run.start_date));
+    let mut top = String::from("LATEST RUN");
+    if let Some(date) = &date {
+        top.push_str(" · ");
+        top.push_str(&date.to_uppercase());
+    }
+    if run.stale {
+        top.push_str(" · MAY BE OUT OF DATE");
+    }
+    let style = match theme {
+        Theme::Light => LIGHT.to_owned(),
+        Theme::Dark => DARK.to_owned(),
+        Theme::Auto => format!("{LIGHT}@media (prefers-color-scheme:dark){{{DARK}}}"),
+    };
+    let title = format!(
+        "Latest run: {}, {distance} in {time}, {pace}{}",
+        clean(&run.name),
+        date.map(|d| format!(", {d}")).unwrap_or_default()
+    );
+
+    let mut svg = String::with_capacity(2600);
+    // Writing to a String cannot fail.
+    let _ = write!(
+        svg,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-labelledby="title"><title id="title">{title}</title><style>text{{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif}}.b{{font-weight:700}}{style}</style><rect class="bg" x="0.5" y="0.5" width="{w}" height="{h}" rx="14"/><text class="mu b" x="24" y="38" font-size="12" letter-spacing="0.8">{top}</text><text class="fg b" x="24" y="70" font-size="22">{name}</text>"##,
+        title = escape(&title),
+        w = WIDTH - 1,
+        h = HEIGHT - 1,
+        top = escape(&top),
+        name = escape(&name),
+    );
+    if let Some(d) = shape {
+        // The sketch's 0–100 box drawn at 68 px in the top right corner.
+        let _ = write!(
+            svg,
+            r##"<path transform="translate(388 22) scale(0.68)" d="{d}" fill="none" stroke="#fc5200" stroke-width="3" stroke-linecap="round" stroke-linejoin="round" vector-effect="non-scaling-stroke"/>"##,
+            d = escape(d),
+        );
+    }
+    for (i, (label, value)) in [
+        ("DISTANCE", &distance),
+        ("MOVING TIME", &time),
+        ("PACE", &pace),
+        ("ELEVATION", &elevation),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let x = 24 + i * 112;
+        let _ = write!(
+            svg,
+            r#"<text class="mu b" x="{x}" y="108" font-size="10.5" letter-spacing="0.6">{label}</text><text class="fg b" x="{x}" y="132" font-size="18">{value}</text>"#,
+            value = escape(value),
+        );
+    }
+    let _ = write!(
+        svg,
+        r##"<rect class="tr" x="24" y="152" width="432" height="1"/><text class="mu" x="24" y="178" font-size="13">{year}</text><text class="fg b" x="456" y="178" font-size="13" text-anchor="end">View on Strava</text><rect x="358" y="182" width="98" height="2" fill="#fc5200"/></svg>"##,
+        year = escape(&year),
+    );
+    svg
+}
+
+/// Text safe inside an XML element or attribute: markup characters escaped, characters XML 1.0
+/// cannot carry (most control characters) dropped.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            '\t' | '\n' | '\r' => out.push(c),
+            c if c < ' ' || c == '\u{FFFE}' || c == '\u{FFFF}' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// One line of text: line breaks and tabs become spaces, runs of spaces one.
+fn clean(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// At most `max` characters, cut with "…" (never leaving a joiner or selector dangling).
+fn shorten(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(max - 1).collect();
+    while cut.ends_with(['\u{200D}', '\u{FE0F}', ' ']) {
+        cut.pop();
+    }
+    cut.push('…');
+    cut
+}
+
+/// `8.41`, `1,654`: fixed decimals, thousands grouped with commas.
+fn decimal(value: f64, decimals: usize) -> String {
+    let value = if value.is_finite() { value } else { 0.0 };
+    let text = format!("{:.*}", decimals, value.abs());
+    let (whole, fraction) = text.split_once('.').unwrap_or((&text, ""));
+    let mut grouped = String::with_capacity(text.len() + 4);
+    if value < 0.0 && text.chars().any(|c| c.is_ascii_digit() && c != '0') {
+        grouped.push('-');
+    }
+    for (i, digit) in whole.chars().enumerate() {
+        if i > 0 && (whole.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(digit);
+    }
+    if !fraction.is_empty() {
+        grouped.push('.');
+        grouped.push_str(fraction);
+    }
+    grouped
+}
+
+/// `47:31`, `1:02:03`.
+fn clock(seconds: f64) -> String {
+    let total = if seconds.is_finite() && seconds > 0.0 {
+        seconds.round() as u64
+    } else {
+        0
+    };
+    let (h, m, s) = (total / 3600, total % 3600 / 60, total % 60);
+    if h > 0 {
+        format!("{h}:{m:02}:{s:02}")
+    } else {
+        format!("{m}:{s:02}")
+    }
+}
+
+/// `10 Oct 2025` from the date part of an RFC 3339 text (the athlete's own day when it is
+/// `start_date_local`).
+fn day_of(text: &str) -> Option<String> {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let date = text.get(..10)?;
+    let mut parts = date.split('-');
+    let year: u16 = parts.next()?.parse().ok()?;
+    let month: usize = parts.next()?.parse().ok()?;
+    let day: u8 = parts.next()?.parse().ok()?;
+    let month = MONTHS.get(month.checked_sub(1)?)?;
+    (1..=31)
+        .contains(&day)
+        .then(|| format!("{day} {month} {year}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run() -> LatestRun {
+        LatestRun {
+            id: 16128930471,
+            name: "Tiergarten tempo + coffee".into(),
+            distance: 8412.6,
+            moving_time: 2851,
+            photo_url: Some("https://example.com/photo.jpg".into()),
+            year_to_date_run_total_distance: 1654210.0,
+            sport_type: "Run".into(),
+            start_date: "2025-10-10T05:58:11Z".into(),
+            start_date_local: Some("2025-10-10T07:58:11Z".into()),
+            timezone: Some("(GMT+01:00) Europe/Berlin".into()),
+            elapsed_time: 2917,
+            total_elevation_gain: Some(31.0),
+            average_speed: Some(2.951),
+            kudos_count: Some(21),
+            pace_seconds_per_km: Some(338.9),
+            strava_url: "https://www.strava.com/activities/16128930471".into(),
+            fetched_at: "2025-10-12T18:04:09Z".into(),
+            stale: false,
+            route_shape: None,
+        }
+    }
+
+    #[test]
+    fn shows_the_run_in_metric_and_imperial() {
+        let metric = render(&run(), Theme::Light, Units::Metric);
+        for text in [
+            "Tiergarten tempo + coffee",
+            "8.41 km",
+            "47:31",
+            "5:39 /km",
+            "31 m",
+            "1,654 km this year",
+            "10 OCT 2025",
+            "View on Strava",
+        ] {
+            assert!(metric.contains(text), "{text} missing: {metric}");
+        }
+        let imperial = render(&run(), Theme::Light, Units::Imperial);
+        for text in ["5.23 mi", "9:05 /mi", "102 ft", "1,028 mi this year"] {
+            assert!(imperial.contains(text), "{text} missing: {imperial}");
+        }
+        assert!(!imperial.contains(" km"));
+    }
+
+    #[test]
+    fn has_its_stated_size_and_nothing_external() {
+        let svg = render(&run(), Theme::Auto, Units::Metric);
+        assert!(svg.starts_with(r#"<svg xmlns="http://www.w3.org/2000/svg" width="480" height="200" viewBox="0 0 480 200""#));
+        for forbidden in [
+            "<script",
+            "href",
+            "<image",
+            "url(",
+            "@import",
+            "example.com",
+            "on",
+        ] {
+            let found = match forbidden {
+                // Attribute names only: `on…=` handlers.
+                "on" => svg
+                    .split_whitespace()
+                    .any(|w| w.starts_with("on") && w.contains('=')),
+                _ => svg.contains(forbidden),
+            };
+            assert!(!found, "{forbidden} in {svg}");
+        }
+    }
+
+    #[test]
+    fn themes_choose_the_colours() {
+        let auto = render(&run(), Theme::Auto, Units::Metric);
+        assert!(auto.contains("@media (prefers-color-scheme:dark){.bg{fill:#17191e"));
+        let light = render(&run(), Theme::Light, Units::Metric);
+        assert!(light.contains(".bg{fill:#fff") && !light.contains("#17191e"));
+        let dark = render(&run(), Theme::Dark, Units::Metric);
+        assert!(dark.contains(".bg{fill:#17191e") && !dark.contains("prefers-color-scheme"));
+    }
+
+    #[test]
+    fn a_hostile_name_is_escaped_text() {
+        let mut hostile = run();
+        hostile.name = "<img src=x onerror=alert(1)>&\"'\u{1}</svg>".into();
+        let svg = render(&hostile, Theme::Auto, Units::Metric);
+        assert!(!svg.contains("<img"), "{svg}");
+        assert!(!svg.contains("</svg><"), "{svg}");
+        assert!(svg.contains("&lt;img src=x onerror=alert(1)&gt;&amp;&quot;&apos;&lt;/svg&gt;"));
+        assert!(!svg.contains('\u{1}'));
+        assert_eq!(svg.matches("<svg").count(), 1);
+    }
+
+    #[test]
+    fn the_route_sketch_is_drawn_when_there_is_one() {
+        let mut with = run();
+        with.route_shape = Some(Some("M50 100 L50 0".into()));
+        let svg = render(&with, Theme::Auto, Units::Metric);
+        assert!(svg.contains(r#"d="M50 100 L50 0""#), "{svg}");
+        for shape in [None, Some(None), Some(Some("M1 1\"/><script>".into()))] {
+            let mut other = run();
+            other.route_shape = shape;
+            let svg = render(&other, Theme::Auto, Units::Metric);
+            assert!(!svg.contains("<path") && !svg.contains("<script"), "{svg}");
+        }
+    }
+
+    #[test]
+    fn long_names_are_shortened_and_stale_is_said() {
+        let mut long = run();
+        long.name = "A very long name for a run ".repeat(4);
+        long.stale = true;
+        let svg = render(&long, Theme::Light, Units::Metric);
+        assert!(svg.contains("A very long name for a run A ve…"), "{svg}");
+        assert!(svg.contains("MAY BE OUT OF DATE"));
+    }
+
+    #[test]
+    fn numbers_and_dates_are_formatted() {
+        assert_eq!(decimal(1234567.891, 2), "1,234,567.89");
+        assert_eq!(decimal(999.5, 0), "1,000");
+        assert_eq!(decimal(0.0, 0), "0");
+        assert_eq!(decimal(f64::NAN, 1), "0.0");
+        assert_eq!(clock(2851.0), "47:31");
+        assert_eq!(clock(3723.0), "1:02:03");
+        assert_eq!(
+            day_of("2025-01-05T07:58:11Z").as_deref(),
+            Some("5 Jan 2025")
+        );
+        assert_eq!(day_of("2025-13-05T07:58:11Z"), None);
+        assert_eq!(day_of("bad"), None);
+        assert_eq!(Theme::parse("DARK"), Some(Theme::Dark));
+        assert_eq!(Units::parse("imperial"), Some(Units::Imperial));
+        assert_eq!(Units::parse("furlongs"), None);
+    }
+}
