@@ -3,14 +3,14 @@
 //! (`If-None-Match` → 304), cache headers and CORS, and turns the service's errors into client
 //! errors. On the warm path it does no I/O.
 
-use super::public_http::{add_cors, cacheable, preflight};
+use super::public_http::{cacheable, read_only};
 use crate::config::AllowedOrigins;
 use crate::http::{ApiError, FunctionRequest, FunctionResponse, JSON_CONTENT_TYPE};
 use crate::latest_run::{etag_of, Answer, LatestRunError, LatestRunService};
 use crate::widget::svg::{self, Theme, Units};
 use std::sync::OnceLock;
-use warp::http::header::{ALLOW, CONTENT_SECURITY_POLICY, ORIGIN, X_CONTENT_TYPE_OPTIONS};
-use warp::http::{HeaderValue, Method};
+use warp::http::header::{CONTENT_SECURITY_POLICY, X_CONTENT_TYPE_OPTIONS};
+use warp::http::HeaderValue;
 
 /// The SVG card's content type.
 const SVG_CONTENT_TYPE: &str = "image/svg+xml";
@@ -55,41 +55,30 @@ pub async fn handle(
     allowed_origins: &AllowedOrigins,
     request: &FunctionRequest,
 ) -> FunctionResponse {
-    let mut response = match request.method {
-        Method::OPTIONS => preflight(),
+    read_only(allowed_origins, request, || async {
         // A bad parameter is answered before any I/O.
-        Method::GET | Method::HEAD => match Format::of(request) {
-            Ok(format) => match latest_run.answer().await {
-                Ok(answer) => {
-                    let cache_control = cache_control(latest_run.cache_seconds());
-                    match format {
-                        Format::Json => cacheable(
-                            request,
-                            // A cheap reference-counted clone of the cached bytes.
-                            answer.body.clone(),
-                            &answer.etag,
-                            HeaderValue::from_static(JSON_CONTENT_TYPE),
-                            cache_control,
-                        ),
-                        Format::Svg(theme, units) => {
-                            card(&answer, theme, units, request, cache_control)
-                        }
-                    }
-                }
-                Err(err) => api_error(err).to_response(),
-            },
-            Err(err) => err.to_response(),
-        },
-        _ => ApiError::MethodNotAllowed
-            .to_response()
-            .with_header(ALLOW, "GET, HEAD, OPTIONS"),
-    };
-    add_cors(
-        &mut response.headers,
-        allowed_origins,
-        request.headers.get(ORIGIN),
-    );
-    response
+        let format = match Format::of(request) {
+            Ok(format) => format,
+            Err(err) => return err.to_response(),
+        };
+        let answer = match latest_run.answer().await {
+            Ok(answer) => answer,
+            Err(err) => return api_error(err).to_response(),
+        };
+        let cache_control = cache_control(latest_run.cache_seconds());
+        match format {
+            Format::Json => cacheable(
+                request,
+                // A cheap reference-counted clone of the cached bytes.
+                answer.body.clone(),
+                &answer.etag,
+                HeaderValue::from_static(JSON_CONTENT_TYPE),
+                cache_control,
+            ),
+            Format::Svg(theme, units) => card(&answer, theme, units, request, cache_control),
+        }
+    })
+    .await
 }
 
 /// The answer as the SVG card, with an ETag of its own bytes and the answer's cache rules.

@@ -108,7 +108,7 @@ pub async fn call_http(
             )
             .await
         }
-        FunctionName::Widget => widget::handle(&app.allowed_origins, &request),
+        FunctionName::Widget => widget::handle(&app.allowed_origins, &request).await,
         // Timer functions have no public route; the router never sends them here.
         FunctionName::RefreshToken => crate::http::ApiError::NotFound.to_response(),
     }

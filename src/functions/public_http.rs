@@ -2,14 +2,14 @@
 //! preflight, and cacheable answers with a strong ETag where `If-None-Match` gets a `304`.
 
 use crate::config::AllowedOrigins;
-use crate::http::{FunctionRequest, FunctionResponse};
+use crate::http::{ApiError, FunctionRequest, FunctionResponse};
 use headers::{Header, HeaderMapExt};
 use warp::http::header::{
     ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
-    ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, CACHE_CONTROL, CONTENT_TYPE, ETAG,
-    IF_NONE_MATCH, VARY,
+    ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, ALLOW, CACHE_CONTROL, CONTENT_TYPE,
+    ETAG, IF_NONE_MATCH, ORIGIN, VARY,
 };
-use warp::http::{HeaderMap, HeaderValue, StatusCode};
+use warp::http::{HeaderMap, HeaderValue, Method, StatusCode};
 
 /// A `200` with `body`, its content type, ETag and `Cache-Control`, or a `304` without a body
 /// when the request's `If-None-Match` matches `etag`.
@@ -82,6 +82,28 @@ fn tag_list_is_safe(line: &HeaderValue) -> bool {
         })
         .all(|item| !item.trim().contains([' ', '\t']));
     safe && !in_quotes
+}
+
+/// A public read-only function's reply: the preflight for `OPTIONS`, `answer` for `GET` and
+/// `HEAD`, `405` for anything else; CORS headers on all of them.
+pub async fn read_only<F, Fut>(
+    allowed: &AllowedOrigins,
+    request: &FunctionRequest,
+    answer: F,
+) -> FunctionResponse
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = FunctionResponse>,
+{
+    let mut response = match request.method {
+        Method::OPTIONS => preflight(),
+        Method::GET | Method::HEAD => answer().await,
+        _ => ApiError::MethodNotAllowed
+            .to_response()
+            .with_header(ALLOW, "GET, HEAD, OPTIONS"),
+    };
+    add_cors(&mut response.headers, allowed, request.headers.get(ORIGIN));
+    response
 }
 
 /// The CORS preflight answer (`OPTIONS`): `204` allowing the methods and `If-None-Match`.

@@ -3,16 +3,14 @@
 //! as `GetLatestRun` (a module script loaded from a blog is a cross-origin request). An unknown
 //! file is a JSON `404`.
 
-use super::public_http::{add_cors, cacheable, preflight};
+use super::public_http::{cacheable, read_only};
 use crate::config::AllowedOrigins;
 use crate::http::{ApiError, FunctionRequest, FunctionResponse};
 use crate::latest_run::etag_of;
 use crate::widget::assets::{self, Asset, ASSETS};
 use std::sync::OnceLock;
-use warp::http::header::{
-    ALLOW, CONTENT_SECURITY_POLICY, ORIGIN, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
-};
-use warp::http::{HeaderValue, Method};
+use warp::http::header::{CONTENT_SECURITY_POLICY, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS};
+use warp::http::HeaderValue;
 
 /// A day fresh, then a week served while revalidating: the URL carries no version, so a new
 /// release reaches readers within a day, and a revalidation is a cheap 304 thanks to the ETag.
@@ -22,23 +20,17 @@ const CACHE_CONTROL: &str = "public, max-age=86400, stale-while-revalidate=60480
 const DEMO_CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; img-src 'self' https:; style-src 'self' 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /// Handles one request for a widget file.
-pub fn handle(allowed_origins: &AllowedOrigins, request: &FunctionRequest) -> FunctionResponse {
-    let mut response = match request.method {
-        Method::OPTIONS => preflight(),
-        Method::GET | Method::HEAD => match request.param("file").and_then(assets::find) {
+pub async fn handle(
+    allowed_origins: &AllowedOrigins,
+    request: &FunctionRequest,
+) -> FunctionResponse {
+    read_only(allowed_origins, request, || async {
+        match request.param("file").and_then(assets::find) {
             Some(asset) => serve(asset, request),
             None => ApiError::NoSuchFile.to_response(),
-        },
-        _ => ApiError::MethodNotAllowed
-            .to_response()
-            .with_header(ALLOW, "GET, HEAD, OPTIONS"),
-    };
-    add_cors(
-        &mut response.headers,
-        allowed_origins,
-        request.headers.get(ORIGIN),
-    );
-    response
+        }
+    })
+    .await
 }
 
 fn serve(asset: &'static Asset, request: &FunctionRequest) -> FunctionResponse {
