@@ -226,7 +226,13 @@ fn read_local_settings(path: &Path) -> Result<HashMap<String, String>, ConfigErr
             ))
         }
     };
-    let json: serde_json::Value = serde_json::from_str(&text)
+    parse_local_settings(&text)
+}
+
+/// The `Values` of a `local.settings.json`'s text (numbers and booleans as their text); a file
+/// that is not JSON, or a value that is an object, array or null, is an error naming the file.
+pub fn parse_local_settings(text: &str) -> Result<HashMap<String, String>, ConfigError> {
+    let json: serde_json::Value = serde_json::from_str(text)
         .map_err(|err| ConfigError::new("local.settings.json", format!("is not JSON: {err}")))?;
     let mut values = HashMap::new();
     if let Some(map) = json.get("Values").and_then(|v| v.as_object()) {

@@ -23,11 +23,14 @@
 //! - [`config`]: settings from the environment and `local.settings.json`, read once.
 //! - [`clock`]: the one notion of "now".
 //! - [`secret`]: a string type that never prints its value.
+//! - [`fuzzing`]: one entry point per fuzz target, shared with the corpus replay test (outside
+//!   the layers: it drives them from the top).
 
 pub mod app;
 pub mod clock;
 pub mod config;
 pub mod functions;
+pub mod fuzzing;
 pub mod host;
 pub mod http;
 pub mod latest_run;

@@ -102,7 +102,7 @@ impl StravaError {
 
     /// Classifies a non-2xx answer by its status, using the Fault body only to tell 400s and
     /// 401s apart. `rate` is the snapshot from this answer's headers.
-    pub(crate) fn from_status(
+    pub fn from_status(
         status: u16,
         body: &[u8],
         rate: Option<&RateLimitSnapshot>,
@@ -170,7 +170,7 @@ impl StravaError {
     /// Replaces any occurrence of the given secrets in the error's text fields, as a last guard
     /// against a server that echoes what it was sent, then bounds their length (after replacing,
     /// so no cut-off piece of a secret survives).
-    pub(crate) fn scrub(mut self, secrets: &[&str]) -> Self {
+    pub fn scrub(mut self, secrets: &[&str]) -> Self {
         let text = match &mut self {
             StravaError::BadRequest { message } => message,
             StravaError::UnexpectedBody { detail, .. } | StravaError::Network { detail } => detail,

@@ -91,10 +91,19 @@ impl StravaClient {
             .form(form);
         // Token answers carry no rate-limit headers and do not count against the API budget.
         let answer = self.execute(request, false).await?;
-        let wire: TokenResponse = answer.decode()?;
+        TokenGrant::from_body(answer.status, &answer.body)
+    }
+}
+
+impl TokenGrant {
+    /// Decodes a 2xx `/oauth/token` answer of `status`; a body that is not a token answer, or
+    /// has an empty token, is [`StravaError::UnexpectedBody`].
+    pub fn from_body(status: u16, body: &[u8]) -> Result<TokenGrant, StravaError> {
+        let wire: TokenResponse =
+            serde_json::from_slice(body).map_err(|e| StravaError::from_json(status, &e))?;
         if wire.access_token.is_empty() || wire.refresh_token.is_empty() {
             return Err(StravaError::UnexpectedBody {
-                status: answer.status,
+                status,
                 detail: "the token answer has an empty token".to_owned(),
             });
         }
