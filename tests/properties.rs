@@ -1,0 +1,365 @@
+//! Property tests (proptest) for the pieces with laws:
+//! - the pick of the latest public run never returns a non-public or non-run activity, whatever
+//!   the order, duplicates or missing fields, and always picks the newest eligible one;
+//! - the built response (JSON and SVG card) never carries a coordinate, the polyline, a token or
+//!   a secret that Strava's answer held, and has only the allow-listed keys;
+//! - ETag equality ⇔ body equality (`latest_run::etag_of`).
+//!
+//! Activities are generated as JSON objects and decoded as the client decodes them, so a missing
+//! field is really missing. Case counts are modest (256) to keep the suite fast; proptest's
+//! failure persistence is off, so the runs leave no files behind.
+
+use proptest::prelude::*;
+use proptest::test_runner::Config;
+use serde_json::{json, Map, Value};
+use strava_latest_run::latest_run::etag_of;
+use strava_latest_run::strava::Photo;
+use strava_latest_run::strava::SummaryActivity;
+use strava_latest_run::widget::svg::{self, Theme, Units};
+use strava_latest_run::widget::{build_latest_run, choose_photo_url, pick_latest_run, LatestRun};
+use time::OffsetDateTime;
+
+const SPORT_TYPES: [&str; 3] = ["Run", "TrailRun", "VirtualRun"];
+
+fn config() -> Config {
+    Config {
+        cases: 256,
+        failure_persistence: None,
+        ..Config::default()
+    }
+}
+
+fn sport_types() -> Vec<String> {
+    SPORT_TYPES.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// A field that may be missing (`None`), null, or one of `values`.
+fn maybe(values: Vec<Value>) -> impl Strategy<Value = Option<Value>> {
+    prop_oneof![
+        2 => Just(None),
+        1 => Just(Some(Value::Null)),
+        6 => prop::sample::select(values).prop_map(Some),
+    ]
+}
+
+/// One activity of the list, as Strava's JSON, with any field missing or odd.
+fn activity_json() -> impl Strategy<Value = Value> {
+    (
+        0i64..6,
+        maybe(
+            [
+                "Run",
+                "TrailRun",
+                "VirtualRun",
+                "Ride",
+                "Walk",
+                "run",
+                "",
+                "Hike",
+            ]
+            .iter()
+            .map(|s| json!(s))
+            .collect(),
+        ),
+        maybe(
+            ["Run", "Ride", "Walk", "VirtualRun"]
+                .iter()
+                .map(|s| json!(s))
+                .collect(),
+        ),
+        maybe(vec![
+            json!("everyone"),
+            json!("followers_only"),
+            json!("only_me"),
+            json!("Everyone"),
+            json!(true),
+        ]),
+        maybe(vec![json!(true), json!(false), json!("false"), json!(0)]),
+        maybe(vec![
+            json!("2025-10-10T05:58:11Z"),
+            json!("2025-10-10T05:58:11Z"),
+            json!("2025-10-11T07:00:00+02:00"),
+            json!("2025-10-11T05:00:00Z"),
+            json!("2024-01-01T00:00:00Z"),
+            json!("yesterday"),
+            json!(1_760_000_000),
+        ]),
+        (0u32..100_000).prop_map(|d| f64::from(d) / 10.0),
+    )
+        .prop_map(
+            |(id, sport_type, activity_type, visibility, private, start_date, distance)| {
+                let mut object = Map::new();
+                object.insert("id".into(), json!(id));
+                object.insert("name".into(), json!(format!("activity {id}")));
+                object.insert("distance".into(), json!(distance));
+                object.insert("moving_time".into(), json!(1800));
+                for (key, value) in [
+                    ("sport_type", sport_type),
+                    ("type", activity_type),
+                    ("visibility", visibility),
+                    ("private", private),
+                    ("start_date", start_date),
+                ] {
+                    if let Some(value) = value {
+                        object.insert(key.into(), value);
+                    }
+                }
+                Value::Object(object)
+            },
+        )
+}
+
+/// A list of activities with duplicates (the same object repeated) in any order.
+fn activity_list() -> impl Strategy<Value = Vec<Value>> {
+    prop::collection::vec(activity_json(), 0..10)
+        .prop_flat_map(|list| {
+            let len = list.len();
+            let repeats = prop::collection::vec(0..len.max(1), 0..4);
+            (Just(list), repeats)
+        })
+        .prop_flat_map(|(mut list, repeats)| {
+            if !list.is_empty() {
+                for i in repeats {
+                    list.push(list[i].clone());
+                }
+            }
+            Just(list).prop_shuffle()
+        })
+}
+
+/// Decodes a list as the client does; an element the decoder refuses refuses the whole list, so
+/// only decodable elements are generated (every one has an integer id).
+fn decode(list: &[Value]) -> Vec<SummaryActivity> {
+    serde_json::from_value(Value::Array(list.to_vec())).expect("the generated list decodes")
+}
+
+fn sport_of(activity: &SummaryActivity) -> Option<&str> {
+    activity
+        .sport_type
+        .as_deref()
+        .or(activity.activity_type.as_deref())
+}
+
+fn eligible(activity: &SummaryActivity) -> bool {
+    activity.is_public()
+        && sport_of(activity).is_some_and(|s| SPORT_TYPES.contains(&s))
+        && activity.start_date.is_some()
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn the_pick_is_always_a_public_run_and_the_newest_one(list in activity_list()) {
+        let activities = decode(&list);
+        let picked = pick_latest_run(&activities, &sport_types());
+        let newest = activities
+            .iter()
+            .filter(|a| eligible(a))
+            .map(|a| (a.start_date, a.id))
+            .max();
+        match picked {
+            Some(picked) => {
+                prop_assert!(picked.is_public(), "not public: {picked:?}");
+                let sport = sport_of(picked);
+                prop_assert!(sport.is_some_and(|s| SPORT_TYPES.contains(&s)), "not a run: {picked:?}");
+                prop_assert_eq!(Some((picked.start_date, picked.id)), newest);
+            }
+            None => prop_assert_eq!(newest, None, "an eligible run was not picked"),
+        }
+        // The order does not matter: the reversed list picks the same (start, id).
+        let mut reversed = activities.clone();
+        reversed.reverse();
+        let again = pick_latest_run(&reversed, &sport_types()).map(|a| (a.start_date, a.id));
+        prop_assert_eq!(again, picked.map(|a| (a.start_date, a.id)));
+    }
+}
+
+/// A (lat, lon) pair with six decimals, far from any other number in the response.
+fn coordinate() -> impl Strategy<Value = (f64, f64)> {
+    (-80_000_000i64..80_000_000, -170_000_000i64..170_000_000).prop_map(|(lat, lon)| {
+        (
+            lat as f64 / 1_000_000.0 + 0.000_001_7,
+            lon as f64 / 1_000_000.0 + 0.000_001_3,
+        )
+    })
+}
+
+fn token() -> impl Strategy<Value = String> {
+    "[A-Za-z0-9]{24,40}"
+}
+
+/// A public run as Strava lists it, with everything the response must not carry: the map with
+/// its polyline, start and end coordinates, tokens and a client secret beside the fields.
+#[derive(Debug, Clone)]
+struct Leaky {
+    activity: Value,
+    polyline: String,
+    coordinates: Vec<(f64, f64)>,
+    secrets: Vec<String>,
+}
+
+fn leaky_activity() -> impl Strategy<Value = Leaky> {
+    (
+        prop::collection::vec(coordinate(), 2..20),
+        coordinate(),
+        (token(), token(), token()),
+        "[a-z ]{0,30}",
+        prop::option::of(Just("https://dgtzuqphqg23d.cloudfront.net/abc-768x576.jpg")),
+    )
+        .prop_map(|(route, end, (access, refresh, secret), name, photo)| {
+            let polyline = polyline::encode_coordinates(
+                route
+                    .iter()
+                    .map(|(lat, lon)| geo_types::coord! { x: *lon, y: *lat }),
+                5,
+            )
+            .unwrap_or_default();
+            let start = route[0];
+            let activity = json!({
+                "id": 42,
+                "name": name,
+                "sport_type": "Run",
+                "visibility": "everyone",
+                "private": false,
+                "start_date": "2025-10-10T05:58:11Z",
+                "distance": 10000.5,
+                "moving_time": 3000,
+                "elapsed_time": 3100,
+                "total_elevation_gain": 12.5,
+                "average_speed": 3.333,
+                "start_latlng": [start.0, start.1],
+                "end_latlng": [end.0, end.1],
+                "map": {"id": "a42", "summary_polyline": polyline, "polyline": polyline},
+                "athlete": {"id": 7, "access_token": access},
+                "access_token": access,
+                "refresh_token": refresh,
+                "client_secret": secret,
+                "photo": photo,
+            });
+            let mut coordinates = route;
+            coordinates.push(end);
+            Leaky {
+                activity,
+                polyline,
+                coordinates,
+                secrets: vec![access, refresh, secret],
+            }
+        })
+}
+
+/// The keys the response may have (DESIGN §5).
+const ALLOWED_KEYS: [&str; 19] = [
+    "id",
+    "name",
+    "distance",
+    "moving_time",
+    "photoUrl",
+    "year_to_date_run_total_distance",
+    "sport_type",
+    "start_date",
+    "start_date_local",
+    "timezone",
+    "elapsed_time",
+    "total_elevation_gain",
+    "average_speed",
+    "kudos_count",
+    "pace_seconds_per_km",
+    "strava_url",
+    "fetched_at",
+    "stale",
+    "route_shape",
+];
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn the_response_never_carries_a_coordinate_polyline_token_or_secret(
+        leaky in leaky_activity(),
+        route_shape in any::<bool>(),
+    ) {
+        let activities = decode(std::slice::from_ref(&leaky.activity));
+        let picked = pick_latest_run(&activities, &sport_types()).expect("a public run");
+        let photos: Vec<Photo> = match leaky.activity.get("photo").and_then(Value::as_str) {
+            Some(url) => serde_json::from_value(json!([{"urls": {"600": url}}])).expect("photos"),
+            None => Vec::new(),
+        };
+        let fetched_at = OffsetDateTime::from_unix_timestamp(1_760_292_249).expect("time");
+        let mut run = build_latest_run(picked, choose_photo_url(None, &photos), 123_456.7, fetched_at);
+        if route_shape {
+            run = run.with_route_shape(picked);
+        }
+        let body = serde_json::to_string(&run).expect("json");
+        let card = svg::render(&run, Theme::Auto, Units::Metric);
+        let json: Value = serde_json::from_str(&body).expect("json");
+        for key in json.as_object().expect("an object").keys() {
+            prop_assert!(ALLOWED_KEYS.contains(&key.as_str()), "unexpected key {key}");
+        }
+        for text in [&body, &card] {
+            if leaky.polyline.len() >= 6 {
+                prop_assert!(!text.contains(&leaky.polyline), "the polyline leaked: {text}");
+            }
+            for (lat, lon) in &leaky.coordinates {
+                for number in [lat, lon] {
+                    let shown = format!("{number}");
+                    prop_assert!(!text.contains(&shown), "coordinate {shown} leaked: {text}");
+                    let six = format!("{number:.6}");
+                    prop_assert!(!text.contains(&six), "coordinate {six} leaked: {text}");
+                }
+            }
+            for secret in &leaky.secrets {
+                prop_assert!(!text.contains(secret.as_str()), "a token leaked: {text}");
+            }
+            for word in ["latlng", "polyline", "access_token", "refresh_token", "client_secret"] {
+                prop_assert!(!text.contains(word), "{word} in {text}");
+            }
+        }
+        let again: LatestRun = serde_json::from_str(&body).expect("re-reads");
+        prop_assert_eq!(again, run);
+    }
+
+    #[test]
+    fn etags_are_equal_exactly_when_bodies_are(
+        a in prop::collection::vec(any::<u8>(), 0..64),
+        b in prop::collection::vec(any::<u8>(), 0..64),
+        flip in any::<prop::sample::Index>(),
+        same in any::<bool>(),
+    ) {
+        // Half the pairs share a body, some differ in one bit, the rest are unrelated.
+        let b = if same {
+            a.clone()
+        } else if !a.is_empty() && b.len() % 2 == 0 {
+            let mut near = a.clone();
+            let i = flip.index(near.len());
+            near[i] ^= 1;
+            near
+        } else {
+            b
+        };
+        prop_assert_eq!(etag_of(&a) == etag_of(&b), a == b);
+        let tag = etag_of(&a);
+        prop_assert!(tag.starts_with('"') && tag.ends_with('"') && tag.len() > 2);
+        prop_assert!(warp::http::HeaderValue::from_str(&tag).is_ok());
+    }
+
+    #[test]
+    fn answers_have_equal_etags_exactly_when_their_bodies_are_equal(
+        first in activity_list(),
+        second in activity_list(),
+        stale in any::<bool>(),
+    ) {
+        let fetched_at = OffsetDateTime::from_unix_timestamp(1_760_292_249).expect("time");
+        let body = |list: &[Value]| {
+            let activities = decode(list);
+            pick_latest_run(&activities, &sport_types()).map(|picked| {
+                let run = build_latest_run(picked, None, 0.0, fetched_at);
+                let run = if stale { run.into_stale() } else { run };
+                serde_json::to_vec(&run).expect("json")
+            })
+        };
+        if let (Some(a), Some(b)) = (body(&first), body(&second)) {
+            prop_assert_eq!(etag_of(&a) == etag_of(&b), a == b);
+        }
+    }
+}
