@@ -1,0 +1,10 @@
+//! Fuzz target: `strava_latest_run::fuzzing::invocation_request` (see there for the input and the invariants).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Err(broken) = strava_latest_run::fuzzing::invocation_request(data) {
+        panic!("invariant broken: {broken}");
+    }
+});
