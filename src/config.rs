@@ -288,10 +288,24 @@ impl Settings {
             .strava_base_url
             .as_deref()
             .unwrap_or("https://www.strava.com");
+        // The Strava client's own rules, so a URL it would refuse is named here, not at start-up.
         let strava_base_url = url::Url::parse(base)
             .ok()
-            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
-            .ok_or_else(|| ConfigError::new("STRAVA_BASE_URL", "must be an http(s) URL"))?;
+            .filter(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && !u.cannot_be_a_base()
+                    && u.host().is_some()
+                    && u.query().is_none()
+                    && u.fragment().is_none()
+                    && u.username().is_empty()
+                    && u.password().is_none()
+            })
+            .ok_or_else(|| {
+                ConfigError::new(
+                    "STRAVA_BASE_URL",
+                    "must be an http(s) URL without a query, fragment or user name",
+                )
+            })?;
 
         let sport_types: Vec<String> = values
             .sport_types
@@ -468,6 +482,10 @@ mod tests {
         let cases: &[(&str, &str)] = &[
             ("STRAVA_TABLE_NAME", "1bad"),
             ("STRAVA_BASE_URL", "not a url"),
+            // Found by fuzzing: the Strava client refuses these, so the settings must too.
+            ("STRAVA_BASE_URL", "https://a?ilRun,VirtualRun"),
+            ("STRAVA_BASE_URL", "https://www.strava.com/#x"),
+            ("STRAVA_BASE_URL", "https://user:pass@www.strava.com"),
             ("WIDGET_SPORT_TYPES", "Run;Trail Run"),
             ("WIDGET_CACHE_SECONDS", "ten"),
             ("WIDGET_CACHE_SECONDS", "0"),

@@ -110,7 +110,7 @@ pub fn pick_latest_run<'a>(
 /// sizes as strings; compare numerically); never a placeholder URL (is_placeholder_url) — if the
 /// primary is a placeholder or absent, use the first real photo of `photos` (the /photos list,
 /// same size rule, skipping placeholders and photos whose own placeholder flag is set); else None.
-/// Only http(s) URLs.
+/// Only http(s) URLs, written in their normalised form.
 pub fn choose_photo_url(detail: Option<&DetailedActivity>, photos: &[Photo]) -> Option<String> {
     let primary = detail
         .and_then(|detail| detail.photos.as_ref())
@@ -129,31 +129,31 @@ pub fn choose_photo_url(detail: Option<&DetailedActivity>, photos: &[Photo]) -> 
 /// The `"600"` URL, else the one with the largest numeric size key (non-numeric keys last),
 /// considering only usable URLs.
 fn best_url(urls: &HashMap<String, String>) -> Option<String> {
-    if let Some(url) = urls.get("600").filter(|url| is_usable_url(url)) {
-        return Some(url.clone());
+    if let Some(url) = urls.get("600").and_then(|url| usable_url(url)) {
+        return Some(url);
     }
     urls.iter()
-        .filter(|(_, url)| is_usable_url(url))
+        .filter_map(|(key, url)| Some((key, usable_url(url)?)))
         .max_by(|(a, _), (b, _)| {
             let size = |key: &str| key.trim().parse::<u64>().ok();
             // Equal sizes fall back to the key text so the choice never depends on map order.
             size(a).cmp(&size(b)).then_with(|| b.cmp(a))
         })
-        .map(|(_, url)| url.clone())
+        .map(|(_, url)| url)
 }
 
-/// An absolute http(s) URL with a host that is not Strava's placeholder image.
-fn is_usable_url(url: &str) -> bool {
+/// An absolute http(s) URL with a host that is not Strava's placeholder image, in the URL's
+/// normalised form: what a browser would load, written out (`http:6/a.jpg`, which browsers read
+/// as `http://0.0.0.6/a.jpg`, is sent as the latter, so it reads as http(s) to anyone).
+fn usable_url(url: &str) -> Option<String> {
     if is_placeholder_url(url) {
-        return false;
+        return None;
     }
-    match url::Url::parse(url) {
-        Ok(parsed) => {
-            matches!(parsed.scheme(), "http" | "https")
-                && parsed.host_str().is_some_and(|host| !host.is_empty())
-        }
-        Err(_) => false,
-    }
+    let parsed = url::Url::parse(url).ok()?;
+    (matches!(parsed.scheme(), "http" | "https")
+        && parsed.host_str().is_some_and(|host| !host.is_empty())
+        && !is_placeholder_url(parsed.as_str()))
+    .then(|| parsed.into())
 }
 
 /// `2025-10-12T18:04:09Z`: UTC, seconds precision. `None` only for instants the format cannot
@@ -199,7 +199,7 @@ pub fn build_latest_run(
         name: activity.name.clone(),
         distance,
         moving_time: activity.moving_time,
-        photo_url: photo_url.filter(|url| is_usable_url(url)),
+        photo_url: photo_url.and_then(|url| usable_url(&url)),
         year_to_date_run_total_distance: finite_or_zero(ytd_run_distance),
         sport_type: sport_of(activity).unwrap_or_default().to_owned(),
         start_date: activity
@@ -446,6 +446,25 @@ mod tests {
             .is_some_and(|u| u.ends_with("-768x576.jpg")));
         assert_eq!(choose_photo_url(Some(&detail), &photos()), expected);
         assert_eq!(choose_photo_url(Some(&detail), &[]), expected);
+    }
+
+    #[test]
+    fn photo_urls_are_sent_normalised() {
+        // Found by fuzzing: `http:6/x/a.jpg` parses (browsers load http://0.0.0.6/x/a.jpg) but
+        // did not read as an http(s) URL in the answer.
+        let list: Vec<Photo> = decode(json!([
+            {"urls": {"600": "http:6/x/a.jpg"}},
+            {"urls": {"600": "https://example.org/b.jpg"}}
+        ]));
+        assert_eq!(
+            choose_photo_url(None, &list),
+            Some("http://0.0.0.6/x/a.jpg".to_owned())
+        );
+        let odd: Vec<Photo> = decode(json!([{"urls": {"600": "HTTPS://Example.ORG/a b.jpg"}}]));
+        assert_eq!(
+            choose_photo_url(None, &odd),
+            Some("https://example.org/a%20b.jpg".to_owned())
+        );
     }
 
     #[test]
