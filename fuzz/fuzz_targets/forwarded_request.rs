@@ -22,7 +22,8 @@ fn harness() -> &'static (tokio::runtime::Runtime, Arc<App>) {
 
 fuzz_target!(|data: &[u8]| {
     let (runtime, app) = harness();
-    if let Err(broken) = runtime.block_on(strava_latest_run::fuzzing::forwarded_request(app, data)) {
+    if let Err(broken) = runtime.block_on(strava_latest_run::fuzzing::forwarded_request(app, data))
+    {
         panic!("invariant broken: {broken}");
     }
 });
