@@ -78,8 +78,8 @@ pub enum LatestRunError {
 pub struct Answer {
     /// The JSON body.
     pub body: Bytes,
-    /// Strong entity tag of the body, quoted (`"…"`).
-    pub etag: String,
+    /// Strong entity tag of the body, quoted (`"…"`); shared bytes, so sending it copies nothing.
+    pub etag: Bytes,
     /// When it was fetched from Strava (Unix seconds).
     pub fetched_at: i64,
     /// The run, to re-render it marked stale.
@@ -89,7 +89,7 @@ pub struct Answer {
 impl Answer {
     fn new(body: Bytes, fetched_at: i64, run: Option<LatestRun>) -> Self {
         Answer {
-            etag: etag_of(&body),
+            etag: Bytes::from(etag_of(&body)),
             body,
             fetched_at,
             run,
@@ -556,9 +556,11 @@ impl LatestRunService {
     pub async fn answer(&self) -> Result<Arc<Answer>, LatestRunError> {
         self.look_at_the_table_now_and_then();
         if let Some(known) = self.current() {
-            if self.is_due(known.fetched_at()) {
-                self.spawn_refresh();
+            if !self.is_due(known.fetched_at()) {
+                return known.into_result();
             }
+            self.spawn_refresh();
+            // Read again: the answer may just have been marked stale.
             return self.current().unwrap_or(known).into_result();
         }
         let service = self.clone();

@@ -95,7 +95,7 @@ fn card(
         return ApiError::NoPublicRun.to_response();
     };
     let body = svg::render(run, theme, units);
-    let etag = etag_of(body.as_bytes());
+    let etag = bytes::Bytes::from(etag_of(body.as_bytes()));
     let mut response = cacheable(
         request,
         bytes::Bytes::from(body),

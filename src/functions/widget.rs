@@ -37,7 +37,7 @@ fn serve(asset: &'static Asset, request: &FunctionRequest) -> FunctionResponse {
     let mut response = cacheable(
         request,
         bytes::Bytes::from_static(asset.body),
-        etag(asset),
+        &etag(asset),
         HeaderValue::from_static(asset.content_type),
         HeaderValue::from_static(CACHE_CONTROL),
     );
@@ -51,12 +51,18 @@ fn serve(asset: &'static Asset, request: &FunctionRequest) -> FunctionResponse {
 }
 
 /// The asset's strong ETag (a hash of its bytes, as for answers), computed once per process.
-fn etag(asset: &Asset) -> &'static str {
-    static TAGS: OnceLock<Vec<String>> = OnceLock::new();
-    let tags = TAGS.get_or_init(|| ASSETS.iter().map(|a| etag_of(a.body)).collect());
+fn etag(asset: &Asset) -> bytes::Bytes {
+    static TAGS: OnceLock<Vec<bytes::Bytes>> = OnceLock::new();
+    let tags = TAGS.get_or_init(|| {
+        ASSETS
+            .iter()
+            .map(|a| bytes::Bytes::from(etag_of(a.body)))
+            .collect()
+    });
     ASSETS
         .iter()
         .position(|a| a.file == asset.file)
         .and_then(|i| tags.get(i))
-        .map_or("", String::as_str)
+        .cloned()
+        .unwrap_or_default()
 }
