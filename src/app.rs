@@ -20,6 +20,8 @@ pub struct App {
     pub push_events: PushEvents,
     /// The webhook's shared secret, when configured.
     pub webhook_verify_token: Option<Secret>,
+    /// `Cache-Control` of GetLatestRun's answers, built once.
+    pub answer_cache_control: warp::http::HeaderValue,
     /// CORS allow-list of the public functions.
     pub allowed_origins: AllowedOrigins,
     /// The app's clock.
@@ -73,6 +75,9 @@ impl App {
             latest_run,
             push_events,
             webhook_verify_token: settings.webhook_verify_token.clone(),
+            answer_cache_control: crate::http::answer_cache_control(
+                i64::try_from(settings.cache_seconds).unwrap_or(i64::MAX),
+            ),
             allowed_origins: settings.allowed_origins,
             clock,
         })

@@ -229,6 +229,18 @@ impl TimerInfo {
     }
 }
 
+/// `Cache-Control` for answers with a window of `cache_seconds`: browsers and CDNs may reuse one
+/// briefly and keep showing it while they revalidate. Built once, when the app is (the `headers`
+/// crate's CacheControl has no `stale-while-revalidate`).
+pub fn answer_cache_control(cache_seconds: i64) -> HeaderValue {
+    HeaderValue::from_str(&format!(
+        "public, max-age={}, stale-while-revalidate={}",
+        cache_seconds.clamp(0, 300),
+        cache_seconds.max(60)
+    ))
+    .unwrap_or(HeaderValue::from_static("public, max-age=60"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

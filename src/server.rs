@@ -6,7 +6,7 @@
 use crate::app::App;
 use crate::functions::{self, FunctionName};
 use crate::host::{HttpInvocationResponse, InvocationRequest, InvocationResponse};
-use crate::http::{ApiError, FunctionRequest, FunctionResponse};
+use crate::http::{ApiError, FunctionRequest};
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use std::convert::Infallible;
@@ -148,8 +148,12 @@ pub async fn route(
     match parts {
         // Readiness and health pings: answered before and without any I/O.
         [Some(""), None, None, None] if method == Method::GET || method == Method::HEAD => {
-            FunctionResponse::json(StatusCode::OK, &serde_json::json!({"status": "ready"}))
-                .into_http()
+            let mut ready = Response::new(Bytes::from_static(br#"{"status":"ready"}"#));
+            ready.headers_mut().insert(
+                warp::http::header::CONTENT_TYPE,
+                warp::http::HeaderValue::from_static(crate::http::JSON_CONTENT_TYPE),
+            );
+            ready
         }
         // The host's routing ignores case in the whole route: `/API/getlatestrun` is the function.
         [Some(prefix), Some(name), None, None] if prefix.eq_ignore_ascii_case("api") => {

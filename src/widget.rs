@@ -12,6 +12,30 @@ use std::collections::HashMap;
 use time::macros::format_description;
 use time::{OffsetDateTime, UtcOffset};
 
+/// Every key a GetLatestRun answer may have (DESIGN §5), the allow-list the privacy tests hold
+/// answers to; `route_shape` only with `WIDGET_ROUTE_SHAPE=true`.
+pub const RESPONSE_KEYS: [&str; 19] = [
+    "id",
+    "name",
+    "distance",
+    "moving_time",
+    "photoUrl",
+    "year_to_date_run_total_distance",
+    "sport_type",
+    "start_date",
+    "start_date_local",
+    "timezone",
+    "elapsed_time",
+    "total_elevation_gain",
+    "average_speed",
+    "kudos_count",
+    "pace_seconds_per_km",
+    "strava_url",
+    "fetched_at",
+    "stale",
+    "route_shape",
+];
+
 /// The GetLatestRun response body, version 1 (DESIGN §5): an explicit allow-list, so nothing else
 /// Strava sends can leak.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -616,28 +640,11 @@ mod tests {
             .keys()
             .map(String::as_str)
             .collect();
-        let expected: BTreeSet<&str> = [
-            "id",
-            "name",
-            "distance",
-            "moving_time",
-            "photoUrl",
-            "year_to_date_run_total_distance",
-            "sport_type",
-            "start_date",
-            "start_date_local",
-            "timezone",
-            "elapsed_time",
-            "total_elevation_gain",
-            "average_speed",
-            "kudos_count",
-            "pace_seconds_per_km",
-            "strava_url",
-            "fetched_at",
-            "stale",
-        ]
-        .into_iter()
-        .collect();
+        // Without a route sketch (off by default) the key is left out.
+        let expected: BTreeSet<&str> = RESPONSE_KEYS
+            .into_iter()
+            .filter(|k| *k != "route_shape")
+            .collect();
         assert_eq!(keys, expected);
     }
 

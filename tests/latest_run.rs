@@ -41,12 +41,6 @@ async fn one_second_window_app(strava: &FakeStrava) -> TestApp {
     connected_app(strava, settings).await
 }
 
-async fn get_json(app: &TestApp) -> (u16, Value) {
-    let response = app.get("/api/GetLatestRun").await;
-    let status = response.status().as_u16();
-    (status, json(&response.bytes().await.expect("body")))
-}
-
 fn assert_private_data_absent(body: &str, strava: &FakeStrava) {
     for forbidden in [
         "latlng",
@@ -239,7 +233,7 @@ async fn awkward_activity_lists_pick_the_right_run_and_photo() {
     ascending.reverse();
     strava.set_activities(ascending);
     let app = connected_app(&strava, app_settings()).await;
-    let (status, run) = get_json(&app).await;
+    let (status, run) = app.get_json("/api/GetLatestRun").await;
     assert_eq!(status, 200, "{run}");
     assert_eq!(run["id"], 16110453318_i64);
     assert_eq!(run["sport_type"], "TrailRun");
@@ -249,7 +243,10 @@ async fn awkward_activity_lists_pick_the_right_run_and_photo() {
 
     // Only "Run" counts: the TrailRun is skipped.
     let app = connected_app(&strava, app_settings().with("WIDGET_SPORT_TYPES", "Run")).await;
-    assert_eq!(get_json(&app).await.1["id"], SAMPLE_RUN_ID);
+    assert_eq!(
+        app.get_json("/api/GetLatestRun").await.1["id"],
+        SAMPLE_RUN_ID
+    );
     drop(app);
 
     // A manual run with absent keys, newest; its detail's primary photo is the placeholder.
@@ -268,7 +265,7 @@ async fn awkward_activity_lists_pick_the_right_run_and_photo() {
         json!({"unique_id": "p1", "urls": {"600": "https://dgtzuqphqg23d.cloudfront.net/real-photo-768x576.jpg"}}),
     ]);
     let app = connected_app(&strava, app_settings()).await;
-    let (status, run) = get_json(&app).await;
+    let (status, run) = app.get_json("/api/GetLatestRun").await;
     assert_eq!(status, 200, "{run}");
     assert_eq!(run["id"], 17000000001_i64);
     assert_eq!(
@@ -286,7 +283,7 @@ async fn awkward_activity_lists_pick_the_right_run_and_photo() {
     hidden["private"] = json!(false);
     strava.set_activities(vec![by_id(16137205566_i64), hidden, by_id(16145518802_i64)]);
     let app = connected_app(&strava, app_settings()).await;
-    let (status, error) = get_json(&app).await;
+    let (status, error) = app.get_json("/api/GetLatestRun").await;
     assert_eq!(status, 404);
     assert_eq!(error["error"], "no_public_run");
 }
@@ -296,7 +293,7 @@ async fn a_401_refreshes_once_and_retries() {
     let strava = FakeStrava::start().await;
     let app = connected_app(&strava, TestSettings::new(&strava.base_url())).await;
     strava.expire_access_token();
-    let (status, run) = get_json(&app).await;
+    let (status, run) = app.get_json("/api/GetLatestRun").await;
     assert_eq!(status, 200, "{run}");
     assert_eq!(run["id"], SAMPLE_RUN_ID);
     assert_eq!(strava.calls().token_refresh, 1);
@@ -318,12 +315,12 @@ async fn strava_down_without_an_earlier_answer_is_a_502_and_rate_limits_are_resp
     let strava = FakeStrava::start().await;
     let app = connected_app(&strava, TestSettings::new(&strava.base_url())).await;
     strava.set_fault(Scope::Api, Some(Fault::HtmlPage(502)));
-    let (status, error) = get_json(&app).await;
+    let (status, error) = app.get_json("/api/GetLatestRun").await;
     assert_eq!(status, 502);
     assert_eq!(error["error"], "strava_unavailable");
     assert!(error["message"].as_str().is_some_and(|m| m.len() > 20));
     let calls = strava.calls().api_total();
-    let (status, _) = get_json(&app).await;
+    let (status, _) = app.get_json("/api/GetLatestRun").await;
     assert_eq!(status, 502);
     assert_eq!(
         strava.calls().api_total(),
@@ -334,11 +331,11 @@ async fn strava_down_without_an_earlier_answer_is_a_502_and_rate_limits_are_resp
     let strava = FakeStrava::start().await;
     let app = connected_app(&strava, TestSettings::new(&strava.base_url())).await;
     strava.set_fault(Scope::Api, Some(Fault::Status(429)));
-    let (status, _) = get_json(&app).await;
+    let (status, _) = app.get_json("/api/GetLatestRun").await;
     assert_eq!(status, 502);
     strava.set_fault(Scope::Api, None);
     let calls = strava.calls().api_total();
-    let (status, _) = get_json(&app).await;
+    let (status, _) = app.get_json("/api/GetLatestRun").await;
     assert_eq!(status, 502, "no retry until the window resets");
     assert_eq!(strava.calls().api_total(), calls);
 }
@@ -347,19 +344,19 @@ async fn strava_down_without_an_earlier_answer_is_a_502_and_rate_limits_are_resp
 async fn strava_down_serves_the_last_good_answer_marked_stale() {
     let strava = FakeStrava::start().await;
     let app = one_second_window_app(&strava).await;
-    let (status, first) = get_json(&app).await;
+    let (status, first) = app.get_json("/api/GetLatestRun").await;
     assert_eq!(status, 200);
     assert_eq!(first["stale"], false);
 
     strava.set_fault(Scope::Api, Some(Fault::HtmlPage(502)));
     tokio::time::sleep(Duration::from_millis(1100)).await;
     // The first request after expiry is answered at once and starts the refresh.
-    let (status, _) = get_json(&app).await;
+    let (status, _) = app.get_json("/api/GetLatestRun").await;
     assert_eq!(status, 200);
     let mut stale = Value::Null;
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        stale = get_json(&app).await.1;
+        stale = app.get_json("/api/GetLatestRun").await.1;
         if stale["stale"] == true {
             break;
         }
@@ -376,14 +373,14 @@ async fn strava_down_serves_the_last_good_answer_marked_stale() {
 async fn a_stale_answer_is_served_at_once_while_one_refresh_runs() {
     let strava = FakeStrava::start().await;
     let app = one_second_window_app(&strava).await;
-    let (_, first) = get_json(&app).await;
+    let (_, first) = app.get_json("/api/GetLatestRun").await;
     let rounds_before = strava.calls().activities;
 
     tokio::time::sleep(Duration::from_millis(1100)).await;
     strava.set_latency(Duration::from_millis(800));
     let started = std::time::Instant::now();
     for _ in 0..20 {
-        let (status, run) = get_json(&app).await;
+        let (status, run) = app.get_json("/api/GetLatestRun").await;
         assert_eq!(status, 200);
         assert_eq!(
             run["fetched_at"], first["fetched_at"],
@@ -397,7 +394,7 @@ async fn a_stale_answer_is_served_at_once_while_one_refresh_runs() {
     let mut refreshed = first.clone();
     for _ in 0..60 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        refreshed = get_json(&app).await.1;
+        refreshed = app.get_json("/api/GetLatestRun").await.1;
         if refreshed["fetched_at"] != first["fetched_at"] {
             break;
         }
@@ -451,12 +448,12 @@ async fn a_restarted_instance_serves_from_the_table_without_calling_strava() {
     let strava = FakeStrava::start().await;
     let settings = TestSettings::new(&strava.base_url());
     let first = connected_app(&strava, settings.clone()).await;
-    let (_, run) = get_json(&first).await;
+    let (_, run) = first.get_json("/api/GetLatestRun").await;
     drop(first);
     let calls = strava.calls();
 
     let second = TestApp::spawn(settings.clone()).await;
-    let (status, again) = get_json(&second).await;
+    let (status, again) = second.get_json("/api/GetLatestRun").await;
     assert_eq!(status, 200);
     assert_eq!(again, run);
     assert_eq!(
@@ -467,7 +464,7 @@ async fn a_restarted_instance_serves_from_the_table_without_calling_strava() {
 
     // Two instances within one window: the second takes the first's answer.
     let third = TestApp::spawn(settings).await;
-    let (_, third_run) = get_json(&third).await;
+    let (_, third_run) = third.get_json("/api/GetLatestRun").await;
     assert_eq!(third_run["fetched_at"], run["fetched_at"]);
     assert_eq!(strava.calls(), calls);
 }
@@ -477,13 +474,13 @@ async fn the_refresh_stops_when_the_read_budget_is_nearly_spent() {
     let strava = FakeStrava::start().await;
     let app = one_second_window_app(&strava).await;
     strava.set_rate_limit_usage((95, 400));
-    let (status, first) = get_json(&app).await;
+    let (status, first) = app.get_json("/api/GetLatestRun").await;
     assert_eq!(status, 200);
     let calls = strava.calls().api_total();
 
     tokio::time::sleep(Duration::from_millis(1100)).await;
     for _ in 0..10 {
-        let (status, run) = get_json(&app).await;
+        let (status, run) = app.get_json("/api/GetLatestRun").await;
         assert_eq!(status, 200);
         assert_eq!(run["fetched_at"], first["fetched_at"]);
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -598,7 +595,7 @@ async fn status_reports_the_cached_answer_and_rate_limits() {
     let strava = FakeStrava::start().await;
     let settings = TestSettings::new(&strava.base_url());
     let app = connected_app(&strava, settings.clone()).await;
-    assert_eq!(get_json(&app).await.0, 200);
+    assert_eq!(app.get_json("/api/GetLatestRun").await.0, 200);
     let (status, output) = support::app::run_handler_command(&settings, &["status"], "").await;
     assert!(status.success(), "{output}");
     assert!(

@@ -41,12 +41,6 @@ async fn newest_token_stored(store: &Store, strava: &FakeStrava, deadline: Durat
     false
 }
 
-async fn get_json(app: &TestApp) -> (u16, Value) {
-    let response = app.get("/api/GetLatestRun").await;
-    let status = response.status().as_u16();
-    (status, json(&response.bytes().await.expect("body")))
-}
-
 /// Polls GetLatestRun until `done` holds for its answer; the last answer.
 async fn poll_until(
     app: &TestApp,
@@ -55,7 +49,7 @@ async fn poll_until(
 ) -> (u16, Value) {
     let until = Instant::now() + deadline;
     loop {
-        let (status, body) = get_json(app).await;
+        let (status, body) = app.get_json("/api/GetLatestRun").await;
         if done(status, &body) || Instant::now() > until {
             return (status, body);
         }
@@ -130,9 +124,11 @@ async fn a_lease_taken_over_by_a_skewed_clock_and_a_failing_second_save_keep_the
         .await
         .expect("A finishes")
         .expect("task");
+    // B may end either way (it waited, or Strava refused the superseded token); it must end.
     let _ = tokio::time::timeout(Duration::from_secs(60), b_task)
         .await
-        .expect("B finishes");
+        .expect("B finishes")
+        .expect("B's task did not panic");
     strava.set_latency(Duration::ZERO);
     assert!(a_result.is_ok(), "A's refresh worked: {a_result:?}");
     assert!(
@@ -230,7 +226,7 @@ async fn a_client_hanging_up_during_a_cold_fetch_loses_no_token() {
         "the rotated refresh token was saved although nobody waited for it"
     );
     strava.set_latency(Duration::ZERO);
-    let (status, _) = get_json(&app).await;
+    let (status, _) = app.get_json("/api/GetLatestRun").await;
     assert_eq!(status, 200);
 }
 
@@ -289,7 +285,7 @@ async fn the_only_public_run_made_private_leaves_the_widget_on_every_instance() 
         .replace_credentials(&connected(&strava))
         .await
         .expect("arrange");
-    let (status, run) = get_json(&app).await;
+    let (status, run) = app.get_json("/api/GetLatestRun").await;
     assert_eq!(status, 200);
     assert_eq!(run["id"], json!(SAMPLE_RUN_ID));
 
@@ -312,7 +308,7 @@ async fn the_only_public_run_made_private_leaves_the_widget_on_every_instance() 
         calls = now;
     }
     let restarted = TestApp::spawn(settings.with("WIDGET_CACHE_SECONDS", "600")).await;
-    let (status, body) = get_json(&restarted).await;
+    let (status, body) = restarted.get_json("/api/GetLatestRun").await;
     assert_eq!(status, 404, "{body}");
     assert_eq!(
         strava.calls().api_total(),
@@ -338,7 +334,7 @@ async fn a_deleted_run_gives_way_to_the_next_public_one() {
         .replace_credentials(&connected(&strava))
         .await
         .expect("arrange");
-    let (_, run) = get_json(&app).await;
+    let (_, run) = app.get_json("/api/GetLatestRun").await;
     assert_eq!(run["id"], json!(SAMPLE_RUN_ID));
     strava.set_activities(
         sample_activities()
@@ -397,7 +393,7 @@ async fn incomplete_credentials_are_named_not_reported_as_storage_down() {
         json!({"ClientId": CLIENT_ID, "RefreshToken": strava.refresh_token()}),
     )
     .await;
-    let (status, body) = get_json(&app).await;
+    let (status, body) = app.get_json("/api/GetLatestRun").await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"], "not_configured", "{body}");
     let message = body["message"].as_str().unwrap_or_default();
@@ -419,7 +415,7 @@ async fn the_read_budget_in_the_table_binds_every_instance_and_marks_the_answer_
     // 95 of 100 reads in this 15-minute window and 990 of 1000 today are used: the first
     // round sees that (the daily window keeps it true across a quarter-hour reset).
     strava.set_rate_limit_usage((95, 990));
-    let (status, answer) = get_json(&first).await;
+    let (status, answer) = first.get_json("/api/GetLatestRun").await;
     assert_eq!(status, 200);
     assert_eq!(answer["stale"], false);
     let calls = strava.calls().api_total();

@@ -42,12 +42,6 @@ async fn subscribed_app(strava: &FakeStrava, settings: TestSettings) -> TestApp 
     app
 }
 
-async fn get_json(app: &TestApp, path: &str) -> (u16, Value) {
-    let response = app.get(path).await;
-    let status = response.status().as_u16();
-    (status, json(&response.bytes().await.expect("body")))
-}
-
 fn sample_activities() -> Vec<Value> {
     serde_json::from_str(include_str!("data/strava/athlete-activities.json")).expect("sample")
 }
@@ -101,15 +95,13 @@ async fn validation_echoes_the_challenge_for_the_right_token_only_in_every_form(
             "/api/StravaWebhook?hub.verify_token={token}&hub.challenge=b7c2f0a9&hub.mode=subscribe"
         )
     };
-    let (status, body) = get_json(&app, &query(VERIFY_TOKEN)).await;
+    let (status, body) = app.get_json(&query(VERIFY_TOKEN)).await;
     assert_eq!(status, 200);
     assert_eq!(body, json!({"hub.challenge": "b7c2f0a9"}));
-    let (status, body) = get_json(&app, &query("guess")).await;
+    let (status, body) = app.get_json(&query("guess")).await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["error"], "forbidden");
-    let (status, _) = get_json(
-        &app,
-        "/api/StravaWebhook?hub.verify_token=widget-verify-3f9a&hub.challenge=x&hub.mode=unsubscribe",
+    let (status, _) = app.get_json("/api/StravaWebhook?hub.verify_token=widget-verify-3f9a&hub.challenge=x&hub.mode=unsubscribe",
     )
     .await;
     assert_eq!(status, 400);
@@ -143,7 +135,7 @@ async fn validation_echoes_the_challenge_for_the_right_token_only_in_every_form(
 
     // Standalone serves the same public route.
     let standalone = TestApp::spawn_standalone(settings(&strava, 600)).await;
-    let (status, body) = get_json(&standalone, &query(VERIFY_TOKEN)).await;
+    let (status, body) = standalone.get_json(&query(VERIFY_TOKEN)).await;
     assert_eq!(
         (status, body["hub.challenge"].clone()),
         (200, json!("b7c2f0a9"))
@@ -151,7 +143,7 @@ async fn validation_echoes_the_challenge_for_the_right_token_only_in_every_form(
 
     // Without a verify token the webhook is not set up.
     let unset = TestApp::spawn(TestSettings::new(&strava.base_url())).await;
-    let (status, body) = get_json(&unset, &query(VERIFY_TOKEN)).await;
+    let (status, body) = unset.get_json(&query(VERIFY_TOKEN)).await;
     assert_eq!(status, 503);
     assert_eq!(body["error"], "not_configured");
     let response = unset
@@ -243,7 +235,7 @@ async fn subscribe_validates_the_callback_and_every_known_failure_is_one_line() 
 async fn a_create_event_brings_the_new_run_with_no_visitor_in_between() {
     let strava = FakeStrava::start().await;
     let app = subscribed_app(&strava, settings(&strava, 600)).await;
-    let (_, first) = get_json(&app, "/api/GetLatestRun").await;
+    let (_, first) = app.get_json("/api/GetLatestRun").await;
     assert_eq!(first["id"], json!(SAMPLE_RUN_ID));
     strava.set_activities(with_a_new_run());
     let delivery = strava
@@ -257,7 +249,7 @@ async fn a_create_event_brings_the_new_run_with_no_visitor_in_between() {
         .await,
         "the event alone brought the new run into the shared answer"
     );
-    let (status, run) = get_json(&app, "/api/GetLatestRun").await;
+    let (status, run) = app.get_json("/api/GetLatestRun").await;
     assert_eq!(status, 200);
     assert_eq!(run["id"], json!(NEW_RUN_ID));
     assert_eq!(run["name"], "Fresh from the webhook");
@@ -267,7 +259,7 @@ async fn a_create_event_brings_the_new_run_with_no_visitor_in_between() {
 async fn events_are_acknowledged_at_once_while_stravas_api_takes_five_seconds() {
     let strava = FakeStrava::start().await;
     let app = subscribed_app(&strava, settings(&strava, 5)).await;
-    let (status, _) = get_json(&app, "/api/GetLatestRun").await;
+    let (status, _) = app.get_json("/api/GetLatestRun").await;
     assert_eq!(status, 200);
     strava.set_latency(Duration::from_secs(5));
     for event in [
@@ -315,7 +307,7 @@ async fn deleting_or_hiding_the_shown_run_takes_it_off_the_widget() {
     let strava = FakeStrava::start().await;
     let app = subscribed_app(&strava, settings(&strava, 5)).await;
     strava.set_activities(with_a_new_run());
-    let (_, shown) = get_json(&app, "/api/GetLatestRun").await;
+    let (_, shown) = app.get_json("/api/GetLatestRun").await;
     assert_eq!(shown["id"], json!(NEW_RUN_ID));
 
     // Made "Only you": the next public run shows.
@@ -357,7 +349,7 @@ async fn deleting_or_hiding_the_shown_run_takes_it_off_the_widget() {
         .await,
         "the table says there is no public run"
     );
-    let (status, body) = get_json(&app, "/api/GetLatestRun").await;
+    let (status, body) = app.get_json("/api/GetLatestRun").await;
     assert_eq!(status, 404, "{body}");
     assert_eq!(body["error"], "no_public_run");
 }
@@ -366,7 +358,7 @@ async fn deleting_or_hiding_the_shown_run_takes_it_off_the_widget() {
 async fn a_forged_deauthorization_changes_nothing_and_a_real_one_wipes_the_connection() {
     let strava = FakeStrava::start().await;
     let app = subscribed_app(&strava, settings(&strava, 600)).await;
-    let (status, _) = get_json(&app, "/api/GetLatestRun").await;
+    let (status, _) = app.get_json("/api/GetLatestRun").await;
     assert_eq!(status, 200);
     let deauthorize = strava.event(
         "athlete",
@@ -384,7 +376,7 @@ async fn a_forged_deauthorization_changes_nothing_and_a_real_one_wipes_the_conne
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(app.store.load_credentials().await.expect("read").is_some());
-    let (status, _) = get_json(&app, "/api/GetLatestRun").await;
+    let (status, _) = app.get_json("/api/GetLatestRun").await;
     assert_eq!(status, 200, "still connected");
 
     // Real: the athlete revoked the app, Strava refuses the tokens. (A new instance, since one
@@ -409,7 +401,7 @@ async fn a_forged_deauthorization_changes_nothing_and_a_real_one_wipes_the_conne
         let (status, body) = {
             let mut last = (0, Value::Null);
             for _ in 0..100 {
-                last = get_json(instance, "/api/GetLatestRun").await;
+                last = instance.get_json("/api/GetLatestRun").await;
                 if last.0 == 503 {
                     break;
                 }
@@ -426,7 +418,7 @@ async fn a_forged_deauthorization_changes_nothing_and_a_real_one_wipes_the_conne
 async fn foreign_and_duplicate_events_change_nothing_beyond_one_round() {
     let strava = FakeStrava::start().await;
     let app = subscribed_app(&strava, settings(&strava, 5)).await;
-    let (_, first) = get_json(&app, "/api/GetLatestRun").await;
+    let (_, first) = app.get_json("/api/GetLatestRun").await;
     assert_eq!(first["id"], json!(SAMPLE_RUN_ID));
     strava.set_activities(with_a_new_run());
 
@@ -499,7 +491,7 @@ async fn fifty_forged_creates_in_a_burst_cost_at_most_one_round() {
     send(49).await;
     // Visitors keep coming meanwhile (each may look at the table and start a refresh).
     for _ in 0..30 {
-        let (status, _) = get_json(&app, "/api/GetLatestRun").await;
+        let (status, _) = app.get_json("/api/GetLatestRun").await;
         assert_eq!(status, 200);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -524,7 +516,7 @@ async fn an_event_acknowledged_by_a_killed_instance_takes_effect_on_another() {
         .await
         .expect("arrange");
     let survivor = TestApp::spawn(settings.clone()).await;
-    let (_, first) = get_json(&survivor, "/api/GetLatestRun").await;
+    let (_, first) = survivor.get_json("/api/GetLatestRun").await;
     assert_eq!(first["id"], json!(SAMPLE_RUN_ID));
 
     // The instance that gets the event is killed before Strava's (slow) API can answer it.
@@ -546,7 +538,7 @@ async fn an_event_acknowledged_by_a_killed_instance_takes_effect_on_another() {
     // (Generous: the killed instance may hold the round's 30 s lease, which must lapse first.)
     let mut last = Value::Null;
     for _ in 0..600 {
-        last = get_json(&survivor, "/api/GetLatestRun").await.1;
+        last = survivor.get_json("/api/GetLatestRun").await.1;
         if last["id"] == json!(NEW_RUN_ID) {
             break;
         }
@@ -590,7 +582,7 @@ async fn events_are_acknowledged_while_storage_is_down_and_recorded_when_it_retu
         support::azurite::connection_string_for_port(outage.port()),
     );
     let app = subscribed_app(&strava, settings).await;
-    let (status, _) = get_json(&app, "/api/GetLatestRun").await;
+    let (status, _) = app.get_json("/api/GetLatestRun").await;
     assert_eq!(status, 200);
     outage.cut();
     let delivery = strava

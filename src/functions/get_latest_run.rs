@@ -8,7 +8,6 @@ use crate::config::AllowedOrigins;
 use crate::http::{ApiError, FunctionRequest, FunctionResponse, JSON_CONTENT_TYPE};
 use crate::latest_run::{etag_of, Answer, LatestRunError, LatestRunService};
 use crate::widget::svg::{self, Theme, Units};
-use std::sync::OnceLock;
 use warp::http::header::{CONTENT_SECURITY_POLICY, X_CONTENT_TYPE_OPTIONS};
 use warp::http::HeaderValue;
 
@@ -53,6 +52,7 @@ impl Format {
 pub async fn handle(
     latest_run: &LatestRunService,
     allowed_origins: &AllowedOrigins,
+    cache_control: &HeaderValue,
     request: &FunctionRequest,
 ) -> FunctionResponse {
     read_only(allowed_origins, request, || async {
@@ -65,7 +65,7 @@ pub async fn handle(
             Ok(answer) => answer,
             Err(err) => return api_error(err).to_response(),
         };
-        let cache_control = cache_control(latest_run.cache_seconds());
+        let cache_control = cache_control.clone();
         match format {
             Format::Json => cacheable(
                 request,
@@ -122,26 +122,5 @@ fn api_error(err: LatestRunError) -> ApiError {
         LatestRunError::StravaUnavailable => ApiError::StravaUnavailable,
         LatestRunError::StravaAuthorization => ApiError::StravaAuthorization,
         LatestRunError::NoPublicRun => ApiError::NoPublicRun,
-    }
-}
-
-/// `Cache-Control` for answers: browsers and CDNs may reuse one briefly and keep showing it
-/// while they revalidate. Formatted once per window length (the `headers` crate's CacheControl
-/// has no `stale-while-revalidate`).
-fn cache_control(cache_seconds: i64) -> HeaderValue {
-    static PREPARED: OnceLock<(i64, HeaderValue)> = OnceLock::new();
-    let format = || {
-        HeaderValue::from_str(&format!(
-            "public, max-age={}, stale-while-revalidate={}",
-            cache_seconds.clamp(0, 300),
-            cache_seconds.max(60)
-        ))
-        .unwrap_or(HeaderValue::from_static("public, max-age=60"))
-    };
-    let (seconds, value) = PREPARED.get_or_init(|| (cache_seconds, format()));
-    if *seconds == cache_seconds {
-        value.clone()
-    } else {
-        format()
     }
 }

@@ -98,7 +98,13 @@ pub async fn call_http(
 ) -> FunctionResponse {
     match function {
         FunctionName::GetLatestRun => {
-            get_latest_run::handle(&app.latest_run, &app.allowed_origins, &request).await
+            get_latest_run::handle(
+                &app.latest_run,
+                &app.allowed_origins,
+                &app.answer_cache_control,
+                &request,
+            )
+            .await
         }
         FunctionName::StravaWebhook => {
             strava_webhook::handle(

@@ -130,6 +130,13 @@ impl TestApp {
             .expect("GET")
     }
 
+    /// A forwarded-form GET read as JSON: the status and the body.
+    pub async fn get_json(&self, path_and_query: &str) -> (u16, serde_json::Value) {
+        let response = self.get(path_and_query).await;
+        let status = response.status().as_u16();
+        (status, super::json(&response.bytes().await.expect("body")))
+    }
+
     /// An invocation-form request exactly as the host sends it: chunked, host headers.
     pub async fn invoke(&self, function: &str, body: impl Into<String>) -> reqwest::Response {
         invoke_at(&self.client, &self.address, function, body.into()).await
