@@ -440,3 +440,34 @@ async fn the_read_budget_in_the_table_binds_every_instance_and_marks_the_answer_
         "no instance spends the last reads"
     );
 }
+
+#[tokio::test]
+async fn a_stored_body_that_is_not_an_answer_is_never_served() {
+    let strava = FakeStrava::start().await;
+    let app = TestApp::spawn(TestSettings::new(&strava.base_url())).await;
+    app.store
+        .replace_credentials(&connected(&strava))
+        .await
+        .expect("arrange");
+    // Hand-edited: every property present and fresh, but the Body is not an answer.
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("time");
+    raw_table::put(
+        &app.settings,
+        "latest-run",
+        json!({
+            "Body": "{\"edited\": \"by hand\"}",
+            "FetchedAt": now, "FetchedAt@odata.type": "Edm.DateTime",
+            "ActivityId": "1", "ActivityId@odata.type": "Edm.Int64"
+        }),
+    )
+    .await;
+    let (status, run) = app.get_json("/api/GetLatestRun").await;
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(
+        run["id"],
+        json!(SAMPLE_RUN_ID),
+        "Strava's answer, not the edit"
+    );
+}
