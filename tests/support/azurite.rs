@@ -2,7 +2,7 @@
 //! loopback port. One shared instance per test binary, or a dedicated one a test may kill.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -15,6 +15,8 @@ pub const ACCOUNT_KEY: &str =
 pub struct Azurite {
     port: u16,
     child: Option<Child>,
+    /// Where a restartable instance keeps its tables, so they outlive a restart.
+    location: Option<PathBuf>,
 }
 
 impl Azurite {
@@ -27,12 +29,42 @@ impl Azurite {
     /// A fresh instance of its own.
     pub fn start() -> Azurite {
         let port = free_port();
-        let child = spawn_on(port);
+        let child = spawn_on(port, None);
         wait_until_listening(port);
         Azurite {
             port,
             child: Some(child),
+            location: None,
         }
+    }
+
+    /// A fresh instance that keeps its tables on disk, so [`Azurite::restart`] brings back what
+    /// was stored, as a real storage account does after an outage.
+    pub fn start_restartable() -> Azurite {
+        let port = free_port();
+        let location = std::env::temp_dir().join(format!(
+            "azurite-{}-{port}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default()
+        ));
+        std::fs::create_dir_all(&location).expect("a directory for Azurite's tables");
+        let child = spawn_on(port, Some(&location));
+        wait_until_listening(port);
+        Azurite {
+            port,
+            child: Some(child),
+            location: Some(location),
+        }
+    }
+
+    /// Starts a stopped instance again on the same port (with its tables if restartable).
+    pub fn restart(&mut self) {
+        self.stop();
+        self.child = Some(spawn_on(self.port, self.location.as_deref()));
+        wait_until_listening(self.port);
     }
 
     /// The port it listens on.
@@ -66,6 +98,9 @@ impl Azurite {
 impl Drop for Azurite {
     fn drop(&mut self) {
         self.stop();
+        if let Some(location) = &self.location {
+            let _ = std::fs::remove_dir_all(location);
+        }
     }
 }
 
@@ -95,9 +130,15 @@ fn azurite_bin() -> PathBuf {
 
 /// Spawns Azurite under a watchdog shell that kills it when this test process exits, so no
 /// emulator outlives a test binary even though a shared static is never dropped.
-fn spawn_on(port: u16) -> Child {
+/// With a `location` the tables are kept there; without, in memory only.
+fn spawn_on(port: u16, location: Option<&Path>) -> Child {
     let script = r#"
-"$AZURITE_BIN" --tableHost 127.0.0.1 --tablePort "$AZURITE_PORT" --inMemoryPersistence --disableTelemetry --silent --skipApiVersionCheck --loose &
+if [ -n "$AZURITE_LOCATION" ]; then
+  set -- --location "$AZURITE_LOCATION"
+else
+  set -- --inMemoryPersistence
+fi
+"$AZURITE_BIN" --tableHost 127.0.0.1 --tablePort "$AZURITE_PORT" "$@" --disableTelemetry --silent --skipApiVersionCheck --loose &
 child=$!
 trap 'kill $child 2>/dev/null; exit 0' TERM INT HUP
 while kill -0 "$WATCH_PID" 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 0.3; done
@@ -108,6 +149,7 @@ kill $child 2>/dev/null
         .arg(script)
         .env("AZURITE_BIN", azurite_bin())
         .env("AZURITE_PORT", port.to_string())
+        .env("AZURITE_LOCATION", location.map(Path::as_os_str).unwrap_or_default())
         .env("WATCH_PID", std::process::id().to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
