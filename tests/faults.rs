@@ -9,10 +9,14 @@
 mod support;
 
 use serde_json::Value;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use strava_latest_run::secret::Secret;
 use strava_latest_run::store::{Credentials, LatestRunSnapshot, Shown, Store};
-use support::app::{fixture, invoke_at, TestApp, TestSettings};
+use support::app::{
+    fixture, get_json_at, invoke_at, poll_json_at, HandlerProcess, TestApp, TestSettings,
+};
 use support::azurite::Azurite;
 use support::credentials::connected;
 use support::fake_strava::{CallCounts, FakeStrava, Fault, Scope};
@@ -514,4 +518,170 @@ async fn latest_fetched_at(app: &TestApp) -> i64 {
         .and_then(|l| l.snapshot)
         .expect("an answer")
         .fetched_at
+}
+
+// --- a. Azurite killed mid-load and restarted ---
+
+/// What one visitor's request came to.
+enum Visit {
+    /// An HTTP answer: status and body.
+    Answered(u16, String),
+    /// No answer within the client's generous timeout.
+    Hung,
+    /// The connection failed (the handler was not there).
+    Failed(String),
+}
+
+/// Visitors asking `address` for the answer one after another until `stop` is set.
+fn visitors(
+    address: String,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<Vec<(Instant, Visit)>> {
+    tokio::spawn(async move {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("client");
+        let mut visits = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            let visit = match client.get(format!("{address}{RUN}")).send().await {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    match response.text().await {
+                        Ok(body) => Visit::Answered(status, body),
+                        Err(err) if err.is_timeout() => Visit::Hung,
+                        Err(err) => Visit::Failed(err.to_string()),
+                    }
+                }
+                Err(err) if err.is_timeout() => Visit::Hung,
+                Err(err) => Visit::Failed(err.to_string()),
+            };
+            visits.push((Instant::now(), visit));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        visits
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn azurite_killed_under_load_and_restarted_costs_no_hang_no_token_and_no_write() {
+    let strava = FakeStrava::start().await;
+    strava.set_rotate_refresh_tokens(true);
+    let azurite = Azurite::start_restartable();
+    let settings = TestSettings::new(&strava.base_url())
+        .with("AzureWebJobsStorage", azurite.connection_string())
+        .with("WIDGET_CACHE_SECONDS", "1");
+    let store = settings.store();
+    store
+        .replace_credentials(&connected(&strava))
+        .await
+        .expect("arrange");
+    // Two instances of the real binary on one table: one has answered (warm), one has not.
+    let warm = HandlerProcess::spawn(&settings, &[]).await;
+    let cold = HandlerProcess::spawn(&settings, &[]).await;
+    warm.wait_ready().await;
+    cold.wait_ready().await;
+    let client = reqwest::Client::new();
+    let (status, first) = get_json_at(&client, &warm.address, RUN).await;
+    assert_eq!(status, 200, "{first}");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut load: Vec<_> = (0..3)
+        .map(|_| visitors(warm.address.clone(), Arc::clone(&stop)))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let azurite = azurite_op(azurite, Azurite::stop).await;
+    let outage_began = Instant::now();
+    // The cold instance's first visitors come during the outage, which lasts until it has had
+    // to say so (its storage calls retry for a while first).
+    load.extend((0..3).map(|_| visitors(cold.address.clone(), Arc::clone(&stop))));
+    let (status, body) = poll_json_at(&client, &cold.address, RUN, PATIENCE, |s, _| s == 503).await;
+    assert_eq!(status, 503, "{body}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let azurite = azurite_op(azurite, Azurite::restart).await;
+    let outage_ended = Instant::now();
+    // The cold instance reconnects: it answers from the table again.
+    let (status, body) = poll_json_at(&client, &cold.address, RUN, PATIENCE, |s, _| s == 200).await;
+    assert_eq!(status, 200, "the cold instance reconnected: {body}");
+    stop.store(true, Ordering::Relaxed);
+
+    let mut during_outage = 0;
+    let mut storage_unavailable = 0;
+    let mut everything = String::new();
+    for (i, task) in load.into_iter().enumerate() {
+        let instance = if i < 3 { "warm" } else { "cold" };
+        for (at, visit) in task.await.expect("visitors") {
+            let (status, body) = match visit {
+                Visit::Answered(status, body) => (status, body),
+                Visit::Hung => panic!("{instance}: a request hung for 30 s"),
+                Visit::Failed(err) => panic!("{instance}: a request failed: {err}"),
+            };
+            if (outage_began..outage_ended).contains(&at) {
+                during_outage += 1;
+            }
+            let json = support::json(body.as_bytes());
+            match status {
+                200 => assert_eq!(json["id"], first["id"], "{instance}: {body}"),
+                503 if instance == "cold" => {
+                    assert_error_shape(&json, "storage_unavailable", instance);
+                    storage_unavailable += 1;
+                }
+                _ => panic!("{instance}: {status} {body}"),
+            }
+            everything.push_str(&body);
+        }
+    }
+    assert!(during_outage > 0, "the load went on through the outage");
+    assert!(
+        storage_unavailable > 0,
+        "the cold instance had nothing to serve during the outage"
+    );
+
+    // The write paths work again: the timer rotates and saves the tokens; a new run is
+    // fetched, stored and served by every instance.
+    let mut renamed =
+        serde_json::from_str::<Vec<Value>>(include_str!("data/strava/athlete-activities.json"))
+            .expect("sample");
+    for activity in &mut renamed {
+        if activity["id"] == first["id"] {
+            activity["name"] = Value::from("After the outage");
+        }
+    }
+    strava.set_activities(renamed);
+    let (status, body) = run_timer(&client, &warm.address, "timer-invocation-request.json").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("rotated and saved"), "{body}");
+    everything.push_str(&body);
+    let stored = stored_credentials(&store).await;
+    assert_eq!(stored.refresh_token.expose(), strava.refresh_token());
+    assert_eq!(
+        stored.access_token.as_ref().map(Secret::expose),
+        Some(strava.access_token().as_str())
+    );
+    assert_eq!(
+        strava.calls().token_failed,
+        0,
+        "no dead token was ever used"
+    );
+    // A round stores its answer before it serves it: once served, it is in the table.
+    for instance in [&warm, &cold] {
+        let (status, run) = poll_json_at(&client, &instance.address, RUN, PATIENCE, |_, b| {
+            b["name"] == "After the outage"
+        })
+        .await;
+        assert_eq!(status, 200, "{run}");
+        assert_eq!(run["name"], "After the outage", "{run}");
+        let latest = store.peek_latest_run().await.expect("read");
+        match latest.and_then(|l| l.snapshot).map(|s| s.shown) {
+            Some(Shown::Run { body, .. }) => assert!(body.contains("After the outage"), "{body}"),
+            other => panic!("no new answer stored: {other:?}"),
+        }
+    }
+
+    for instance in [&warm, &cold] {
+        everything.push_str(&instance.output());
+    }
+    assert!(!everything.contains("panicked"), "{everything}");
+    support::assert_no_secret(&everything, &strava);
+    drop(azurite);
 }
