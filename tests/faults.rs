@@ -15,11 +15,13 @@ use std::time::{Duration, Instant};
 use strava_latest_run::secret::Secret;
 use strava_latest_run::store::{Credentials, LatestRunSnapshot, Shown, Store};
 use support::app::{
-    fixture, get_json_at, invoke_at, poll_json_at, HandlerProcess, TestApp, TestSettings,
+    fixture, get_json_at, invoke_at, poll_json_at, try_invoke_at, HandlerProcess, TestApp,
+    TestSettings,
 };
-use support::azurite::Azurite;
+use support::azurite::{connection_string_for_port, Azurite};
 use support::credentials::connected;
 use support::fake_strava::{CallCounts, FakeStrava, Fault, Scope};
+use support::storage_proxy::{StorageProxy, WriteFate};
 
 /// Runs a blocking Azurite operation off the async workers and gives the instance back.
 async fn azurite_op(mut azurite: Azurite, op: fn(&mut Azurite)) -> Azurite {
@@ -684,4 +686,160 @@ async fn azurite_killed_under_load_and_restarted_costs_no_hang_no_token_and_no_w
     assert!(!everything.contains("panicked"), "{everything}");
     support::assert_no_secret(&everything, &strava);
     drop(azurite);
+}
+
+// --- b. The handler killed between Strava's token answer and the save ---
+//
+// What is recoverable, and why (STRAVA.md §1.3, "Lifecycle rules"): Strava's answer to the
+// refresh dies with the process; the table keeps the refresh token that was used, and the
+// access token it had. Whether that refresh token still works depends on Strava alone:
+// * rule 4: every answer carries a refresh token, and once it is a different one the previous
+//   one is invalid *at once*: not when the new access token is first used. So if Strava
+//   rotated, the only valid refresh token died with the process, and nothing the app can do
+//   brings it back: only a new consent (`handler setup`) does. The app must say so clearly.
+// * if Strava did not rotate (rule 5: the usual case), the stored refresh token is still the
+//   valid one: the next refresh recovers fully, once the dead process's lease lapses (30 s).
+// * rule 3: an access token Strava issued keeps working until its own expiry, so either way
+//   the widget goes on serving with the stored access token meanwhile.
+// The fake Strava follows these rules (rotation invalidates the old refresh token at once,
+// older access tokens live until their expiry).
+
+/// Runs the RefreshToken timer on the real `handler`, with the table behind a proxy that holds
+/// every write after the refresh lease, and kills the process with SIGKILL as soon as the save
+/// of Strava's answer is in flight. Returns the table's settings (direct to Azurite), the
+/// refresh token the table held before, and the dead process's output.
+async fn kill_between_stravas_answer_and_the_save(
+    strava: &FakeStrava,
+) -> (TestSettings, String, String) {
+    let proxy = StorageProxy::start(Azurite::shared().port()).await;
+    let direct = TestSettings::new(&strava.base_url()).with("WIDGET_CACHE_SECONDS", "1");
+    let through_proxy = direct.clone().with(
+        "AzureWebJobsStorage",
+        connection_string_for_port(proxy.port()),
+    );
+    direct
+        .store()
+        .replace_credentials(&connected(strava))
+        .await
+        .expect("arrange");
+    let used = strava.refresh_token();
+
+    // The lease is written; every write after it (the save, its retries) hangs.
+    proxy.next_writes(&[WriteFate::Pass]);
+    proxy.later_writes(WriteFate::Hold);
+    let mut handler = HandlerProcess::spawn(&through_proxy, &[]).await;
+    handler.wait_ready().await;
+    let timer = {
+        let address = handler.address.clone();
+        let body = fixture("timer-invocation-request.json");
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            match try_invoke_at(&client, &address, "RefreshToken", body).await {
+                Ok(response) => response.status().as_u16(),
+                Err(_) => 0,
+            }
+        })
+    };
+    let until = Instant::now() + PATIENCE;
+    while proxy.held() == 0 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(proxy.held() >= 1, "the save is in flight");
+    handler.kill().await;
+    assert_eq!(strava.calls().token_refresh, 1, "Strava had answered");
+    let status = timer.await.expect("timer task");
+    assert_eq!(status, 0, "the timer never answered");
+
+    let stored = stored_credentials(&direct.store()).await;
+    assert_eq!(stored.refresh_token.expose(), used, "the save never landed");
+    assert!(stored.refresh_lease.is_some(), "the dead process's lease");
+    (direct, used, handler.output())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_between_stravas_answer_and_the_save_recovers_when_strava_kept_the_refresh_token() {
+    let strava = FakeStrava::start().await;
+    let (settings, used, mut everything) = kill_between_stravas_answer_and_the_save(&strava).await;
+    assert_eq!(strava.refresh_token(), used, "Strava did not rotate");
+
+    let mut handler = HandlerProcess::spawn(&settings, &[]).await;
+    handler.wait_ready().await;
+    let client = reqwest::Client::new();
+    // The widget works at once, with the stored access token.
+    let (status, run) = get_json_at(&client, &handler.address, RUN).await;
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["stale"], false);
+    // The next run refreshes with the stored refresh token once the lease has lapsed.
+    let (status, body) =
+        run_timer(&client, &handler.address, "timer-invocation-request.json").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("refresh token unchanged; saved"), "{body}");
+    let stored = stored_credentials(&settings.store()).await;
+    assert_eq!(stored.refresh_token.expose(), strava.refresh_token());
+    assert_eq!(
+        stored.access_token.as_ref().map(Secret::expose),
+        Some(strava.access_token().as_str())
+    );
+    assert!(stored.refresh_lease.is_none(), "the lease is released");
+    assert_eq!(strava.calls().token_refresh, 2);
+    assert_eq!(strava.calls().token_failed, 0);
+
+    handler.terminate().await;
+    everything.push_str(&format!("{run}{body}{}", handler.output()));
+    support::assert_no_secret(&everything, &strava);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_between_stravas_answer_and_a_rotation_is_reported_as_needing_setup_again() {
+    let strava = FakeStrava::start().await;
+    strava.set_rotate_refresh_tokens(true);
+    let (settings, used, mut everything) = kill_between_stravas_answer_and_the_save(&strava).await;
+    assert_ne!(
+        strava.refresh_token(),
+        used,
+        "Strava rotated: the new refresh token died with the process"
+    );
+
+    let mut handler = HandlerProcess::spawn(&settings, &[]).await;
+    handler.wait_ready().await;
+    let client = reqwest::Client::new();
+    // The stored access token still works until its own expiry: the widget goes on.
+    let (status, first) = get_json_at(&client, &handler.address, RUN).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["stale"], false);
+    // The next run, once the lease has lapsed, finds the stored refresh token dead and says
+    // what to do, as a failed run.
+    let (status, body) =
+        run_timer(&client, &handler.address, "timer-invocation-request.json").await;
+    assert_eq!(status, 500, "{body}");
+    assert!(
+        body.contains("Strava refused the stored credentials")
+            && body.contains("run `handler setup` again"),
+        "{body}"
+    );
+    let calls = strava.calls();
+    assert_eq!(
+        calls.token_failed, 2,
+        "tried once, and once more after reading again"
+    );
+    let stored = stored_credentials(&settings.store()).await;
+    assert_eq!(stored.refresh_token.expose(), used, "nothing else to store");
+    assert!(stored.refresh_lease.is_none(), "the lease is released");
+
+    // When the access token runs out, visitors keep the last good answer, marked stale.
+    strava.expire_access_token();
+    let (status, stale) = poll_json_at(&client, &handler.address, RUN, PATIENCE, |_, b| {
+        b["stale"] == true
+    })
+    .await;
+    assert_eq!((status, &stale), (200, &marked_stale(&first)));
+
+    handler.terminate().await;
+    let output = handler.output();
+    assert!(
+        output.contains("ERROR") && output.contains("run `handler setup` again"),
+        "{output}"
+    );
+    everything.push_str(&format!("{first}{body}{stale}{output}"));
+    support::assert_no_secret(&everything, &strava);
 }

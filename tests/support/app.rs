@@ -220,6 +220,18 @@ pub async fn invoke_at(
     function: &str,
     body: String,
 ) -> reqwest::Response {
+    try_invoke_at(client, address, function, body)
+        .await
+        .expect("POST invocation")
+}
+
+/// Like [`invoke_at`], for a handler that may not answer (killed meanwhile).
+pub async fn try_invoke_at(
+    client: &reqwest::Client,
+    address: &str,
+    function: &str,
+    body: String,
+) -> reqwest::Result<reqwest::Response> {
     let chunks: Vec<Result<Bytes, std::io::Error>> = body
         .into_bytes()
         .chunks(512)
@@ -239,7 +251,6 @@ pub async fn invoke_at(
         )))
         .send()
         .await
-        .expect("POST invocation")
 }
 
 /// A fixture payload from tests/data/functions-host.
