@@ -31,6 +31,9 @@ use tracing::Instrument;
 const ACTIVITIES_PER_PAGE: u32 = 60;
 /// After a failed refresh, wait this long before asking Strava again (seconds).
 const RETRY_AFTER_FAILURE: i64 = 60;
+/// After storage could not be reached (Strava was not asked), look again this soon (seconds):
+/// only storage is spared, and the widget answers again as soon as storage is back.
+const RETRY_AFTER_STORAGE_FAILURE: i64 = 5;
 /// How long an instance may hold the right to fetch the shared answer (seconds).
 const LEASE_SECONDS: i64 = 30;
 /// First and longest wait between looks at the table while another instance fetches.
@@ -1008,6 +1011,7 @@ impl FetchFailure {
     fn quiet_until(&self, now: i64) -> i64 {
         match self {
             FetchFailure::RateLimited(Some(until)) | FetchFailure::BudgetSpent(until) => *until,
+            FetchFailure::Tokens(TokenError::Storage(_)) => now + RETRY_AFTER_STORAGE_FAILURE,
             _ => now + RETRY_AFTER_FAILURE,
         }
     }

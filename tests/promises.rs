@@ -41,22 +41,6 @@ async fn newest_token_stored(store: &Store, strava: &FakeStrava, deadline: Durat
     false
 }
 
-/// Polls GetLatestRun until `done` holds for its answer; the last answer.
-async fn poll_until(
-    app: &TestApp,
-    deadline: Duration,
-    done: impl Fn(u16, &Value) -> bool,
-) -> (u16, Value) {
-    let until = Instant::now() + deadline;
-    loop {
-        let (status, body) = app.get_json("/api/GetLatestRun").await;
-        if done(status, &body) || Instant::now() > until {
-            return (status, body);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 fn sample_activities() -> Vec<Value> {
     serde_json::from_str(include_str!("data/strava/athlete-activities.json")).expect("sample")
 }
@@ -291,7 +275,11 @@ async fn the_only_public_run_made_private_leaves_the_widget_on_every_instance() 
 
     strava.set_activities(only_the_sample_run("followers_only"));
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let (status, body) = poll_until(&app, Duration::from_secs(10), |s, _| s == 404).await;
+    let (status, body) = app
+        .poll_json("/api/GetLatestRun", Duration::from_secs(10), |s, _| {
+            s == 404
+        })
+        .await;
     assert_eq!(status, 404, "no longer public: {body}");
     assert_eq!(body["error"], "no_public_run");
 
@@ -343,10 +331,11 @@ async fn a_deleted_run_gives_way_to_the_next_public_one() {
             .collect(),
     );
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let (status, body) = poll_until(&app, Duration::from_secs(10), |_, b| {
-        b["id"] != json!(SAMPLE_RUN_ID)
-    })
-    .await;
+    let (status, body) = app
+        .poll_json("/api/GetLatestRun", Duration::from_secs(10), |_, b| {
+            b["id"] != json!(SAMPLE_RUN_ID)
+        })
+        .await;
     assert_eq!(status, 200);
     assert_eq!(body["id"], json!(16110453318_i64), "the next public run");
 }
@@ -424,8 +413,11 @@ async fn the_read_budget_in_the_table_binds_every_instance_and_marks_the_answer_
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let second = TestApp::spawn(settings).await;
     for app in [&first, &second] {
-        let (status, body) =
-            poll_until(app, Duration::from_secs(5), |_, b| b["stale"] == true).await;
+        let (status, body) = app
+            .poll_json("/api/GetLatestRun", Duration::from_secs(5), |_, b| {
+                b["stale"] == true
+            })
+            .await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(
             body["stale"], true,

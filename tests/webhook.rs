@@ -207,15 +207,7 @@ async fn subscribe_validates_the_callback_and_every_known_failure_is_one_line() 
     .await;
     assert!(!status.success());
     assert!(output.contains("could not validate"), "{output}");
-    let no_token = TestSettings {
-        values: app
-            .settings
-            .values
-            .iter()
-            .filter(|(k, _)| k != "STRAVA_WEBHOOK_VERIFY_TOKEN")
-            .cloned()
-            .collect(),
-    };
+    let no_token = app.settings.clone().without("STRAVA_WEBHOOK_VERIFY_TOKEN");
     let (status, output) =
         run_handler_command(&no_token, &["subscribe", "--callback-url", &callback], "").await;
     assert!(!status.success());

@@ -30,6 +30,9 @@ pub fn unique_table_name() -> String {
 pub struct TestSettings {
     /// Name → value pairs.
     pub values: Vec<(String, String)>,
+    /// How long a Strava request may take in an app started in this process (no setting
+    /// holds it; the `handler` binary always uses the default).
+    pub strava_timeout: Option<Duration>,
 }
 
 impl TestSettings {
@@ -45,13 +48,26 @@ impl TestSettings {
                 ("STRAVA_BASE_URL".into(), strava_base_url.into()),
                 ("RUST_LOG".into(), "info".into()),
             ],
+            strava_timeout: None,
         }
+    }
+
+    /// Gives up on a Strava request after `timeout` (apps started in this process only).
+    pub fn with_strava_timeout(mut self, timeout: Duration) -> Self {
+        self.strava_timeout = Some(timeout);
+        self
     }
 
     /// Sets (or replaces) one value.
     pub fn with(mut self, name: &str, value: impl Into<String>) -> Self {
         self.values.retain(|(n, _)| n != name);
         self.values.push((name.into(), value.into()));
+        self
+    }
+
+    /// Removes one value.
+    pub fn without(mut self, name: &str) -> Self {
+        self.values.retain(|(n, _)| n != name);
         self
     }
 
@@ -65,8 +81,12 @@ impl TestSettings {
 
     /// Validated settings.
     pub fn settings(&self) -> Settings {
-        Settings::from_raw(&RawSettings::from_pairs(self.values.clone()))
-            .expect("valid test settings")
+        let mut settings = Settings::from_raw(&RawSettings::from_pairs(self.values.clone()))
+            .expect("valid test settings");
+        if let Some(timeout) = self.strava_timeout {
+            settings.strava_timeout = timeout;
+        }
+        settings
     }
 
     /// A store on the same table as the app, for arranging and checking data.
@@ -132,9 +152,17 @@ impl TestApp {
 
     /// A forwarded-form GET read as JSON: the status and the body.
     pub async fn get_json(&self, path_and_query: &str) -> (u16, serde_json::Value) {
-        let response = self.get(path_and_query).await;
-        let status = response.status().as_u16();
-        (status, super::json(&response.bytes().await.expect("body")))
+        get_json_at(&self.client, &self.address, path_and_query).await
+    }
+
+    /// Polls a GET as JSON until `done` holds or `deadline` has passed; the last answer.
+    pub async fn poll_json(
+        &self,
+        path_and_query: &str,
+        deadline: Duration,
+        done: impl Fn(u16, &serde_json::Value) -> bool,
+    ) -> (u16, serde_json::Value) {
+        poll_json_at(&self.client, &self.address, path_and_query, deadline, done).await
     }
 
     /// An invocation-form request exactly as the host sends it: chunked, host headers.
@@ -151,6 +179,40 @@ impl Drop for TestApp {
     }
 }
 
+/// A GET of `address` + `path_and_query` read as JSON: the status and the body.
+pub async fn get_json_at(
+    client: &reqwest::Client,
+    address: &str,
+    path_and_query: &str,
+) -> (u16, serde_json::Value) {
+    let response = client
+        .get(format!("{address}{path_and_query}"))
+        .send()
+        .await
+        .expect("GET");
+    let status = response.status().as_u16();
+    (status, super::json(&response.bytes().await.expect("body")))
+}
+
+/// GETs `path_and_query` as JSON every 100 ms until `done` holds for the answer or `deadline`
+/// has passed; the last answer.
+pub async fn poll_json_at(
+    client: &reqwest::Client,
+    address: &str,
+    path_and_query: &str,
+    deadline: Duration,
+    done: impl Fn(u16, &serde_json::Value) -> bool,
+) -> (u16, serde_json::Value) {
+    let until = Instant::now() + deadline;
+    loop {
+        let (status, body) = get_json_at(client, address, path_and_query).await;
+        if done(status, &body) || Instant::now() > until {
+            return (status, body);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// POSTs an invocation body the way the host does (no Content-Length: chunked).
 pub async fn invoke_at(
     client: &reqwest::Client,
@@ -158,6 +220,18 @@ pub async fn invoke_at(
     function: &str,
     body: String,
 ) -> reqwest::Response {
+    try_invoke_at(client, address, function, body)
+        .await
+        .expect("POST invocation")
+}
+
+/// Like [`invoke_at`], for a handler that may not answer (killed meanwhile).
+pub async fn try_invoke_at(
+    client: &reqwest::Client,
+    address: &str,
+    function: &str,
+    body: String,
+) -> reqwest::Result<reqwest::Response> {
     let chunks: Vec<Result<Bytes, std::io::Error>> = body
         .into_bytes()
         .chunks(512)
@@ -177,7 +251,6 @@ pub async fn invoke_at(
         )))
         .send()
         .await
-        .expect("POST invocation")
 }
 
 /// A fixture payload from tests/data/functions-host.
@@ -292,6 +365,12 @@ impl HandlerProcess {
             .await
             .expect("handler exits after SIGTERM")
             .expect("exit status")
+    }
+
+    /// Kills the process with SIGKILL (a crash, or the platform pulling the plug: nothing runs
+    /// after it) and waits until it is gone.
+    pub async fn kill(&mut self) {
+        self.child.kill().await.expect("SIGKILL the handler");
     }
 
     /// Waits for the process to exit by itself (start-up failures).

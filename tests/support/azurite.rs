@@ -80,7 +80,8 @@ impl Azurite {
     /// Stops it (storage outage); connections are refused afterwards.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            // SIGTERM lets the watchdog shell's trap stop node too (SIGKILL would orphan it).
+            // SIGTERM lets the watchdog shell's trap stop node too (SIGKILL would orphan it);
+            // the trap stops node with SIGINT, on which Azurite saves its tables to disk.
             let _ = Command::new("kill")
                 .arg("-TERM")
                 .arg(child.id().to_string())
@@ -140,9 +141,17 @@ else
 fi
 "$AZURITE_BIN" --tableHost 127.0.0.1 --tablePort "$AZURITE_PORT" "$@" --disableTelemetry --silent --skipApiVersionCheck --loose &
 child=$!
-trap 'kill $child 2>/dev/null; exit 0' TERM INT HUP
+# Azurite saves its tables on SIGINT only (SIGTERM loses the last seconds' writes): ask it to
+# close, give it five seconds, then kill it.
+stop_azurite() {
+  kill -INT $child 2>/dev/null
+  tries=0
+  while kill -0 $child 2>/dev/null && [ $tries -lt 50 ]; do sleep 0.1; tries=$((tries + 1)); done
+  kill -KILL $child 2>/dev/null
+}
+trap 'stop_azurite; exit 0' TERM INT HUP
 while kill -0 "$WATCH_PID" 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 0.3; done
-kill $child 2>/dev/null
+stop_azurite
 "#;
     Command::new("sh")
         .arg("-c")

@@ -38,8 +38,8 @@
 //! * Latency is added after the request is processed (state changes such as a rotation happen
 //!   even if the client gives up waiting).
 //! * Faults: a `fail_next` fault wins over a persistent one; both come before every other check
-//!   (auth, 429). `HtmlPage` answers look like a CDN error page and carry no rate-limit headers;
-//!   other API faults do.
+//!   (auth, 429). `HtmlPage` answers look like a CDN error page and carry no rate-limit headers,
+//!   nor do `BareStatus` answers; other API faults do.
 //!
 //! The server runs on its own thread with its own tokio runtime, so it keeps answering whatever
 //! the test's runtime flavour is or whether the test blocks; dropping [`FakeStrava`] stops it
@@ -121,6 +121,14 @@ pub enum Fault {
     HtmlPage(u16),
     /// 200 with a body that is not JSON but a JSON content type.
     Garbage,
+    /// 200 with a JSON content type and the endpoint's sample body cut off half-way (the
+    /// activity list for API calls, a token answer for the token endpoint).
+    Truncated,
+    /// 200 with a JSON content type and an empty body.
+    Empty,
+    /// Like `Status`, but without rate-limit headers (a 429 from a proxy, or Strava leaving
+    /// them out).
+    BareStatus(u16),
     /// Never answers (sleeps 120 s, far longer than any client timeout, then 504).
     Hang,
 }
@@ -465,7 +473,15 @@ fn fault_reply(fault: &Fault, target: Scope) -> Option<Reply> {
             200,
             "<<garbage>> {\"resource_state\":2,\"name\":\"Tiergarten tem",
         )),
-        Fault::Status(status) => Some(match (*status, target) {
+        Fault::Truncated => Some(Reply::raw_json(
+            200,
+            first_half(match target {
+                Scope::OAuth => SAMPLE_EXCHANGE,
+                _ => SAMPLE_ACTIVITIES,
+            }),
+        )),
+        Fault::Empty => Some(Reply::raw_json(200, "")),
+        Fault::Status(status) | Fault::BareStatus(status) => Some(match (*status, target) {
             (400, Scope::OAuth) => Reply::raw_json(400, ERR_BAD_REFRESH),
             (400, _) => Reply::json(400, &json!({"message": "Bad Request", "errors": []})),
             (401, _) => Reply::raw_json(401, ERR_INVALID_TOKEN),
@@ -478,6 +494,15 @@ fn fault_reply(fault: &Fault, target: Scope) -> Option<Reply> {
             (status, _) => Reply::raw_json(status, ERR_500),
         }),
     }
+}
+
+/// The first half of `text`, cut at a character boundary.
+fn first_half(text: &str) -> &str {
+    let mut cut = text.len() / 2;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &text[..cut]
 }
 
 fn url_decode(text: &str) -> String {
@@ -799,7 +824,9 @@ fn handle_api(
     if let Some(fault) = state.take_fault(Scope::Api) {
         return match fault_reply(&fault, Scope::Api) {
             None => Outcome::Hang,
-            Some(reply) if matches!(fault, Fault::HtmlPage(_)) => Outcome::Reply(reply),
+            Some(reply) if matches!(fault, Fault::HtmlPage(_) | Fault::BareStatus(_)) => {
+                Outcome::Reply(reply)
+            }
             Some(reply) => {
                 let mut usage = state.read_usage;
                 if matches!(fault, Fault::Status(429)) {

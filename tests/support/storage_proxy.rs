@@ -1,13 +1,15 @@
 //! An HTTP proxy in front of the real Azurite that can answer chosen entity writes with a
-//! failure instead of passing them on: a 412 (as if another instance had written first) or a
-//! 503 (storage failing). Reads and every other write go through to Azurite unchanged, so the
-//! table always holds what Azurite holds. Used to put a fault at one exact step of a protocol.
+//! failure instead of passing them on: a 412 (as if another instance had written first), a
+//! 503 (storage failing), or no answer at all until the test lets go (a write stuck in flight,
+//! so the writer can be killed mid-save). Reads and every other write go through to Azurite
+//! unchanged, so the table always holds what Azurite holds. Used to put a fault at one exact
+//! step of a protocol.
 
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use warp::http::{HeaderMap, Method, Response, StatusCode};
 use warp::Filter;
 
@@ -20,20 +22,29 @@ pub enum WriteFate {
     PreconditionFailed,
     /// Answered `503 ServerBusy` without reaching Azurite.
     Unavailable,
+    /// Not answered until [`StorageProxy::release_held`] (or the proxy is dropped), then
+    /// answered `503 ServerBusy`; it never reaches Azurite. The writer sees a save that hangs.
+    Hold,
 }
 
 #[derive(Default)]
 struct Rules {
-    /// Fates of the next entity writes, in order; writes beyond the list pass.
+    /// Fates of the next entity writes, in order; writes beyond the list get `later`.
     next_writes: VecDeque<WriteFate>,
+    /// The fate of writes beyond `next_writes` (`None`: they pass).
+    later: Option<WriteFate>,
     /// Entity writes seen so far (passed or not).
     writes: u32,
+    /// Writes held so far.
+    held: u32,
 }
 
 /// The proxy. Dropping it stops it.
 pub struct StorageProxy {
     port: u16,
     rules: Arc<Mutex<Rules>>,
+    /// Set once: every held write, and every later one, is answered.
+    release: Arc<watch::Sender<bool>>,
     shutdown: Option<oneshot::Sender<()>>,
 }
 
@@ -41,6 +52,9 @@ impl StorageProxy {
     /// Starts a proxy to Azurite's table endpoint on `azurite_port`.
     pub async fn start(azurite_port: u16) -> StorageProxy {
         let rules = Arc::new(Mutex::new(Rules::default()));
+        let (release, _) = watch::channel(false);
+        let release = Arc::new(release);
+        let release_for_routes = Arc::clone(&release);
         let client = reqwest::Client::new();
         let target = format!("http://127.0.0.1:{azurite_port}");
         let rules_for_routes = Arc::clone(&rules);
@@ -56,12 +70,17 @@ impl StorageProxy {
                       headers: HeaderMap,
                       body: Bytes| {
                     let rules = Arc::clone(&rules_for_routes);
+                    let mut released = release_for_routes.subscribe();
                     let client = client.clone();
                     let target = target.clone();
                     async move {
                         let fate = fate_of(&rules, &method, path.as_str());
                         match fate {
                             WriteFate::Pass => {}
+                            WriteFate::Hold => {
+                                let _ = released.wait_for(|released| *released).await;
+                                return error_reply(StatusCode::SERVICE_UNAVAILABLE, "ServerBusy");
+                            }
                             WriteFate::PreconditionFailed => {
                                 return error_reply(
                                     StatusCode::PRECONDITION_FAILED,
@@ -120,6 +139,7 @@ impl StorageProxy {
         StorageProxy {
             port,
             rules,
+            release,
             shutdown: Some(tx),
         }
     }
@@ -136,14 +156,32 @@ impl StorageProxy {
         }
     }
 
+    /// The fate of every entity write after those given to [`StorageProxy::next_writes`].
+    pub fn later_writes(&self, fate: WriteFate) {
+        if let Ok(mut rules) = self.rules.lock() {
+            rules.later = Some(fate);
+        }
+    }
+
     /// Entity writes seen so far.
     pub fn writes(&self) -> u32 {
         self.rules.lock().map(|r| r.writes).unwrap_or(0)
+    }
+
+    /// Entity writes held so far (answered or not).
+    pub fn held(&self) -> u32 {
+        self.rules.lock().map(|r| r.held).unwrap_or(0)
+    }
+
+    /// Answers every held write (and any held later) with a 503.
+    pub fn release_held(&self) {
+        self.release.send_replace(true);
     }
 }
 
 impl Drop for StorageProxy {
     fn drop(&mut self) {
+        self.release_held();
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -162,7 +200,14 @@ fn fate_of(rules: &Mutex<Rules>, method: &Method, path: &str) -> WriteFate {
         return WriteFate::Pass;
     };
     rules.writes += 1;
-    rules.next_writes.pop_front().unwrap_or(WriteFate::Pass)
+    let fate = match rules.next_writes.pop_front() {
+        Some(fate) => fate,
+        None => rules.later.unwrap_or(WriteFate::Pass),
+    };
+    if fate == WriteFate::Hold {
+        rules.held += 1;
+    }
+    fate
 }
 
 fn error_reply(status: StatusCode, code: &str) -> Response<Bytes> {
