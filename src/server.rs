@@ -1,7 +1,12 @@
 //! The HTTP server: one warp filter that accepts every request, reads its body with a size cap
 //! (chunked bodies included), and routes it: `GET /` readiness, `/api/{Function}` and
 //! `/api/widget/{file}` forwarded requests, and in host mode only `POST /{Function}`
-//! invocations. Anything else gets a JSON error; nothing panics.
+//! invocations. Anything else gets a JSON error; nothing panics. Connections, and the limits on
+//! a request's head, are [`connections`]' job.
+
+mod connections;
+
+pub use connections::ServerLimits;
 
 use crate::app::App;
 use crate::functions::{self, FunctionName};
@@ -37,18 +42,16 @@ pub enum Mode {
     Standalone,
 }
 
-/// Serves `app` on `listener` until `shutdown` completes, then finishes in-flight requests.
+/// Serves `app` on `listener` under `limits` until `shutdown` completes, then finishes in-flight
+/// requests.
 pub async fn run(
     listener: TcpListener,
     app: Arc<App>,
     mode: Mode,
+    limits: ServerLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    warp::serve(routes(app, mode))
-        .incoming(listener)
-        .graceful(shutdown)
-        .run()
-        .await;
+    connections::serve(listener, routes(app, mode), limits, shutdown).await;
 }
 
 /// Every route of the app in `mode` as one filter that never rejects.
