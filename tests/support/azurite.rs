@@ -149,7 +149,10 @@ kill $child 2>/dev/null
         .arg(script)
         .env("AZURITE_BIN", azurite_bin())
         .env("AZURITE_PORT", port.to_string())
-        .env("AZURITE_LOCATION", location.map(Path::as_os_str).unwrap_or_default())
+        .env(
+            "AZURITE_LOCATION",
+            location.map(Path::as_os_str).unwrap_or_default(),
+        )
         .env("WATCH_PID", std::process::id().to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
