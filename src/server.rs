@@ -141,7 +141,15 @@ pub async fn route(
     headers: HeaderMap,
     body: Result<Bytes, ApiError>,
 ) -> Response<Bytes> {
-    let mut segments = path.trim_matches('/').split('/');
+    // One leading slash and at most one trailing one (`/api/GetLatestRun/` is the function, as
+    // in the host's routing); any other empty segment (`//api/GetLatestRun`, `/api/x//`, `//`)
+    // makes the path unknown rather than a second name for a route.
+    let rest = path.strip_prefix('/').unwrap_or(path);
+    let rest = match rest.strip_suffix('/') {
+        Some(trimmed) if !trimmed.is_empty() => trimmed,
+        _ => rest,
+    };
+    let mut segments = rest.split('/');
     let parts = [
         segments.next(),
         segments.next(),
