@@ -33,14 +33,14 @@ impl ServerLimits {
     /// The header-read timeout of the binary: 10 s. The Functions host (on loopback) and browsers
     /// send a head of a few hundred bytes in one packet, at once; 10 s still lets a slow mobile
     /// link lose the packet three times (TCP retries after 1, 2 and 4 s). A kept-alive connection
-    /// left idle longer is closed; clients open a new one (the host's pool and browsers expect
-    /// servers to do this). hyper's own default is 30 s.
+    /// left idle longer is closed; HTTP clients expect servers to close idle connections and open
+    /// a new one. hyper's own default is 30 s.
     pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-    /// The largest request head (request line and header lines), in bytes: 64 KiB, like the
-    /// Functions host's own front end (Kestrel: 32 KiB of headers plus an 8 KiB request line) with
-    /// room to spare. The widget's requests have heads under 2 KiB; the longest URI hyper takes
-    /// is 64 KiB anyway (a longer one is a `414`).
+    /// The largest request head (request line and header lines), in bytes: 64 KiB, above what
+    /// the Functions host's Kestrel accepts by default (32 KiB of headers plus an 8 KiB request
+    /// line), so whatever the host forwards fits. The widget's requests have heads under 2 KiB;
+    /// the longest URI hyper takes is 64 KiB anyway (a longer one is a `414`).
     pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 
     /// hyper's read buffer per connection, in bytes: twice [`ServerLimits::MAX_HEAD_BYTES`]. It
