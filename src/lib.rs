@@ -2,7 +2,8 @@
 //! Functions custom handler (one warp server, `handler`) that also runs standalone.
 //!
 //! # Layout (top to bottom; a module uses only those below it)
-//! - [`server`]: the warp server; routes both request forms and caps bodies.
+//! - [`server`]: the warp routes and the connections they are served on; routes both request
+//!   forms, caps bodies, and limits how long and how large a request's head may be.
 //! - [`host`]: the Functions host wire protocol and its adapters to the one request model.
 //! - [`functions`]: one module per function (`GetLatestRun`, `RefreshToken`, `Widget`) and the
 //!   dispatch; the only code that joins HTTP and the domain.
@@ -57,6 +58,7 @@ pub struct Application {
     listener: TcpListener,
     app: Arc<app::App>,
     mode: Mode,
+    limits: server::ServerLimits,
 }
 
 impl Application {
@@ -75,7 +77,16 @@ impl Application {
             listener,
             app: Arc::new(app),
             mode,
+            limits: server::ServerLimits::default(),
         })
+    }
+
+    /// Replaces [`server::ServerLimits::HEADER_READ_TIMEOUT`]: the tests use a short one, so that
+    /// slow and idle clients are seen disconnected quickly. Not a setting: the binary never calls
+    /// this.
+    pub fn with_header_read_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.limits.header_read_timeout = timeout;
+        self
     }
 
     /// The bound port.
@@ -123,7 +134,14 @@ impl Application {
 
     /// Serves until `shutdown` completes.
     pub async fn run_until(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) {
-        server::run(self.listener, Arc::clone(&self.app), self.mode, shutdown).await;
+        server::run(
+            self.listener,
+            Arc::clone(&self.app),
+            self.mode,
+            self.limits,
+            shutdown,
+        )
+        .await;
         // Tokens Strava issued that storage has not taken yet get one more try before exit.
         self.app.tokens.persist_held().await;
     }

@@ -1,7 +1,12 @@
 //! The HTTP server: one warp filter that accepts every request, reads its body with a size cap
 //! (chunked bodies included), and routes it: `GET /` readiness, `/api/{Function}` and
 //! `/api/widget/{file}` forwarded requests, and in host mode only `POST /{Function}`
-//! invocations. Anything else gets a JSON error; nothing panics.
+//! invocations. Anything else gets a JSON error; nothing panics. Connections, and the limits on
+//! a request's head, are [`connections`]' job.
+
+mod connections;
+
+pub use connections::ServerLimits;
 
 use crate::app::App;
 use crate::functions::{self, FunctionName};
@@ -37,18 +42,16 @@ pub enum Mode {
     Standalone,
 }
 
-/// Serves `app` on `listener` until `shutdown` completes, then finishes in-flight requests.
+/// Serves `app` on `listener` under `limits` until `shutdown` completes, then finishes in-flight
+/// requests.
 pub async fn run(
     listener: TcpListener,
     app: Arc<App>,
     mode: Mode,
+    limits: ServerLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    warp::serve(routes(app, mode))
-        .incoming(listener)
-        .graceful(shutdown)
-        .run()
-        .await;
+    connections::serve(listener, routes(app, mode), limits, shutdown).await;
 }
 
 /// Every route of the app in `mode` as one filter that never rejects.
@@ -138,7 +141,15 @@ pub async fn route(
     headers: HeaderMap,
     body: Result<Bytes, ApiError>,
 ) -> Response<Bytes> {
-    let mut segments = path.trim_matches('/').split('/');
+    // One leading slash and at most one trailing one (`/api/GetLatestRun/` is the function, as
+    // in the host's routing); any other empty segment (`//api/GetLatestRun`, `/api/x//`, `//`)
+    // makes the path unknown rather than a second name for a route.
+    let rest = path.strip_prefix('/').unwrap_or(path);
+    let rest = match rest.strip_suffix('/') {
+        Some(trimmed) if !trimmed.is_empty() => trimmed,
+        _ => rest,
+    };
+    let mut segments = rest.split('/');
     let parts = [
         segments.next(),
         segments.next(),

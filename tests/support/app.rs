@@ -119,14 +119,35 @@ impl TestApp {
         TestApp::spawn_in(settings, Mode::Standalone).await
     }
 
+    /// Starts the app in `mode` with a header-read timeout of `header_read_timeout` instead of the
+    /// binary's: slow and idle connections are closed that much sooner.
+    pub async fn spawn_with_header_read_timeout(
+        settings: TestSettings,
+        mode: Mode,
+        header_read_timeout: Duration,
+    ) -> TestApp {
+        TestApp::start(settings, mode, Some(header_read_timeout)).await
+    }
+
     async fn spawn_in(settings: TestSettings, mode: Mode) -> TestApp {
-        let application = Application::bind(
+        TestApp::start(settings, mode, None).await
+    }
+
+    async fn start(
+        settings: TestSettings,
+        mode: Mode,
+        header_read_timeout: Option<Duration>,
+    ) -> TestApp {
+        let mut application = Application::bind(
             SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             settings.settings(),
             mode,
         )
         .await
         .expect("bind");
+        if let Some(timeout) = header_read_timeout {
+            application = application.with_header_read_timeout(timeout);
+        }
         let address = format!("http://127.0.0.1:{}", application.port());
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(application.run_until(async {

@@ -1,0 +1,121 @@
+//! Accepts TCP connections and serves each with hyper's HTTP/1.1 under [`ServerLimits`], so that
+//! a client that sends its request head slowly, or nothing at all, or sits idle on a kept-alive
+//! connection, is disconnected instead of held forever; stops accepting on shutdown and lets
+//! in-flight requests finish.
+//!
+//! warp's own server builds hyper without a timer, and without a timer hyper's header-read
+//! timeout never fires; this loop is warp's (same accept-error handling), with the timer and the
+//! limits added.
+
+use bytes::Bytes;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use std::convert::Infallible;
+use std::future::Future;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use warp::http::Response;
+use warp::Filter;
+
+/// What a connection may do before its request reaches the routes. Beyond these, hyper answers
+/// by itself: `431` for a head that is too large or has too many header lines, and a silent
+/// close when the head does not arrive in time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// How long a connection may take to send a whole request head: from the connection's start,
+    /// and again on a kept-alive connection from the end of the previous answer (so it is also
+    /// the idle timeout). [`ServerLimits::HEADER_READ_TIMEOUT`] unless a test sets a shorter one.
+    pub header_read_timeout: Duration,
+}
+
+impl ServerLimits {
+    /// The header-read timeout of the binary: 10 s. The Functions host (on loopback) and browsers
+    /// send a head of a few hundred bytes in one packet, at once; 10 s still lets a slow mobile
+    /// link lose the packet three times (TCP retries after 1, 2 and 4 s). A kept-alive connection
+    /// left idle longer is closed; HTTP clients expect servers to close idle connections and open
+    /// a new one. hyper's own default is 30 s.
+    pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// The largest request head (request line and header lines), in bytes: 64 KiB, above what
+    /// the Functions host's Kestrel accepts by default (32 KiB of headers plus an 8 KiB request
+    /// line), so whatever the host forwards fits. The widget's requests have heads under 2 KiB;
+    /// the longest URI hyper takes is 64 KiB anyway (a longer one is a `414`).
+    pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+    /// hyper's read buffer per connection, in bytes: twice [`ServerLimits::MAX_HEAD_BYTES`]. It
+    /// bounds the memory a head that never ends can take (it is then a `431`), while a head just
+    /// over the cap is still read whole and refused with a `431` the client can read. Bodies
+    /// stream through it in pieces (they have their own cap, [`super::MAX_BODY_BYTES`]).
+    pub const MAX_BUFFER_BYTES: usize = 2 * Self::MAX_HEAD_BYTES;
+
+    /// The most header lines in one request: 100, hyper's built-in cap, which the server keeps
+    /// rather than sets: setting any cap makes hyper allocate its header table on the heap for
+    /// every request (about 5% slower, says its documentation). The host sends about 15.
+    pub const MAX_HEADERS: usize = 100;
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            header_read_timeout: Self::HEADER_READ_TIMEOUT,
+        }
+    }
+}
+
+/// Serves `filter` on every connection `listener` accepts until `shutdown` completes, then stops
+/// accepting and waits for the open connections: requests in flight finish, idle connections are
+/// closed, and one still sending its head is closed by its header-read timeout at the latest.
+pub async fn serve<F>(
+    listener: TcpListener,
+    filter: F,
+    limits: ServerLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) where
+    F: Filter<Extract = (Response<Bytes>,), Error = Infallible> + Clone + Send + Sync + 'static,
+{
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_header_size(ServerLimits::MAX_HEAD_BYTES)
+        .max_buf_size(ServerLimits::MAX_BUFFER_BYTES);
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => stream,
+                Err(err) => {
+                    accept_error(err).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = TowerToHyperService::new(warp::service(filter.clone()));
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            // Timeouts, refused heads and hang-ups are the client's doing, and routine: not errors.
+            if let Err(err) = connection.await {
+                tracing::debug!("connection closed: {err}");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+/// What warp does when `accept` fails: a connection that went away before it was accepted is
+/// ignored; anything else (such as running out of file descriptors) is logged, and accepting
+/// pauses for a second so that connections can close meanwhile.
+async fn accept_error(err: std::io::Error) {
+    use std::io::ErrorKind;
+    if matches!(
+        err.kind(),
+        ErrorKind::ConnectionRefused | ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!("accept error: {err}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}
