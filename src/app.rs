@@ -51,12 +51,20 @@ fn instance_name() -> String {
 impl App {
     /// Builds the app's services; does no network or storage I/O.
     pub fn new(settings: Settings) -> Result<Self, BuildError> {
-        let clock = Clock::system();
+        App::with_clock(settings, Clock::system())
+    }
+
+    /// Like [`App::new`], with the clock every service reads "now" from (tests jump it).
+    pub fn with_clock(settings: Settings, clock: Clock) -> Result<Self, BuildError> {
         let store = Store::connect(&settings.storage)?;
         let strava = StravaClient::new(settings.strava_base_url.as_str(), settings.strava_timeout)?;
         let instance = instance_name();
-        let tokens =
-            TokenKeeper::with_clock(store.clone(), strava.clone(), instance.clone(), clock);
+        let tokens = TokenKeeper::with_clock(
+            store.clone(),
+            strava.clone(),
+            instance.clone(),
+            clock.clone(),
+        );
         let latest_run = LatestRunService::new(
             LatestRunSettings {
                 cache_seconds: i64::try_from(settings.cache_seconds).unwrap_or(i64::MAX),
@@ -67,9 +75,9 @@ impl App {
             strava,
             tokens.clone(),
             instance,
-            clock,
+            clock.clone(),
         );
-        let push_events = PushEvents::new(store, tokens.clone(), latest_run.clone(), clock);
+        let push_events = PushEvents::new(store, tokens.clone(), latest_run.clone(), clock.clone());
         Ok(App {
             tokens,
             latest_run,

@@ -1,25 +1,37 @@
-//! The app's one notion of "now": wall-clock Unix seconds. A clock may be skewed by a fixed
-//! offset, which is how tests play an instance whose clock disagrees with the others'.
+//! The app's one notion of "now": wall-clock Unix seconds. A clock may be skewed by an offset,
+//! which is how tests play an instance whose clock disagrees with the others', or one whose
+//! clock jumps while it runs (every copy of a clock shares its offset).
 //! Nothing that several instances must agree on is decided with it: leases use the storage
 //! service's time (see [`crate::store::Lease`]).
 
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use time::OffsetDateTime;
 
-/// Wall-clock time, optionally offset.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Wall-clock time, optionally offset. Clones share the offset, so a jump is seen by every
+/// service of the app that was given a clone.
+#[derive(Clone, Debug, Default)]
 pub struct Clock {
-    offset_seconds: i64,
+    offset_seconds: Arc<AtomicI64>,
 }
 
 impl Clock {
     /// The machine's clock.
     pub fn system() -> Self {
-        Clock { offset_seconds: 0 }
+        Clock::skewed(0)
     }
 
     /// A clock running `offset_seconds` ahead of the machine's (behind when negative).
     pub fn skewed(offset_seconds: i64) -> Self {
-        Clock { offset_seconds }
+        Clock {
+            offset_seconds: Arc::new(AtomicI64::new(offset_seconds)),
+        }
+    }
+
+    /// Moves this clock and every clone of it `seconds` forward (back when negative), as a
+    /// machine's clock does when it is corrected or the machine wakes from suspension.
+    pub fn jump(&self, seconds: i64) {
+        self.offset_seconds.fetch_add(seconds, Ordering::Relaxed);
     }
 
     /// Now, as Unix seconds.
@@ -29,7 +41,8 @@ impl Clock {
 
     /// Now, as a date-time in UTC.
     pub fn now_datetime(&self) -> OffsetDateTime {
-        OffsetDateTime::now_utc() + time::Duration::seconds(self.offset_seconds)
+        OffsetDateTime::now_utc()
+            + time::Duration::seconds(self.offset_seconds.load(Ordering::Relaxed))
     }
 }
 
@@ -41,5 +54,14 @@ mod tests {
     fn a_skewed_clock_runs_ahead_by_its_offset() {
         let difference = Clock::skewed(45).now() - Clock::system().now();
         assert!((44..=46).contains(&difference), "{difference}");
+    }
+
+    #[test]
+    fn a_jump_moves_every_clone() {
+        let clock = Clock::system();
+        let clone = clock.clone();
+        clock.jump(7200);
+        let difference = clone.now() - Clock::system().now();
+        assert!((7199..=7201).contains(&difference), "{difference}");
     }
 }

@@ -69,7 +69,18 @@ impl Application {
         settings: config::Settings,
         mode: Mode,
     ) -> Result<Self, StartError> {
-        let app = app::App::new(settings).map_err(StartError::Build)?;
+        Self::bind_with_clock(addr, settings, mode, clock::Clock::system()).await
+    }
+
+    /// Like [`Application::bind`], with the app's clock given: the tests jump it to play a
+    /// machine whose clock moves while the app runs. The binary always uses the system clock.
+    pub async fn bind_with_clock(
+        addr: SocketAddr,
+        settings: config::Settings,
+        mode: Mode,
+        clock: clock::Clock,
+    ) -> Result<Self, StartError> {
+        let app = app::App::with_clock(settings, clock).map_err(StartError::Build)?;
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|err| StartError::Bind(addr, err))?;
@@ -104,7 +115,7 @@ impl Application {
             // A timer that wakes a hair early must not run the same occurrence twice.
             let mut last_run = time::OffsetDateTime::UNIX_EPOCH;
             loop {
-                let now = clock::Clock::system().now_datetime();
+                let now = app.clock.now_datetime();
                 let Some(next) = schedule.next_after(now.max(last_run)) else {
                     tracing::error!(
                         schedule = schedule.expression(),

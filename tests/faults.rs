@@ -10,8 +10,9 @@
 //!   headers, 401 on every call, at the API or the token endpoint: the last good answer marked
 //!   stale, or the documented `502` JSON without one; nothing of Strava's answer echoed, the
 //!   table unchanged, and Strava not hammered;
-//! - d. two hours passing over the timer's occurrence: the past-due run refreshes the expired
-//!   tokens once and the widget serves fresh data.
+//! - d. two hours passing over the timer's occurrence, with no instance running or with the
+//!   clock of a running instance jumping ahead: one refresh of the expired tokens, one data
+//!   round however many visitors, the past-due run saved, and the widget serves throughout.
 //!
 //! Every test also checks that no secret of the fake Strava shows in a response or log line.
 
@@ -21,6 +22,7 @@ use serde_json::Value;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use strava_latest_run::clock::Clock;
 use strava_latest_run::secret::Secret;
 use strava_latest_run::store::{Credentials, LatestRunSnapshot, Shown, Store};
 use support::app::{
@@ -858,4 +860,95 @@ async fn a_past_due_timer_after_two_hours_away_refreshes_once_and_serves_fresh_d
     );
     assert_eq!(strava.calls(), calls, "no double refresh");
     support::assert_no_secret(&format!("{body}{run}"), &strava);
+}
+
+#[tokio::test]
+async fn a_running_instance_whose_clock_jumps_two_hours_refreshes_once_and_keeps_serving() {
+    let strava = FakeStrava::start().await;
+    strava.set_rotate_refresh_tokens(true);
+    // The access token has an hour left: after the jump the app sees it expired.
+    strava.set_access_token_expiry(now() + 3600);
+    let settings = TestSettings::new(&strava.base_url()).with("WIDGET_CACHE_SECONDS", "600");
+    settings
+        .store()
+        .replace_credentials(&connected(&strava))
+        .await
+        .expect("arrange");
+    let clock = Clock::system();
+    let app = TestApp::spawn_with_clock(settings, clock.clone()).await;
+    let (status, before) = app.get_json(RUN).await;
+    assert_eq!(status, 200, "{before}");
+    assert_eq!(before["stale"], false);
+    strava.reset_calls();
+
+    // The machine's clock moves two hours ahead (corrected, or the machine woke from sleep)
+    // while the instance runs: its answer is past its window, its access token past expiry.
+    clock.jump(2 * 3600);
+    let jumped_at = clock.now();
+    let visitors: Vec<_> = (0..20)
+        .map(|_| {
+            let (client, address) = (app.client.clone(), app.address.clone());
+            tokio::spawn(async move { get_json_at(&client, &address, RUN).await })
+        })
+        .collect();
+    for visitor in visitors {
+        let (status, run) = visitor.await.expect("a visitor");
+        assert_eq!(status, 200, "the old answer is served at once: {run}");
+        assert_eq!(run["id"], before["id"]);
+    }
+    let (status, fresh) = app
+        .poll_json(RUN, PATIENCE, |_, run| {
+            run["fetched_at"]
+                .as_str()
+                .and_then(|t| {
+                    time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
+                .is_some_and(|t| t.unix_timestamp() >= jumped_at)
+        })
+        .await;
+    assert_eq!(status, 200, "{fresh}");
+    assert_eq!(fresh["stale"], false, "refreshed after the jump: {fresh}");
+    assert_eq!(fresh["id"], before["id"]);
+    let calls = strava.calls();
+    assert_eq!(
+        calls.activities, 1,
+        "one refresh round for 20 visitors: {calls:?}"
+    );
+    assert_eq!(
+        calls.token_refresh, 1,
+        "the expired token refreshed once: {calls:?}"
+    );
+    assert_eq!(calls.token_failed, 0, "{calls:?}");
+    let stored = stored_credentials(&app.store).await;
+    assert_eq!(stored.refresh_token.expose(), strava.refresh_token());
+    assert_eq!(
+        stored.access_token.as_ref().map(Secret::expose),
+        Some(strava.access_token().as_str())
+    );
+
+    // The host, seeing the occurrence it slept through, runs the timer marked past due: one
+    // more refresh, saved; the answer, fresh in the jumped clock, costs no data call.
+    let (status, body) = run_timer(
+        &app.client,
+        &app.address,
+        "timer-invocation-request-past-due.json",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("past due"), "{body}");
+    let after_timer = strava.calls();
+    assert_eq!(after_timer.token_refresh, 2, "{after_timer:?}");
+    assert_eq!(after_timer.token_failed, 0, "{after_timer:?}");
+    assert_eq!(
+        after_timer.activities, 1,
+        "no double data round: {after_timer:?}"
+    );
+    let stored = stored_credentials(&app.store).await;
+    assert_eq!(stored.refresh_token.expose(), strava.refresh_token());
+    let (status, last) = app.get_json(RUN).await;
+    assert_eq!(status, 200, "{last}");
+    assert_eq!(last["stale"], false);
+    assert_eq!(strava.calls(), after_timer, "visitors cost Strava nothing");
+    support::assert_no_secret(&format!("{before}{fresh}{body}{last}"), &strava);
 }

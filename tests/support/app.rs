@@ -9,6 +9,7 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use strava_latest_run::clock::Clock;
 use strava_latest_run::config::{RawSettings, Settings};
 use strava_latest_run::store::Store;
 use strava_latest_run::{Application, Mode};
@@ -126,22 +127,29 @@ impl TestApp {
         mode: Mode,
         header_read_timeout: Duration,
     ) -> TestApp {
-        TestApp::start(settings, mode, Some(header_read_timeout)).await
+        TestApp::start(settings, mode, Some(header_read_timeout), Clock::system()).await
+    }
+
+    /// Starts the app in host mode reading "now" from `clock`, which the test may jump.
+    pub async fn spawn_with_clock(settings: TestSettings, clock: Clock) -> TestApp {
+        TestApp::start(settings, Mode::Host, None, clock).await
     }
 
     async fn spawn_in(settings: TestSettings, mode: Mode) -> TestApp {
-        TestApp::start(settings, mode, None).await
+        TestApp::start(settings, mode, None, Clock::system()).await
     }
 
     async fn start(
         settings: TestSettings,
         mode: Mode,
         header_read_timeout: Option<Duration>,
+        clock: Clock,
     ) -> TestApp {
-        let mut application = Application::bind(
+        let mut application = Application::bind_with_clock(
             SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             settings.settings(),
             mode,
+            clock,
         )
         .await
         .expect("bind");
