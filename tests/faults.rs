@@ -96,6 +96,30 @@ async fn run_timer(client: &reqwest::Client, address: &str, name: &str) -> (u16,
     (status, response.text().await.unwrap_or_default())
 }
 
+/// The timer's occurrence that a host runs late (`IsPastDue`): it answers 200 and says so.
+async fn run_past_due_timer(app: &TestApp) -> String {
+    let (status, body) = run_timer(
+        &app.client,
+        &app.address,
+        "timer-invocation-request-past-due.json",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("past due"), "{body}");
+    body
+}
+
+/// The table holds the tokens Strava answered last, access token and expiry included.
+async fn assert_stored_tokens_are_stravas(store: &Store, strava: &FakeStrava) {
+    let stored = stored_credentials(store).await;
+    assert_eq!(stored.refresh_token.expose(), strava.refresh_token());
+    assert_eq!(
+        stored.access_token.as_ref().map(Secret::expose),
+        Some(strava.access_token().as_str())
+    );
+    assert_eq!(stored.expires_at, Some(strava.access_token_expires_at()));
+}
+
 /// The stored credentials.
 async fn stored_credentials(store: &Store) -> Credentials {
     store
@@ -813,14 +837,7 @@ async fn a_past_due_timer_after_two_hours_away_refreshes_once_and_serves_fresh_d
     // The host starts an instance and runs the occurrence it missed, marked past due.
     let app = TestApp::spawn(settings).await;
     let woke_at = now();
-    let (status, body) = run_timer(
-        &app.client,
-        &app.address,
-        "timer-invocation-request-past-due.json",
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    assert!(body.contains("past due"), "{body}");
+    let body = run_past_due_timer(&app).await;
     assert!(body.contains("rotated and saved"), "{body}");
     let calls = strava.calls();
     assert_eq!(calls.token_refresh, 1, "{calls:?}");
@@ -830,15 +847,9 @@ async fn a_past_due_timer_after_two_hours_away_refreshes_once_and_serves_fresh_d
         "the timer warmed the answer: {calls:?}"
     );
 
-    let stored = stored_credentials(&app.store).await;
-    assert_eq!(stored.refresh_token.expose(), strava.refresh_token());
-    assert_eq!(
-        stored.access_token.as_ref().map(Secret::expose),
-        Some(strava.access_token().as_str())
-    );
-    assert_eq!(stored.expires_at, Some(strava.access_token_expires_at()));
+    assert_stored_tokens_are_stravas(&app.store, &strava).await;
     assert!(strava.access_token_expires_at() > woke_at + 5 * 3600);
-    assert!(stored.refresh_lease.is_none());
+    assert!(stored_credentials(&app.store).await.refresh_lease.is_none());
     let fetched_at = app
         .store
         .peek_latest_run()
@@ -920,23 +931,11 @@ async fn a_running_instance_whose_clock_jumps_two_hours_refreshes_once_and_keeps
         "the expired token refreshed once: {calls:?}"
     );
     assert_eq!(calls.token_failed, 0, "{calls:?}");
-    let stored = stored_credentials(&app.store).await;
-    assert_eq!(stored.refresh_token.expose(), strava.refresh_token());
-    assert_eq!(
-        stored.access_token.as_ref().map(Secret::expose),
-        Some(strava.access_token().as_str())
-    );
+    assert_stored_tokens_are_stravas(&app.store, &strava).await;
 
     // The host, seeing the occurrence it slept through, runs the timer marked past due: one
     // more refresh, saved; the answer, fresh in the jumped clock, costs no data call.
-    let (status, body) = run_timer(
-        &app.client,
-        &app.address,
-        "timer-invocation-request-past-due.json",
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    assert!(body.contains("past due"), "{body}");
+    let body = run_past_due_timer(&app).await;
     let after_timer = strava.calls();
     assert_eq!(after_timer.token_refresh, 2, "{after_timer:?}");
     assert_eq!(after_timer.token_failed, 0, "{after_timer:?}");
@@ -944,8 +943,7 @@ async fn a_running_instance_whose_clock_jumps_two_hours_refreshes_once_and_keeps
         after_timer.activities, 1,
         "no double data round: {after_timer:?}"
     );
-    let stored = stored_credentials(&app.store).await;
-    assert_eq!(stored.refresh_token.expose(), strava.refresh_token());
+    assert_stored_tokens_are_stravas(&app.store, &strava).await;
     let (status, last) = app.get_json(RUN).await;
     assert_eq!(status, 200, "{last}");
     assert_eq!(last["stale"], false);
