@@ -74,6 +74,7 @@ impl Application {
 
     /// Like [`Application::bind`], with the app's clock given: the tests jump it to play a
     /// machine whose clock moves while the app runs. The binary always uses the system clock.
+    #[doc(hidden)]
     pub async fn bind_with_clock(
         addr: SocketAddr,
         settings: config::Settings,
@@ -88,13 +89,14 @@ impl Application {
             listener,
             app: Arc::new(app),
             mode,
-            limits: server::ServerLimits::default(),
+            limits: server::ServerLimits::for_mode(mode),
         })
     }
 
-    /// Replaces [`server::ServerLimits::HEADER_READ_TIMEOUT`]: the tests use a short one, so that
-    /// slow and idle clients are seen disconnected quickly. Not a setting: the binary never calls
-    /// this.
+    /// Replaces the mode's header-read timeout ([`server::ServerLimits::for_mode`]): the tests use
+    /// a short one, so that slow and idle clients are seen disconnected quickly. Not a setting:
+    /// the binary never calls this.
+    #[doc(hidden)]
     pub fn with_header_read_timeout(mut self, timeout: std::time::Duration) -> Self {
         self.limits.header_read_timeout = timeout;
         self

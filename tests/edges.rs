@@ -359,7 +359,7 @@ async fn slow_and_idle_connections_are_closed_while_others_are_served() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_binary_closes_slow_clients_and_logs_no_secret() {
+async fn the_standalone_binary_closes_slow_clients_and_logs_no_secret() {
     let strava = FakeStrava::start().await;
     // Debug level: the connection closes are logged too, and must not carry the head.
     let settings = TestSettings::new(&strava.base_url())
@@ -371,7 +371,9 @@ async fn the_binary_closes_slow_clients_and_logs_no_secret() {
         .replace_credentials(&connected(&strava))
         .await
         .expect("arrange credentials");
-    let mut handler = HandlerProcess::spawn(&settings, &[]).await;
+    // Standalone, where anyone can connect (behind a host, the host is the only peer and the
+    // timeout is longer than its connection pool keeps idle connections).
+    let mut handler = HandlerProcess::spawn_standalone(&settings).await;
     handler.wait_ready().await;
 
     let slow: Vec<_> = (0..5)

@@ -25,47 +25,62 @@ use warp::Filter;
 pub struct ServerLimits {
     /// How long a connection may take to send a whole request head: from the connection's start,
     /// and again on a kept-alive connection from the end of the previous answer (so it is also
-    /// the idle timeout). [`ServerLimits::HEADER_READ_TIMEOUT`] unless a test sets a shorter one.
+    /// the idle timeout). [`ServerLimits::for_mode`] picks it; a test may set a shorter one.
     pub header_read_timeout: Duration,
 }
 
 impl ServerLimits {
-    /// The header-read timeout of the binary: 10 s. The Functions host (on loopback) and browsers
+    /// The header-read timeout standalone, where anyone can connect: 10 s. Browsers and proxies
     /// send a head of a few hundred bytes in one packet, at once; 10 s still lets a slow mobile
-    /// link lose the packet three times (TCP retries after 1, 2 and 4 s). A kept-alive connection
-    /// left idle longer is closed; HTTP clients expect servers to close idle connections and open
-    /// a new one. hyper's own default is 30 s.
+    /// link lose the packet three times (TCP retries after 1, 2 and 4 s). hyper's own default is
+    /// 30 s. As it is also the idle timeout, a reverse proxy in front should keep its idle
+    /// upstream connections for less (README, "Standalone on a server").
     pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// The header-read timeout behind a Functions host, the only peer (on loopback): 5 minutes.
+    /// The host keeps idle connections in its pool for a minute or two (.NET's default); closing
+    /// them sooner would race its reuse of one and fail that invocation. Nobody else reaches the
+    /// handler's port, so a slow head is no threat there.
+    pub const HOST_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(300);
 
     /// The largest request head (request line and header lines), in bytes: 64 KiB, above what
     /// the Functions host's Kestrel accepts by default (32 KiB of headers plus an 8 KiB request
-    /// line), so whatever the host forwards fits. The widget's requests have heads under 2 KiB;
-    /// the longest URI hyper takes is 64 KiB anyway (a longer one is a `414`).
+    /// line), so whatever the host forwards fits. The widget's requests have heads under 2 KiB.
+    /// A longer head, a long URI included, gets a `431`.
     pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 
-    /// hyper's read buffer per connection, in bytes: twice [`ServerLimits::MAX_HEAD_BYTES`]. It
-    /// bounds the memory a head that never ends can take (it is then a `431`), while a head just
-    /// over the cap is still read whole and refused with a `431` the client can read. Bodies
-    /// stream through it in pieces (they have their own cap, [`super::MAX_BODY_BYTES`]).
+    /// hyper's read buffer per connection, in bytes: twice [`ServerLimits::MAX_HEAD_BYTES`], so
+    /// that a head just over the cap is still read whole and refused with a `431` the client can
+    /// read (a head that never ends is stopped by the head cap first). Bodies stream through it
+    /// in pieces (they have their own cap, [`super::MAX_BODY_BYTES`]).
     pub const MAX_BUFFER_BYTES: usize = 2 * Self::MAX_HEAD_BYTES;
 
-    /// The most header lines in one request: 100, hyper's built-in cap, which the server keeps
-    /// rather than sets: setting any cap makes hyper allocate its header table on the heap for
-    /// every request (about 5% slower, says its documentation). The host sends about 15.
+    /// The most header lines in one request: 100. Not configured here: it is hyper's built-in
+    /// cap, kept because setting any cap makes hyper allocate its header table on the heap for
+    /// every request (about 5% slower, says its documentation). `tests/edges.rs` checks it. The
+    /// host sends about 15.
     pub const MAX_HEADERS: usize = 100;
-}
 
-impl Default for ServerLimits {
-    fn default() -> Self {
+    /// How long a shutdown waits for open connections (an answer still being written to a client
+    /// that stopped reading, a head still arriving) before it leaves them: the held tokens must
+    /// still be saved before the platform's own deadline (Functions and systemd allow 30 s).
+    pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+    /// The limits for a server in `mode`.
+    pub fn for_mode(mode: super::Mode) -> Self {
         ServerLimits {
-            header_read_timeout: Self::HEADER_READ_TIMEOUT,
+            header_read_timeout: match mode {
+                super::Mode::Host => Self::HOST_HEADER_READ_TIMEOUT,
+                super::Mode::Standalone => Self::HEADER_READ_TIMEOUT,
+            },
         }
     }
 }
 
 /// Serves `filter` on every connection `listener` accepts until `shutdown` completes, then stops
 /// accepting and waits for the open connections: requests in flight finish, idle connections are
-/// closed, and one still sending its head is closed by its header-read timeout at the latest.
+/// closed, and one still sending its head is closed by its header-read timeout; after
+/// [`ServerLimits::SHUTDOWN_GRACE`] the rest are left to the process's exit.
 pub async fn serve<F>(
     listener: TcpListener,
     filter: F,
@@ -102,7 +117,15 @@ pub async fn serve<F>(
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    if tokio::time::timeout(ServerLimits::SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "connections still open {} s after shutdown began; leaving them",
+            ServerLimits::SHUTDOWN_GRACE.as_secs()
+        );
+    }
 }
 
 /// What warp does when `accept` fails: a connection that went away before it was accepted is
@@ -118,4 +141,22 @@ async fn accept_error(err: std::io::Error) {
     }
     tracing::error!("accept error: {err}");
     tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::Mode;
+
+    #[test]
+    fn behind_a_host_idle_connections_outlive_the_hosts_pool_and_standalone_slow_heads_do_not() {
+        // .NET keeps idle pooled connections for 1 minute (2 in older versions): the handler
+        // must not close one the host may be about to reuse.
+        assert!(ServerLimits::for_mode(Mode::Host).header_read_timeout > Duration::from_secs(120));
+        assert!(
+            ServerLimits::for_mode(Mode::Standalone).header_read_timeout
+                < ServerLimits::for_mode(Mode::Host).header_read_timeout
+        );
+        assert!(ServerLimits::SHUTDOWN_GRACE < Duration::from_secs(30));
+    }
 }
