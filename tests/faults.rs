@@ -26,12 +26,13 @@ use strava_latest_run::clock::Clock;
 use strava_latest_run::secret::Secret;
 use strava_latest_run::store::{Credentials, LatestRunSnapshot, Shown, Store};
 use support::app::{
-    fixture, get_json_at, invoke_at, poll_json_at, try_invoke_at, HandlerProcess, TestApp,
-    TestSettings,
+    fixture, get_json_at, poll_json_at, run_timer, run_timer_with, try_invoke_at, HandlerProcess,
+    TestApp, TestSettings,
 };
 use support::azurite::{connection_string_for_port, Azurite};
 use support::credentials::connected;
 use support::fake_strava::{CallCounts, FakeStrava, Fault, Scope};
+use support::now;
 use support::storage_proxy::{StorageProxy, WriteFate};
 
 /// The widget's endpoint.
@@ -89,16 +90,9 @@ async fn table_state(store: &Store) -> (Option<String>, Option<LatestRunSnapshot
     (refresh_token, snapshot)
 }
 
-/// The RefreshToken timer as the host sends it, with the fixture `name`: status and body.
-async fn run_timer(client: &reqwest::Client, address: &str, name: &str) -> (u16, String) {
-    let response = invoke_at(client, address, "RefreshToken", fixture(name)).await;
-    let status = response.status().as_u16();
-    (status, response.text().await.unwrap_or_default())
-}
-
 /// The timer's occurrence that a host runs late (`IsPastDue`): it answers 200 and says so.
 async fn run_past_due_timer(app: &TestApp) -> String {
-    let (status, body) = run_timer(
+    let (status, body) = run_timer_with(
         &app.client,
         &app.address,
         "timer-invocation-request-past-due.json",
@@ -128,10 +122,6 @@ async fn stored_credentials(store: &Store) -> Credentials {
         .expect("read")
         .expect("stored")
         .value
-}
-
-fn now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
 fn rfc3339(unix: i64) -> String {
@@ -308,7 +298,7 @@ async fn azurite_killed_under_load_and_restarted_hangs_nothing_loses_no_token_an
         }
     }
     strava.set_activities(renamed);
-    let (status, body) = run_timer(&client, &warm.address, "timer-invocation-request.json").await;
+    let (status, body) = run_timer(&client, &warm.address).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("rotated and saved"), "{body}");
     everything.push_str(&body);
@@ -389,7 +379,7 @@ async fn kill_between_stravas_answer_and_the_save(
     handler.wait_ready().await;
     let timer = {
         let address = handler.address.clone();
-        let body = fixture("timer-invocation-request.json");
+        let body = fixture(support::app::TIMER);
         tokio::spawn(async move {
             let client = reqwest::Client::new();
             match try_invoke_at(&client, &address, "RefreshToken", body).await {
@@ -428,8 +418,7 @@ async fn killed_between_stravas_answer_and_the_save_recovers_when_strava_kept_th
     assert_eq!(status, 200, "{run}");
     assert_eq!(run["stale"], false);
     // The next run refreshes with the stored refresh token once the lease has lapsed.
-    let (status, body) =
-        run_timer(&client, &handler.address, "timer-invocation-request.json").await;
+    let (status, body) = run_timer(&client, &handler.address).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("refresh token unchanged; saved"), "{body}");
     let stored = stored_credentials(&settings.store()).await;
@@ -467,8 +456,7 @@ async fn killed_between_stravas_answer_and_a_rotation_is_reported_as_needing_set
     assert_eq!(first["stale"], false);
     // The next run, once the lease has lapsed, finds the stored refresh token dead and says
     // what to do, as a failed run.
-    let (status, body) =
-        run_timer(&client, &handler.address, "timer-invocation-request.json").await;
+    let (status, body) = run_timer(&client, &handler.address).await;
     assert_eq!(status, 500, "{body}");
     assert!(
         body.contains("Strava refused the stored credentials")
@@ -781,8 +769,7 @@ async fn a_storm_of_401s_costs_one_token_refresh_and_never_loses_the_refresh_tok
         // leaves the answer alone while the failure is remembered.
         strava.set_fault(Scope::Api, None);
         let calls = strava.calls();
-        let (status, body) =
-            run_timer(&app.client, &app.address, "timer-invocation-request.json").await;
+        let (status, body) = run_timer(&app.client, &app.address).await;
         assert_eq!(status, 200, "{path}: {body}");
         assert!(body.contains("rotated and saved"), "{path}: {body}");
         support::assert_no_secret(&body, &strava);
