@@ -280,6 +280,42 @@ async fn ordinary_requests_are_answered(address: &str, secrets: &[String]) {
     }
 }
 
+/// The most idle connections the slowloris test opens.
+const MAX_IDLE_CONNECTIONS: usize = 500;
+
+/// Fewer idle connections than this would no longer show the server coping with many.
+const MIN_IDLE_CONNECTIONS: usize = 50;
+
+/// The soft limit on open files of this process, from /proc/self/limits ("Max open files");
+/// `None` where that cannot be read or the limit is unlimited.
+fn open_files_soft_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// How many idle connections the slowloris test opens: [`MAX_IDLE_CONNECTIONS`], or fewer
+/// under a low open-files limit. Client and server run in this one process, so each idle
+/// connection costs two descriptors, and the file's other tests (run in parallel) and the
+/// runtime need some too: 300 are left for those, and a third of the rest goes to the idle
+/// connections (a soft limit of 1024, a common default, gives 241). Fails if that leaves too
+/// few to mean anything.
+fn idle_connections_that_fit() -> usize {
+    let count = match open_files_soft_limit() {
+        Some(soft) => MAX_IDLE_CONNECTIONS.min(soft.saturating_sub(300) / 3),
+        None => MAX_IDLE_CONNECTIONS,
+    };
+    assert!(
+        count >= MIN_IDLE_CONNECTIONS,
+        "the open-files limit allows only {count} idle connections (raise `ulimit -n`)"
+    );
+    count
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_and_idle_connections_are_closed_while_others_are_served() {
     let strava = FakeStrava::start().await;
@@ -288,9 +324,10 @@ async fn slow_and_idle_connections_are_closed_while_others_are_served() {
     let app = connected_app(&strava, settings, Mode::Host).await;
     ordinary_requests_are_answered(&app.address, &secrets).await;
 
-    // 500 connections that never send a byte.
+    // Up to 500 connections that never send a byte.
+    let idle_count = idle_connections_that_fit();
     let mut idle = Vec::new();
-    for _ in 0..500 {
+    for _ in 0..idle_count {
         idle.push(
             TcpStream::connect(host_port(&app.address))
                 .await
