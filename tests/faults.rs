@@ -1,8 +1,10 @@
 //! Fault injection against the real parts, proving that the widget degrades as DESIGN §5 says
 //! and no token is lost where one can be kept:
 //! - a. the real Azurite killed under load and restarted on its port: no request hangs, the
-//!   warm instance serves its answer and a cold one a `503 storage_unavailable` JSON; then both
-//!   reconnect, and tokens and answers are written again;
+//!   warm instance serves its answer and a cold one a `503 storage_unavailable` JSON; the timer
+//!   run during the outage holds Strava's rotated tokens in memory and says so, and they reach
+//!   the table once storage is back; then both reconnect, and tokens and answers are written
+//!   again;
 //! - b. the real `handler` killed with SIGKILL between Strava's token answer and the save: the
 //!   next run recovers when Strava kept the refresh token, and says "run `handler setup`
 //!   again" when Strava had rotated it (see the section's note for why);
@@ -39,6 +41,9 @@ use support::storage_proxy::{StorageProxy, WriteFate};
 const RUN: &str = "/api/GetLatestRun";
 /// Generous bound for anything the app does by itself in the background.
 const PATIENCE: Duration = Duration::from_secs(20);
+/// Generous bound for the background retry of tokens held in memory to save them once storage
+/// is back: its retries come up to 60 s apart.
+const HELD_RETRY_PATIENCE: Duration = Duration::from_secs(150);
 
 /// Connects Strava in the table of `settings` and lets an earlier instance answer once, so
 /// the table holds a good answer; that answer. The instance has a long window, so no refresh
@@ -230,37 +235,101 @@ async fn azurite_killed_under_load_and_restarted_hangs_nothing_loses_no_token_an
     let (status, first) = get_json_at(&client, &warm.address, RUN).await;
     assert_eq!(status, 200, "{first}");
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut load: Vec<_> = (0..3)
-        .map(|_| visitors(warm.address.clone(), Arc::clone(&stop)))
+    let stop_warm = Arc::new(AtomicBool::new(false));
+    let stop_cold = Arc::new(AtomicBool::new(false));
+    let warm_load: Vec<_> = (0..3)
+        .map(|_| visitors(warm.address.clone(), Arc::clone(&stop_warm)))
         .collect();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let azurite = azurite_op(azurite, Azurite::stop).await;
     let outage_began = Instant::now();
     // The cold instance's first visitors come during the outage, which lasts until it has had
     // to say so (its storage calls retry for a while first).
-    load.extend((0..3).map(|_| visitors(cold.address.clone(), Arc::clone(&stop))));
+    let cold_load: Vec<_> = (0..3)
+        .map(|_| visitors(cold.address.clone(), Arc::clone(&stop_cold)))
+        .collect();
     let (status, body) = poll_json_at(&client, &cold.address, RUN, PATIENCE, |s, _| s == 503).await;
     assert_eq!(status, 503, "{body}");
-    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // The timer runs on the warm instance during the outage. Strava rotates the refresh token,
+    // so the one in the table is dead from its answer on; storage cannot take the new tokens,
+    // so they are held in memory, and the timer's answer and log say so.
+    let mut everything = String::new();
+    let stored_before = strava.refresh_token();
+    let calls = strava.calls();
+    let (status, body) = run_timer(&client, &warm.address).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains(
+            "STORAGE DOWN: new tokens held in memory and retried until storage takes them"
+        ),
+        "{body}"
+    );
+    everything.push_str(&body);
+    assert_eq!(
+        strava.calls().token_refresh,
+        calls.token_refresh + 1,
+        "the timer refreshed once"
+    );
+    let held = strava.refresh_token();
+    assert_ne!(held, stored_before, "Strava rotated the refresh token");
+    let held_logged = |output: &str| {
+        output.lines().any(|l| {
+            l.contains("STORAGE DID NOT TAKE THE NEW STRAVA TOKENS") && l.contains("ERROR")
+        })
+    };
+    let until = Instant::now() + PATIENCE;
+    while !held_logged(&warm.output()) && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        held_logged(&warm.output()),
+        "logged at error level: {}",
+        warm.output()
+    );
+    // The warm instance's visitors leave, so that what saves the held tokens once storage is
+    // back is the background retry (or, at most, a round already under way).
+    stop_warm.store(true, Ordering::Relaxed);
+    let mut load = Vec::new();
+    for task in warm_load {
+        load.push(("warm", task.await.expect("visitors")));
+    }
+
     let azurite = azurite_op(azurite, Azurite::restart).await;
     let outage_ended = Instant::now();
-    // The cold instance reconnects: it answers from the table again.
+    // The cold instance reconnects: it answers from the table again (with the access token
+    // stored before the outage, which Strava honours until it expires).
     let (status, body) = poll_json_at(&client, &cold.address, RUN, PATIENCE, |s, _| s == 200).await;
     assert_eq!(status, 200, "the cold instance reconnected: {body}");
-    stop.store(true, Ordering::Relaxed);
+    stop_cold.store(true, Ordering::Relaxed);
+    for task in cold_load {
+        load.push(("cold", task.await.expect("visitors")));
+    }
+
+    // The tokens came through the outage: the background retry (1 s, 2 s, 4 s, … up to 60 s
+    // apart) saves the held ones over their predecessor once storage is back.
+    let until = Instant::now() + HELD_RETRY_PATIENCE;
+    let mut stored = stored_credentials(&store).await;
+    while stored.refresh_token.expose() != held && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        stored = stored_credentials(&store).await;
+    }
     assert_eq!(
-        stored_credentials(&store).await.refresh_token.expose(),
-        strava.refresh_token(),
-        "the tokens came through the outage"
+        stored.refresh_token.expose(),
+        held,
+        "the rotated refresh token reached the table after the outage"
+    );
+    assert_stored_tokens_are_stravas(&store, &strava).await;
+    assert_eq!(
+        strava.calls().token_failed,
+        0,
+        "no dead refresh token was used, during the outage or after"
     );
 
     let mut during_outage = 0;
     let mut storage_unavailable = 0;
-    let mut everything = String::new();
-    for (i, task) in load.into_iter().enumerate() {
-        let instance = if i < 3 { "warm" } else { "cold" };
-        for (at, visit) in task.await.expect("visitors") {
+    for (instance, visits) in load {
+        for (at, visit) in visits {
             let (status, body) = match visit {
                 Visit::Answered(status, body) => (status, body),
                 Visit::Hung => panic!("{instance}: a request hung for 30 s"),
