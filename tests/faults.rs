@@ -16,7 +16,11 @@
 //!   clock of a running instance jumping ahead: one refresh of the expired tokens, one data
 //!   round however many visitors, the past-due run saved, and the widget serves throughout.
 //!
-//! Every test also checks that no secret of the fake Strava shows in a response or log line.
+//! Every scenario test also checks that no secret (the fake Strava's client secret and tokens,
+//! the storage account key) shows: the in-process ones (c, d) in the bodies of the answers they
+//! check, the timer's included; the ones running the `handler` binary (a, b) in those and in
+//! the binary's whole log. `a_restartable_azurite_keeps_what_was_written_just_before_the_stop`
+//! checks the test harness's Azurite, not the app, and scans nothing.
 
 mod support;
 
