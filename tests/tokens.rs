@@ -11,25 +11,14 @@ use strava_latest_run::store::{Credentials, Store};
 use strava_latest_run::strava::StravaClient;
 use strava_latest_run::tokens::{RefreshOutcome, TokenError, TokenKeeper};
 use support::app::{
-    fixture, invoke_at, run_handler_command, HandlerProcess, TestApp, TestSettings,
+    fixture, invoke_at, run_handler_command, run_timer, HandlerProcess, TestApp, TestSettings,
 };
 use support::azurite::Azurite;
 use support::credentials::hand_made;
 use support::fake_strava::{FakeStrava, Scope, CLIENT_ID, CLIENT_SECRET};
 use support::json;
+use support::now;
 use support::outage::Outage;
-
-fn now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
-}
-
-/// One RefreshToken timer invocation, as the host sends it: status and body.
-async fn run_timer(client: &reqwest::Client, address: &str) -> (u16, String) {
-    let body = fixture("timer-invocation-request.json");
-    let response = invoke_at(client, address, "RefreshToken", body).await;
-    let status = response.status().as_u16();
-    (status, response.text().await.unwrap_or_default())
-}
 
 /// `handler setup --code CODE` with the fake's client id.
 async fn setup_with_code(

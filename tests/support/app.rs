@@ -282,6 +282,22 @@ pub async fn try_invoke_at(
         .await
 }
 
+/// The fixture of the RefreshToken timer's ordinary occurrence, as the host sends it.
+pub const TIMER: &str = "timer-invocation-request.json";
+
+/// One ordinary RefreshToken timer invocation, as the host sends it: status and body.
+pub async fn run_timer(client: &reqwest::Client, address: &str) -> (u16, String) {
+    run_timer_with(client, address, TIMER).await
+}
+
+/// The RefreshToken timer as the host sends it, with the fixture `name` (a past-due occurrence,
+/// say): status and body.
+pub async fn run_timer_with(client: &reqwest::Client, address: &str, name: &str) -> (u16, String) {
+    let response = invoke_at(client, address, "RefreshToken", fixture(name)).await;
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap_or_default())
+}
+
 /// A fixture payload from tests/data/functions-host.
 pub fn fixture(name: &str) -> String {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
