@@ -436,6 +436,36 @@ async fn the_standalone_binary_closes_slow_clients_and_logs_no_secret() {
     assert_no_secret_among("the handler's log", &output, &secrets);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_behind_the_host_leaves_a_client_stuck_mid_head_after_its_grace() {
+    let strava = FakeStrava::start().await;
+    let settings = TestSettings::new(&strava.base_url());
+    let mut handler = HandlerProcess::spawn(&settings, &[]).await;
+    handler.wait_ready().await;
+
+    // Behind a host the head timeout is minutes long: without a bound on the shutdown, this
+    // client would hold the process that long, and the held tokens would never be saved.
+    let mut stuck = TcpStream::connect(host_port(&handler.address))
+        .await
+        .expect("connect");
+    stuck
+        .write_all(slow_head(&strava.access_token()).as_bytes())
+        .await
+        .expect("send the head's start");
+    let status = handler
+        .terminate_within(ServerLimits::SHUTDOWN_GRACE + BINARY_DISCONNECT_GUARD)
+        .await;
+    assert!(status.success(), "clean exit on SIGTERM: {status:?}");
+    let output = handler.output();
+    assert!(
+        output.contains("connections still open"),
+        "the shutdown waited for the stuck client, then left it: {output}"
+    );
+    assert!(!output.contains("panicked"), "{output}");
+    assert_no_secret_among("the handler's log", &output, &secrets(&strava, &settings));
+    drop(stuck);
+}
+
 #[tokio::test]
 async fn heads_over_the_caps_get_431_and_the_server_keeps_serving() {
     let strava = FakeStrava::start().await;

@@ -400,16 +400,24 @@ impl HandlerProcess {
 
     /// Sends SIGTERM and waits for the exit status.
     pub async fn terminate(&mut self) -> std::process::ExitStatus {
+        self.terminate_within(Duration::from_secs(10)).await
+    }
+
+    /// Sends SIGTERM and waits up to `guard` for the exit status (a test failure beyond it).
+    pub async fn terminate_within(&mut self, guard: Duration) -> std::process::ExitStatus {
         if let Some(pid) = self.child.id() {
             let _ = std::process::Command::new("kill")
                 .arg("-TERM")
                 .arg(pid.to_string())
                 .status();
         }
-        tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+        let status = tokio::time::timeout(guard, self.child.wait())
             .await
-            .expect("handler exits after SIGTERM")
-            .expect("exit status")
+            .unwrap_or_else(|_| panic!("handler still running {guard:?} after SIGTERM"))
+            .expect("exit status");
+        // Let the output readers drain.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        status
     }
 
     /// Kills the process with SIGKILL (a crash, or the platform pulling the plug: nothing runs
