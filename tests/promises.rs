@@ -14,7 +14,7 @@ use strava_latest_run::strava::StravaClient;
 use strava_latest_run::tokens::TokenKeeper;
 use support::app::{TestApp, TestSettings};
 use support::azurite::{connection_string_for_port, Azurite};
-use support::credentials::{connected, hand_made};
+use support::credentials::{connected, hand_made, rotating_strava_with_stored_token};
 use support::fake_strava::{FakeStrava, CLIENT_ID};
 use support::json;
 use support::raw_table;
@@ -68,14 +68,7 @@ fn only_the_sample_run(visibility: &str) -> Vec<Value> {
 
 #[tokio::test]
 async fn a_lease_taken_over_by_a_skewed_clock_and_a_failing_second_save_keep_the_newest_token() {
-    let strava = FakeStrava::start().await;
-    strava.set_rotate_refresh_tokens(true);
-    let settings = TestSettings::new(&strava.base_url());
-    let direct = settings.store();
-    direct
-        .replace_credentials(&hand_made(&strava.refresh_token()))
-        .await
-        .expect("arrange");
+    let (strava, settings, direct) = rotating_strava_with_stored_token().await;
     // Instance A reaches storage through a proxy that fails its writes at chosen steps.
     let proxy = StorageProxy::start(Azurite::shared().port()).await;
     let through_proxy = settings
@@ -136,14 +129,7 @@ async fn a_lease_taken_over_by_a_skewed_clock_and_a_failing_second_save_keep_the
 
 #[tokio::test]
 async fn a_lease_that_lapses_while_its_holder_works_is_taken_over_harmlessly() {
-    let strava = FakeStrava::start().await;
-    strava.set_rotate_refresh_tokens(true);
-    let settings = TestSettings::new(&strava.base_url());
-    let store = settings.store();
-    store
-        .replace_credentials(&hand_made(&strava.refresh_token()))
-        .await
-        .expect("arrange");
+    let (strava, _, store) = rotating_strava_with_stored_token().await;
     let client = StravaClient::new(&strava.base_url(), Duration::from_secs(8)).expect("client");
     let holder = TokenKeeper::new(store.clone(), client.clone(), "holder");
     let other = TokenKeeper::new(store.clone(), client.clone(), "other");
@@ -187,13 +173,8 @@ async fn wait_for(condition: impl Fn() -> bool) {
 
 #[tokio::test]
 async fn a_client_hanging_up_during_a_cold_fetch_loses_no_token() {
-    let strava = FakeStrava::start().await;
-    strava.set_rotate_refresh_tokens(true);
-    let app = TestApp::spawn(TestSettings::new(&strava.base_url())).await;
-    app.store
-        .replace_credentials(&hand_made(&strava.refresh_token()))
-        .await
-        .expect("arrange");
+    let (strava, settings, _) = rotating_strava_with_stored_token().await;
+    let app = TestApp::spawn(settings).await;
     let first = strava.refresh_token();
     // Strava rotates on arrival and answers after 1.5 s; the visitor gives up after 0.3 s.
     strava.set_latency(Duration::from_millis(1500));

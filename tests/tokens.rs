@@ -14,7 +14,7 @@ use support::app::{
     fixture, invoke_at, run_handler_command, run_timer, HandlerProcess, TestApp, TestSettings,
 };
 use support::azurite::Azurite;
-use support::credentials::hand_made;
+use support::credentials::{hand_made, rotating_strava_with_stored_token};
 use support::fake_strava::{FakeStrava, Scope, CLIENT_ID, CLIENT_SECRET};
 use support::json;
 use support::now;
@@ -49,13 +49,8 @@ async fn stored(store: &Store) -> Credentials {
 
 #[tokio::test]
 async fn timer_refreshes_and_saves_for_normal_past_due_and_first_run_payloads() {
-    let strava = FakeStrava::start().await;
-    strava.set_rotate_refresh_tokens(true);
-    let app = TestApp::spawn(TestSettings::new(&strava.base_url())).await;
-    app.store
-        .replace_credentials(&hand_made(&strava.refresh_token()))
-        .await
-        .expect("arrange");
+    let (strava, settings, _) = rotating_strava_with_stored_token().await;
+    let app = TestApp::spawn(settings).await;
 
     let first_run = fixture("timer-invocation-request.json").replace(
         "2024-11-05T08:00:00.0031853+00:00",
@@ -188,14 +183,7 @@ async fn an_invalid_refresh_token_is_reloaded_once_then_reported() {
 
 #[tokio::test]
 async fn instances_taking_turns_never_use_a_dead_refresh_token() {
-    let strava = FakeStrava::start().await;
-    strava.set_rotate_refresh_tokens(true);
-    let settings = TestSettings::new(&strava.base_url());
-    let store = settings.store();
-    store
-        .replace_credentials(&hand_made(&strava.refresh_token()))
-        .await
-        .expect("arrange");
+    let (strava, _, store) = rotating_strava_with_stored_token().await;
     let client = StravaClient::new(&strava.base_url(), Duration::from_secs(5)).expect("client");
     let slow = TokenKeeper::new(store.clone(), client.clone(), "slow");
     let fast = TokenKeeper::new(store.clone(), client, "fast");
