@@ -353,14 +353,11 @@ async fn strava_down_serves_the_last_good_answer_marked_stale() {
     // The first request after expiry is answered at once and starts the refresh.
     let (status, _) = app.get_json("/api/GetLatestRun").await;
     assert_eq!(status, 200);
-    let mut stale = Value::Null;
-    for _ in 0..50 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        stale = app.get_json("/api/GetLatestRun").await.1;
-        if stale["stale"] == true {
-            break;
-        }
-    }
+    let (_, stale) = app
+        .poll_json("/api/GetLatestRun", Duration::from_secs(5), |_, run| {
+            run["stale"] == true
+        })
+        .await;
     assert_eq!(stale["stale"], true, "{stale}");
     assert_eq!(stale["id"], first["id"]);
     assert_eq!(
@@ -391,14 +388,11 @@ async fn a_stale_answer_is_served_at_once_while_one_refresh_runs() {
         "20 requests during a slow refresh took {:?}",
         started.elapsed()
     );
-    let mut refreshed = first.clone();
-    for _ in 0..60 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        refreshed = app.get_json("/api/GetLatestRun").await.1;
-        if refreshed["fetched_at"] != first["fetched_at"] {
-            break;
-        }
-    }
+    let (_, refreshed) = app
+        .poll_json("/api/GetLatestRun", Duration::from_secs(6), |_, run| {
+            run["fetched_at"] != first["fetched_at"]
+        })
+        .await;
     assert_ne!(
         refreshed["fetched_at"], first["fetched_at"],
         "the refresh landed"

@@ -528,14 +528,11 @@ async fn an_event_acknowledged_by_a_killed_instance_takes_effect_on_another() {
 
     // The survivor, serving its visitors, finds the recorded event and applies it.
     // (Generous: the killed instance may hold the round's 30 s lease, which must lapse first.)
-    let mut last = Value::Null;
-    for _ in 0..600 {
-        last = survivor.get_json("/api/GetLatestRun").await.1;
-        if last["id"] == json!(NEW_RUN_ID) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (_, last) = survivor
+        .poll_json("/api/GetLatestRun", Duration::from_secs(60), |_, run| {
+            run["id"] == json!(NEW_RUN_ID)
+        })
+        .await;
     assert_eq!(last["id"], json!(NEW_RUN_ID), "{last}");
 }
 
