@@ -15,13 +15,14 @@ use crate::clock::Clock;
 use crate::store::{LatestRun as StoredLatestRun, LatestRunSnapshot, Lease, Shown, Store};
 use crate::strava::{RateLimitSnapshot, StravaClient, StravaError};
 use crate::tokens::{AccessToken, TokenError, TokenKeeper};
+use crate::widget::svg::{self, Theme, Units};
 use crate::widget::{build_latest_run, choose_photo_url, pick_latest_run, LatestRun};
 use base64::Engine;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -87,6 +88,17 @@ pub struct Answer {
     pub fetched_at: i64,
     /// The run, to re-render it marked stale.
     run: Option<LatestRun>,
+    /// The SVG cards of this answer, rendered on first request, one per theme and units.
+    cards: [OnceLock<Card>; Theme::ALL.len() * Units::ALL.len()],
+}
+
+/// The answer as an SVG card in one theme and units: its bytes and their strong ETag.
+#[derive(Clone, Debug)]
+pub struct Card {
+    /// The SVG document.
+    pub body: Bytes,
+    /// Strong entity tag of the body, quoted.
+    pub etag: Bytes,
 }
 
 impl Answer {
@@ -96,17 +108,29 @@ impl Answer {
             body,
             fetched_at,
             run,
+            cards: Default::default(),
         }
+    }
+
+    /// The run as the SVG card in `theme` and `units`, rendered once per answer (`None` for an
+    /// answer without a run). An answer never changes, so neither does its card.
+    pub fn card(&self, theme: Theme, units: Units) -> Option<&Card> {
+        let run = self.run.as_ref()?;
+        let slot = self
+            .cards
+            .get(theme.index() * Units::ALL.len() + units.index())?;
+        Some(slot.get_or_init(|| {
+            let body = svg::render(run, theme, units);
+            Card {
+                etag: Bytes::from(etag_of(body.as_bytes())),
+                body: Bytes::from(body),
+            }
+        }))
     }
 
     fn from_run(run: LatestRun, fetched_at: i64) -> Self {
         let body = Bytes::from(serde_json::to_vec(&run).unwrap_or_default());
         Answer::new(body, fetched_at, Some(run))
-    }
-
-    /// The run the body says, for other views of it (the SVG card).
-    pub fn run(&self) -> Option<&LatestRun> {
-        self.run.as_ref()
     }
 
     /// Whether the body says `stale: true`.
@@ -1037,5 +1061,30 @@ impl From<TokenError> for FetchFailure {
             TokenError::Strava(err) => FetchFailure::from(err),
             other => FetchFailure::Tokens(other),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_card_is_rendered_once_per_answer_theme_and_units() {
+        let run = crate::widget::svg::tests::run();
+        let answer = Answer::from_run(run.clone(), 0);
+        let first = answer.card(Theme::Dark, Units::Imperial).expect("a card");
+        let again = answer.card(Theme::Dark, Units::Imperial).expect("a card");
+        assert_eq!(
+            first.body.as_ptr(),
+            again.body.as_ptr(),
+            "the same bytes, kept"
+        );
+        assert_eq!(first.body, svg::render(&run, Theme::Dark, Units::Imperial));
+        assert_eq!(first.etag, etag_of(&first.body));
+        let other = answer.card(Theme::Light, Units::Metric).expect("a card");
+        assert_eq!(other.body, svg::render(&run, Theme::Light, Units::Metric));
+        assert_ne!(other.etag, first.etag);
+        let none = Answer::new(Bytes::from_static(b"{}"), 0, None);
+        assert!(none.card(Theme::Auto, Units::Metric).is_none());
     }
 }

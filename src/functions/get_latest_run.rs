@@ -6,8 +6,8 @@
 use super::public_http::{cacheable, read_only};
 use crate::config::AllowedOrigins;
 use crate::http::{ApiError, FunctionRequest, FunctionResponse, JSON_CONTENT_TYPE};
-use crate::latest_run::{etag_of, Answer, LatestRunError, LatestRunService};
-use crate::widget::svg::{self, Theme, Units};
+use crate::latest_run::{Answer, LatestRunError, LatestRunService};
+use crate::widget::svg::{Theme, Units};
 use warp::http::header::{CONTENT_SECURITY_POLICY, X_CONTENT_TYPE_OPTIONS};
 use warp::http::HeaderValue;
 
@@ -90,16 +90,15 @@ fn card(
     request: &FunctionRequest,
     cache_control: HeaderValue,
 ) -> FunctionResponse {
-    let Some(run) = answer.run() else {
+    let Some(card) = answer.card(theme, units) else {
         // Every answer this app makes carries its run; never serve a card of nothing.
         return ApiError::NoPublicRun.to_response();
     };
-    let body = svg::render(run, theme, units);
-    let etag = bytes::Bytes::from(etag_of(body.as_bytes()));
     let mut response = cacheable(
         request,
-        bytes::Bytes::from(body),
-        &etag,
+        // Rendered once per answer; a reference-counted clone of its bytes.
+        card.body.clone(),
+        &card.etag,
         HeaderValue::from_static(SVG_CONTENT_TYPE),
         cache_control,
     );

@@ -32,11 +32,19 @@ pub enum Theme {
 }
 
 impl Theme {
+    /// Every theme, in [`Theme::index`] order.
+    pub const ALL: [Theme; 3] = [Theme::Auto, Theme::Light, Theme::Dark];
+
     /// `auto`, `light` or `dark` (any case).
     pub fn parse(value: &str) -> Option<Self> {
-        [Theme::Auto, Theme::Light, Theme::Dark]
+        Self::ALL
             .into_iter()
             .find(|t| t.as_str().eq_ignore_ascii_case(value))
+    }
+
+    /// Its place in [`Theme::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
     }
 
     /// The query value.
@@ -60,6 +68,14 @@ pub enum Units {
 }
 
 impl Units {
+    /// Both, in [`Units::index`] order.
+    pub const ALL: [Units; 2] = [Units::Metric, Units::Imperial];
+
+    /// Its place in [`Units::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// `metric` or `imperial` (any case).
     pub fn parse(value: &str) -> Option<Self> {
         if value.eq_ignore_ascii_case("metric") {
@@ -294,10 +310,11 @@ fn day_of(text: &str) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn run() -> LatestRun {
+    /// A sample run (also the latest-run service's, for its cards).
+    pub(crate) fn run() -> LatestRun {
         LatestRun {
             id: 16128930471,
             name: "Tiergarten tempo + coffee".into(),
@@ -318,6 +335,16 @@ mod tests {
             fetched_at: "2025-10-12T18:04:09Z".into(),
             stale: false,
             route_shape: None,
+        }
+    }
+
+    #[test]
+    fn every_theme_and_unit_is_at_its_index() {
+        for (i, theme) in Theme::ALL.into_iter().enumerate() {
+            assert_eq!(theme.index(), i);
+        }
+        for (i, units) in Units::ALL.into_iter().enumerate() {
+            assert_eq!(units.index(), i);
         }
     }
 
