@@ -34,6 +34,7 @@ pub mod functions;
 pub mod fuzzing;
 pub mod host;
 pub mod http;
+pub mod index;
 pub mod latest_run;
 pub mod push_events;
 pub mod schedule;

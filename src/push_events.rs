@@ -1,33 +1,55 @@
-//! What Strava's push events do (DESIGN §8). An activity created, changed or deleted by the
-//! connected athlete is recorded as pending in the table and applied by one refresh round (on
-//! any instance; duplicates coalesce; forged ones cost at most one round per spacing). A
-//! deauthorization is acted on only after Strava confirms it, because the events are unsigned:
-//! only when Strava refuses the stored tokens are the credentials and the answer deleted.
-//! Events of another athlete or subscription are ignored. Domain logic only; the
-//! `StravaWebhook` function maps it to HTTP.
+//! What Strava's push events do. Events are unsigned, so nothing is taken on trust:
+//! - **Ids fail closed**: an event is applied only once the stored athlete and subscription are
+//!   known and match it; one whose ids cannot be read yet (slow storage, no subscription stored)
+//!   may be recorded, but nothing calls Strava for it until they can. Every accepted `POST` gets
+//!   the same reply, so the reply never tells right ids from wrong ones.
+//! - **Activity events apply one by one**: recorded in the `latest-run` entity (so another
+//!   instance applies an event whose receiver died) and applied at once by the receiver. A
+//!   delete, or a change to private, takes the activity out of every answer with no Strava call;
+//!   a create or another change reads the activity (one call) with a call taken from the shared
+//!   event budget ([`crate::index::budget`]); when the budget is empty the event waits for it,
+//!   or for the next reconciliation round, which covers it too.
+//! - **A deauthorization** is acted on only after Strava refuses the stored refresh token; the
+//!   credentials are then marked (If-Match), never deleted, so tokens another instance holds in
+//!   memory (newer in the same chain) restore them.
+//!
+//! Domain logic only; the `StravaWebhook` function maps it to HTTP.
 
 use crate::clock::Clock;
-use crate::latest_run::LatestRunService;
-use crate::store::Store;
-use crate::strava::webhook::{ObjectType, WebhookEvent};
+use crate::index::budget;
+use crate::latest_run::{EventError, LatestRunService};
+use crate::store::{Change, PendingEvent, Store};
+use crate::strava::webhook::{Aspect, ObjectType, WebhookEvent};
 use crate::strava::StravaError;
 use crate::tokens::{TokenError, TokenKeeper};
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::watch;
 
 /// How long reading the ids to check an event against may take before the reply.
 const LOOKUP_PATIENCE: Duration = Duration::from_millis(300);
 /// How long recording an event in the table may take before the reply: with the lookup, well
 /// inside Strava's 2 s.
 const RECORD_PATIENCE: Duration = Duration::from_millis(900);
+/// How long the recorder keeps trying to write events while storage is down.
+const RECORD_GIVE_UP: Duration = Duration::from_secs(60);
+/// At most this many events wait in the table; more are dropped (the next round covers them).
+const MAX_PENDING: usize = 64;
+/// An event recorded this long ago (seconds) and still pending is applied by any instance that
+/// sees it (its receiver may have died).
+const ORPHAN_AFTER_SECONDS: i64 = 8;
 /// At most one deauthorization check with Strava per this many seconds (forged events).
 const DEAUTHORIZATION_CHECK_SPACING: i64 = 60;
 /// How often the ids may be read again when an event does not match them (they may have
 /// changed: a new subscription, a new setup).
 const IDS_REREAD_SECONDS: i64 = 30;
+/// The longest an event waits in this instance for Strava or the budget before it is left to
+/// the table (and the next round).
+const APPLY_PATIENCE_SECONDS: i64 = 900;
 
-/// What became of an event.
+/// What became of an event (for logs: the reply is the same for all).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventOutcome {
     /// An activity event: recorded and being applied.
@@ -52,28 +74,51 @@ struct Inner {
     subscription_id: AtomicI64,
     ids_read_at: AtomicI64,
     last_deauthorization_check: AtomicI64,
-    deauthorization_check_waiting: std::sync::atomic::AtomicBool,
+    deauthorization_check_waiting: AtomicBool,
+    /// Events waiting to be applied here, oldest first, with when to try them next.
+    queue: Mutex<VecDeque<(PendingEvent, i64)>>,
+    applier_running: AtomicBool,
+    /// Events waiting to be written to the table, and the number of the batch they go in.
+    to_record: Mutex<(Vec<PendingEvent>, u64)>,
+    /// The number of the last batch written (or given up on).
+    recorded: watch::Sender<u64>,
+    recorder_running: AtomicBool,
+    /// Batches written so far (for the tests' and status' view of the table's load).
+    batches: AtomicU64,
 }
 
 impl PushEvents {
-    /// A receiver for the app's services.
+    /// A receiver for the app's services; it also applies events other instances recorded.
     pub fn new(
         store: Store,
         tokens: TokenKeeper,
         latest_run: LatestRunService,
         clock: Clock,
     ) -> Self {
-        PushEvents(Arc::new(Inner {
+        let events = PushEvents(Arc::new(Inner {
             store,
             tokens,
-            latest_run,
+            latest_run: latest_run.clone(),
             clock,
             athlete_id: AtomicI64::new(0),
             subscription_id: AtomicI64::new(0),
             ids_read_at: AtomicI64::new(0),
             last_deauthorization_check: AtomicI64::new(0),
-            deauthorization_check_waiting: std::sync::atomic::AtomicBool::new(false),
-        }))
+            deauthorization_check_waiting: AtomicBool::new(false),
+            queue: Mutex::new(VecDeque::new()),
+            applier_running: AtomicBool::new(false),
+            to_record: Mutex::new((Vec::new(), 1)),
+            recorded: watch::channel(0).0,
+            recorder_running: AtomicBool::new(false),
+            batches: AtomicU64::new(0),
+        }));
+        let weak = Arc::downgrade(&events.0);
+        latest_run.on_pending_events(Box::new(move |pending| {
+            if let Some(inner) = weak.upgrade() {
+                PushEvents(inner).adopt_orphans(pending);
+            }
+        }));
+        events
     }
 
     /// Handles one event within Strava's two seconds; the work it starts goes on after.
@@ -95,58 +140,324 @@ impl PushEvents {
             return EventOutcome::Ignored("another subscription's event");
         }
         if event.is_deauthorization() {
+            if athlete_id.is_none() || subscription_id.is_none() {
+                return EventOutcome::Ignored("the ids to check a deauthorization are not known");
+            }
             self.check_deauthorization();
             return EventOutcome::CheckingDeauthorization;
         }
-        match event.object_type {
-            ObjectType::Activity => {
-                self.0.latest_run.record_event(RECORD_PATIENCE).await;
-                EventOutcome::Recorded
-            }
-            _ => EventOutcome::Ignored("not an activity event"),
+        if event.object_type != ObjectType::Activity {
+            return EventOutcome::Ignored("not an activity event");
         }
+        let hide = event.aspect == Aspect::Delete || event.update("private") == Some("true");
+        let pending = PendingEvent {
+            id: event.object_id,
+            hide,
+            at: self.0.clock.now(),
+            owner_id: event.owner_id,
+            subscription_id: event.subscription_id,
+        };
+        self.enqueue(pending.clone(), self.0.clock.now());
+        self.record(pending).await;
+        EventOutcome::Recorded
     }
 
-    /// The connected athlete and the stored subscription (`None`: not known, so not checked).
-    /// Read once and kept; a slow storage does not hold up the reply.
+    /// The connected athlete and the stored subscription (`None`: not known). Read once and
+    /// kept; with `patience`, a slow storage does not hold up the caller longer.
     async fn ids(&self, reread: bool) -> (Option<i64>, Option<i64>) {
-        let known = |cell: &AtomicI64| Some(cell.load(Ordering::Relaxed)).filter(|id| *id != 0);
         let now = self.0.clock.now();
         let may_reread = reread
             && now.saturating_sub(self.0.ids_read_at.load(Ordering::Relaxed)) >= IDS_REREAD_SECONDS;
-        if may_reread
-            || known(&self.0.athlete_id).is_none()
-            || known(&self.0.subscription_id).is_none()
-        {
+        if may_reread || self.known_ids().0.is_none() || self.known_ids().1.is_none() {
             self.0.ids_read_at.store(now, Ordering::Relaxed);
-            let store = self.0.store.clone();
-            let lookup = async move {
-                let athlete = match store.load_credentials().await {
-                    Ok(Some(c)) => c.value.athlete_id,
-                    _ => None,
-                };
-                let subscription = match store.load_subscription().await {
-                    Ok(Some(s)) => Some(s.id),
-                    _ => None,
-                };
-                (athlete, subscription)
+            let events = self.clone();
+            // In a task of its own: a lookup that outlasts the patience still fills the ids in.
+            let lookup = tokio::spawn(async move { events.read_ids().await });
+            let _ = tokio::time::timeout(LOOKUP_PATIENCE, lookup).await;
+        }
+        self.known_ids()
+    }
+
+    fn known_ids(&self) -> (Option<i64>, Option<i64>) {
+        let known = |cell: &AtomicI64| Some(cell.load(Ordering::Relaxed)).filter(|id| *id != 0);
+        (known(&self.0.athlete_id), known(&self.0.subscription_id))
+    }
+
+    /// Reads the ids from storage, however long it takes; `false` when storage failed.
+    async fn read_ids(&self) -> bool {
+        let athlete = match self.0.store.load_credentials().await {
+            Ok(Some(c)) => c.value.athlete_id,
+            Ok(None) => None,
+            Err(_) => return false,
+        };
+        let subscription = match self.0.store.load_subscription().await {
+            Ok(Some(s)) => Some(s.id),
+            Ok(None) => None,
+            Err(_) => return false,
+        };
+        self.0
+            .athlete_id
+            .store(athlete.unwrap_or(0), Ordering::Relaxed);
+        self.0
+            .subscription_id
+            .store(subscription.unwrap_or(0), Ordering::Relaxed);
+        true
+    }
+
+    /// Writes `event` to the table's pending events with the next batch, waiting for that
+    /// batch at most [`RECORD_PATIENCE`] (the writing goes on after).
+    async fn record(&self, event: PendingEvent) {
+        let batch = {
+            let Ok(mut to_record) = self.0.to_record.lock() else {
+                return;
             };
-            if let Ok((athlete, subscription)) = tokio::time::timeout(LOOKUP_PATIENCE, lookup).await
-            {
-                self.0
-                    .athlete_id
-                    .store(athlete.unwrap_or(0), Ordering::Relaxed);
-                self.0
-                    .subscription_id
-                    .store(subscription.unwrap_or(0), Ordering::Relaxed);
+            to_record.0.push(event);
+            to_record.1
+        };
+        let mut recorded = self.0.recorded.subscribe();
+        self.start_recorder();
+        let written = tokio::time::timeout(RECORD_PATIENCE, recorded.wait_for(|b| *b >= batch));
+        if written.await.is_err() {
+            tracing::warn!("storage is slow: the push event is applied here and written for other instances in the background");
+        }
+    }
+
+    fn start_recorder(&self) {
+        if self.0.recorder_running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let events = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let (batch, number) = {
+                    let Ok(mut to_record) = events.0.to_record.lock() else {
+                        break;
+                    };
+                    let number = to_record.1;
+                    to_record.1 += 1;
+                    (std::mem::take(&mut to_record.0), number)
+                };
+                if batch.is_empty() {
+                    events.0.recorder_running.store(false, Ordering::Release);
+                    // An event pushed after the take and before the flag must not wait forever.
+                    let more = events.0.to_record.lock().map(|t| !t.0.is_empty());
+                    if more.unwrap_or(false)
+                        && !events.0.recorder_running.swap(true, Ordering::AcqRel)
+                    {
+                        continue;
+                    }
+                    break;
+                }
+                events.write_batch(&batch).await;
+                events.0.batches.fetch_add(1, Ordering::Relaxed);
+                events.0.recorded.send_replace(number);
+            }
+        });
+    }
+
+    /// Adds `batch` to the table's pending events (one write for the batch), retrying with
+    /// backoff for a minute.
+    async fn write_batch(&self, batch: &[PendingEvent]) {
+        let give_up = tokio::time::Instant::now() + RECORD_GIVE_UP;
+        let mut pause = Duration::from_millis(200);
+        loop {
+            let written = self
+                .0
+                .store
+                .modify_latest_run(|entity, _| {
+                    for event in batch {
+                        add_pending(&mut entity.pending_events, event.clone());
+                    }
+                    Change::Save(())
+                })
+                .await;
+            match written {
+                Ok(()) => return,
+                Err(err) if tokio::time::Instant::now() < give_up => {
+                    tracing::warn!(error = %err, "cannot record push events yet");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "gave up recording push events in the table; this instance applies them");
+                    return;
+                }
             }
         }
-        (known(&self.0.athlete_id), known(&self.0.subscription_id))
+    }
+
+    /// Events another instance recorded and has not applied for a while: applied here.
+    fn adopt_orphans(&self, pending: Vec<PendingEvent>) {
+        let now = self.0.clock.now();
+        for event in pending {
+            if now.saturating_sub(event.at) >= ORPHAN_AFTER_SECONDS {
+                self.enqueue(event, now);
+            }
+        }
+    }
+
+    /// Queues `event` for this instance's applier (one per activity: a later event for the same
+    /// activity replaces an earlier one) and starts the applier.
+    fn enqueue(&self, event: PendingEvent, try_at: i64) {
+        if let Ok(mut queue) = self.0.queue.lock() {
+            let room = queue.len() < MAX_PENDING;
+            match queue.iter_mut().find(|(e, _)| e.id == event.id) {
+                Some(queued) if queued.0.at <= event.at => *queued = (event, try_at),
+                Some(_) => {}
+                None if room => queue.push_back((event, try_at)),
+                None => tracing::warn!("too many push events waiting; the next round covers the rest"),
+            }
+        }
+        self.start_applier();
+    }
+
+    fn start_applier(&self) {
+        if self.0.applier_running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let events = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let next = events.0.queue.lock().ok().and_then(|mut q| {
+                    // The first one due, or else the one due soonest.
+                    let index = (0..q.len()).min_by_key(|i| q[*i].1)?;
+                    q.remove(index)
+                });
+                let Some((event, try_at)) = next else {
+                    events.0.applier_running.store(false, Ordering::Release);
+                    let more = events.0.queue.lock().map(|q| !q.is_empty());
+                    if more.unwrap_or(false)
+                        && !events.0.applier_running.swap(true, Ordering::AcqRel)
+                    {
+                        continue;
+                    }
+                    break;
+                };
+                let wait = try_at.saturating_sub(events.0.clock.now());
+                if wait > 0 {
+                    // Put it back and sleep until it (or a newer event) is due.
+                    if let Ok(mut queue) = events.0.queue.lock() {
+                        queue.push_front((event, try_at));
+                    }
+                    tokio::time::sleep(Duration::from_secs(wait.clamp(1, 5) as u64)).await;
+                    continue;
+                }
+                if let Some(retry_at) = events.apply(&event).await {
+                    if retry_at.saturating_sub(event.at) < APPLY_PATIENCE_SECONDS {
+                        events.enqueue_quietly(event, retry_at);
+                    } else {
+                        tracing::warn!(
+                            activity = event.id,
+                            "a push event waited too long; the next round covers it"
+                        );
+                    }
+                }
+            }
+        });
+    }
+
+    /// Queues without starting the applier (the applier itself puts an event back).
+    fn enqueue_quietly(&self, event: PendingEvent, try_at: i64) {
+        if let Ok(mut queue) = self.0.queue.lock() {
+            if !queue.iter().any(|(e, _)| e.id == event.id) {
+                queue.push_back((event, try_at));
+            }
+        }
+    }
+
+    /// Applies one event; `Some(when)` to try it again then.
+    async fn apply(&self, event: &PendingEvent) -> Option<i64> {
+        let now = self.0.clock.now();
+        // Ids fail closed: read them (however slow storage is) before anything is applied.
+        if self.known_ids().0 != Some(event.owner_id) || self.known_ids().1 != Some(event.subscription_id) {
+            let may_reread =
+                now.saturating_sub(self.0.ids_read_at.load(Ordering::Relaxed)) >= 1;
+            if may_reread {
+                self.0.ids_read_at.store(now, Ordering::Relaxed);
+                if !self.read_ids().await {
+                    return Some(now + 2);
+                }
+            }
+        }
+        let (athlete, subscription) = self.known_ids();
+        if athlete != Some(event.owner_id) || subscription != Some(event.subscription_id) {
+            tracing::info!(
+                activity = event.id,
+                "push event not applied: its ids are not the stored athlete's and subscription"
+            );
+            if let Err(err) = self.0.latest_run.clear_event(event).await {
+                tracing::warn!(error = %err, "could not clear a foreign push event");
+            }
+            return None;
+        }
+        let result = if event.hide {
+            self.0.latest_run.hide_activity(event).await.map(|()| ())
+        } else {
+            match self.take_budget(event).await {
+                Ok(true) => self
+                    .0
+                    .latest_run
+                    .apply_activity_event(event, event.owner_id)
+                    .await
+                    .map(|applied| {
+                        tracing::info!(activity = event.id, ?applied, "push event applied");
+                    }),
+                // Applied elsewhere, or covered by a round, meanwhile.
+                Ok(false) => Ok(()),
+                Err(wait) => return Some(now + wait),
+            }
+        };
+        match result {
+            Ok(()) => None,
+            Err(EventError::Strava { reason, retry_at }) => {
+                tracing::warn!(activity = event.id, %reason, "push event not applied yet");
+                Some(retry_at.max(now + 1))
+            }
+            Err(EventError::Storage(err)) => {
+                tracing::warn!(activity = event.id, error = %err, "push event not applied yet");
+                Some(now + 2)
+            }
+        }
+    }
+
+    /// Takes one call from the shared event budget for `event`: `Ok(true)` taken, `Ok(false)`
+    /// the event is no longer pending (nothing taken), `Err(seconds)` until a call is there.
+    async fn take_budget(&self, event: &PendingEvent) -> Result<bool, i64> {
+        let taken = self
+            .0
+            .store
+            .modify_latest_run(|entity, read_at| {
+                let pending = entity
+                    .pending_events
+                    .iter()
+                    .any(|e| e.id == event.id && e.at >= event.at);
+                // An event the table never took (storage was down) is still this instance's to apply.
+                let recorded_elsewhere = !pending
+                    && self.0.clock.now().saturating_sub(event.at) >= ORPHAN_AFTER_SECONDS;
+                if recorded_elsewhere {
+                    return Change::Keep(Ok(false));
+                }
+                match budget::take(entity.event_budget, read_at) {
+                    Ok(after) => {
+                        entity.event_budget = Some(after);
+                        Change::Save(Ok(true))
+                    }
+                    Err(wait) => Change::Keep(Err(wait)),
+                }
+            })
+            .await;
+        match taken {
+            Ok(result) => result,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot take from the event budget yet");
+                Err(2)
+            }
+        }
     }
 
     /// Asks Strava whether the stored tokens still work, in the background, at most once a
     /// minute (a check asked for sooner waits its turn, it is not dropped). Only Strava refusing
-    /// the refresh token read fresh from storage deletes the credentials and the answer.
+    /// the refresh token read fresh from storage marks the credentials.
     fn check_deauthorization(&self) {
         if self
             .0
@@ -173,31 +484,74 @@ impl PushEvents {
                 .store(false, Ordering::Release);
             // The keeper reads the credentials from storage first; a refusal of a token only
             // held in memory (storage down) proves nothing, so storage must answer too.
-            let refused = matches!(
-                events.0.tokens.refresh_now().await,
-                Err(TokenError::Rejected(StravaError::InvalidRefreshToken))
-            ) && matches!(events.0.store.load_credentials().await, Ok(Some(_)));
-            if refused {
-                events.forget_the_athlete().await;
-            } else {
-                tracing::warn!("a deauthorization event arrived but Strava did not refuse the stored tokens: ignored (it may be forged)");
+            match events.0.tokens.refresh_now().await {
+                Err(TokenError::Rejected(StravaError::InvalidRefreshToken)) => {
+                    events.forget_the_athlete().await
+                }
+                _ => tracing::warn!("a deauthorization event arrived but Strava did not refuse the stored tokens: ignored (it may be forged)"),
             }
         });
     }
 
-    /// Strava confirmed the athlete revoked the app: delete what only served them.
+    /// Strava confirmed the athlete revoked the app: mark the credentials (never delete them:
+    /// an instance holding newer tokens of the same chain restores them) and drop the answer.
     async fn forget_the_athlete(&self) {
-        tracing::warn!("the athlete revoked the app at Strava: deleting the stored credentials and answer; run `handler setup` to connect again");
-        for (what, result) in [
-            ("credentials", self.0.store.delete_credentials().await),
-            ("latest-run", self.0.store.delete_latest_run().await),
-        ] {
-            if let Err(err) = result {
-                tracing::error!(entity = what, error = %err, "could not delete after the deauthorization");
+        match self.0.tokens.mark_refused().await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!("the credentials changed since Strava refused them (a newer refresh or a new setup): kept");
+                return;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "could not mark the refused credentials");
+                return;
             }
         }
-        self.0.tokens.forget().await;
+        tracing::warn!("the athlete revoked the app at Strava: the credentials are marked refused and the answer dropped; run `handler setup` to connect again");
+        if let Err(err) = self.0.store.delete_latest_run().await {
+            tracing::error!(error = %err, "could not delete the answer after the deauthorization");
+        }
         self.0.latest_run.forget();
         self.0.athlete_id.store(0, Ordering::Relaxed);
+    }
+}
+
+/// Adds `event` to the pending list: it replaces an earlier event for the same activity; past
+/// [`MAX_PENDING`] it is dropped (the next round covers it).
+fn add_pending(pending: &mut Vec<PendingEvent>, event: PendingEvent) {
+    if let Some(known) = pending.iter_mut().find(|e| e.id == event.id) {
+        if known.at <= event.at {
+            *known = event;
+        }
+    } else if pending.len() < MAX_PENDING {
+        pending.push(event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(id: i64, at: i64, hide: bool) -> PendingEvent {
+        PendingEvent {
+            id,
+            hide,
+            at,
+            owner_id: 1,
+            subscription_id: 2,
+        }
+    }
+
+    #[test]
+    fn the_pending_list_keeps_one_event_per_activity_and_a_bound() {
+        let mut pending = Vec::new();
+        add_pending(&mut pending, event(7, 10, false));
+        add_pending(&mut pending, event(7, 12, true));
+        add_pending(&mut pending, event(7, 11, false));
+        assert_eq!(pending, vec![event(7, 12, true)], "the newest word counts");
+        for id in 0..(MAX_PENDING as i64 * 2) {
+            add_pending(&mut pending, event(100 + id, 20, false));
+        }
+        assert_eq!(pending.len(), MAX_PENDING);
     }
 }

@@ -173,7 +173,7 @@ pub async fn run_setup(
     // Without a scope in hand (a bare code), ask Strava once whether activities are readable.
     let scope = match pasted.scope {
         Some(scope) => scope,
-        None => match strava.list_activities(&grant.access_token, 1).await {
+        None => match strava.list_activities(&grant.access_token, 1, None).await {
             Ok(_) => "activity:read".to_owned(),
             Err(StravaError::MissingScope) => return Err(SetupError::ScopeDenied("read".into())),
             Err(err) => return Err(err.into()),
@@ -189,6 +189,7 @@ pub async fn run_setup(
         athlete_id: athlete.as_ref().map(|a| a.id),
         scope: Some(scope),
         refresh_lease: None,
+        refused_at: None,
     };
     store.replace_credentials(&credentials).await?;
     let who = athlete
@@ -271,11 +272,19 @@ pub async fn run_status(settings: &Settings) -> Result<String, SetupError> {
         ),
         None => "cached answer: none yet (the first GetLatestRun request fetches it)".into(),
     });
-    if let Some(at) = latest.pending_since {
+    if let Some(at) = latest.pending_since() {
         lines.push(format!(
-            "push event pending since {} (the next round applies it)",
+            "push events pending: {}, the oldest since {} (applied as the event budget allows)",
+            latest.pending_events.len(),
             format_unix(at)
         ));
+    }
+    match latest.indexed_year {
+        Some(year) => lines.push(format!(
+            "activity index: {year} in full, last full pass {}",
+            latest.full_pass_at.map_or("never".into(), format_unix)
+        )),
+        None => lines.push("activity index: not filled yet (the first round fills it)".into()),
     }
     let limits = latest
         .rate_limits

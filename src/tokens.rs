@@ -135,6 +135,8 @@ struct State {
     known: Option<Credentials>,
     /// Tokens awaiting persistence.
     held: Option<Held>,
+    /// The refresh token Strava last refused for good.
+    refused: Option<Secret>,
 }
 
 /// Why a refresh was asked for.
@@ -205,6 +207,8 @@ fn apply_grant(mut credentials: Credentials, grant: TokenGrant) -> Credentials {
         credentials.athlete_id = Some(athlete.id);
     }
     credentials.refresh_lease = None;
+    // Strava just accepted the chain: whatever refusal was recorded is over.
+    credentials.refused_at = None;
     credentials
 }
 
@@ -285,12 +289,63 @@ impl TokenKeeper {
         true
     }
 
-    /// Forgets the credentials known in memory (they were deleted: a confirmed
-    /// deauthorization); the next token request reads storage again.
-    pub async fn forget(&self) {
-        let mut state = self.0.state.lock().await;
-        state.known = None;
-        state.held = None;
+    /// Saves the connected athlete's id into credentials that lack it (made by hand): the first
+    /// round that learns it from Strava's list calls this, so later rounds and the push events'
+    /// owner check have it. Never over another id; a failure is only logged (the next round
+    /// tries again).
+    pub async fn learn_athlete_id(&self, athlete_id: i64) {
+        let saved = self
+            .0
+            .store
+            .modify_credentials(|credentials| match credentials.athlete_id {
+                Some(_) => crate::store::Change::Keep(()),
+                None => {
+                    credentials.athlete_id = Some(athlete_id);
+                    crate::store::Change::Save(())
+                }
+            })
+            .await;
+        match saved {
+            Ok(_) => {
+                let mut state = self.0.state.lock().await;
+                let State { known, held, .. } = &mut *state;
+                for credentials in known
+                    .iter_mut()
+                    .chain(held.iter_mut().map(|h| &mut h.credentials))
+                {
+                    credentials.athlete_id.get_or_insert(athlete_id);
+                }
+                tracing::info!("the connected athlete's id is now stored with the credentials");
+            }
+            Err(err) => tracing::warn!(error = %err, "could not store the athlete's id yet"),
+        }
+    }
+
+    /// Marks the stored credentials refused (If-Match), if they still hold the refresh token
+    /// Strava last refused here: whether they were marked. Credentials changed since (a newer
+    /// refresh, a new setup) are left alone.
+    pub async fn mark_refused(&self) -> Result<bool, StoreError> {
+        let Some(refused) = self.0.state.lock().await.refused.clone() else {
+            return Ok(false);
+        };
+        let now = self.0.clock.now();
+        let marked = self
+            .0
+            .store
+            .modify_credentials(|credentials| {
+                if credentials.refresh_token != refused || credentials.refused_at.is_some() {
+                    return crate::store::Change::Keep(false);
+                }
+                credentials.refused_at = Some(now);
+                crate::store::Change::Save(true)
+            })
+            .await?
+            .unwrap_or(false);
+        if marked {
+            // Tokens held here (a newer link of the chain) stay: they restore the credentials.
+            self.0.state.lock().await.known = None;
+        }
+        Ok(marked)
     }
 
     /// Runs the refresh in a task of its own, so that a caller that goes away (a visitor who
@@ -334,7 +389,11 @@ impl TokenKeeper {
                     return Ok((token, RefreshOutcome::StillValid { expires_at }));
                 }
             }
-            let grant = self.exchange(&held.credentials).await?;
+            let grant = self.exchange(&held.credentials).await.inspect_err(|err| {
+                if matches!(err, TokenError::Rejected(StravaError::InvalidRefreshToken)) {
+                    state.refused = Some(held.credentials.refresh_token.clone());
+                }
+            })?;
             return Ok(self
                 .persist(&mut state, held.credentials, grant, None)
                 .await);
@@ -393,6 +452,9 @@ impl TokenKeeper {
                     self.release_lease(&credentials, etag.as_ref()).await;
                 }
                 Err(err) => {
+                    if matches!(err, TokenError::Rejected(StravaError::InvalidRefreshToken)) {
+                        state.refused = Some(credentials.refresh_token.clone());
+                    }
                     self.release_lease(&credentials, etag.as_ref()).await;
                     return Err(err);
                 }
@@ -415,6 +477,12 @@ impl TokenKeeper {
             etag,
             read_at,
         } = match self.0.store.load_credentials().await {
+            // Refused by Strava after a deauthorization: not connected until a new setup (or
+            // held tokens of the same chain, which never get here, restore it).
+            Ok(Some(stored)) if stored.value.refused_at.is_some() => {
+                state.known = None;
+                return Err(TokenError::NotConfigured);
+            }
             Ok(Some(stored)) => stored,
             Ok(None) => {
                 state.known = None;

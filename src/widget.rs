@@ -6,6 +6,7 @@ pub mod assets;
 pub mod route_shape;
 pub mod svg;
 
+use crate::store::IndexedRun;
 use crate::strava::models::{is_placeholder_url, DetailedActivity, Photo, SummaryActivity};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -240,6 +241,40 @@ pub fn build_latest_run(
         strava_url: format!("https://www.strava.com/activities/{}", activity.id),
         fetched_at: format_utc_seconds(fetched_at).unwrap_or_default(),
         stale: false,
+        route_shape: None,
+    }
+}
+
+/// Builds the response for a run of the activity index, from the same allow-list.
+pub fn build_from_index(
+    run: &IndexedRun,
+    year_distance: f64,
+    fetched_at: OffsetDateTime,
+) -> LatestRun {
+    let distance = finite_or_zero(run.distance);
+    LatestRun {
+        id: run.id,
+        name: run.name.clone(),
+        distance,
+        moving_time: run.moving_time,
+        photo_url: run.photo_url.as_deref().and_then(usable_url),
+        year_to_date_run_total_distance: finite_or_zero(year_distance),
+        sport_type: run.sport_type.clone(),
+        start_date: OffsetDateTime::from_unix_timestamp(run.start)
+            .ok()
+            .and_then(format_utc_seconds)
+            .unwrap_or_default(),
+        start_date_local: run.start_date_local.clone(),
+        timezone: run.timezone.clone(),
+        elapsed_time: run.elapsed_time,
+        total_elevation_gain: run.total_elevation_gain.filter(|n| n.is_finite()),
+        average_speed: run.average_speed.filter(|n| n.is_finite()),
+        kudos_count: run.kudos_count,
+        pace_seconds_per_km: pace_seconds_per_km(distance, run.moving_time),
+        strava_url: format!("https://www.strava.com/activities/{}", run.id),
+        fetched_at: format_utc_seconds(fetched_at).unwrap_or_default(),
+        stale: false,
+        // The key is there exactly when the sketch is enabled (the index keeps it then).
         route_shape: None,
     }
 }

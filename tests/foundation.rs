@@ -231,6 +231,7 @@ fn sample_credentials(refresh: &str) -> Credentials {
         athlete_id: None,
         scope: None,
         refresh_lease: None,
+        refused_at: None,
     }
 }
 

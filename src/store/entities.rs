@@ -11,8 +11,9 @@ use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-const EDM_INT64: &str = "Edm.Int64";
-const EDM_DATETIME: &str = "Edm.DateTime";
+pub(super) const EDM_INT64: &str = "Edm.Int64";
+pub(super) const EDM_DATETIME: &str = "Edm.DateTime";
+pub(super) const EDM_DOUBLE: &str = "Edm.Double";
 
 /// A property as read: a value, or something of the wrong shape (kept so it can be named).
 #[derive(Clone, Debug, PartialEq)]
@@ -29,6 +30,53 @@ pub type Text = Property<String>;
 pub type Int64 = Property<i64>;
 /// A DateTime property (RFC 3339).
 pub type DateTime = Property<OffsetDateTime>;
+/// A Double property: sent as a number with an `Edm.Double` annotation; read from a number or a
+/// string.
+pub type Double = Property<f64>;
+/// A Boolean property; read from a boolean or the strings `true`/`false`.
+pub type Flag = Property<bool>;
+
+impl<'de> Deserialize<'de> for Double {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let number = match Value::deserialize(d)? {
+            Value::Number(n) => n.as_f64(),
+            Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        };
+        Ok(number
+            .filter(|n| n.is_finite())
+            .map_or(Property::Unreadable, Property::Value))
+    }
+}
+
+impl<'de> Deserialize<'de> for Flag {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(match Value::deserialize(d)? {
+            Value::Bool(b) => Property::Value(b),
+            Value::String(s) if s.trim().eq_ignore_ascii_case("true") => Property::Value(true),
+            Value::String(s) if s.trim().eq_ignore_ascii_case("false") => Property::Value(false),
+            _ => Property::Unreadable,
+        })
+    }
+}
+
+impl Serialize for Double {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Property::Value(v) if v.is_finite() => s.serialize_f64(*v),
+            _ => s.serialize_none(),
+        }
+    }
+}
+
+impl Serialize for Flag {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Property::Value(v) => s.serialize_bool(*v),
+            Property::Unreadable => s.serialize_none(),
+        }
+    }
+}
 
 impl<'de> Deserialize<'de> for Text {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -95,7 +143,7 @@ impl Serialize for DateTime {
 }
 
 /// Reads an optional property, naming it when it is unreadable.
-fn optional<T: Clone>(
+pub(super) fn optional<T: Clone>(
     property: &Option<Property<T>>,
     name: &str,
     row: &'static str,
@@ -111,7 +159,7 @@ fn optional<T: Clone>(
 }
 
 /// Reads a required property, naming it when it is missing or unreadable.
-fn required<T: Clone>(
+pub(super) fn required<T: Clone>(
     property: &Option<Property<T>>,
     name: &str,
     row: &'static str,
@@ -122,7 +170,7 @@ fn required<T: Clone>(
     })
 }
 
-fn int64_annotation<T>(value: &Option<T>) -> Option<&'static str> {
+pub(super) fn int64_annotation<T>(value: &Option<T>) -> Option<&'static str> {
     value.as_ref().map(|_| EDM_INT64)
 }
 
@@ -145,6 +193,10 @@ pub struct Credentials {
     pub scope: Option<String>,
     /// Which instance is refreshing right now, so that instances take turns at Strava.
     pub refresh_lease: Option<Lease>,
+    /// When Strava refused `refresh_token` after a deauthorization event (Unix seconds): the app
+    /// is not connected until `handler setup` runs again or an instance holding newer tokens of
+    /// the same chain writes them (which clears this).
+    pub refused_at: Option<i64>,
 }
 
 /// The `credentials` entity as the table holds it.
@@ -179,6 +231,14 @@ pub(super) struct CredentialsEntity {
     athlete_id_type: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     scope: Option<Text>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refused_at: Option<Int64>,
+    #[serde(
+        rename = "RefusedAt@odata.type",
+        skip_serializing_if = "Option::is_none",
+        skip_deserializing
+    )]
+    refused_at_type: Option<&'static str>,
     #[serde(flatten)]
     lease: LeaseProperties,
 }
@@ -238,6 +298,8 @@ impl CredentialsEntity {
             athlete_id: c.athlete_id.map(Property::Value),
             athlete_id_type: int64_annotation(&c.athlete_id),
             scope: c.scope.as_deref().and_then(text),
+            refused_at: c.refused_at.map(Property::Value),
+            refused_at_type: int64_annotation(&c.refused_at),
             lease: LeaseProperties::from_lease(c.refresh_lease.as_ref()),
         }
     }
@@ -254,6 +316,8 @@ impl CredentialsEntity {
             athlete_id: optional(&self.athlete_id, "AthleteId", row)?,
             scope: optional(&self.scope, "Scope", row)?,
             refresh_lease: self.lease.lease(),
+            // An unreadable mark is no mark: the next refresh tells.
+            refused_at: readable(self.refused_at),
         })
     }
 }
@@ -279,9 +343,42 @@ pub struct LatestRunSnapshot {
     pub fetched_at: i64,
     /// What it found.
     pub shown: Shown,
+    /// The athlete's local year its year-to-date total counts.
+    pub year: Option<i32>,
+    /// The athlete's offset from UTC (seconds) that year is judged by.
+    pub utc_offset: Option<i64>,
 }
 
-/// The `latest-run` entity: the shared answer, who is refreshing it, and Strava's read budget.
+/// A push event recorded for every instance until one applies it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PendingEvent {
+    /// The activity it names.
+    pub id: i64,
+    /// Whether it takes the activity out of the answers (a delete, or made private): applied
+    /// without a Strava call.
+    pub hide: bool,
+    /// When it was received (Unix seconds, the receiver's clock).
+    pub at: i64,
+    /// The athlete and the subscription the event said it was for: checked against the stored
+    /// ones before anything is applied (the receiver may not have known them yet).
+    #[serde(default)]
+    pub owner_id: i64,
+    /// See `owner_id`.
+    #[serde(default)]
+    pub subscription_id: i64,
+}
+
+/// The shared bucket that event-driven Strava calls are taken from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventBudget {
+    /// Credit left, in seconds of refill (a call costs the refill interval's seconds).
+    pub credit: i64,
+    /// When it was last counted (Unix seconds, storage-service time).
+    pub at: i64,
+}
+
+/// The `latest-run` entity: the shared answer, who is refreshing it, Strava's read budget, the
+/// push events not applied yet and how far the activity index is known.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct LatestRun {
     /// The last round's answer, once there is one (none when the stored one is unreadable).
@@ -290,11 +387,22 @@ pub struct LatestRun {
     pub refresh_lease: Option<Lease>,
     /// Strava's rate-limit headers last seen by any instance, as JSON: the shared read budget.
     pub rate_limits: Option<String>,
-    /// A push event not yet applied: rounds that start after this (Unix seconds) apply it.
-    pub pending_since: Option<i64>,
-    /// When the last round that applied push events started (Unix seconds): the next one may
-    /// start only a spacing later, so forged events cannot drive Strava calls.
-    pub event_round_at: Option<i64>,
+    /// Push events not applied yet, oldest first (stored as `PendingEvents`, with the oldest
+    /// one's time as `PendingSince`).
+    pub pending_events: Vec<PendingEvent>,
+    /// The bucket event-driven Strava calls are taken from.
+    pub event_budget: Option<EventBudget>,
+    /// The local year whose runs the index holds in full (after a full pass over it).
+    pub indexed_year: Option<i32>,
+    /// When the last full pass over the year started (Unix seconds).
+    pub full_pass_at: Option<i64>,
+}
+
+impl LatestRun {
+    /// When the oldest pending event was received.
+    pub fn pending_since(&self) -> Option<i64> {
+        self.pending_events.iter().map(|e| e.at).min()
+    }
 }
 
 /// The `latest-run` entity as the table holds it.
@@ -324,6 +432,22 @@ pub(super) struct LatestRunEntity {
     #[serde(skip_serializing_if = "Option::is_none")]
     no_public_run: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    year: Option<Int64>,
+    #[serde(
+        rename = "Year@odata.type",
+        skip_serializing_if = "Option::is_none",
+        skip_deserializing
+    )]
+    year_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    utc_offset: Option<Int64>,
+    #[serde(
+        rename = "UtcOffset@odata.type",
+        skip_serializing_if = "Option::is_none",
+        skip_deserializing
+    )]
+    utc_offset_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     rate_limits: Option<Text>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pending_since: Option<DateTime>,
@@ -334,40 +458,89 @@ pub(super) struct LatestRunEntity {
     )]
     pending_since_type: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    event_round_at: Option<Int64>,
+    pending_events: Option<Text>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event_budget: Option<Int64>,
     #[serde(
-        rename = "EventRoundAt@odata.type",
+        rename = "EventBudget@odata.type",
         skip_serializing_if = "Option::is_none",
         skip_deserializing
     )]
-    event_round_at_type: Option<&'static str>,
+    event_budget_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event_budget_at: Option<Int64>,
+    #[serde(
+        rename = "EventBudgetAt@odata.type",
+        skip_serializing_if = "Option::is_none",
+        skip_deserializing
+    )]
+    event_budget_at_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    indexed_year: Option<Int64>,
+    #[serde(
+        rename = "IndexedYear@odata.type",
+        skip_serializing_if = "Option::is_none",
+        skip_deserializing
+    )]
+    indexed_year_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    full_pass_at: Option<Int64>,
+    #[serde(
+        rename = "FullPassAt@odata.type",
+        skip_serializing_if = "Option::is_none",
+        skip_deserializing
+    )]
+    full_pass_at_type: Option<&'static str>,
     #[serde(flatten)]
     lease: LeaseProperties,
 }
 
+fn readable<T>(property: Option<Property<T>>) -> Option<T> {
+    match property {
+        Some(Property::Value(value)) => Some(value),
+        _ => None,
+    }
+}
+
 impl LatestRunEntity {
     pub(super) fn from_latest_run(value: &LatestRun) -> Self {
+        let int = |v: Option<i64>| (v.map(Property::Value), int64_annotation(&v));
+        let (event_budget, event_budget_type) = int(value.event_budget.map(|b| b.credit));
+        let (event_budget_at, event_budget_at_type) = int(value.event_budget.map(|b| b.at));
+        let (indexed_year, indexed_year_type) = int(value.indexed_year.map(i64::from));
+        let (full_pass_at, full_pass_at_type) = int(value.full_pass_at);
         let mut entity = LatestRunEntity {
             partition_key: PARTITION.into(),
             row_key: LATEST_RUN_ROW.into(),
             rate_limits: value.rate_limits.clone().map(Property::Value),
             lease: LeaseProperties::from_lease(value.refresh_lease.as_ref()),
+            event_budget,
+            event_budget_type,
+            event_budget_at,
+            event_budget_at_type,
+            indexed_year,
+            indexed_year_type,
+            full_pass_at,
+            full_pass_at_type,
             ..Default::default()
         };
         if let Some(at) = value
-            .pending_since
+            .pending_since()
             .and_then(|at| OffsetDateTime::from_unix_timestamp(at).ok())
         {
             entity.pending_since = Some(Property::Value(at));
             entity.pending_since_type = Some(EDM_DATETIME);
+            entity.pending_events = serde_json::to_string(&value.pending_events)
+                .ok()
+                .map(Property::Value);
         }
-        entity.event_round_at = value.event_round_at.map(Property::Value);
-        entity.event_round_at_type = int64_annotation(&value.event_round_at);
         if let Some(snapshot) = &value.snapshot {
             if let Ok(at) = OffsetDateTime::from_unix_timestamp(snapshot.fetched_at) {
                 entity.fetched_at = Some(Property::Value(at));
                 entity.fetched_at_type = Some(EDM_DATETIME);
             }
+            (entity.year, entity.year_type) = int(snapshot.year.map(i64::from));
+            (entity.utc_offset, entity.utc_offset_type) = int(snapshot.utc_offset);
             match &snapshot.shown {
                 Shown::Run { body, activity_id } => {
                     entity.body = Some(Property::Value(body.clone()));
@@ -397,29 +570,46 @@ impl LatestRunEntity {
                     activity_id: required(&self.activity_id, "ActivityId", row)?,
                 }
             };
-            Ok(Some(LatestRunSnapshot { fetched_at, shown }))
+            Ok(Some(LatestRunSnapshot {
+                fetched_at,
+                shown,
+                year: optional(&self.year, "Year", row)?.and_then(|y| i32::try_from(y).ok()),
+                utc_offset: optional(&self.utc_offset, "UtcOffset", row)?,
+            }))
         })();
         let (snapshot, problem) = match snapshot {
             Ok(snapshot) => (snapshot, Ok(())),
             Err(err) => (None, Err(err)),
         };
+        let mut pending_events: Vec<PendingEvent> = readable(self.pending_events)
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default();
+        if pending_events.is_empty() && self.pending_since.is_some() {
+            // A marker without a readable list (a hand edit, or a version that kept only the
+            // time): the next round reconciles with Strava, which covers any event.
+            pending_events.push(PendingEvent {
+                id: 0,
+                hide: false,
+                owner_id: 0,
+                subscription_id: 0,
+                at: match self.pending_since {
+                    Some(Property::Value(at)) => at.unix_timestamp().max(1),
+                    _ => 1,
+                },
+            });
+        }
+        let event_budget = match (readable(self.event_budget), readable(self.event_budget_at)) {
+            (Some(credit), Some(at)) => Some(EventBudget { credit, at }),
+            _ => None,
+        };
         let value = LatestRun {
             snapshot,
             refresh_lease: self.lease.lease(),
-            rate_limits: match self.rate_limits {
-                Some(Property::Value(text)) => Some(text),
-                _ => None,
-            },
-            // An unreadable marker counts as an event: one refresh too many at worst.
-            pending_since: match self.pending_since {
-                Some(Property::Value(at)) => Some(at.unix_timestamp().max(1)),
-                Some(Property::Unreadable) => Some(1),
-                None => None,
-            },
-            event_round_at: match self.event_round_at {
-                Some(Property::Value(at)) => Some(at),
-                _ => None,
-            },
+            rate_limits: readable(self.rate_limits),
+            pending_events,
+            event_budget,
+            indexed_year: readable(self.indexed_year).and_then(|y| i32::try_from(y).ok()),
+            full_pass_at: readable(self.full_pass_at),
         };
         (value, problem)
     }
@@ -509,6 +699,7 @@ mod tests {
                 owner: "instance-a".into(),
                 until: 1_760_000_030,
             }),
+            refused_at: Some(1_760_000_500),
         };
         let entity =
             serde_json::to_value(CredentialsEntity::from_credentials(&creds)).expect("json");
@@ -548,11 +739,24 @@ mod tests {
                 snapshot: Some(LatestRunSnapshot {
                     fetched_at: 1_760_000_000,
                     shown,
+                    year: Some(2025),
+                    utc_offset: Some(7200),
                 }),
                 refresh_lease: None,
                 rate_limits: Some("{}".into()),
-                pending_since: Some(1_760_000_100),
-                event_round_at: Some(1_760_000_050),
+                pending_events: vec![PendingEvent {
+                    id: 7,
+                    hide: true,
+                    at: 1_760_000_100,
+                    owner_id: 51_877_240,
+                    subscription_id: 1,
+                }],
+                event_budget: Some(EventBudget {
+                    credit: 4_500,
+                    at: 1_760_000_050,
+                }),
+                indexed_year: Some(2025),
+                full_pass_at: Some(1_759_990_000),
             };
             let entity =
                 serde_json::to_value(LatestRunEntity::from_latest_run(&value)).expect("json");

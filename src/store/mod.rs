@@ -1,15 +1,27 @@
 //! Azure Table Storage behind a small type with exactly the operations the app needs: the
-//! `credentials` and `latest-run` entities (DESIGN §4) read with their ETag and the storage
-//! service's time, written with If-Match so a concurrent writer surfaces as
-//! [`StoreError::Conflict`] instead of silently losing a rotated refresh token, and the one
-//! [`Lease`] both entities use. Every call has short retries and a deadline, so an outage
-//! answers in seconds.
+//! `credentials` and `latest-run` entities read with their ETag and the storage service's time,
+//! written with If-Match so a concurrent writer surfaces as [`StoreError::Conflict`] instead of
+//! silently losing a rotated refresh token ([`Store::modify_latest_run`] and
+//! [`Store::modify_credentials`] are the one "read, change, save with If-Match, retry on
+//! conflict" loop), the one [`Lease`] both entities use, and the activity index (one entity per
+//! public run, [`IndexedRun`]). Every call has short retries and a deadline, so an outage answers
+//! in seconds.
 
 mod connection;
 mod entities;
+mod runs;
 
 pub use connection::parse_connection_string;
-pub use entities::{Credentials, LatestRun, LatestRunSnapshot, Shown, Subscription};
+pub use entities::{
+    Credentials, EventBudget, LatestRun, LatestRunSnapshot, PendingEvent, Shown, Subscription,
+};
+pub use runs::IndexedRun;
+
+/// Values the unit tests of other modules build entries from.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    pub(crate) use super::runs::tests::run;
+}
 
 use crate::config::StorageSettings;
 use azure_core::error::ErrorKind;
@@ -17,6 +29,8 @@ use azure_core::{Etag, StatusCode};
 use azure_data_tables::clients::{TableClient, TableServiceClientBuilder};
 use azure_data_tables::prelude::IfMatchCondition;
 use entities::{CredentialsEntity, LatestRunEntity, SubscriptionEntity};
+use futures_util::StreamExt;
+use runs::RunEntity;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::future::Future;
@@ -79,6 +93,20 @@ impl Lease {
     pub fn blocks(&self, me: &str, now: i64) -> bool {
         self.owner != me && self.until > now
     }
+}
+
+/// How often a read-change-save is tried when other writers keep getting in first.
+const MODIFY_ATTEMPTS: u32 = 10;
+/// The first pause after a conflict (doubled after each, with jitter from the attempt).
+const MODIFY_PAUSE: Duration = Duration::from_millis(15);
+
+/// What a change made by [`Store::modify_latest_run`] or [`Store::modify_credentials`] asks
+/// for.
+pub enum Change<R> {
+    /// Save the changed value (If-Match on the version read) and return this.
+    Save(R),
+    /// Nothing to save: return this.
+    Keep(R),
 }
 
 /// A value read from the table with the ETag that guards its next write.
@@ -216,6 +244,125 @@ impl Store {
         self.upsert(LATEST_RUN_ROW, &entity).await
     }
 
+    /// Reads the `latest-run` entity, lets `change` change it (given the storage time of the
+    /// read), and saves it with If-Match; after a conflict, reads again and calls `change`
+    /// again. Returns what the last call of `change` returned.
+    pub async fn modify_latest_run<R>(
+        &self,
+        change: impl FnMut(&mut LatestRun, i64) -> Change<R>,
+    ) -> Result<R, StoreError> {
+        self.modify(change).await?.ok_or_else(|| {
+            StoreError::Unavailable("the latest-run entity disappeared".into())
+        })
+    }
+
+    /// Like [`Store::modify_latest_run`] for the credentials; `None` when there are none.
+    pub async fn modify_credentials<R>(
+        &self,
+        mut change: impl FnMut(&mut Credentials) -> Change<R>,
+    ) -> Result<Option<R>, StoreError> {
+        self.modify(|value: &mut Credentials, _| change(value)).await
+    }
+
+    /// The one read-change-save loop.
+    async fn modify<T: Row, R>(
+        &self,
+        mut change: impl FnMut(&mut T, i64) -> Change<R>,
+    ) -> Result<Option<R>, StoreError> {
+        let mut pause = MODIFY_PAUSE;
+        for attempt in 0..MODIFY_ATTEMPTS {
+            let Some(read) = T::load(self).await? else {
+                return Ok(None);
+            };
+            let mut value = read.value.clone();
+            match change(&mut value, read.read_at) {
+                Change::Keep(result) => return Ok(Some(result)),
+                Change::Save(result) => match value.save(self, &read.etag).await {
+                    Ok(_) => return Ok(Some(result)),
+                    Err(StoreError::Conflict) if attempt + 1 < MODIFY_ATTEMPTS => {
+                        tokio::time::sleep(pause + Duration::from_millis(u64::from(attempt) * 7))
+                            .await;
+                        pause = (pause * 2).min(Duration::from_millis(500));
+                    }
+                    Err(err) => return Err(err),
+                },
+            }
+        }
+        Err(StoreError::Conflict)
+    }
+
+    /// The activity index's runs of one local `year`, in no particular order. A run that cannot
+    /// be read is logged, naming the property, and left out.
+    pub async fn load_runs(&self, year: i32) -> Result<Vec<IndexedRun>, StoreError> {
+        self.ensure_table().await?;
+        let filter = format!("PartitionKey eq '{}'", IndexedRun::partition_of(year));
+        let mut pages = self
+            .table
+            .query()
+            .filter(filter)
+            .into_stream::<serde_json::Value>();
+        let mut runs = Vec::new();
+        loop {
+            let page = match tokio::time::timeout(self.deadline, pages.next()).await {
+                Ok(Some(page)) => page.map_err(classify)?,
+                Ok(None) => break,
+                Err(_) => {
+                    return Err(StoreError::Unavailable(
+                        "storage did not answer in time".into(),
+                    ))
+                }
+            };
+            for entity in page.entities {
+                let row = entity
+                    .get("RowKey")
+                    .and_then(|r| r.as_str())
+                    .unwrap_or_default()
+                    .to_owned();
+                match serde_json::from_value::<RunEntity>(entity)
+                    .map_err(|_| StoreError::Corrupt {
+                        row: "activity index",
+                        problem: "it is not an entity of this app".into(),
+                    })
+                    .and_then(IndexedRun::try_from)
+                {
+                    Ok(run) => runs.push(run),
+                    Err(err) => tracing::warn!(%row, error = %err, "skipping an index entry"),
+                }
+            }
+        }
+        Ok(runs)
+    }
+
+    /// Writes one run into the index (its year's partition) whatever is there.
+    pub async fn save_run(&self, run: &IndexedRun) -> Result<(), StoreError> {
+        self.ensure_table().await?;
+        let entity = RunEntity::from(run);
+        let write = self
+            .table
+            .partition_key_client(&entity.partition_key)
+            .entity_client(&entity.row_key)
+            .insert_or_replace(&entity)
+            .map_err(|err| StoreError::Unavailable(err.to_string()))?;
+        self.bounded(write.into_future()).await.map_err(classify)?;
+        Ok(())
+    }
+
+    /// Removes activity `id` from the index of `year`; absent is fine.
+    pub async fn delete_run(&self, year: i32, id: i64) -> Result<(), StoreError> {
+        self.ensure_table().await?;
+        let delete = self
+            .table
+            .partition_key_client(IndexedRun::partition_of(year))
+            .entity_client(IndexedRun::row_of(id))
+            .delete()
+            .into_future();
+        match self.bounded(delete).await {
+            Ok(_) => Ok(()),
+            Err(err) if http_status(&err) == Some(StatusCode::NotFound) => Ok(()),
+            Err(err) => Err(classify(err)),
+        }
+    }
+
     /// Deletes the credentials entity (a confirmed deauthorization); absent is fine.
     pub async fn delete_credentials(&self) -> Result<(), StoreError> {
         self.delete(CREDENTIALS_ROW).await
@@ -342,6 +489,36 @@ impl Store {
                 "storage did not answer in time",
             )),
         }
+    }
+}
+
+/// An entity [`Store::modify`] can read and save with If-Match.
+trait Row: Clone + Send + Sync + Sized {
+    fn load(
+        store: &Store,
+    ) -> impl Future<Output = Result<Option<Versioned<Self>>, StoreError>> + Send;
+    fn save(
+        &self,
+        store: &Store,
+        etag: &Etag,
+    ) -> impl Future<Output = Result<Etag, StoreError>> + Send;
+}
+
+impl Row for LatestRun {
+    async fn load(store: &Store) -> Result<Option<Versioned<Self>>, StoreError> {
+        store.load_latest_run().await.map(Some)
+    }
+    async fn save(&self, store: &Store, etag: &Etag) -> Result<Etag, StoreError> {
+        store.save_latest_run(self, etag).await
+    }
+}
+
+impl Row for Credentials {
+    async fn load(store: &Store) -> Result<Option<Versioned<Self>>, StoreError> {
+        store.load_credentials().await
+    }
+    async fn save(&self, store: &Store, etag: &Etag) -> Result<Etag, StoreError> {
+        store.save_credentials(self, etag).await
     }
 }
 

@@ -10,15 +10,21 @@ use reqwest::header::ACCEPT;
 const MAX_PER_PAGE: u32 = 200;
 
 impl StravaClient {
-    /// The athlete's newest activities, first page (`GET /api/v3/athlete/activities`);
-    /// `per_page` is clamped to 1..=200. Order is Strava's: sort by `start_date` before relying on it.
+    /// The athlete's newest activities (`GET /api/v3/athlete/activities`), those that started
+    /// before `before` (Unix seconds) when given; `per_page` is clamped to 1..=200. Order is
+    /// Strava's: sort by `start_date` before relying on it.
     pub async fn list_activities(
         &self,
         access_token: &Secret,
         per_page: u32,
+        before: Option<i64>,
     ) -> Result<Vec<SummaryActivity>, StravaError> {
         let per_page = per_page.clamp(1, MAX_PER_PAGE).to_string();
-        let query = [("per_page", per_page.as_str()), ("page", "1")];
+        let before = before.map(|b| b.to_string());
+        let mut query = vec![("per_page", per_page.as_str()), ("page", "1")];
+        if let Some(before) = before.as_deref() {
+            query.push(("before", before));
+        }
         self.api_get(access_token, &["athlete", "activities"], &query)
             .await?
             .decode()
@@ -197,7 +203,7 @@ mod tests {
         let (base, seen) = fake(200, ACTIVITIES, &NORMAL_LIMITS).await;
         let client = client_for(&base);
         let before = OffsetDateTime::now_utc();
-        let list = client.list_activities(&token(), 30).await.expect("list");
+        let list = client.list_activities(&token(), 30, None).await.expect("list");
         assert_eq!(list.len(), 6);
         assert_eq!(list[2].id, 16128930471);
 
@@ -227,12 +233,13 @@ mod tests {
     async fn per_page_is_clamped() {
         let (base, seen) = fake(200, "[]", &[]).await;
         let list = client_for(&base)
-            .list_activities(&token(), 5000)
+            .list_activities(&token(), 5000, Some(1_760_000_000))
             .await
             .expect("list");
         assert!(list.is_empty());
-        let per_page = seen.lock().expect("lock").query.get("per_page").cloned();
-        assert_eq!(per_page.as_deref(), Some("200"));
+        let query = seen.lock().expect("lock").query.clone();
+        assert_eq!(query.get("per_page").map(String::as_str), Some("200"));
+        assert_eq!(query.get("before").map(String::as_str), Some("1760000000"));
     }
 
     #[tokio::test]
@@ -305,13 +312,13 @@ mod tests {
     async fn error_answers_are_classified_and_still_recorded() {
         let (base, _) = fake(401, BAD_TOKEN, &NORMAL_LIMITS).await;
         let client = client_for(&base);
-        let err = client.list_activities(&token(), 30).await.expect_err("401");
+        let err = client.list_activities(&token(), 30, None).await.expect_err("401");
         assert!(matches!(err, StravaError::Unauthorized), "{err:?}");
         assert!(client.rate_limits().is_some());
 
         let (base, _) = fake(401, NO_SCOPE, &[]).await;
         let err = client_for(&base)
-            .list_activities(&token(), 30)
+            .list_activities(&token(), 30, None)
             .await
             .expect_err("401");
         assert!(matches!(err, StravaError::MissingScope), "{err:?}");
@@ -333,7 +340,7 @@ mod tests {
         )
         .await;
         let err = client_for(&base)
-            .list_activities(&token(), 30)
+            .list_activities(&token(), 30, None)
             .await
             .expect_err("502");
         assert!(
@@ -359,7 +366,7 @@ mod tests {
 
         let (base, _) = fake(200, r#"{"not":"a list"}"#, &[]).await;
         let err = client_for(&base)
-            .list_activities(&token(), 30)
+            .list_activities(&token(), 30, None)
             .await
             .expect_err("wrong shape");
         assert!(
@@ -379,7 +386,7 @@ mod tests {
         let (base, _) = fake(429, LIMITED, &READ_EXHAUSTED).await;
         let client = client_for(&base);
         let before = OffsetDateTime::now_utc();
-        let err = client.list_activities(&token(), 30).await.expect_err("429");
+        let err = client.list_activities(&token(), 30, None).await.expect_err("429");
         let after = OffsetDateTime::now_utc();
         let StravaError::RateLimited { until: Some(until) } = err else {
             panic!("unexpected {err:?}");
@@ -399,7 +406,7 @@ mod tests {
         ];
         let (base, _) = fake(429, LIMITED, &DAY_EXHAUSTED).await;
         let err = client_for(&base)
-            .list_activities(&token(), 30)
+            .list_activities(&token(), 30, None)
             .await
             .expect_err("429");
         let StravaError::RateLimited { until: Some(until) } = err else {
@@ -421,7 +428,7 @@ mod tests {
         let client = StravaClient::new(&base, Duration::from_millis(300)).expect("client");
         let started = std::time::Instant::now();
         let err = client
-            .list_activities(&token(), 30)
+            .list_activities(&token(), 30, None)
             .await
             .expect_err("timeout");
         assert!(matches!(err, StravaError::Timeout), "{err:?}");
@@ -437,7 +444,7 @@ mod tests {
         drop(listener);
         let client = client_for(&format!("http://127.0.0.1:{port}"));
         let err = client
-            .list_activities(&token(), 30)
+            .list_activities(&token(), 30, None)
             .await
             .expect_err("refused");
         assert!(matches!(err, StravaError::Network { .. }), "{err:?}");
@@ -464,7 +471,7 @@ mod tests {
         ] {
             let (base, _) = fake(status, body, &[]).await;
             let err = client_for(&base)
-                .list_activities(&token(), 30)
+                .list_activities(&token(), 30, None)
                 .await
                 .expect_err("error");
             let text = format!("{err} {err:?}");

@@ -76,6 +76,15 @@ pub struct SummaryActivity {
         skip_serializing
     )]
     pub summary_polyline: Option<String>,
+    /// `athlete.id`: whose activity this is (an event's activity must be the connected
+    /// athlete's).
+    #[serde(
+        rename = "athlete",
+        default,
+        deserialize_with = "de_athlete_id",
+        skip_serializing
+    )]
+    pub athlete_id: Option<i64>,
 }
 
 /// `map.summary_polyline` when it is a non-empty string (a hidden map or a treadmill has none).
@@ -85,6 +94,13 @@ fn de_summary_polyline<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>
             Some(Value::String(line)) if !line.is_empty() => Some(line.clone()),
             _ => None,
         },
+        _ => None,
+    })
+}
+
+fn de_athlete_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::Object(map) => map.get("id").and_then(number_i64),
         _ => None,
     })
 }
@@ -643,12 +659,14 @@ mod tests {
         assert_eq!(encoded["start_date"], json!("2025-10-12T08:03:57Z"));
         assert_eq!(encoded["type"], json!("Ride"));
         let back: SummaryActivity = serde_json::from_value(encoded).expect("decodes");
-        // Everything but the polyline, which is never encoded.
+        // Everything but the polyline and the athlete, which are never encoded.
         assert!(list[0].summary_polyline.is_some());
+        assert_eq!(list[0].athlete_id, Some(51877240));
         assert_eq!(
             back,
             SummaryActivity {
                 summary_polyline: None,
+                athlete_id: None,
                 ..list[0].clone()
             }
         );

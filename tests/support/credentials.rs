@@ -18,6 +18,7 @@ pub fn hand_made(refresh_token: &str) -> Credentials {
         athlete_id: None,
         scope: None,
         refresh_lease: None,
+        refused_at: None,
     }
 }
 

@@ -1,0 +1,280 @@
+//! The activity index: the app's knowledge of the owner's public runs, one table entity per run
+//! ([`IndexedRun`]), partitioned by the run's local year. It is kept by reconciliations with
+//! Strava's list (a page of the newest activities once per window, a full pass over the year once
+//! a day) and by push events applied one by one; the answers (the latest run, the year's total)
+//! are derived from it, never from Strava's stats endpoint. This module decides what a list or an
+//! activity means for the index and writes that; it makes no Strava call itself.
+
+pub mod budget;
+pub mod year;
+
+use crate::store::{IndexedRun, Store, StoreError};
+use crate::strava::models::SummaryActivity;
+use crate::widget::route_shape;
+use std::collections::{BTreeSet, HashMap};
+
+/// How many years back the newest run is looked for when this year has none.
+const LOOK_BACK_YEARS: i32 = 3;
+
+/// The settings the index follows.
+#[derive(Clone, Debug)]
+pub struct IndexSettings {
+    /// Which `sport_type`s count as a run.
+    pub sport_types: Vec<String>,
+    /// Whether runs carry the route sketch (`WIDGET_ROUTE_SHAPE`).
+    pub route_shape: bool,
+}
+
+/// What a list of activities covers: everything from `from` on (Unix seconds), or, when the
+/// list ended before its page did, every activity there is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Covers {
+    /// Activities starting at or after this instant.
+    From(i64),
+    /// All of them.
+    Everything,
+}
+
+/// The index as the answers need it: this year's runs, and the newest run there is.
+#[derive(Clone, Debug, Default)]
+pub struct IndexView {
+    /// The local year the totals count.
+    pub year: i32,
+    /// This year's public runs.
+    pub runs: Vec<IndexedRun>,
+    /// The newest public run (this year's, or an earlier year's when this one has none).
+    pub latest: Option<IndexedRun>,
+}
+
+impl IndexView {
+    /// The year's distance so far (metres).
+    pub fn year_distance(&self) -> f64 {
+        self.runs.iter().map(|r| r.distance).sum()
+    }
+}
+
+/// The index in the table; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct ActivityIndex {
+    store: Store,
+    settings: IndexSettings,
+}
+
+/// The newest of `runs` by start (the id breaks ties, so the pick never depends on order).
+pub fn newest(runs: &[IndexedRun]) -> Option<&IndexedRun> {
+    runs.iter().max_by_key(|r| (r.start, r.id))
+}
+
+impl ActivityIndex {
+    /// The index kept in `store`.
+    pub fn new(store: Store, settings: IndexSettings) -> Self {
+        ActivityIndex { store, settings }
+    }
+
+    /// `activity` as an index entry when it belongs there (public, a run by sport type, with a
+    /// start), carrying over what `previous` knew of its photo while the photo count is the same.
+    pub fn entry_of(
+        &self,
+        activity: &SummaryActivity,
+        previous: Option<&IndexedRun>,
+    ) -> Option<IndexedRun> {
+        let sport = activity
+            .sport_type
+            .as_deref()
+            .or(activity.activity_type.as_deref())?;
+        if !activity.is_public() || !self.settings.sport_types.iter().any(|s| s == sport) {
+            return None;
+        }
+        let start = activity.start_date?.unix_timestamp();
+        // Unknown (absent) counts as "may have photos": look once.
+        let photo_count = activity.total_photo_count.unwrap_or(-1);
+        let (photo_url, photo_checked) = match previous {
+            Some(p) if p.photo_checked && p.photo_count == photo_count => {
+                (p.photo_url.clone(), true)
+            }
+            _ => (None, photo_count == 0),
+        };
+        Some(IndexedRun {
+            id: activity.id,
+            name: activity.name.clone(),
+            sport_type: sport.to_owned(),
+            start,
+            start_date_local: activity.start_date_local.clone(),
+            timezone: activity.timezone.clone(),
+            distance: if activity.distance.is_finite() {
+                activity.distance
+            } else {
+                0.0
+            },
+            moving_time: activity.moving_time,
+            elapsed_time: activity.elapsed_time,
+            total_elevation_gain: activity.total_elevation_gain.filter(|n| n.is_finite()),
+            average_speed: activity.average_speed.filter(|n| n.is_finite()),
+            kudos_count: activity.kudos_count,
+            photo_count,
+            photo_url,
+            photo_checked,
+            route_shape: if self.settings.route_shape {
+                activity
+                    .summary_polyline
+                    .as_deref()
+                    .and_then(route_shape::route_shape)
+            } else {
+                None
+            },
+        })
+    }
+
+    /// Brings the index in line with a list from Strava covering `covers`: listed public runs
+    /// are written (when changed), and indexed runs in the covered range that the list no longer
+    /// has (deleted, made private, changed sport) are removed. `this_year` bounds which years
+    /// are looked at when the list covers everything.
+    pub async fn reconcile(
+        &self,
+        listed: &[SummaryActivity],
+        covers: Covers,
+        this_year: i32,
+    ) -> Result<(), StoreError> {
+        let oldest_year = match covers {
+            Covers::From(from) => year::utc_year(from).min(this_year) - 1,
+            Covers::Everything => this_year - LOOK_BACK_YEARS,
+        };
+        let mut years: BTreeSet<i32> = (oldest_year.max(this_year - LOOK_BACK_YEARS)
+            ..=this_year)
+            .collect();
+        let mut existing: HashMap<i64, IndexedRun> = HashMap::new();
+        for year in &years {
+            for run in self.store.load_runs(*year).await? {
+                existing.insert(run.id, run);
+            }
+        }
+        let mut kept = BTreeSet::new();
+        for activity in listed {
+            let previous = existing.get(&activity.id);
+            let Some(entry) = self.entry_of(activity, previous) else {
+                continue;
+            };
+            kept.insert(entry.id);
+            years.insert(entry.local_year());
+            if previous == Some(&entry) {
+                continue;
+            }
+            if let Some(previous) = previous.filter(|p| p.local_year() != entry.local_year()) {
+                self.store
+                    .delete_run(previous.local_year(), previous.id)
+                    .await?;
+            }
+            self.store.save_run(&entry).await?;
+        }
+        for run in existing.values() {
+            let covered = match covers {
+                Covers::From(from) => run.start >= from,
+                Covers::Everything => true,
+            };
+            if covered && !kept.contains(&run.id) {
+                tracing::info!(
+                    activity = run.id,
+                    "a run left Strava's list: removed from the index"
+                );
+                self.store.delete_run(run.local_year(), run.id).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes one entry (an event's activity, or a run whose photo was looked up).
+    pub async fn put(&self, run: &IndexedRun) -> Result<(), StoreError> {
+        self.store.save_run(run).await
+    }
+
+    /// Takes activity `id` out of the index, wherever it is among the years looked at.
+    pub async fn remove(&self, id: i64, this_year: i32) -> Result<(), StoreError> {
+        for year in (this_year - LOOK_BACK_YEARS)..=this_year {
+            self.store.delete_run(year, id).await?;
+        }
+        Ok(())
+    }
+
+    /// This year's runs and the newest run there is (looking back a few years when this one
+    /// has none yet: on 2 January, or for an owner whose last run was in autumn).
+    pub async fn view(&self, this_year: i32) -> Result<IndexView, StoreError> {
+        let runs = self.store.load_runs(this_year).await?;
+        let mut latest = newest(&runs).cloned();
+        let mut year = this_year;
+        while latest.is_none() && year > this_year - LOOK_BACK_YEARS {
+            year -= 1;
+            latest = newest(&self.store.load_runs(year).await?).cloned();
+        }
+        Ok(IndexView {
+            year: this_year,
+            runs,
+            latest,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index() -> ActivityIndex {
+        let settings = crate::config::StorageSettings {
+            connection_string: crate::secret::Secret::new("UseDevelopmentStorage=true"),
+            setting_name: "AzureWebJobsStorage",
+            table_name: "unused".into(),
+        };
+        ActivityIndex::new(
+            Store::connect(&settings).expect("no I/O"),
+            IndexSettings {
+                sport_types: vec!["Run".into(), "TrailRun".into(), "VirtualRun".into()],
+                route_shape: false,
+            },
+        )
+    }
+
+    fn activities() -> Vec<SummaryActivity> {
+        serde_json::from_str(include_str!("../../tests/data/strava/athlete-activities.json"))
+            .expect("sample")
+    }
+
+    #[test]
+    fn only_public_runs_become_entries() {
+        let index = index();
+        let ids: Vec<i64> = activities()
+            .iter()
+            .filter_map(|a| index.entry_of(a, None))
+            .map(|r| r.id)
+            .collect();
+        // Not the followers-only ride, the only-me run or the walk.
+        assert_eq!(ids, vec![16128930471, 16110453318, 16101877250]);
+    }
+
+    #[test]
+    fn a_known_photo_is_kept_while_the_photo_count_is_the_same() {
+        let index = index();
+        let list = activities();
+        let activity = list
+            .iter()
+            .find(|a| a.id == 16128930471)
+            .expect("sample run");
+        let mut previous = index.entry_of(activity, None).expect("entry");
+        previous.photo_url = Some("https://example.test/p.jpg".into());
+        previous.photo_checked = true;
+        let again = index.entry_of(activity, Some(&previous)).expect("entry");
+        assert_eq!(again.photo_url, previous.photo_url);
+        assert!(again.photo_checked);
+        let mut more_photos = activity.clone();
+        more_photos.total_photo_count = Some(previous.photo_count + 1);
+        let changed = index.entry_of(&more_photos, Some(&previous)).expect("entry");
+        assert!(!changed.photo_checked, "a new photo is looked up again");
+        assert_eq!(changed.photo_url, None);
+    }
+
+    #[test]
+    fn the_newest_run_does_not_depend_on_order() {
+        let a = crate::store::tests_support::run(1, "2026-05-01T08:00:00Z", 1000.0);
+        let b = crate::store::tests_support::run(2, "2026-05-01T08:00:00Z", 2000.0);
+        assert_eq!(newest(&[a.clone(), b.clone()]).map(|r| r.id), Some(2));
+        assert_eq!(newest(&[b, a]).map(|r| r.id), Some(2));
+    }
+}

@@ -1,0 +1,220 @@
+//! The ready-to-send answer: the JSON body and its ETag built once, the SVG cards rendered once
+//! per theme and units, and what is known of the latest run (an answer, or that there is no
+//! public run) with the conversions to and from the table's snapshot.
+
+use crate::store::{LatestRunSnapshot, Shown};
+use crate::widget::svg::{self, Theme, Units};
+use crate::widget::LatestRun;
+use base64::Engine;
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use std::sync::{Arc, OnceLock};
+
+/// A ready-to-send answer.
+#[derive(Clone, Debug)]
+pub struct Answer {
+    /// The JSON body.
+    pub body: Bytes,
+    /// Strong entity tag of the body, quoted (`"…"`); shared bytes, so sending it copies nothing.
+    pub etag: Bytes,
+    /// When it was fetched from Strava (Unix seconds).
+    pub fetched_at: i64,
+    /// The athlete's local year its year-to-date total counts, and the UTC offset (seconds)
+    /// that year is judged by: when the year turns, the answer is due.
+    pub(super) year: Option<(i32, i64)>,
+    /// The run, to re-render it marked stale.
+    run: Option<LatestRun>,
+    /// The SVG cards of this answer, rendered on first request, one per theme and units.
+    cards: [OnceLock<Card>; Theme::ALL.len() * Units::ALL.len()],
+}
+
+/// The answer as an SVG card in one theme and units: its bytes and their strong ETag.
+#[derive(Clone, Debug)]
+pub struct Card {
+    /// The SVG document.
+    pub body: Bytes,
+    /// Strong entity tag of the body, quoted.
+    pub etag: Bytes,
+}
+
+impl Answer {
+    pub(super) fn new(
+        body: Bytes,
+        fetched_at: i64,
+        run: Option<LatestRun>,
+        year: Option<(i32, i64)>,
+    ) -> Self {
+        Answer {
+            etag: Bytes::from(etag_of(&body)),
+            body,
+            fetched_at,
+            year,
+            run,
+            cards: Default::default(),
+        }
+    }
+
+    /// The run as the SVG card in `theme` and `units`, rendered once per answer (`None` for an
+    /// answer without a run). An answer never changes, so neither does its card.
+    pub fn card(&self, theme: Theme, units: Units) -> Option<&Card> {
+        let run = self.run.as_ref()?;
+        let slot = self
+            .cards
+            .get(theme.index() * Units::ALL.len() + units.index())?;
+        Some(slot.get_or_init(|| {
+            let body = svg::render(run, theme, units);
+            Card {
+                etag: Bytes::from(etag_of(body.as_bytes())),
+                body: Bytes::from(body),
+            }
+        }))
+    }
+
+    pub(super) fn from_run(run: LatestRun, fetched_at: i64, year: Option<(i32, i64)>) -> Self {
+        let body = Bytes::from(serde_json::to_vec(&run).unwrap_or_default());
+        Answer::new(body, fetched_at, Some(run), year)
+    }
+
+    /// Whether the body says `stale: true`.
+    pub fn is_stale(&self) -> bool {
+        self.run.as_ref().is_some_and(|r| r.stale)
+    }
+
+    pub(super) fn stale(&self) -> Self {
+        match &self.run {
+            Some(run) if !run.stale => {
+                Answer::from_run(run.clone().into_stale(), self.fetched_at, self.year)
+            }
+            _ => self.clone(),
+        }
+    }
+}
+
+/// What is known of the latest run: an answer, or that there is no public run.
+#[derive(Clone, Debug)]
+pub(super) enum Known {
+    Run(Arc<Answer>),
+    NoPublicRun { fetched_at: i64 },
+}
+
+impl Known {
+    pub(super) fn fetched_at(&self) -> i64 {
+        match self {
+            Known::Run(answer) => answer.fetched_at,
+            Known::NoPublicRun { fetched_at } => *fetched_at,
+        }
+    }
+
+    pub(super) fn into_result(self) -> Result<Arc<Answer>, super::LatestRunError> {
+        match self {
+            Known::Run(answer) => Ok(answer),
+            Known::NoPublicRun { .. } => Err(super::LatestRunError::NoPublicRun),
+        }
+    }
+
+    /// The local year (and UTC offset) the answer's total counts, when it has one.
+    pub(super) fn year(&self) -> Option<(i32, i64)> {
+        match self {
+            Known::Run(answer) => answer.year,
+            Known::NoPublicRun { .. } => None,
+        }
+    }
+
+    /// Whether the answer was made under this instance's `WIDGET_ROUTE_SHAPE`: a stored answer
+    /// made under the other value is treated as absent, so switching the sketch off takes it
+    /// away at once instead of after the next window.
+    pub(super) fn fits(&self, route_shape: bool) -> bool {
+        match self {
+            Known::Run(answer) => answer
+                .run
+                .as_ref()
+                .is_none_or(|run| run.route_shape.is_some() == route_shape),
+            Known::NoPublicRun { .. } => true,
+        }
+    }
+
+    /// `None` when the stored body is not an answer of this app (a hand edit): it is then
+    /// treated as absent and overwritten, never served.
+    pub(super) fn from_snapshot(snapshot: &LatestRunSnapshot) -> Option<Self> {
+        match &snapshot.shown {
+            Shown::Run { body, .. } => {
+                let Ok(run) = serde_json::from_str::<LatestRun>(body) else {
+                    tracing::warn!("ignoring the stored answer: its Body is not a latest-run answer; it will be overwritten");
+                    return None;
+                };
+                let year = snapshot.year.map(|y| (y, snapshot.utc_offset.unwrap_or(0)));
+                Some(Known::Run(Arc::new(Answer::new(
+                    Bytes::from(body.clone()),
+                    snapshot.fetched_at,
+                    Some(run),
+                    year,
+                ))))
+            }
+            Shown::NoPublicRun => Some(Known::NoPublicRun {
+                fetched_at: snapshot.fetched_at,
+            }),
+        }
+    }
+
+    pub(super) fn to_snapshot(&self) -> Option<LatestRunSnapshot> {
+        let shown = match self {
+            Known::Run(answer) => Shown::Run {
+                body: String::from_utf8_lossy(&answer.body).into_owned(),
+                activity_id: answer.run.as_ref()?.id,
+            },
+            Known::NoPublicRun { .. } => Shown::NoPublicRun,
+        };
+        let year = self.year();
+        Some(LatestRunSnapshot {
+            fetched_at: self.fetched_at(),
+            shown,
+            year: year.map(|(y, _)| y),
+            utc_offset: year.map(|(_, o)| o),
+        })
+    }
+}
+
+/// A strong entity tag from the body's SHA-256 (URL-safe base64: always a valid header value).
+pub fn etag_of(body: &[u8]) -> String {
+    let digest = Sha256::digest(body);
+    format!(
+        "\"{}\"",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..16])
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_card_is_rendered_once_per_answer_theme_and_units() {
+        let run = crate::widget::svg::tests::run();
+        let answer = Answer::from_run(run.clone(), 0, None);
+        let first = answer.card(Theme::Dark, Units::Imperial).expect("a card");
+        let again = answer.card(Theme::Dark, Units::Imperial).expect("a card");
+        assert_eq!(
+            first.body.as_ptr(),
+            again.body.as_ptr(),
+            "the same bytes, kept"
+        );
+        assert_eq!(first.body, svg::render(&run, Theme::Dark, Units::Imperial));
+        assert_eq!(first.etag, etag_of(&first.body));
+        let other = answer.card(Theme::Light, Units::Metric).expect("a card");
+        assert_eq!(other.body, svg::render(&run, Theme::Light, Units::Metric));
+        assert_ne!(other.etag, first.etag);
+        let none = Answer::new(Bytes::from_static(b"{}"), 0, None, None);
+        assert!(none.card(Theme::Auto, Units::Metric).is_none());
+    }
+
+    #[test]
+    fn the_year_survives_the_table() {
+        let run = crate::widget::svg::tests::run();
+        let known = Known::Run(Arc::new(Answer::from_run(run, 5, Some((2026, 3600)))));
+        let snapshot = known.to_snapshot().expect("a snapshot");
+        assert_eq!(snapshot.year, Some(2026));
+        let back = Known::from_snapshot(&snapshot).expect("readable");
+        assert_eq!(back.year(), Some((2026, 3600)));
+        assert_eq!(back.fetched_at(), 5);
+    }
+}

@@ -1,0 +1,195 @@
+//! Push events applied one by one: an activity created or changed is read (one Strava call, two
+//! when its photo must be listed), checked to be the connected athlete's, and written to or
+//! removed from the index; a delete or a change to private takes the activity out of the index
+//! with no call at all. Either way the answer it leads to is published at once, in memory and in
+//! the table, and the event is cleared from the table's list of pending events. Which events are
+//! applied, and when, is the push-event service's business.
+
+use super::failure::FetchFailure;
+use super::{LatestRunError, LatestRunService};
+use crate::store::{Change, PendingEvent, StoreError};
+use crate::strava::StravaError;
+use crate::tokens::AccessToken;
+
+/// What applying an activity event came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// The activity is a public run: written to the index.
+    Written,
+    /// The activity is gone, not public or not a run: out of the index.
+    Removed,
+    /// The activity is another athlete's: nothing changed.
+    NotTheAthletes,
+}
+
+/// Why an event could not be applied now; it stays pending.
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    /// Strava cannot be asked (failing, refusing or rate limited) until then (Unix seconds).
+    #[error("Strava cannot be asked now: {reason}")]
+    Strava {
+        /// What went wrong, for logs.
+        reason: String,
+        /// When to try again.
+        retry_at: i64,
+    },
+    /// The index or the answer could not be written.
+    #[error("storage: {0}")]
+    Storage(#[from] StoreError),
+}
+
+impl LatestRunService {
+    /// Applies an activity created or changed at Strava (`event`), if it is `athlete_id`'s.
+    pub async fn apply_activity_event(
+        &self,
+        event: &PendingEvent,
+        athlete_id: i64,
+    ) -> Result<Applied, EventError> {
+        let now = self.now();
+        let failure = |failure: FetchFailure| EventError::Strava {
+            reason: failure.to_string(),
+            retry_at: failure.quiet_until(now),
+        };
+        let mut token = self.0.tokens.access_token().await.map_err(|err| {
+            failure(FetchFailure::from(err))
+        })?;
+        let strava = &self.0.strava;
+        let id = event.id;
+        let detail = match self
+            .with_token(&mut token, |t| async move {
+                strava.get_activity(&t, id).await
+            })
+            .await
+        {
+            Ok(detail) => Some(detail),
+            // Gone, or "Only you" (an `activity:read` token is not shown those).
+            Err(FetchFailure::Strava(StravaError::NotFound)) => None,
+            Err(err) => return Err(failure(err)),
+        };
+        let (this_year, offset) = self.this_year();
+        let applied = match detail {
+            Some(detail) if detail.summary.athlete_id != Some(athlete_id) => {
+                tracing::warn!(
+                    activity = id,
+                    "a push event named another athlete's activity: ignored"
+                );
+                self.clear_event(event).await?;
+                return Ok(Applied::NotTheAthletes);
+            }
+            Some(detail) => match self.0.index.entry_of(&detail.summary, None) {
+                Some(entry) => {
+                    let entry = self.look_up_photo_in(&mut token, entry, &detail).await;
+                    self.0.index.remove(id, this_year).await?;
+                    self.0.index.put(&entry).await?;
+                    Applied::Written
+                }
+                None => {
+                    self.0.index.remove(id, this_year).await?;
+                    Applied::Removed
+                }
+            },
+            None => {
+                self.0.index.remove(id, this_year).await?;
+                Applied::Removed
+            }
+        };
+        self.publish(this_year, offset, Some(&mut token), event)
+            .await?;
+        Ok(applied)
+    }
+
+    /// Takes the activity `event` names out of the index and every answer at once (a delete,
+    /// or made private): no Strava call, so a forged event can only hide a run until Strava's
+    /// word (the next round, or an event for it) brings it back.
+    pub async fn hide_activity(&self, event: &PendingEvent) -> Result<(), EventError> {
+        let (this_year, offset) = self.this_year();
+        self.0.index.remove(event.id, this_year).await?;
+        self.publish(this_year, offset, None, event).await?;
+        Ok(())
+    }
+
+    /// Drops `event` from the table's pending events without applying it (it was not for this
+    /// app after all).
+    pub async fn clear_event(&self, event: &PendingEvent) -> Result<(), StoreError> {
+        self.0
+            .store
+            .modify_latest_run(|entity, _| {
+                let before = entity.pending_events.len();
+                entity.pending_events.retain(|e| !covers(event, e));
+                if entity.pending_events.len() == before {
+                    Change::Keep(())
+                } else {
+                    Change::Save(())
+                }
+            })
+            .await
+    }
+
+    /// An event's activity with its photo: the detail's primary photo, else (when Strava counts
+    /// more photos) the photo list's first real one.
+    pub(super) async fn look_up_photo_in(
+        &self,
+        token: &mut AccessToken,
+        mut entry: crate::store::IndexedRun,
+        detail: &crate::strava::models::DetailedActivity,
+    ) -> crate::store::IndexedRun {
+        let mut photo_url = crate::widget::choose_photo_url(Some(detail), &[]);
+        let more = detail.photos.as_ref().and_then(|p| p.count).unwrap_or(0) > 0;
+        if photo_url.is_none() && more {
+            let strava = &self.0.strava;
+            let id = entry.id;
+            let photos = self
+                .with_token(token, |t| async move {
+                    strava.activity_photos(&t, id, 600).await
+                })
+                .await
+                .unwrap_or_default();
+            photo_url = crate::widget::choose_photo_url(Some(detail), &photos);
+        }
+        entry.photo_url = photo_url;
+        entry.photo_checked = true;
+        entry
+    }
+
+    /// Derives the answer from the index now, holds it, and writes it for every instance
+    /// (unless a newer one is stored), clearing `applied` from the pending events.
+    async fn publish(
+        &self,
+        this_year: i32,
+        offset: i64,
+        token: Option<&mut AccessToken>,
+        applied: &PendingEvent,
+    ) -> Result<(), StoreError> {
+        let _one_change_at_a_time = self.0.publishing.lock().await;
+        let generation = self.generation();
+        let now = self.now();
+        let view = self.0.index.view(this_year).await?;
+        let known = self.derive(view, offset, now, token).await;
+        self.set_current(generation, known.clone());
+        if let Ok(mut last) = self.0.last_error.write() {
+            if *last == Some(LatestRunError::NoPublicRun) {
+                *last = None;
+            }
+        }
+        self.0
+            .store
+            .modify_latest_run(|entity, _| {
+                let newer_stored = entity
+                    .snapshot
+                    .as_ref()
+                    .is_some_and(|s| s.fetched_at > now);
+                if !newer_stored {
+                    entity.snapshot = known.to_snapshot();
+                }
+                entity.pending_events.retain(|e| !covers(applied, e));
+                Change::Save(())
+            })
+            .await
+    }
+}
+
+/// Whether applying `applied` also applies the recorded `event`: the same activity, recorded no
+/// later (an event recorded after it may say something newer).
+fn covers(applied: &PendingEvent, event: &PendingEvent) -> bool {
+    event.id == applied.id && event.at <= applied.at
+}

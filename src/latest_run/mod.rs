@@ -1,0 +1,565 @@
+//! The latest-run service: the answer to "what is the owner's latest public run, and how far has
+//! the owner run this year?", derived from the activity index ([`crate::index`]) and cached so
+//! that a blog visit costs no Strava call: in memory as the ready-to-send body and ETag behind an
+//! `Arc`, and in the `latest-run` table entity so a new or restarted instance answers at once.
+//!
+//! Two things change the index, and each publishes the answer it leads to at once, for every
+//! instance (the table's copy; other instances adopt a newer one within seconds):
+//! - **Rounds** ([`round`]): once per `WIDGET_CACHE_SECONDS` while visitors come, one list call
+//!   reconciles the index with Strava's newest activities (this also catches a run made private
+//!   when no event says so); once a day, and when the year turns, a full pass over the year. One
+//!   instance at a time (a [`crate::store::Lease`]), within the read budget any instance last saw.
+//!   After the window the old answer is served at once while one background round runs, and is
+//!   marked stale when that round cannot run.
+//! - **Push events** ([`events`]), one by one: an activity read with one call and written to or
+//!   removed from the index, or (a delete, made private) removed with no call at all.
+//!
+//! Errors are domain errors; the functions map them to HTTP.
+
+mod answer;
+mod events;
+mod failure;
+mod round;
+
+pub use answer::{etag_of, Answer, Card};
+pub use events::{Applied, EventError};
+
+use crate::clock::Clock;
+use crate::index::{year, ActivityIndex, IndexView};
+use crate::store::{IndexedRun, PendingEvent, Store};
+use crate::strava::{StravaClient, StravaError};
+use crate::tokens::{AccessToken, TokenKeeper};
+use crate::widget::build_from_index;
+use answer::Known;
+use failure::{FetchFailure, RETRY_AFTER_FAILURE};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Duration;
+use tokio::sync::Mutex;
+use tracing::Instrument;
+
+/// How often (seconds) a serving instance looks at the table for other instances' answers and
+/// events.
+const LOOK_EVERY_SECONDS: i64 = 5;
+/// How long a visitor waits for a cold answer in all.
+const COLD_REQUEST_DEADLINE: Duration = Duration::from_secs(25);
+
+/// Why no answer can be given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LatestRunError {
+    /// No `credentials` entity: the owner has not connected Strava yet.
+    #[error("Strava is not connected yet")]
+    NotConfigured,
+    /// The stored credentials cannot be read; the text names the property.
+    #[error("{0}")]
+    CredentialsUnusable(String),
+    /// Table Storage cannot be reached and nothing is held in memory.
+    #[error("storage cannot be reached")]
+    StorageUnavailable,
+    /// Strava failed (or its read budget is spent) and there is no earlier answer.
+    #[error("Strava cannot be reached and there is no earlier answer")]
+    StravaUnavailable,
+    /// Strava refused the stored credentials for good (revoked app, deleted refresh token).
+    #[error("Strava no longer accepts the stored credentials")]
+    StravaAuthorization,
+    /// The athlete has no public activity of the configured sport types.
+    #[error("there is no public run")]
+    NoPublicRun,
+}
+
+/// The settings the service uses.
+#[derive(Clone, Debug)]
+pub struct LatestRunSettings {
+    /// How long an answer is fresh (seconds).
+    pub cache_seconds: i64,
+    /// Which `sport_type`s count as a run.
+    pub sport_types: Vec<String>,
+    /// Whether answers carry the route sketch (`WIDGET_ROUTE_SHAPE`).
+    pub route_shape: bool,
+}
+
+/// What [`LatestRunService::refresh`] did, for the timer's summary line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Warmed {
+    /// The answer in memory was still fresh: nothing to do.
+    AlreadyFresh,
+    /// A fresh answer is in memory now (fetched here, or taken from the table).
+    Refreshed,
+    /// Another instance is fetching; its answer will be read from the table.
+    ByAnotherInstance,
+    /// Strava must be left alone for now (a recent failure, or the read budget is nearly
+    /// spent): the answer in memory, if any, is marked stale.
+    Deferred,
+    /// The round failed; the answer in memory, if any, is marked stale.
+    Failed,
+}
+
+impl Warmed {
+    /// A short word for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Warmed::AlreadyFresh => "already_fresh",
+            Warmed::Refreshed => "refreshed",
+            Warmed::ByAnotherInstance => "by_another_instance",
+            Warmed::Deferred => "deferred",
+            Warmed::Failed => "failed",
+        }
+    }
+}
+
+/// Called with the push events the table holds that no instance has applied yet.
+pub type PendingListener = Box<dyn Fn(Vec<PendingEvent>) + Send + Sync>;
+
+/// The cached answer and the one place that asks Strava for it; cheap to clone.
+#[derive(Clone)]
+pub struct LatestRunService(Arc<Inner>);
+
+struct Inner {
+    settings: LatestRunSettings,
+    store: Store,
+    index: ActivityIndex,
+    strava: StravaClient,
+    tokens: TokenKeeper,
+    clock: Clock,
+    current: RwLock<Option<Known>>,
+    /// Single flight: one round at a time, cold or background.
+    fetching: Mutex<()>,
+    /// One change of the index and its answer at a time in this process (rounds and events).
+    publishing: Mutex<()>,
+    refresh_running: AtomicBool,
+    /// No Strava call before this (after a failure, or until a rate-limit window resets).
+    quiet_until: AtomicI64,
+    /// No look at the table before this: another instance is fetching (not a failure, so the
+    /// answer is not marked stale for it).
+    look_again_at: AtomicI64,
+    /// The last cold-fetch error, answered to cold requests until `quiet_until`.
+    last_error: RwLock<Option<LatestRunError>>,
+    /// This process's name in leases.
+    instance: String,
+    /// When this instance last looked at the table for answers and events of other instances.
+    last_look: AtomicI64,
+    /// Bumped by `forget`: a round that began before it must not bring an answer back.
+    generation: AtomicU64,
+    /// Who hears of events recorded in the table (the push-event service).
+    pending_listener: OnceLock<PendingListener>,
+}
+
+impl LatestRunService {
+    /// An empty cache over the index in `store`.
+    pub fn new(
+        settings: LatestRunSettings,
+        store: Store,
+        strava: StravaClient,
+        tokens: TokenKeeper,
+        instance: String,
+        clock: Clock,
+    ) -> Self {
+        let index = ActivityIndex::new(
+            store.clone(),
+            crate::index::IndexSettings {
+                sport_types: settings.sport_types.clone(),
+                route_shape: settings.route_shape,
+            },
+        );
+        LatestRunService(Arc::new(Inner {
+            settings,
+            store,
+            index,
+            strava,
+            tokens,
+            clock,
+            current: RwLock::new(None),
+            fetching: Mutex::new(()),
+            publishing: Mutex::new(()),
+            refresh_running: AtomicBool::new(false),
+            quiet_until: AtomicI64::new(0),
+            look_again_at: AtomicI64::new(0),
+            last_error: RwLock::new(None),
+            instance,
+            last_look: AtomicI64::new(0),
+            generation: AtomicU64::new(0),
+            pending_listener: OnceLock::new(),
+        }))
+    }
+
+    /// How long an answer is fresh (seconds).
+    pub fn cache_seconds(&self) -> i64 {
+        self.0.settings.cache_seconds
+    }
+
+    /// Sets who hears of push events found in the table (once; later calls are ignored).
+    pub fn on_pending_events(&self, listener: PendingListener) {
+        let _ = self.0.pending_listener.set(listener);
+    }
+
+    fn now(&self) -> i64 {
+        self.0.clock.now()
+    }
+
+    fn current(&self) -> Option<Known> {
+        self.0.current.read().ok().and_then(|c| c.clone())
+    }
+
+    /// The athlete's local year now, by the offset of the answer held (UTC before any).
+    fn this_year(&self) -> (i32, i64) {
+        let offset = self
+            .current()
+            .and_then(|c| c.year())
+            .map_or(0, |(_, offset)| offset);
+        (year::local_year(self.now(), offset), offset)
+    }
+
+    /// Sets an answer derived in `generation`, unless `forget` ran since or a newer answer is
+    /// held already (an event applied while a round ran).
+    fn set_current(&self, generation: u64, known: Known) -> bool {
+        if let Ok(mut current) = self.0.current.write() {
+            let newer_held = current
+                .as_ref()
+                .is_some_and(|c| c.fetched_at() > known.fetched_at());
+            if self.0.generation.load(Ordering::Acquire) == generation && !newer_held {
+                *current = Some(known);
+                return true;
+            }
+        }
+        false
+    }
+
+    fn generation(&self) -> u64 {
+        self.0.generation.load(Ordering::Acquire)
+    }
+
+    fn quiet(&self) -> bool {
+        self.now() < self.0.quiet_until.load(Ordering::Relaxed)
+    }
+
+    /// The answer in memory is past its window and can no longer be refreshed for now: say
+    /// so in it.
+    fn mark_stale(&self) {
+        let window = self.0.settings.cache_seconds;
+        if let Ok(mut current) = self.0.current.write() {
+            if let Some(Known::Run(answer)) = current.as_ref() {
+                if !answer.is_stale() && self.now().saturating_sub(answer.fetched_at) >= window {
+                    let stale = Arc::new(answer.stale());
+                    *current = Some(Known::Run(stale));
+                }
+            }
+        }
+    }
+
+    /// Whether an answer needs a round now: its window has passed, or the athlete's year turned
+    /// since its total was counted.
+    fn is_due(&self, known: &Known) -> bool {
+        let window_passed =
+            self.now().saturating_sub(known.fetched_at()) >= self.0.settings.cache_seconds;
+        let year_turned = known
+            .year()
+            .is_some_and(|(counted, offset)| year::local_year(self.now(), offset) != counted);
+        window_passed || year_turned
+    }
+
+    /// Reads the table's word on push events and answers now (the timer does, so an event
+    /// acknowledged by a killed instance is applied).
+    pub async fn catch_up(&self) {
+        self.look_at_the_table().await;
+    }
+
+    /// Every few seconds while serving, in the background: looks at the table for answers and
+    /// push events of other instances, and for the credentials having been removed.
+    fn look_at_the_table_now_and_then(&self) {
+        let now = self.now();
+        let last = self.0.last_look.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < LOOK_EVERY_SECONDS
+            || self
+                .0
+                .last_look
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let service = self.clone();
+        tokio::spawn(async move { service.look_at_the_table().await });
+    }
+
+    async fn look_at_the_table(&self) {
+        let Ok(read) = self.0.store.load_latest_run().await else {
+            return;
+        };
+        if !read.value.pending_events.is_empty() {
+            if let Some(listener) = self.0.pending_listener.get() {
+                listener(read.value.pending_events.clone());
+            }
+        }
+        let generation = self.generation();
+        match read.value.snapshot.as_ref() {
+            Some(snapshot) => {
+                // Another instance published a newer answer (an event it applied): adopt it.
+                let newer = self
+                    .current()
+                    .is_some_and(|c| snapshot.fetched_at > c.fetched_at());
+                if newer {
+                    if let Some(known) = Known::from_snapshot(snapshot)
+                        .filter(|k| k.fits(self.0.settings.route_shape))
+                    {
+                        self.set_current(generation, known);
+                    }
+                }
+            }
+            None if self.current().is_some() => {
+                // The answer was wiped: by a confirmed deauthorization if the credentials are gone
+                // or marked refused.
+                let disconnected = match self.0.store.load_credentials().await {
+                    Ok(None) => true,
+                    Ok(Some(stored)) => stored.value.refused_at.is_some(),
+                    Err(_) => false,
+                };
+                if disconnected {
+                    self.forget();
+                    return;
+                }
+            }
+            None => {}
+        }
+        if self.current().is_some_and(|c| self.is_due(&c)) {
+            self.spawn_refresh();
+        }
+    }
+
+    /// Drops every answer: the credentials are gone (a confirmed deauthorization), so the
+    /// widget says "not connected" until `handler setup` runs again.
+    pub fn forget(&self) {
+        if let Ok(mut current) = self.0.current.write() {
+            *current = None;
+        }
+        if let Ok(mut last) = self.0.last_error.write() {
+            *last = Some(LatestRunError::NotConfigured);
+        }
+        self.0
+            .quiet_until
+            .store(self.now() + RETRY_AFTER_FAILURE, Ordering::Relaxed);
+        self.0.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The answer to send: from memory (no I/O) when there is one; else from the table or,
+    /// on a cold start, from Strava.
+    pub async fn answer(&self) -> Result<Arc<Answer>, LatestRunError> {
+        self.look_at_the_table_now_and_then();
+        if let Some(known) = self.current() {
+            if !self.is_due(&known) {
+                return known.into_result();
+            }
+            self.spawn_refresh();
+            // Read again: the answer may just have been marked stale.
+            return self.current().unwrap_or(known).into_result();
+        }
+        let service = self.clone();
+        // In a task of its own: a visitor who hangs up must not cancel a token refresh. The
+        // visitor waits at most COLD_REQUEST_DEADLINE; the round goes on and serves the next.
+        let round = tokio::spawn(async move { service.cold_answer().await }.in_current_span());
+        match tokio::time::timeout(COLD_REQUEST_DEADLINE, round).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(err)) => {
+                tracing::error!(error = %err, "the cold fetch task failed");
+                Err(LatestRunError::StravaUnavailable)
+            }
+            Err(_) => Err(LatestRunError::StravaUnavailable),
+        }
+    }
+
+    async fn cold_answer(&self) -> Result<Arc<Answer>, LatestRunError> {
+        let _one_at_a_time = self.0.fetching.lock().await;
+        if let Some(known) = self.current() {
+            return known.into_result();
+        }
+        if self.quiet() {
+            if let Some(err) = self.0.last_error.read().ok().and_then(|e| e.clone()) {
+                return Err(err);
+            }
+        }
+        let generation = self.generation();
+        match self.coordinated_round(round::Wait::ForTheHolder).await {
+            Ok(Some(known)) => {
+                if !self.set_current(generation, known.clone()) {
+                    return self
+                        .current()
+                        .map_or(Err(LatestRunError::NotConfigured), Known::into_result);
+                }
+                if self.is_due(&known) {
+                    self.spawn_refresh();
+                }
+                known.into_result()
+            }
+            Ok(None) => Err(LatestRunError::StravaUnavailable),
+            Err(failure) => {
+                let err = failure.error();
+                self.0
+                    .quiet_until
+                    .store(failure.quiet_until(self.now()), Ordering::Relaxed);
+                if let Ok(mut last) = self.0.last_error.write() {
+                    *last = Some(err.clone());
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Starts one background refresh unless one is running; when Strava must be left alone,
+    /// the answer is marked stale instead.
+    fn spawn_refresh(&self) {
+        if self.quiet() {
+            self.mark_stale();
+            return;
+        }
+        if self.now() < self.0.look_again_at.load(Ordering::Relaxed) {
+            return;
+        }
+        if self.0.refresh_running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let service = self.clone();
+        // Its lines carry the span of the request that found the answer due.
+        tokio::spawn(
+            async move {
+                service.refresh().await;
+                service.0.refresh_running.store(false, Ordering::Release);
+            }
+            .in_current_span(),
+        );
+    }
+
+    /// Refreshes the answer if it is due (the background task, and the timer's warm-up).
+    pub async fn refresh(&self) -> Warmed {
+        let _one_at_a_time = self.0.fetching.lock().await;
+        if self.current().is_some_and(|c| !self.is_due(&c)) {
+            return Warmed::AlreadyFresh;
+        }
+        if self.quiet() {
+            self.mark_stale();
+            return Warmed::Deferred;
+        }
+        let generation = self.generation();
+        match self.coordinated_round(round::Wait::No).await {
+            Ok(Some(known)) => {
+                if self.set_current(generation, known) {
+                    Warmed::Refreshed
+                } else {
+                    Warmed::Failed
+                }
+            }
+            Ok(None) => {
+                // Another instance is fetching; look at the table again shortly.
+                self.0
+                    .look_again_at
+                    .store(self.now() + 1, Ordering::Relaxed);
+                Warmed::ByAnotherInstance
+            }
+            Err(failure) if failure.error() == LatestRunError::NotConfigured => {
+                tracing::warn!("the Strava credentials are gone; dropping the cached answer");
+                self.forget();
+                Warmed::Failed
+            }
+            Err(failure) => {
+                tracing::warn!(error = %failure, "refreshing the latest run failed; serving the last good answer marked stale");
+                self.0
+                    .quiet_until
+                    .store(failure.quiet_until(self.now()), Ordering::Relaxed);
+                self.mark_stale();
+                Warmed::Failed
+            }
+        }
+    }
+
+    /// Strava requests left as this instance last saw them: (this 15-minute window, today),
+    /// the smaller of the read and overall buckets; `None` before any API answer.
+    pub fn strava_budget_left(&self) -> (Option<u32>, Option<u32>) {
+        match self.0.strava.rate_limits() {
+            Some(limits) => (limits.remaining_short(), limits.remaining_daily()),
+            None => (None, None),
+        }
+    }
+
+    /// The answer the index leads to, fetched (derived) at `fetched_at`. With a token, the
+    /// latest run's photo is looked up when the index does not know it yet (one call, two when
+    /// the photo list must be read); without one, the run shows without it until a round does.
+    async fn derive(
+        &self,
+        view: IndexView,
+        utc_offset: i64,
+        fetched_at: i64,
+        token: Option<&mut AccessToken>,
+    ) -> Known {
+        let year_distance = view.year_distance();
+        let Some(mut latest) = view.latest else {
+            return Known::NoPublicRun { fetched_at };
+        };
+        if let Some(token) = token {
+            if !latest.photo_checked {
+                match self.look_up_photo(token, &latest).await {
+                    Ok(checked) => {
+                        latest = checked;
+                        if let Err(err) = self.0.index.put(&latest).await {
+                            tracing::warn!(error = %err, "could not keep the looked-up photo in the index");
+                        }
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "could not look up the latest run's photo")
+                    }
+                }
+            }
+        }
+        // The offset of the newest run is the athlete's, as far as the app can know.
+        let offset = latest.utc_offset_seconds().unwrap_or(utc_offset);
+        let at = time::OffsetDateTime::from_unix_timestamp(fetched_at)
+            .unwrap_or_else(|_| self.0.clock.now_datetime());
+        let mut run = build_from_index(&latest, year_distance, at);
+        if self.0.settings.route_shape {
+            run.route_shape = Some(latest.route_shape.clone());
+        }
+        Known::Run(Arc::new(Answer::from_run(
+            run,
+            fetched_at,
+            Some((view.year, offset)),
+        )))
+    }
+
+    /// `run` with its photo looked up (its detail read).
+    async fn look_up_photo(
+        &self,
+        token: &mut AccessToken,
+        run: &IndexedRun,
+    ) -> Result<IndexedRun, FetchFailure> {
+        let strava = &self.0.strava;
+        let id = run.id;
+        let detail = self
+            .with_token(
+                token,
+                |t| async move { strava.get_activity(&t, id).await },
+            )
+            .await?;
+        Ok(self.look_up_photo_in(token, run.clone(), &detail).await)
+    }
+
+    /// Runs one API call; on a 401 refreshes the token once and retries.
+    async fn with_token<T, F, Fut>(
+        &self,
+        token: &mut AccessToken,
+        call: F,
+    ) -> Result<T, FetchFailure>
+    where
+        F: Fn(crate::secret::Secret) -> Fut,
+        Fut: Future<Output = Result<T, StravaError>>,
+    {
+        match call(token.token.clone()).await {
+            Err(StravaError::Unauthorized) => {
+                *token = self
+                    .0
+                    .tokens
+                    .access_token_after_rejection(&token.token)
+                    .await?;
+                call(token.token.clone()).await.map_err(FetchFailure::from)
+            }
+            other => other.map_err(FetchFailure::from),
+        }
+    }
+}
