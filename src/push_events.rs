@@ -60,6 +60,17 @@ pub enum EventOutcome {
     Ignored(&'static str),
 }
 
+/// An event waiting in this instance.
+#[derive(Clone, Debug)]
+struct Queued {
+    event: PendingEvent,
+    /// When to try it next (Unix seconds).
+    try_at: i64,
+    /// Found in the table (another instance received it): skipped once the table no longer
+    /// has it (applied elsewhere, or covered by a round).
+    adopted: bool,
+}
+
 /// Receives push events; cheap to clone.
 #[derive(Clone)]
 pub struct PushEvents(Arc<Inner>);
@@ -75,8 +86,8 @@ struct Inner {
     ids_read_at: AtomicI64,
     last_deauthorization_check: AtomicI64,
     deauthorization_check_waiting: AtomicBool,
-    /// Events waiting to be applied here, oldest first, with when to try them next.
-    queue: Mutex<VecDeque<(PendingEvent, i64)>>,
+    /// Events waiting to be applied here, oldest first.
+    queue: Mutex<VecDeque<Queued>>,
     applier_running: AtomicBool,
     /// Events waiting to be written to the table, and the number of the batch they go in.
     to_record: Mutex<(Vec<PendingEvent>, u64)>,
@@ -157,7 +168,11 @@ impl PushEvents {
             owner_id: event.owner_id,
             subscription_id: event.subscription_id,
         };
-        self.enqueue(pending.clone(), self.0.clock.now());
+        self.enqueue(Queued {
+            event: pending.clone(),
+            try_at: self.0.clock.now(),
+            adopted: false,
+        });
         self.record(pending).await;
         EventOutcome::Recorded
     }
@@ -291,21 +306,28 @@ impl PushEvents {
         let now = self.0.clock.now();
         for event in pending {
             if now.saturating_sub(event.at) >= ORPHAN_AFTER_SECONDS {
-                self.enqueue(event, now);
+                self.enqueue(Queued {
+                    event,
+                    try_at: now,
+                    adopted: true,
+                });
             }
         }
     }
 
     /// Queues `event` for this instance's applier (one per activity: a later event for the same
     /// activity replaces an earlier one) and starts the applier.
-    fn enqueue(&self, event: PendingEvent, try_at: i64) {
+    fn enqueue(&self, queued: Queued) {
         if let Ok(mut queue) = self.0.queue.lock() {
             let room = queue.len() < MAX_PENDING;
-            match queue.iter_mut().find(|(e, _)| e.id == event.id) {
-                Some(queued) if queued.0.at <= event.at => *queued = (event, try_at),
+            match queue.iter_mut().find(|q| q.event.id == queued.event.id) {
+                // A local event is never replaced by the table's copy of it.
+                Some(known) if known.event.at < queued.event.at => *known = queued,
                 Some(_) => {}
-                None if room => queue.push_back((event, try_at)),
-                None => tracing::warn!("too many push events waiting; the next round covers the rest"),
+                None if room => queue.push_back(queued),
+                None => {
+                    tracing::warn!("too many push events waiting; the next round covers the rest")
+                }
             }
         }
         self.start_applier();
@@ -320,10 +342,10 @@ impl PushEvents {
             loop {
                 let next = events.0.queue.lock().ok().and_then(|mut q| {
                     // The first one due, or else the one due soonest.
-                    let index = (0..q.len()).min_by_key(|i| q[*i].1)?;
+                    let index = (0..q.len()).min_by_key(|i| q[*i].try_at)?;
                     q.remove(index)
                 });
-                let Some((event, try_at)) = next else {
+                let Some(queued) = next else {
                     events.0.applier_running.store(false, Ordering::Release);
                     let more = events.0.queue.lock().map(|q| !q.is_empty());
                     if more.unwrap_or(false)
@@ -333,21 +355,24 @@ impl PushEvents {
                     }
                     break;
                 };
-                let wait = try_at.saturating_sub(events.0.clock.now());
+                let wait = queued.try_at.saturating_sub(events.0.clock.now());
                 if wait > 0 {
                     // Put it back and sleep until it (or a newer event) is due.
                     if let Ok(mut queue) = events.0.queue.lock() {
-                        queue.push_front((event, try_at));
+                        queue.push_front(queued);
                     }
                     tokio::time::sleep(Duration::from_secs(wait.clamp(1, 5) as u64)).await;
                     continue;
                 }
-                if let Some(retry_at) = events.apply(&event).await {
-                    if retry_at.saturating_sub(event.at) < APPLY_PATIENCE_SECONDS {
-                        events.enqueue_quietly(event, retry_at);
+                if let Some(retry_at) = events.apply(&queued).await {
+                    if retry_at.saturating_sub(queued.event.at) < APPLY_PATIENCE_SECONDS {
+                        events.enqueue_quietly(Queued {
+                            try_at: retry_at,
+                            ..queued
+                        });
                     } else {
                         tracing::warn!(
-                            activity = event.id,
+                            activity = queued.event.id,
                             "a push event waited too long; the next round covers it"
                         );
                     }
@@ -357,30 +382,34 @@ impl PushEvents {
     }
 
     /// Queues without starting the applier (the applier itself puts an event back).
-    fn enqueue_quietly(&self, event: PendingEvent, try_at: i64) {
+    fn enqueue_quietly(&self, queued: Queued) {
         if let Ok(mut queue) = self.0.queue.lock() {
-            if !queue.iter().any(|(e, _)| e.id == event.id) {
-                queue.push_back((event, try_at));
+            if !queue.iter().any(|q| q.event.id == queued.event.id) {
+                queue.push_back(queued);
             }
         }
     }
 
     /// Applies one event; `Some(when)` to try it again then.
-    async fn apply(&self, event: &PendingEvent) -> Option<i64> {
+    async fn apply(&self, queued: &Queued) -> Option<i64> {
+        let event = &queued.event;
         let now = self.0.clock.now();
         // Ids fail closed: read them (however slow storage is) before anything is applied.
-        if self.known_ids().0 != Some(event.owner_id) || self.known_ids().1 != Some(event.subscription_id) {
-            let may_reread =
-                now.saturating_sub(self.0.ids_read_at.load(Ordering::Relaxed)) >= 1;
-            if may_reread {
-                self.0.ids_read_at.store(now, Ordering::Relaxed);
-                if !self.read_ids().await {
-                    return Some(now + 2);
-                }
+        let matching = |(athlete, subscription): (Option<i64>, Option<i64>)| {
+            athlete == Some(event.owner_id) && subscription == Some(event.subscription_id)
+        };
+        if !matching(self.known_ids()) {
+            let may_reread = now.saturating_sub(self.0.ids_read_at.load(Ordering::Relaxed)) >= 1;
+            if !may_reread {
+                return Some(now + 1);
+            }
+            self.0.ids_read_at.store(now, Ordering::Relaxed);
+            if !self.read_ids().await {
+                // Storage did not say: ask again later, and apply nothing meanwhile.
+                return Some(now + 2);
             }
         }
-        let (athlete, subscription) = self.known_ids();
-        if athlete != Some(event.owner_id) || subscription != Some(event.subscription_id) {
+        if !matching(self.known_ids()) {
             tracing::info!(
                 activity = event.id,
                 "push event not applied: its ids are not the stored athlete's and subscription"
@@ -393,7 +422,7 @@ impl PushEvents {
         let result = if event.hide {
             self.0.latest_run.hide_activity(event).await.map(|()| ())
         } else {
-            match self.take_budget(event).await {
+            match self.take_budget(queued).await {
                 Ok(true) => self
                     .0
                     .latest_run
@@ -422,7 +451,8 @@ impl PushEvents {
 
     /// Takes one call from the shared event budget for `event`: `Ok(true)` taken, `Ok(false)`
     /// the event is no longer pending (nothing taken), `Err(seconds)` until a call is there.
-    async fn take_budget(&self, event: &PendingEvent) -> Result<bool, i64> {
+    async fn take_budget(&self, queued: &Queued) -> Result<bool, i64> {
+        let event = &queued.event;
         let taken = self
             .0
             .store
@@ -431,10 +461,7 @@ impl PushEvents {
                     .pending_events
                     .iter()
                     .any(|e| e.id == event.id && e.at >= event.at);
-                // An event the table never took (storage was down) is still this instance's to apply.
-                let recorded_elsewhere = !pending
-                    && self.0.clock.now().saturating_sub(event.at) >= ORPHAN_AFTER_SECONDS;
-                if recorded_elsewhere {
+                if queued.adopted && !pending {
                     return Change::Keep(Ok(false));
                 }
                 match budget::take(entity.event_budget, read_at) {

@@ -75,10 +75,9 @@ async fn the_latest_public_run_with_photo_and_year_total_in_both_forms() {
         "not the followers-only ride nor the only-me run"
     );
     assert_eq!(run["photoUrl"], SAMPLE_PRIMARY_600);
-    assert_eq!(
-        run["year_to_date_run_total_distance"].as_f64(),
-        Some(1654210.0)
-    );
+    // The sample's runs are from an earlier year than the clock's: none counts for this one
+    // (whatever Strava's stats endpoint says; it is not read).
+    assert_eq!(run["year_to_date_run_total_distance"].as_f64(), Some(0.0));
     assert_eq!(run["sport_type"], "Run");
     assert_eq!(run["stale"], false);
     assert_eq!(
@@ -434,7 +433,10 @@ async fn a_thousand_concurrent_cold_requests_cause_one_strava_round() {
     assert_eq!(bodies.len(), 1, "everyone got the same answer");
     let calls = strava.calls();
     assert_eq!(calls.activities, 1, "{calls:?}");
-    assert_eq!(calls.stats, 1, "{calls:?}");
+    assert_eq!(
+        calls.stats, 0,
+        "the stats endpoint is never read: {calls:?}"
+    );
 }
 
 #[tokio::test]

@@ -66,7 +66,10 @@ mod tests {
         assert_eq!(take(budget, 1_000), Err(REFILL_SECONDS));
         assert_eq!(take(budget, 1_000 + REFILL_SECONDS - 1), Err(1));
         let after = take(budget, 1_000 + REFILL_SECONDS).expect("refilled one");
-        assert_eq!(take(Some(after), 1_000 + REFILL_SECONDS), Err(REFILL_SECONDS));
+        assert_eq!(
+            take(Some(after), 1_000 + REFILL_SECONDS),
+            Err(REFILL_SECONDS)
+        );
     }
 
     #[test]

@@ -49,7 +49,8 @@ pub struct IndexView {
 impl IndexView {
     /// The year's distance so far (metres).
     pub fn year_distance(&self) -> f64 {
-        self.runs.iter().map(|r| r.distance).sum()
+        // A fold from +0.0: an empty float sum is -0.0, which would print as `-0.0`.
+        self.runs.iter().fold(0.0, |sum, r| sum + r.distance)
     }
 }
 
@@ -122,6 +123,7 @@ impl ActivityIndex {
             } else {
                 None
             },
+            hidden: false,
         })
     }
 
@@ -139,17 +141,30 @@ impl ActivityIndex {
             Covers::From(from) => year::utc_year(from).min(this_year) - 1,
             Covers::Everything => this_year - LOOK_BACK_YEARS,
         };
-        let mut years: BTreeSet<i32> = (oldest_year.max(this_year - LOOK_BACK_YEARS)
-            ..=this_year)
-            .collect();
+        let mut years: BTreeSet<i32> =
+            (oldest_year.max(this_year - LOOK_BACK_YEARS)..=this_year).collect();
         let mut existing: HashMap<i64, IndexedRun> = HashMap::new();
         for year in &years {
             for run in self.store.load_runs(*year).await? {
                 existing.insert(run.id, run);
             }
         }
-        let mut kept = BTreeSet::new();
+        // One version per activity (a list never repeats one, but if it did, the newest start
+        // wins, whatever the order).
+        let mut newest_listed: HashMap<i64, &SummaryActivity> = HashMap::new();
         for activity in listed {
+            let start = |a: &SummaryActivity| a.start_date.map(|s| s.unix_timestamp());
+            newest_listed
+                .entry(activity.id)
+                .and_modify(|kept| {
+                    if start(activity) > start(kept) {
+                        *kept = activity;
+                    }
+                })
+                .or_insert(activity);
+        }
+        let mut kept = BTreeSet::new();
+        for activity in newest_listed.into_values() {
             let previous = existing.get(&activity.id);
             let Some(entry) = self.entry_of(activity, previous) else {
                 continue;
@@ -195,15 +210,36 @@ impl ActivityIndex {
         Ok(())
     }
 
+    /// Takes activity `id` out of every answer without Strava's word (a push event): marked
+    /// hidden, so the next reconciliation either brings it back (still listed) or removes it.
+    pub async fn hide(&self, id: i64, this_year: i32) -> Result<(), StoreError> {
+        for year in (this_year - LOOK_BACK_YEARS)..=this_year {
+            if let Some(mut run) = self
+                .store
+                .load_runs(year)
+                .await?
+                .into_iter()
+                .find(|r| r.id == id)
+            {
+                run.hidden = true;
+                self.store.save_run(&run).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// This year's runs and the newest run there is (looking back a few years when this one
     /// has none yet: on 2 January, or for an owner whose last run was in autumn).
     pub async fn view(&self, this_year: i32) -> Result<IndexView, StoreError> {
-        let runs = self.store.load_runs(this_year).await?;
+        let shown = |runs: Vec<IndexedRun>| -> Vec<IndexedRun> {
+            runs.into_iter().filter(|r| !r.hidden).collect()
+        };
+        let runs = shown(self.store.load_runs(this_year).await?);
         let mut latest = newest(&runs).cloned();
         let mut year = this_year;
         while latest.is_none() && year > this_year - LOOK_BACK_YEARS {
             year -= 1;
-            latest = newest(&self.store.load_runs(year).await?).cloned();
+            latest = newest(&shown(self.store.load_runs(year).await?)).cloned();
         }
         Ok(IndexView {
             year: this_year,
@@ -233,8 +269,10 @@ mod tests {
     }
 
     fn activities() -> Vec<SummaryActivity> {
-        serde_json::from_str(include_str!("../../tests/data/strava/athlete-activities.json"))
-            .expect("sample")
+        serde_json::from_str(include_str!(
+            "../../tests/data/strava/athlete-activities.json"
+        ))
+        .expect("sample")
     }
 
     #[test]
@@ -265,7 +303,9 @@ mod tests {
         assert!(again.photo_checked);
         let mut more_photos = activity.clone();
         more_photos.total_photo_count = Some(previous.photo_count + 1);
-        let changed = index.entry_of(&more_photos, Some(&previous)).expect("entry");
+        let changed = index
+            .entry_of(&more_photos, Some(&previous))
+            .expect("entry");
         assert!(!changed.photo_checked, "a new photo is looked up again");
         assert_eq!(changed.photo_url, None);
     }

@@ -18,7 +18,11 @@ pub fn local_year(now: i64, utc_offset: i64) -> i32 {
 /// The instant (Unix seconds) the athlete's local `year` begins.
 pub fn year_start(year: i32, utc_offset: i64) -> i64 {
     let midnight = Date::from_calendar_date(year, Month::January, 1)
-        .map(|date| PrimitiveDateTime::new(date, Time::MIDNIGHT).assume_utc().unix_timestamp())
+        .map(|date| {
+            PrimitiveDateTime::new(date, Time::MIDNIGHT)
+                .assume_utc()
+                .unix_timestamp()
+        })
         .unwrap_or(0);
     midnight.saturating_sub(utc_offset)
 }

@@ -50,15 +50,19 @@ impl LatestRunService {
             reason: failure.to_string(),
             retry_at: failure.quiet_until(now),
         };
-        let mut token = self.0.tokens.access_token().await.map_err(|err| {
-            failure(FetchFailure::from(err))
-        })?;
+        let mut token = self
+            .0
+            .tokens
+            .access_token()
+            .await
+            .map_err(|err| failure(FetchFailure::from(err)))?;
         let strava = &self.0.strava;
         let id = event.id;
         let detail = match self
-            .with_token(&mut token, |t| async move {
-                strava.get_activity(&t, id).await
-            })
+            .with_token(
+                &mut token,
+                |t| async move { strava.get_activity(&t, id).await },
+            )
             .await
         {
             Ok(detail) => Some(detail),
@@ -103,7 +107,7 @@ impl LatestRunService {
     /// word (the next round, or an event for it) brings it back.
     pub async fn hide_activity(&self, event: &PendingEvent) -> Result<(), EventError> {
         let (this_year, offset) = self.this_year();
-        self.0.index.remove(event.id, this_year).await?;
+        self.0.index.hide(event.id, this_year).await?;
         self.publish(this_year, offset, None, event).await?;
         Ok(())
     }
@@ -174,10 +178,7 @@ impl LatestRunService {
         self.0
             .store
             .modify_latest_run(|entity, _| {
-                let newer_stored = entity
-                    .snapshot
-                    .as_ref()
-                    .is_some_and(|s| s.fetched_at > now);
+                let newer_stored = entity.snapshot.as_ref().is_some_and(|s| s.fetched_at > now);
                 if !newer_stored {
                     entity.snapshot = known.to_snapshot();
                 }

@@ -87,7 +87,6 @@ impl From<TokenError> for FetchFailure {
     }
 }
 
-
 impl From<StoreError> for FetchFailure {
     fn from(err: StoreError) -> Self {
         FetchFailure::Storage(err)

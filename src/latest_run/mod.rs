@@ -532,10 +532,7 @@ impl LatestRunService {
         let strava = &self.0.strava;
         let id = run.id;
         let detail = self
-            .with_token(
-                token,
-                |t| async move { strava.get_activity(&t, id).await },
-            )
+            .with_token(token, |t| async move { strava.get_activity(&t, id).await })
             .await?;
         Ok(self.look_up_photo_in(token, run.clone(), &detail).await)
     }

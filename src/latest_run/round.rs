@@ -272,7 +272,11 @@ impl LatestRunService {
     ) -> Result<(Vec<SummaryActivity>, Covers), FetchFailure> {
         let strava = &self.0.strava;
         let one_page = back_to == i64::MAX;
-        let per_page = if one_page { NEWEST_PAGE } else { FULL_PASS_PAGE };
+        let per_page = if one_page {
+            NEWEST_PAGE
+        } else {
+            FULL_PASS_PAGE
+        };
         let mut listed: Vec<SummaryActivity> = Vec::new();
         let mut before: Option<i64> = None;
         for _ in 0..FULL_PASS_MAX_PAGES {

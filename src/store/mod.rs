@@ -251,9 +251,9 @@ impl Store {
         &self,
         change: impl FnMut(&mut LatestRun, i64) -> Change<R>,
     ) -> Result<R, StoreError> {
-        self.modify(change).await?.ok_or_else(|| {
-            StoreError::Unavailable("the latest-run entity disappeared".into())
-        })
+        self.modify(change)
+            .await?
+            .ok_or_else(|| StoreError::Unavailable("the latest-run entity disappeared".into()))
     }
 
     /// Like [`Store::modify_latest_run`] for the credentials; `None` when there are none.
@@ -261,7 +261,8 @@ impl Store {
         &self,
         mut change: impl FnMut(&mut Credentials) -> Change<R>,
     ) -> Result<Option<R>, StoreError> {
-        self.modify(|value: &mut Credentials, _| change(value)).await
+        self.modify(|value: &mut Credentials, _| change(value))
+            .await
     }
 
     /// The one read-change-save loop.

@@ -51,6 +51,10 @@ pub struct IndexedRun {
     pub photo_checked: bool,
     /// The privacy-trimmed route sketch (`WIDGET_ROUTE_SHAPE=true` only).
     pub route_shape: Option<String>,
+    /// Taken out of every answer by a push event (a delete, made private) until Strava's word
+    /// brings it back or removes it; kept meanwhile so what was looked up (the photo) is not
+    /// looked up again.
+    pub hidden: bool,
 }
 
 impl IndexedRun {
@@ -72,11 +76,8 @@ impl IndexedRun {
     pub fn utc_offset_seconds(&self) -> Option<i64> {
         let local = self.start_date_local.as_deref()?;
         // The local time is written with a `Z` that does not mean UTC: read it as if it did.
-        let as_if_utc = OffsetDateTime::parse(
-            local,
-            &time::format_description::well_known::Rfc3339,
-        )
-        .ok()?;
+        let as_if_utc =
+            OffsetDateTime::parse(local, &time::format_description::well_known::Rfc3339).ok()?;
         let offset = as_if_utc.unix_timestamp() - self.start;
         // Real offsets lie within ±18 h; anything else is a bad record.
         (offset.abs() <= 18 * 3600).then_some(offset)
@@ -190,6 +191,8 @@ pub(super) struct RunEntity {
     photo_checked: Option<Flag>,
     #[serde(skip_serializing_if = "Option::is_none")]
     route_shape: Option<Text>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hidden: Option<Flag>,
 }
 
 fn double(value: Option<f64>) -> (Option<Double>, Option<&'static str>) {
@@ -234,6 +237,7 @@ impl From<&IndexedRun> for RunEntity {
             photo_url: run.photo_url.as_deref().and_then(text),
             photo_checked: Some(Property::Value(run.photo_checked)),
             route_shape: run.route_shape.as_deref().and_then(text),
+            hidden: run.hidden.then_some(Property::Value(true)),
         }
     }
 }
@@ -267,6 +271,7 @@ impl TryFrom<RunEntity> for IndexedRun {
             photo_url: optional(&entity.photo_url, "PhotoUrl", ROW)?,
             photo_checked: optional(&entity.photo_checked, "PhotoChecked", ROW)?.unwrap_or(false),
             route_shape: optional(&entity.route_shape, "RouteShape", ROW)?,
+            hidden: optional(&entity.hidden, "Hidden", ROW)?.unwrap_or(false),
         })
     }
 }
@@ -300,6 +305,7 @@ pub(crate) mod tests {
             photo_url: None,
             photo_checked: false,
             route_shape: None,
+            hidden: false,
         }
     }
 
@@ -317,10 +323,9 @@ pub(crate) mod tests {
         for forbidden in ["latlng", "polyline", "Map"] {
             assert!(!text.contains(forbidden), "{text}");
         }
-        let back = IndexedRun::try_from(
-            serde_json::from_value::<RunEntity>(entity).expect("decodes"),
-        )
-        .expect("readable");
+        let back =
+            IndexedRun::try_from(serde_json::from_value::<RunEntity>(entity).expect("decodes"))
+                .expect("readable");
         assert_eq!(back, original);
     }
 

@@ -203,7 +203,10 @@ mod tests {
         let (base, seen) = fake(200, ACTIVITIES, &NORMAL_LIMITS).await;
         let client = client_for(&base);
         let before = OffsetDateTime::now_utc();
-        let list = client.list_activities(&token(), 30, None).await.expect("list");
+        let list = client
+            .list_activities(&token(), 30, None)
+            .await
+            .expect("list");
         assert_eq!(list.len(), 6);
         assert_eq!(list[2].id, 16128930471);
 
@@ -312,7 +315,10 @@ mod tests {
     async fn error_answers_are_classified_and_still_recorded() {
         let (base, _) = fake(401, BAD_TOKEN, &NORMAL_LIMITS).await;
         let client = client_for(&base);
-        let err = client.list_activities(&token(), 30, None).await.expect_err("401");
+        let err = client
+            .list_activities(&token(), 30, None)
+            .await
+            .expect_err("401");
         assert!(matches!(err, StravaError::Unauthorized), "{err:?}");
         assert!(client.rate_limits().is_some());
 
@@ -386,7 +392,10 @@ mod tests {
         let (base, _) = fake(429, LIMITED, &READ_EXHAUSTED).await;
         let client = client_for(&base);
         let before = OffsetDateTime::now_utc();
-        let err = client.list_activities(&token(), 30, None).await.expect_err("429");
+        let err = client
+            .list_activities(&token(), 30, None)
+            .await
+            .expect_err("429");
         let after = OffsetDateTime::now_utc();
         let StravaError::RateLimited { until: Some(until) } = err else {
             panic!("unexpected {err:?}");

@@ -1243,6 +1243,36 @@ impl FakeStrava {
         self.st().activities = list;
     }
 
+    /// Adds an activity to the list (an upload).
+    pub fn add_activity(&self, activity: Value) {
+        self.st().activities.push(activity);
+    }
+
+    /// Changes the listed activity `id` (a rename, a change of privacy or sport); whether it
+    /// was there. Its detail follows, unless one was set with `set_activity_detail`.
+    pub fn update_activity(&self, id: i64, change: impl FnOnce(&mut Value)) -> bool {
+        let mut st = self.st();
+        match st
+            .activities
+            .iter_mut()
+            .find(|a| a.get("id").and_then(Value::as_i64) == Some(id))
+        {
+            Some(activity) => {
+                change(activity);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Removes activity `id` from the list and its detail (a delete).
+    pub fn remove_activity(&self, id: i64) {
+        let mut st = self.st();
+        st.activities
+            .retain(|a| a.get("id").and_then(Value::as_i64) != Some(id));
+        st.details.remove(&id);
+    }
+
     /// The answer of `GET /activities/{id}` (served even if `id` is not in the list).
     pub fn set_activity_detail(&self, id: i64, detail: Value) {
         self.st().details.insert(id, detail);

@@ -1,6 +1,7 @@
 //! Shared test support: the real Azurite, a fake Strava, and the app started on free ports.
 #![allow(dead_code)]
 
+pub mod activities;
 pub mod app;
 pub mod azurite;
 pub mod credentials;

@@ -37,6 +37,8 @@ struct Rules {
     writes: u32,
     /// Writes held so far.
     held: u32,
+    /// Added before every request (reads too) is passed on: a slow storage.
+    latency: std::time::Duration,
 }
 
 /// The proxy. Dropping it stops it.
@@ -74,6 +76,8 @@ impl StorageProxy {
                     let client = client.clone();
                     let target = target.clone();
                     async move {
+                        let latency = rules.lock().map(|r| r.latency).unwrap_or_default();
+                        tokio::time::sleep(latency).await;
                         let fate = fate_of(&rules, &method, path.as_str());
                         match fate {
                             WriteFate::Pass => {}
@@ -141,6 +145,13 @@ impl StorageProxy {
             rules,
             release,
             shutdown: Some(tx),
+        }
+    }
+
+    /// Every request (read or write) waits `latency` before it is passed on.
+    pub fn set_latency(&self, latency: std::time::Duration) {
+        if let Ok(mut rules) = self.rules.lock() {
+            rules.latency = latency;
         }
     }
 
