@@ -244,6 +244,8 @@ pub struct LatestRunSettings {
     pub sport_types: Vec<String>,
     /// Whether answers carry the route sketch (`WIDGET_ROUTE_SHAPE`).
     pub route_shape: bool,
+    /// The privacy zone the sketch is cut by (`WIDGET_ROUTE_PRIVACY_METERS`, keyed per app).
+    pub route_privacy: crate::widget::route_shape::PrivacyZone,
 }
 
 /// What [`LatestRunService::refresh`] did, for the timer's summary line.
@@ -963,7 +965,7 @@ impl LatestRunService {
             fetched_at,
         );
         if self.0.settings.route_shape {
-            run = run.with_route_shape(activity);
+            run = run.with_route_shape(activity, &self.0.settings.route_privacy);
         }
         Ok(Known::Run(Arc::new(Answer::from_run(
             run,

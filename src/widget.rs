@@ -245,14 +245,19 @@ pub fn build_latest_run(
 }
 
 impl LatestRun {
-    /// With the route sketch of `activity` (null without a usable polyline).
-    pub fn with_route_shape(self, activity: &SummaryActivity) -> LatestRun {
+    /// With the route sketch of `activity`, cut around its start and end by `zone` (null without
+    /// a usable polyline, or with too little left outside the zone).
+    pub fn with_route_shape(
+        self,
+        activity: &SummaryActivity,
+        zone: &route_shape::PrivacyZone,
+    ) -> LatestRun {
         LatestRun {
             route_shape: Some(
                 activity
                     .summary_polyline
                     .as_deref()
-                    .and_then(route_shape::route_shape),
+                    .and_then(|polyline| route_shape::route_shape(polyline, activity.id, zone)),
             ),
             ..self
         }
@@ -736,13 +741,14 @@ mod tests {
         assert!(plain.get("route_shape").is_none());
         let list = activities();
         let picked = pick_latest_run(&list, &runs()).expect("a run");
-        let with = built_sample().with_route_shape(picked);
+        let zone = route_shape::PrivacyZone::new(500.0, b"test key");
+        let with = built_sample().with_route_shape(picked, &zone);
         let encoded = serde_json::to_value(&with).expect("encodes");
         let path = encoded["route_shape"].as_str().expect("a path");
         assert!(path.starts_with('M'), "{path}");
         let mut no_map = picked.clone();
         no_map.summary_polyline = None;
-        let without = built_sample().with_route_shape(&no_map);
+        let without = built_sample().with_route_shape(&no_map, &zone);
         let encoded = serde_json::to_value(&without).expect("encodes");
         assert_eq!(encoded.get("route_shape"), Some(&Value::Null));
         for run in [with, without, built_sample()] {
