@@ -5,6 +5,7 @@
 pub mod assets;
 pub mod route_shape;
 pub mod svg;
+pub mod text_fit;
 
 use crate::strava::models::{is_placeholder_url, DetailedActivity, Photo, SummaryActivity};
 use serde::{Deserialize, Serialize};

@@ -295,16 +295,104 @@ async fn the_svg_card_is_xml_escaped_has_no_coordinates_and_follows_the_json_cac
     }
 }
 
+/// An app on the fake Strava whose only runs are private: `404 no_public_run`.
+async fn no_public_run_app() -> (FakeStrava, TestApp) {
+    let strava = FakeStrava::start().await;
+    let mut private = sample("athlete-activities.json");
+    for activity in private.as_array_mut().expect("array") {
+        activity["visibility"] = json!("only_me");
+        activity["private"] = json!(true);
+    }
+    strava.set_activities(private.as_array().expect("array").clone());
+    let app = sample_app(&strava).await;
+    (strava, app)
+}
+
+/// An app whose table is where nothing listens: `503 storage_unavailable`.
+async fn storage_down_app(strava: &FakeStrava) -> TestApp {
+    let nowhere = support::azurite::connection_string_for_port(support::azurite::free_port());
+    TestApp::spawn(TestSettings::new(&strava.base_url()).with("STRAVA_TABLE_CONNECTION", nowhere))
+        .await
+}
+
 #[tokio::test]
-async fn the_svg_card_answers_errors_as_the_json_does() {
+async fn every_svg_error_is_an_image_card_that_says_what_is_wrong_and_json_keeps_its_status() {
     let strava = FakeStrava::start().await;
     let unconfigured = TestApp::spawn(TestSettings::new(&strava.base_url())).await;
-    let response = unconfigured.get("/api/GetLatestRun?format=svg").await;
-    assert_eq!(response.status(), 503);
-    assert_eq!(
-        json(&response.bytes().await.expect("body"))["error"],
-        "not_configured"
-    );
+    let failing_strava = FakeStrava::start().await;
+    failing_strava.set_fault(Scope::Api, Some(Fault::Status(500)));
+    let failing = sample_app(&failing_strava).await;
+    let (_private_strava, no_public) = no_public_run_app().await;
+    let storage_down = storage_down_app(&strava).await;
+
+    for (app, status, code, words) in [
+        (
+            &unconfigured,
+            503,
+            "not_configured",
+            "Strava is not connected yet.",
+        ),
+        (
+            &failing,
+            502,
+            "strava_unavailable",
+            "Strava cannot be reached right now.",
+        ),
+        (
+            &no_public,
+            404,
+            "no_public_run",
+            "No public run to show yet.",
+        ),
+        (
+            &storage_down,
+            503,
+            "storage_unavailable",
+            "cannot be loaded right now",
+        ),
+    ] {
+        // The JSON answer keeps its status and body.
+        let body = poll_until(app, "/api/GetLatestRun", |s, _| s == status).await;
+        assert_eq!(body["error"], code);
+        for query in [
+            "",
+            "&theme=light",
+            "&theme=dark",
+            "&theme=auto&units=imperial",
+        ] {
+            let path = format!("/api/GetLatestRun?format=svg{query}");
+            let response = app.get(&path).await;
+            assert_eq!(response.status(), 200, "{path}: {code}");
+            assert_eq!(header(&response, "content-type"), "image/svg+xml");
+            assert_eq!(header(&response, "x-widget-error"), code, "{path}");
+            assert_eq!(header(&response, "cache-control"), "public, max-age=60");
+            assert!(header(&response, "content-security-policy").starts_with("default-src 'none'"));
+            assert_eq!(header(&response, "access-control-allow-origin"), "*");
+            let svg = response.text().await.expect("body");
+            assert!(
+                svg.starts_with(
+                    r#"<svg xmlns="http://www.w3.org/2000/svg" width="480" height="200""#
+                ),
+                "{svg}"
+            );
+            let texts = xml_texts(&svg);
+            assert!(texts.iter().any(|t| t.contains(words)), "{code}: {texts:?}");
+            match query {
+                "&theme=dark" => {
+                    assert!(svg.contains(".bg{fill:#17191e") && !svg.contains("#fff;"))
+                }
+                "&theme=light" => {
+                    assert!(svg.contains(".bg{fill:#fff") && !svg.contains("#17191e"))
+                }
+                _ => assert!(svg.contains("prefers-color-scheme:dark")),
+            }
+        }
+    }
+    // A bad parameter is still a JSON 400, for the card as for the JSON.
+    let bad = unconfigured
+        .get("/api/GetLatestRun?format=svg&theme=pink")
+        .await;
+    assert_eq!(bad.status(), 400);
 }
 
 #[tokio::test]
