@@ -1,8 +1,8 @@
 //! The widget as a blog's readers get it: the `Widget` function's files and headers, the SVG card,
 //! and end-to-end runs in headless Chromium. The browser test starts apps on real Azurite and
 //! fake Stravas (one per situation: a run with a photo, without one, a hostile name, a stale
-//! answer, Strava failing, not connected, no public run, storage unreachable, long names in four
-//! scripts), serves blog pages from another origin
+//! answer, Strava failing, not connected, no public run, storage unreachable, long names in
+//! Latin capitals, CJK, emoji, Arabic and Hebrew), serves blog pages from another origin
 //! that embed the two lines of DESIGN §7, and runs `tests/browser/widget.e2e.mjs` (playwright-core
 //! driving Debian's chromium), which asserts and exits non-zero on a failure.
 
