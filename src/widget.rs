@@ -1,6 +1,8 @@
 //! The widget's view model: picks the latest public run from Strava's decoded data and builds the
 //! `GetLatestRun` response (DESIGN §5) from an allow-list of fields, so nothing else leaks. Beside
-//! it, [`svg`] renders that response as an SVG card and [`assets`] holds the embedded front end.
+//! it, [`svg`] renders that response (or an error) as an SVG card, with its text fitted by
+//! [`text_fit`], [`route_shape`] draws the route sketch behind a privacy zone, and [`assets`]
+//! holds the embedded front end.
 
 pub mod assets;
 pub mod route_shape;

@@ -2,7 +2,10 @@
 //! such as a GitHub profile README. No script, no external resource, no photo (it would have to
 //! be fetched and inlined), no coordinates: only what the JSON answer says, every text escaped
 //! for XML. [`Theme::Auto`] follows `prefers-color-scheme` inside the SVG, so one URL suits a
-//! light and a dark page. A view beside the JSON one: it knows nothing of HTTP.
+//! light and a dark page. Text is fitted to its box by estimated rendered width
+//! ([`super::text_fit`]). [`render_error`] draws an answer without a run (no public run, Strava
+//! or storage failing, …) as a card of the same size that says what is wrong, so an `<img>` is
+//! never broken. A view beside the JSON one: it knows nothing of HTTP.
 
 use super::text_fit::{fit, Style};
 use super::LatestRun;
