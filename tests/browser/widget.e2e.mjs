@@ -444,6 +444,13 @@ try {
   // --- the SVG card's text stays in its box, for every script ----------------------------------------
   {
     const { page, context } = await open("svg");
+    // Without CJK and emoji fonts Chromium draws narrow boxes, and the check below could not fail.
+    const widths = await page.evaluate(() => {
+      const ctx = document.createElement("canvas").getContext("2d");
+      ctx.font = '700 100px system-ui, sans-serif';
+      return { cjk: ctx.measureText("東").width, emoji: ctx.measureText("🏃").width };
+    });
+    check("CJK and emoji fonts are installed (fonts-noto-cjk, fonts-noto-color-emoji)", widths.cjk >= 90 && widths.emoji >= 90, JSON.stringify(widths));
     for (const [script, address] of Object.entries(config.names)) {
       for (const theme of ["light", "dark"]) {
         const svg = await (await fetch(`${address}/api/GetLatestRun?format=svg&theme=${theme}`)).text();
