@@ -49,6 +49,7 @@ var appSettings = [
   { name: 'WIDGET_CACHE_SECONDS', value: '600' }
   { name: 'WIDGET_ALLOWED_ORIGINS', value: allowedOrigins }
   { name: 'WIDGET_ROUTE_SHAPE', value: 'false' }
+  { name: 'WIDGET_ROUTE_PRIVACY_METERS', value: '500' }
   { name: 'STRAVA_WEBHOOK_VERIFY_TOKEN', value: webhookVerifyToken }
   { name: 'RUST_LOG', value: 'info' }
   { name: 'LOG_FORMAT', value: 'json' }

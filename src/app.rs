@@ -9,6 +9,7 @@ use crate::secret::Secret;
 use crate::store::Store;
 use crate::strava::StravaClient;
 use crate::tokens::TokenKeeper;
+use crate::widget::route_shape::PrivacyZone;
 
 /// Everything a function may need, shared by all requests.
 pub struct App {
@@ -70,6 +71,13 @@ impl App {
                 cache_seconds: i64::try_from(settings.cache_seconds).unwrap_or(i64::MAX),
                 sport_types: settings.sport_types.clone(),
                 route_shape: settings.route_shape,
+                // Keyed by the storage connection string: a secret every instance shares (it
+                // holds the account key), so all draw the same sketch and no one else can
+                // predict the cut.
+                route_privacy: PrivacyZone::new(
+                    f64::from(settings.route_privacy_meters),
+                    settings.storage.connection_string.expose().as_bytes(),
+                ),
             },
             store.clone(),
             strava,

@@ -26,6 +26,9 @@ pub struct Settings {
     pub allowed_origins: AllowedOrigins,
     /// `WIDGET_ROUTE_SHAPE`: add the privacy-trimmed route sketch to answers.
     pub route_shape: bool,
+    /// `WIDGET_ROUTE_PRIVACY_METERS`: the sketch draws nothing within this radius (plus a keyed
+    /// amount per activity) of the route's start and end.
+    pub route_privacy_meters: u32,
     /// The webhook's shared secret, when configured.
     pub webhook_verify_token: Option<Secret>,
     /// `RUST_LOG` filter.
@@ -171,6 +174,8 @@ struct SettingValues {
     allowed_origins: Option<String>,
     #[serde(rename = "WIDGET_ROUTE_SHAPE")]
     route_shape: Option<String>,
+    #[serde(rename = "WIDGET_ROUTE_PRIVACY_METERS")]
+    route_privacy_meters: Option<String>,
     #[serde(rename = "STRAVA_WEBHOOK_VERIFY_TOKEN")]
     webhook_verify_token: Option<String>,
     #[serde(rename = "RUST_LOG")]
@@ -254,6 +259,13 @@ pub fn parse_local_settings(text: &str) -> Result<HashMap<String, String>, Confi
     }
     Ok(values)
 }
+
+/// `WIDGET_ROUTE_PRIVACY_METERS` when not set.
+pub const DEFAULT_ROUTE_PRIVACY_METERS: u32 = 500;
+/// The smallest `WIDGET_ROUTE_PRIVACY_METERS`: a smaller zone would hardly hide a front door.
+pub const MIN_ROUTE_PRIVACY_METERS: u32 = 200;
+/// The largest `WIDGET_ROUTE_PRIVACY_METERS`.
+pub const MAX_ROUTE_PRIVACY_METERS: u32 = 10_000;
 
 /// The longest `WIDGET_CACHE_SECONDS`: thirty days (and far from overflowing timestamps).
 pub const MAX_CACHE_SECONDS: u64 = 30 * 24 * 60 * 60;
@@ -353,6 +365,22 @@ impl Settings {
             }
         };
 
+        let route_privacy_meters = match values.route_privacy_meters.as_deref() {
+            None => DEFAULT_ROUTE_PRIVACY_METERS,
+            Some(text) => text
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (MIN_ROUTE_PRIVACY_METERS..=MAX_ROUTE_PRIVACY_METERS).contains(n))
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        "WIDGET_ROUTE_PRIVACY_METERS",
+                        format!(
+                            "must be a whole number of metres from {MIN_ROUTE_PRIVACY_METERS} to {MAX_ROUTE_PRIVACY_METERS} (default {DEFAULT_ROUTE_PRIVACY_METERS})"
+                        ),
+                    )
+                })?,
+        };
+
         let log_format = match values.log_format.as_deref().unwrap_or("text") {
             f if f.eq_ignore_ascii_case("text") => LogFormat::Text,
             f if f.eq_ignore_ascii_case("json") => LogFormat::Json,
@@ -378,6 +406,7 @@ impl Settings {
             cache_seconds,
             allowed_origins,
             route_shape,
+            route_privacy_meters,
             webhook_verify_token: values.webhook_verify_token.map(Secret::new),
             log_filter,
             log_format,
@@ -461,6 +490,24 @@ mod tests {
         assert_eq!(settings.allowed_origins, AllowedOrigins::Any);
         assert_eq!(settings.log_format, LogFormat::Text);
         assert!(settings.webhook_verify_token.is_none());
+        assert_eq!(settings.route_privacy_meters, 500);
+    }
+
+    #[test]
+    fn the_route_privacy_radius_is_at_least_200_m() {
+        let base = ("AzureWebJobsStorage", "UseDevelopmentStorage=true");
+        for (value, metres) in [("200", 200), ("800", 800), (" 10000 ", 10_000), ("", 500)] {
+            let settings =
+                Settings::from_raw(&raw(&[base, ("WIDGET_ROUTE_PRIVACY_METERS", value)]))
+                    .expect(value);
+            assert_eq!(settings.route_privacy_meters, metres, "{value}");
+        }
+        let err = Settings::from_raw(&raw(&[base, ("WIDGET_ROUTE_PRIVACY_METERS", "150")]))
+            .expect_err("too small");
+        assert_eq!(
+            err.to_string(),
+            "setting WIDGET_ROUTE_PRIVACY_METERS: must be a whole number of metres from 200 to 10000 (default 500)"
+        );
     }
 
     #[test]
@@ -492,6 +539,12 @@ mod tests {
             ("WIDGET_ALLOWED_ORIGINS", "blog.example.org"),
             ("LOG_FORMAT", "xml"),
             ("WIDGET_ROUTE_SHAPE", "yes"),
+            ("WIDGET_ROUTE_PRIVACY_METERS", "199"),
+            ("WIDGET_ROUTE_PRIVACY_METERS", "0"),
+            ("WIDGET_ROUTE_PRIVACY_METERS", "-500"),
+            ("WIDGET_ROUTE_PRIVACY_METERS", "500m"),
+            ("WIDGET_ROUTE_PRIVACY_METERS", "500.5"),
+            ("WIDGET_ROUTE_PRIVACY_METERS", "10001"),
             ("RUST_LOG", "=[[["),
         ];
         for (name, value) in cases {
@@ -591,7 +644,7 @@ mod tests {
     #[test]
     fn the_setting_names_come_from_the_struct() {
         let names = setting_names();
-        assert_eq!(names.len(), 11, "{names:?}");
+        assert_eq!(names.len(), 12, "{names:?}");
         for name in ["AzureWebJobsStorage", "WIDGET_CACHE_SECONDS", "RUST_LOG"] {
             assert!(names.contains(&name), "{name}");
         }

@@ -257,7 +257,10 @@ pub fn strava_decoders(data: &[u8]) -> Outcome {
     if let Ok(activities) = serde_json::from_slice::<Vec<SummaryActivity>>(data) {
         if let Some(picked) = pick_latest_run(&activities, &sport_types) {
             check_pick(picked, &sport_types)?;
-            let run = build_latest_run(picked, None, 1234.5, fixed_now()).with_route_shape(picked);
+            let run = build_latest_run(picked, None, 1234.5, fixed_now()).with_route_shape(
+                picked,
+                &crate::widget::route_shape::PrivacyZone::new(500.0, b"fuzzing"),
+            );
             check_view(&run)?;
             for theme in [Theme::Auto, Theme::Light, Theme::Dark] {
                 for units in [Units::Metric, Units::Imperial] {

@@ -1,10 +1,13 @@
 //! The widget's view model: picks the latest public run from Strava's decoded data and builds the
 //! `GetLatestRun` response (DESIGN §5) from an allow-list of fields, so nothing else leaks. Beside
-//! it, [`svg`] renders that response as an SVG card and [`assets`] holds the embedded front end.
+//! it, [`svg`] renders that response (or an error) as an SVG card, with its text fitted by
+//! [`text_fit`], [`route_shape`] draws the route sketch behind a privacy zone, and [`assets`]
+//! holds the embedded front end.
 
 pub mod assets;
 pub mod route_shape;
 pub mod svg;
+pub mod text_fit;
 
 use crate::store::IndexedRun;
 use crate::strava::models::{is_placeholder_url, DetailedActivity, Photo, SummaryActivity};
@@ -280,14 +283,19 @@ pub fn build_from_index(
 }
 
 impl LatestRun {
-    /// With the route sketch of `activity` (null without a usable polyline).
-    pub fn with_route_shape(self, activity: &SummaryActivity) -> LatestRun {
+    /// With the route sketch of `activity`, cut around its start and end by `zone` (null without
+    /// a usable polyline, or with too little left outside the zone).
+    pub fn with_route_shape(
+        self,
+        activity: &SummaryActivity,
+        zone: &route_shape::PrivacyZone,
+    ) -> LatestRun {
         LatestRun {
             route_shape: Some(
                 activity
                     .summary_polyline
                     .as_deref()
-                    .and_then(route_shape::route_shape),
+                    .and_then(|polyline| route_shape::route_shape(polyline, activity.id, zone)),
             ),
             ..self
         }
@@ -771,13 +779,14 @@ mod tests {
         assert!(plain.get("route_shape").is_none());
         let list = activities();
         let picked = pick_latest_run(&list, &runs()).expect("a run");
-        let with = built_sample().with_route_shape(picked);
+        let zone = route_shape::PrivacyZone::new(500.0, b"test key");
+        let with = built_sample().with_route_shape(picked, &zone);
         let encoded = serde_json::to_value(&with).expect("encodes");
         let path = encoded["route_shape"].as_str().expect("a path");
         assert!(path.starts_with('M'), "{path}");
         let mut no_map = picked.clone();
         no_map.summary_polyline = None;
-        let without = built_sample().with_route_shape(&no_map);
+        let without = built_sample().with_route_shape(&no_map, &zone);
         let encoded = serde_json::to_value(&without).expect("encodes");
         assert_eq!(encoded.get("route_shape"), Some(&Value::Null));
         for run in [with, without, built_sample()] {

@@ -3,6 +3,8 @@
 //!   the order, duplicates or missing fields, and always picks the newest eligible one;
 //! - the built response (JSON and SVG card) never carries a coordinate, the polyline, a token or
 //!   a secret that Strava's answer held, and has only the allow-listed keys;
+//! - the route sketch never draws a point or a line within the privacy radius of the route's
+//!   start or end (nor of home behind a GPS jump at the start), in the sketch's own scale;
 //! - ETag equality ⇔ body equality (`latest_run::etag_of`).
 //!
 //! Activities are generated as JSON objects and decoded as the client decodes them, so a missing
@@ -15,6 +17,7 @@ use serde_json::{json, Map, Value};
 use strava_latest_run::latest_run::etag_of;
 use strava_latest_run::strava::Photo;
 use strava_latest_run::strava::SummaryActivity;
+use strava_latest_run::widget::route_shape::{sketch, PrivacyZone, Sketch};
 use strava_latest_run::widget::svg::{self, Theme, Units};
 use strava_latest_run::widget::{
     build_latest_run, choose_photo_url, pick_latest_run, LatestRun, RESPONSE_KEYS,
@@ -267,7 +270,7 @@ proptest! {
         let fetched_at = OffsetDateTime::from_unix_timestamp(1_760_292_249).expect("time");
         let mut run = build_latest_run(picked, choose_photo_url(None, &photos), 123_456.7, fetched_at);
         if route_shape {
-            run = run.with_route_shape(picked);
+            run = run.with_route_shape(picked, &PrivacyZone::new(500.0, b"properties"));
         }
         let body = serde_json::to_string(&run).expect("json");
         let card = svg::render(&run, Theme::Auto, Units::Metric);
@@ -339,6 +342,106 @@ proptest! {
         };
         if let (Some(a), Some(b)) = (body(&first), body(&second)) {
             prop_assert_eq!(etag_of(&a) == etag_of(&b), a == b);
+        }
+    }
+}
+
+/// Metres per degree of latitude.
+const PER_DEGREE: f64 = 6_371_008.8 * std::f64::consts::PI / 180.0;
+
+/// A run as metres east and north of its first point: a random walk of steps of 20–600 m.
+fn walk() -> impl Strategy<Value = Vec<(f64, f64)>> {
+    prop::collection::vec((0.0..std::f64::consts::TAU, 20.0..600.0_f64), 3..90).prop_map(|steps| {
+        let mut at = (0.0, 0.0);
+        let mut points = vec![at];
+        for (bearing, length) in steps {
+            at = (at.0 + length * bearing.sin(), at.1 + length * bearing.cos());
+            points.push(at);
+        }
+        points
+    })
+}
+
+/// `points` (metres from `home`) as a polyline.
+fn encode_around(home: (f64, f64), points: &[(f64, f64)]) -> String {
+    let squeeze = home.0.to_radians().cos();
+    polyline::encode_coordinates(
+        points.iter().map(|(east, north)| {
+            geo_types::coord! {
+                x: home.1 + east / (PER_DEGREE * squeeze),
+                y: home.0 + north / PER_DEGREE,
+            }
+        }),
+        5,
+    )
+    .expect("encodes")
+}
+
+/// The nearest the drawn sketch comes to `place` (metres from `home`), in metres at the sketch's
+/// own scale.
+fn nearest_drawn(sketch: &Sketch, home: (f64, f64), place: (f64, f64)) -> f64 {
+    let squeeze = home.0.to_radians().cos();
+    let at = sketch.to_box(
+        home.0 + place.1 / PER_DEGREE,
+        home.1 + place.0 / (PER_DEGREE * squeeze),
+    );
+    let mut nearest = f64::MAX;
+    for sub in sketch.path.split('M').filter(|s| !s.trim().is_empty()) {
+        let points: Vec<(f64, f64)> = sub
+            .split('L')
+            .map(|pair| {
+                let n: Vec<f64> = pair
+                    .split_whitespace()
+                    .map(|v| v.parse().expect("a number"))
+                    .collect();
+                assert_eq!(n.len(), 2, "{}", sketch.path);
+                (n[0], n[1])
+            })
+            .collect();
+        for i in 0..points.len() {
+            let (a, b) = (points[i], points[(i + 1).min(points.len() - 1)]);
+            let d = (b.0 - a.0, b.1 - a.1);
+            let dd = d.0 * d.0 + d.1 * d.1;
+            let t = if dd > 0.0 {
+                (((at.0 - a.0) * d.0 + (at.1 - a.1) * d.1) / dd).clamp(0.0, 1.0)
+            } else {
+                0.0
+            };
+            nearest = nearest.min((at.0 - a.0 - t * d.0).hypot(at.1 - a.1 - t * d.1));
+        }
+    }
+    nearest / sketch.units_per_metre()
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn the_route_sketch_never_comes_within_the_privacy_radius_of_the_start_or_the_end(
+        home in (-70.0..70.0_f64, -179.0..179.0_f64),
+        run in walk(),
+        jump in prop::option::of((0.0..std::f64::consts::TAU, 1000.0..5000.0_f64)),
+        radius in prop::sample::select(vec![200.0, 500.0, 800.0]),
+        id in any::<i64>(),
+    ) {
+        let mut points = run;
+        // A bogus first fix far from home: home, the second point, is protected all the same.
+        if let Some((bearing, length)) = jump {
+            points.insert(0, (length * bearing.sin(), length * bearing.cos()));
+        }
+        let zone = PrivacyZone::new(radius, b"AccountName=x;AccountKey=secret");
+        let Some(sketch) = sketch(&encode_around(home, &points), id, &zone) else {
+            return Ok(());
+        };
+        // Rounding to a tenth of a box unit and to the polyline's 1e-5 degrees.
+        let slack = 0.08 / sketch.units_per_metre() + 3.0;
+        let mut protected = vec![points[0], points[points.len() - 1]];
+        if jump.is_some() {
+            protected.push(points[1]);
+        }
+        for place in protected {
+            let gap = nearest_drawn(&sketch, home, place);
+            prop_assert!(gap + slack >= radius, "{gap:.1} m from {place:?} (radius {radius}): {}", sketch.path);
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The widget as a blog's readers get it: the `Widget` function's files and headers, the SVG card,
 //! and end-to-end runs in headless Chromium. The browser test starts apps on real Azurite and
 //! fake Stravas (one per situation: a run with a photo, without one, a hostile name, a stale
-//! answer, Strava failing, not connected, no public run), serves blog pages from another origin
+//! answer, Strava failing, not connected, no public run, storage unreachable, long names in
+//! Latin capitals, CJK, emoji, Arabic and Hebrew), serves blog pages from another origin
 //! that embed the two lines of DESIGN §7, and runs `tests/browser/widget.e2e.mjs` (playwright-core
 //! driving Debian's chromium), which asserts and exits non-zero on a failure.
 
@@ -21,6 +22,21 @@ use tokio::sync::oneshot;
 use warp::Filter;
 
 const SAMPLE_RUN_ID: i64 = 16128930471;
+/// Names that run past the card when cut by character count: capitals, CJK, emoji (with joined
+/// sequences, skin tones and a flag) and right-to-left scripts.
+const LONG_NAMES: [(&str, &str); 5] = [
+    ("latin", "WWWWWWWWWWMMMMMMMMMMWWWWWWWWWWMM"),
+    ("cjk", "東京マラソンに向けての長距離走と皇居ランニング二周目です"),
+    (
+        "emoji",
+        "🏃\u{200D}♂\u{FE0F}🔥💯🏃\u{200D}♀\u{FE0F}🌧\u{FE0F}☔🌈🏅🎉🥳🏃🏽\u{200D}♀\u{FE0F}👨\u{200D}👩\u{200D}👧🇩🇪🏃🏃🏃🏃🏃🏃🏃🏃🏃🏃🏃",
+    ),
+    (
+        "arabic",
+        "الجري الصباحي الطويل حول البحيرة مع الأصدقاء في عطلة نهاية الأسبوع",
+    ),
+    ("hebrew", "ריצת בוקר ארוכה סביב האגם עם חברים בסוף השבוע הארוך"),
+];
 const HOSTILE_NAME: &str = r#"<img src=x onerror="window.__xss=1;alert(1)"> & </latest-run>"#;
 
 fn sample(name: &str) -> Value {
@@ -295,16 +311,104 @@ async fn the_svg_card_is_xml_escaped_has_no_coordinates_and_follows_the_json_cac
     }
 }
 
+/// An app on the fake Strava whose only runs are private: `404 no_public_run`.
+async fn no_public_run_app() -> (FakeStrava, TestApp) {
+    let strava = FakeStrava::start().await;
+    let mut private = sample("athlete-activities.json");
+    for activity in private.as_array_mut().expect("array") {
+        activity["visibility"] = json!("only_me");
+        activity["private"] = json!(true);
+    }
+    strava.set_activities(private.as_array().expect("array").clone());
+    let app = sample_app(&strava).await;
+    (strava, app)
+}
+
+/// An app whose table is where nothing listens: `503 storage_unavailable`.
+async fn storage_down_app(strava: &FakeStrava) -> TestApp {
+    let nowhere = support::azurite::connection_string_for_port(support::azurite::free_port());
+    TestApp::spawn(TestSettings::new(&strava.base_url()).with("STRAVA_TABLE_CONNECTION", nowhere))
+        .await
+}
+
 #[tokio::test]
-async fn the_svg_card_answers_errors_as_the_json_does() {
+async fn every_svg_error_is_an_image_card_that_says_what_is_wrong_and_json_keeps_its_status() {
     let strava = FakeStrava::start().await;
     let unconfigured = TestApp::spawn(TestSettings::new(&strava.base_url())).await;
-    let response = unconfigured.get("/api/GetLatestRun?format=svg").await;
-    assert_eq!(response.status(), 503);
-    assert_eq!(
-        json(&response.bytes().await.expect("body"))["error"],
-        "not_configured"
-    );
+    let failing_strava = FakeStrava::start().await;
+    failing_strava.set_fault(Scope::Api, Some(Fault::Status(500)));
+    let failing = sample_app(&failing_strava).await;
+    let (_private_strava, no_public) = no_public_run_app().await;
+    let storage_down = storage_down_app(&strava).await;
+
+    for (app, status, code, words) in [
+        (
+            &unconfigured,
+            503,
+            "not_configured",
+            "Strava is not connected yet.",
+        ),
+        (
+            &failing,
+            502,
+            "strava_unavailable",
+            "Strava cannot be reached right now.",
+        ),
+        (
+            &no_public,
+            404,
+            "no_public_run",
+            "No public run to show yet.",
+        ),
+        (
+            &storage_down,
+            503,
+            "storage_unavailable",
+            "cannot be loaded right now",
+        ),
+    ] {
+        // The JSON answer keeps its status and body.
+        let body = poll_until(app, "/api/GetLatestRun", |s, _| s == status).await;
+        assert_eq!(body["error"], code);
+        for query in [
+            "",
+            "&theme=light",
+            "&theme=dark",
+            "&theme=auto&units=imperial",
+        ] {
+            let path = format!("/api/GetLatestRun?format=svg{query}");
+            let response = app.get(&path).await;
+            assert_eq!(response.status(), 200, "{path}: {code}");
+            assert_eq!(header(&response, "content-type"), "image/svg+xml");
+            assert_eq!(header(&response, "x-widget-error"), code, "{path}");
+            assert_eq!(header(&response, "cache-control"), "public, max-age=60");
+            assert!(header(&response, "content-security-policy").starts_with("default-src 'none'"));
+            assert_eq!(header(&response, "access-control-allow-origin"), "*");
+            let svg = response.text().await.expect("body");
+            assert!(
+                svg.starts_with(
+                    r#"<svg xmlns="http://www.w3.org/2000/svg" width="480" height="200""#
+                ),
+                "{svg}"
+            );
+            let texts = xml_texts(&svg);
+            assert!(texts.iter().any(|t| t.contains(words)), "{code}: {texts:?}");
+            match query {
+                "&theme=dark" => {
+                    assert!(svg.contains(".bg{fill:#17191e") && !svg.contains("#fff;"))
+                }
+                "&theme=light" => {
+                    assert!(svg.contains(".bg{fill:#fff") && !svg.contains("#17191e"))
+                }
+                _ => assert!(svg.contains("prefers-color-scheme:dark")),
+            }
+        }
+    }
+    // A bad parameter is still a JSON 400, for the card as for the JSON.
+    let bad = unconfigured
+        .get("/api/GetLatestRun?format=svg&theme=pink")
+        .await;
+    assert_eq!(bad.status(), 400);
 }
 
 #[tokio::test]
@@ -621,14 +725,24 @@ async fn the_widget_in_headless_chromium_on_a_page_of_another_origin() {
     let failing = sample_app(&failing_strava).await;
     let unconfigured_strava = FakeStrava::start().await;
     let unconfigured = TestApp::spawn(TestSettings::new(&unconfigured_strava.base_url())).await;
-    let private_strava = FakeStrava::start().await;
-    let mut private = sample("athlete-activities.json");
-    for activity in private.as_array_mut().expect("array") {
-        activity["visibility"] = json!("only_me");
-        activity["private"] = json!(true);
+    let (_private_strava, no_public) = no_public_run_app().await;
+    let storage_down = storage_down_app(&unconfigured_strava).await;
+    // Long names in four scripts, beside the route sketch.
+    let mut name_apps = Vec::new();
+    for (script, name) in LONG_NAMES {
+        let strava = FakeStrava::start().await;
+        rename_latest_run(&strava, name);
+        let app = connected_app(
+            &strava,
+            TestSettings::new(&strava.base_url()).with("WIDGET_ROUTE_SHAPE", "true"),
+        )
+        .await;
+        poll_until(&app, "/api/GetLatestRun", |s, b| {
+            s == 200 && b["name"] == name
+        })
+        .await;
+        name_apps.push((script, strava, app));
     }
-    private_strava.set_activities(private.as_array().expect("array").clone());
-    let no_public = sample_app(&private_strava).await;
     // Where nothing listens: the network error.
     let nowhere = format!(
         "http://127.0.0.1:{}/api/GetLatestRun",
@@ -639,6 +753,7 @@ async fn the_widget_in_headless_chromium_on_a_page_of_another_origin() {
     poll_until(&failing, "/api/GetLatestRun", |s, _| s == 502).await;
     poll_until(&unconfigured, "/api/GetLatestRun", |s, _| s == 503).await;
     poll_until(&no_public, "/api/GetLatestRun", |s, _| s == 404).await;
+    poll_until(&storage_down, "/api/GetLatestRun", |s, _| s == 503).await;
 
     let api = |app: &TestApp| format!("{}/api/GetLatestRun", app.address);
     let script = format!("{}/api/widget/latest-run.js", photo.address);
@@ -650,6 +765,7 @@ async fn the_widget_in_headless_chromium_on_a_page_of_another_origin() {
         );
     };
     styled("photo", &[(api(&photo), "")], "");
+    styled("photo-light", &[(api(&photo), r#" theme="light""#)], "");
     styled("plain", &[(api(&plain), "")], "");
     styled("reserved", &[(api(&photo), "")], RESERVE_SPACE);
     styled(
@@ -691,6 +807,26 @@ async fn the_widget_in_headless_chromium_on_a_page_of_another_origin() {
             "photo": photo.address,
             "hostile": hostile.address,
         },
+        "names": name_apps
+            .iter()
+            .map(|(script, _, app)| (script.to_string(), json!(app.address)))
+            .collect::<serde_json::Map<_, _>>(),
+        "nameTexts": LONG_NAMES
+            .iter()
+            .map(|(script, name)| (script.to_string(), json!(name)))
+            .collect::<serde_json::Map<_, _>>(),
+        "errors": {
+            "not_configured": unconfigured.address,
+            "strava_unavailable": failing.address,
+            "no_public_run": no_public.address,
+            "storage_unavailable": storage_down.address,
+        },
+        "errorWords": {
+            "not_configured": "Strava is not connected yet.",
+            "strava_unavailable": "Strava cannot be reached right now.",
+            "no_public_run": "No public run to show yet.",
+            "storage_unavailable": "The latest run cannot be loaded right now.",
+        },
         "hostileName": HOSTILE_NAME,
         "chromium": chromium,
         "axe": root.join("node_modules/axe-core/axe.min.js"),
@@ -727,6 +863,8 @@ async fn the_widget_in_headless_chromium_on_a_page_of_another_origin() {
         "error",
         "svg-light",
         "svg-dark",
+        "svg-error",
+        "failed-photo",
     ] {
         let file = screenshots.join(format!("{shot}.png"));
         let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);

@@ -114,7 +114,12 @@ class LatestRunElement extends HTMLElement {
     photo.decoding = "async";
     photo.referrerPolicy = "no-referrer";
     photo.hidden = true;
-    photo.addEventListener("error", () => this._showPhoto(false));
+    // A photo that cannot be loaded leaves the plain card of the theme, and is not tried again
+    // on the next render (units, goal, locale): it is remembered by its URL.
+    photo.addEventListener("error", () => {
+      this._failedPhoto = photo.getAttribute("src");
+      this._showPhoto(false);
+    });
     this._scrim = make("div", "scrim", card);
     this._scrim.hidden = true;
     const body = make("div", "body", card);
@@ -243,7 +248,8 @@ class LatestRunElement extends HTMLElement {
       number(metres / unitLength, { style: "unit", unit: imperial ? "mile" : "kilometer", maximumFractionDigits: digits, minimumFractionDigits: digits });
 
     this._name.textContent = run.name;
-    const photo = httpsUrl(run.photoUrl);
+    const url = httpsUrl(run.photoUrl);
+    const photo = url && url !== this._failedPhoto ? url : null;
     if (photo) {
       if (this._photo.getAttribute("src") !== photo) this._photo.src = photo;
       this._photo.alt = `Photo from the run “${run.name}”`;

@@ -21,8 +21,9 @@ const LOOK_BACK_YEARS: i32 = 3;
 pub struct IndexSettings {
     /// Which `sport_type`s count as a run.
     pub sport_types: Vec<String>,
-    /// Whether runs carry the route sketch (`WIDGET_ROUTE_SHAPE`).
-    pub route_shape: bool,
+    /// With `WIDGET_ROUTE_SHAPE=true`, the privacy zone runs' sketches are cut by; `None`: no
+    /// sketch.
+    pub route_shape: Option<route_shape::PrivacyZone>,
 }
 
 /// What a list of activities covers: everything from `from` on (Unix seconds), or, when the
@@ -115,14 +116,10 @@ impl ActivityIndex {
             photo_count,
             photo_url,
             photo_checked,
-            route_shape: if self.settings.route_shape {
-                activity
-                    .summary_polyline
-                    .as_deref()
-                    .and_then(route_shape::route_shape)
-            } else {
-                None
-            },
+            route_shape: self.settings.route_shape.as_ref().and_then(|zone| {
+                let polyline = activity.summary_polyline.as_deref()?;
+                route_shape::route_shape(polyline, activity.id, zone)
+            }),
             hidden: false,
         })
     }
@@ -263,7 +260,7 @@ mod tests {
             Store::connect(&settings).expect("no I/O"),
             IndexSettings {
                 sport_types: vec!["Run".into(), "TrailRun".into(), "VirtualRun".into()],
-                route_shape: false,
+                route_shape: None,
             },
         )
     }

@@ -77,6 +77,8 @@ pub struct LatestRunSettings {
     pub sport_types: Vec<String>,
     /// Whether answers carry the route sketch (`WIDGET_ROUTE_SHAPE`).
     pub route_shape: bool,
+    /// The privacy zone the sketch is cut by (`WIDGET_ROUTE_PRIVACY_METERS`, keyed per app).
+    pub route_privacy: crate::widget::route_shape::PrivacyZone,
 }
 
 /// What [`LatestRunService::refresh`] did, for the timer's summary line.
@@ -159,7 +161,7 @@ impl LatestRunService {
             store.clone(),
             crate::index::IndexSettings {
                 sport_types: settings.sport_types.clone(),
-                route_shape: settings.route_shape,
+                route_shape: settings.route_shape.then(|| settings.route_privacy.clone()),
             },
         );
         LatestRunService(Arc::new(Inner {

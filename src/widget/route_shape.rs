@@ -1,18 +1,117 @@
 //! The route sketch, private by construction (`WIDGET_ROUTE_SHAPE=true`): Strava's
-//! `summary_polyline` decoded (the maintained `polyline` crate), 500 m cut from both ends (where
-//! a run usually starts: at home), and what is left drawn as SVG path data in a 0–100 box. Only
-//! the shape leaves the server: no latitude, longitude, scale or orientation beyond north-up.
+//! `summary_polyline` decoded (the maintained `polyline` crate), everything within a privacy
+//! zone around the start and around the end removed, and what is left drawn as SVG path data in a
+//! 0–100 box. Only the shape leaves the server: no latitude, longitude, scale or orientation
+//! beyond north-up.
+//!
+//! The privacy zone ([`PrivacyZone`], `WIDGET_ROUTE_PRIVACY_METERS`) is a radius around the first
+//! and the last point, not a distance along the path: a run that passes home again in the middle
+//! (a figure-eight, two loops, an out-and-back past the door) or opens with a lap of the block is
+//! cut wherever it comes near, and the path is broken there (separate subpaths, clipped where they
+//! cross the circle, no line drawn across it). A run that leaves the zone with one implausibly
+//! long step (a GPS jump at the start, or a long straight) protects the far end of that step too.
+//! Each activity's radius is the setting plus a keyed amount of up to [`JITTER_METERS`] (from an
+//! HMAC-SHA256 of the activity id under a key the app keeps), so the loose ends of many runs do
+//! not draw a sharp circle around home.
 
-/// Metres cut from each end of the route.
-pub const TRIM_METRES: f64 = 500.0;
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
 
-/// Mean Earth radius (m), for haversine distances.
+/// The privacy radius when `WIDGET_ROUTE_PRIVACY_METERS` is not set.
+pub const DEFAULT_RADIUS_METERS: f64 = 500.0;
+/// The smallest privacy radius the app accepts.
+pub const MIN_RADIUS_METERS: f64 = 200.0;
+/// The largest privacy radius the app accepts.
+pub const MAX_RADIUS_METERS: f64 = 10_000.0;
+/// The most each activity's radius exceeds the setting by (the keyed, per-activity amount).
+pub const JITTER_METERS: f64 = 300.0;
+
+/// Less than this many metres of route left outside the zones: no sketch.
+const MIN_KEPT_METERS: f64 = 100.0;
+/// Pieces shorter than this (a path grazing a zone's edge) are not drawn.
+const MIN_PIECE_METERS: f64 = 1.0;
+/// At most this many far ends of long steps are protected besides each end point.
+const MAX_JUMPS: usize = 2;
+
+/// Mean Earth radius (m).
 const EARTH_RADIUS: f64 = 6_371_008.8;
 
-/// The sketch for `summary_polyline`: `M x y L x y …` with every number in 0–100, one decimal
-/// at most. `None` for an empty or undecodable polyline, or a route too short to keep anything
-/// after the trim.
-pub fn route_shape(summary_polyline: &str) -> Option<String> {
+/// The privacy zone around a route's start and end: a radius in metres and the key that varies
+/// it per activity. Its `Debug` never shows the key.
+#[derive(Clone)]
+pub struct PrivacyZone {
+    radius_meters: f64,
+    key: [u8; 32],
+}
+
+impl std::fmt::Debug for PrivacyZone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PrivacyZone")
+            .field("radius_meters", &self.radius_meters)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PrivacyZone {
+    /// A zone of at least `radius_meters` (never less than [`MIN_RADIUS_METERS`]), keyed by the
+    /// SHA-256 of `key_material`: a secret every instance of the app shares, so that all of them
+    /// draw the same sketch.
+    pub fn new(radius_meters: f64, key_material: &[u8]) -> Self {
+        let radius_meters = if radius_meters.is_finite() {
+            radius_meters.clamp(MIN_RADIUS_METERS, MAX_RADIUS_METERS)
+        } else {
+            DEFAULT_RADIUS_METERS
+        };
+        PrivacyZone {
+            radius_meters,
+            key: Sha256::digest(key_material).into(),
+        }
+    }
+
+    /// The configured radius (each activity's is up to [`JITTER_METERS`] more).
+    pub fn radius_meters(&self) -> f64 {
+        self.radius_meters
+    }
+
+    /// The radii around the start and around the end of activity `activity_id`: the configured
+    /// radius plus a keyed amount in `[0, JITTER_METERS)` each, the same on every call.
+    pub fn radii(&self, activity_id: i64) -> (f64, f64) {
+        let digest = match <Hmac<Sha256> as Mac>::new_from_slice(&self.key) {
+            Ok(mut mac) => {
+                mac.update(b"route-privacy-zone\0");
+                mac.update(&activity_id.to_be_bytes());
+                mac.finalize().into_bytes()
+            }
+            // HMAC takes a key of any length; never reached.
+            Err(_) => Default::default(),
+        };
+        let fraction = |bytes: &[u8]| -> f64 {
+            let mut word = [0_u8; 8];
+            word.copy_from_slice(&bytes[..8]);
+            // 53 bits: exactly representable, strictly below 1.
+            (u64::from_be_bytes(word) >> 11) as f64 / (1_u64 << 53) as f64
+        };
+        (
+            self.radius_meters + JITTER_METERS * fraction(&digest[..8]),
+            self.radius_meters + JITTER_METERS * fraction(&digest[8..16]),
+        )
+    }
+}
+
+/// A point in metres east (`x`) and north (`y`) of the route's own origin.
+type Metres = (f64, f64);
+
+/// The sketch for `summary_polyline` of activity `activity_id`: `M x y L x y … M x y L x y`
+/// (one subpath per piece outside the privacy zone) with every number in 0–100, one decimal at
+/// most. `None` for an empty or undecodable polyline, or a route with too little left outside
+/// the zone.
+pub fn route_shape(summary_polyline: &str, activity_id: i64, zone: &PrivacyZone) -> Option<String> {
+    sketch(summary_polyline, activity_id, zone).map(|sketch| sketch.path)
+}
+
+/// The sketch with the projection that drew it ([`Sketch::to_box`]), so that a test can tell
+/// where a place (home) lies in the sketch's own box and scale.
+pub fn sketch(summary_polyline: &str, activity_id: i64, zone: &PrivacyZone) -> Option<Sketch> {
     if summary_polyline.is_empty() {
         return None;
     }
@@ -22,72 +121,195 @@ pub fn route_shape(summary_polyline: &str) -> Option<String> {
         .0
         .iter()
         .map(|c| (c.y, c.x))
-        .filter(|(lat, lon)| lat.is_finite() && lon.is_finite())
+        .filter(|(lat, lon)| {
+            lat.is_finite() && lon.is_finite() && lat.abs() <= 90.0 && lon.abs() <= 360.0
+        })
         .collect();
-    let trimmed = trim(&points, TRIM_METRES)?;
-    normalise(&trimmed)
-}
-
-/// Great-circle distance in metres.
-fn haversine((lat1, lon1): (f64, f64), (lat2, lon2): (f64, f64)) -> f64 {
-    let (p1, p2) = (lat1.to_radians(), lat2.to_radians());
-    let dp = p2 - p1;
-    let dl = (lon2 - lon1).to_radians();
-    let a = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
-    2.0 * EARTH_RADIUS * a.sqrt().min(1.0).asin()
-}
-
-/// The part of the route from `cut` metres after its start to `cut` metres before its end, with
-/// interpolated end points; `None` when less than one metre would be left.
-fn trim(points: &[(f64, f64)], cut: f64) -> Option<Vec<(f64, f64)>> {
-    let mut along = Vec::with_capacity(points.len());
-    let mut total = 0.0;
-    for (i, point) in points.iter().enumerate() {
-        if i > 0 {
-            total += haversine(points[i - 1], *point);
-        }
-        along.push(total);
-    }
-    let (from, to) = (cut, total - cut);
-    if to - from < 1.0 {
+    let first = *points.first()?;
+    let mean_lat = points.iter().map(|p| p.0).sum::<f64>() / points.len() as f64;
+    let plane = Plane {
+        origin: first,
+        squeeze: mean_lat.to_radians().cos(),
+    };
+    let flat: Vec<Metres> = points.iter().map(|p| plane.metres(*p)).collect();
+    let (start_radius, end_radius) = zone.radii(activity_id);
+    let mut circles: Vec<(Metres, f64)> = Vec::new();
+    circles.extend(centres(&flat, start_radius).map(|c| (c, start_radius)));
+    let reversed: Vec<Metres> = flat.iter().rev().copied().collect();
+    circles.extend(centres(&reversed, end_radius).map(|c| (c, end_radius)));
+    let pieces = clip(&flat, &circles);
+    let kept: f64 = pieces.iter().map(|piece| length(piece)).sum();
+    if kept < MIN_KEPT_METERS {
         return None;
     }
-    let at = |distance: f64| -> (f64, f64) {
-        let i = along
-            .partition_point(|d| *d < distance)
-            .clamp(1, points.len() - 1);
-        let (a, b) = (points[i - 1], points[i]);
-        let span = along[i] - along[i - 1];
-        let t = if span > 0.0 {
-            ((distance - along[i - 1]) / span).clamp(0.0, 1.0)
-        } else {
-            0.0
-        };
-        (a.0 + (b.0 - a.0) * t, a.1 + (b.1 - a.1) * t)
-    };
-    let mut kept = vec![at(from)];
-    kept.extend(
-        points
-            .iter()
-            .zip(&along)
-            .filter(|(_, d)| **d > from && **d < to)
-            .map(|(p, _)| *p),
-    );
-    kept.push(at(to));
-    Some(kept)
+    draw(&pieces, plane)
 }
 
-/// North-up, scaled to fit a 0–100 box and centred; path data with one decimal, repeated points
-/// dropped.
-fn normalise(points: &[(f64, f64)]) -> Option<String> {
-    let mean_lat = points.iter().map(|p| p.0).sum::<f64>() / points.len() as f64;
-    let squeeze = mean_lat.to_radians().cos();
-    // x grows east, y grows south (SVG's y points down).
-    let projected: Vec<(f64, f64)> = points
-        .iter()
-        .map(|(lat, lon)| (lon * squeeze, -lat))
-        .collect();
-    let (min_x, max_x, min_y, max_y) = projected.iter().fold(
+/// A drawn sketch and its projection.
+#[derive(Clone, Debug)]
+pub struct Sketch {
+    /// The SVG path data.
+    pub path: String,
+    plane: Plane,
+    frame: Frame,
+}
+
+impl Sketch {
+    /// Where (`latitude`, `longitude`) lies in the sketch's box (unrounded, and outside 0–100 for
+    /// a place outside the drawn part), by the projection that drew the sketch.
+    pub fn to_box(&self, latitude: f64, longitude: f64) -> (f64, f64) {
+        self.frame.to_box(self.plane.metres((latitude, longitude)))
+    }
+
+    /// Box units per metre on the ground.
+    pub fn units_per_metre(&self) -> f64 {
+        self.frame.scale
+    }
+}
+
+/// The local flat projection: metres east and north of `origin`, east–west squeezed by the
+/// cosine of the route's mean latitude (exact enough over a run's few kilometres).
+#[derive(Clone, Copy, Debug)]
+struct Plane {
+    origin: (f64, f64),
+    squeeze: f64,
+}
+
+impl Plane {
+    fn metres(&self, (lat, lon): (f64, f64)) -> Metres {
+        let per_degree = EARTH_RADIUS * std::f64::consts::PI / 180.0;
+        // The short way round the antimeridian.
+        let dlon = (lon - self.origin.1 + 540.0).rem_euclid(360.0) - 180.0;
+        (
+            dlon * self.squeeze * per_degree,
+            (lat - self.origin.0) * per_degree,
+        )
+    }
+}
+
+/// The box's placement: north-up, the drawn part scaled to fit 0–100 and centred.
+#[derive(Clone, Copy, Debug)]
+struct Frame {
+    min_x: f64,
+    max_y: f64,
+    scale: f64,
+    pad_x: f64,
+    pad_y: f64,
+}
+
+impl Frame {
+    fn to_box(self, (x, y): Metres) -> (f64, f64) {
+        // SVG's y grows downwards (south).
+        (
+            (x - self.min_x) * self.scale + self.pad_x,
+            (self.max_y - y) * self.scale + self.pad_y,
+        )
+    }
+}
+
+fn distance(a: Metres, b: Metres) -> f64 {
+    (a.0 - b.0).hypot(a.1 - b.1)
+}
+
+fn length(piece: &[Metres]) -> f64 {
+    piece.windows(2).map(|w| distance(w[0], w[1])).sum()
+}
+
+/// The zone's centres at the route's start (`points` from that end): the first point, and the
+/// far end of each step that leaves the zone in one go longer than the radius (a GPS jump, or a
+/// long straight out of the door), at most [`MAX_JUMPS`] of them.
+fn centres(points: &[Metres], radius: f64) -> impl Iterator<Item = Metres> {
+    let mut centres: Vec<Metres> = points.first().copied().into_iter().collect();
+    for step in points.windows(2) {
+        let (from, to) = (step[0], step[1]);
+        if centres.iter().any(|c| distance(*c, to) < radius) {
+            continue;
+        }
+        if distance(from, to) > radius && centres.len() <= MAX_JUMPS {
+            centres.push(to);
+            continue;
+        }
+        break;
+    }
+    centres.into_iter()
+}
+
+/// The parts of the route outside every circle, as separate pieces: a segment that enters a
+/// circle is cut at its edge, and the route resumes as a new piece where it leaves.
+fn clip(points: &[Metres], circles: &[(Metres, f64)]) -> Vec<Vec<Metres>> {
+    let mut pieces = Vec::new();
+    let mut current: Vec<Metres> = Vec::new();
+    let mut finish = |current: &mut Vec<Metres>| {
+        let piece = std::mem::take(current);
+        if piece.len() >= 2 && length(&piece) >= MIN_PIECE_METERS {
+            pieces.push(piece);
+        }
+    };
+    for step in points.windows(2) {
+        let (a, b) = (step[0], step[1]);
+        let at = |t: f64| (a.0 + (b.0 - a.0) * t, a.1 + (b.1 - a.1) * t);
+        for (from, to) in outside(a, b, circles) {
+            if from > 0.0 || current.is_empty() {
+                finish(&mut current);
+                current.push(at(from));
+            }
+            current.push(at(to));
+            if to < 1.0 {
+                finish(&mut current);
+            }
+        }
+    }
+    finish(&mut current);
+    pieces
+}
+
+/// The parameter intervals `[from, to]` of segment `a`–`b` (0 at `a`, 1 at `b`) outside every
+/// circle, in order.
+fn outside(a: Metres, b: Metres, circles: &[(Metres, f64)]) -> Vec<(f64, f64)> {
+    let d = (b.0 - a.0, b.1 - a.1);
+    let dd = d.0 * d.0 + d.1 * d.1;
+    let mut inside: Vec<(f64, f64)> = Vec::new();
+    for (centre, radius) in circles {
+        let f = (a.0 - centre.0, a.1 - centre.1);
+        let c = f.0 * f.0 + f.1 * f.1 - radius * radius;
+        if dd <= 0.0 {
+            if c < 0.0 {
+                inside.push((0.0, 1.0));
+            }
+            continue;
+        }
+        // |a + t·d − centre|² = r²: dd·t² + 2·bh·t + c = 0.
+        let bh = f.0 * d.0 + f.1 * d.1;
+        let disc = bh * bh - dd * c;
+        if disc <= 0.0 {
+            continue;
+        }
+        let root = disc.sqrt();
+        let (t1, t2) = ((-bh - root) / dd, (-bh + root) / dd);
+        if t2 > 0.0 && t1 < 1.0 {
+            inside.push((t1.max(0.0), t2.min(1.0)));
+        }
+    }
+    inside.sort_by(|x, y| x.0.total_cmp(&y.0));
+    let mut free = Vec::new();
+    let mut from = 0.0_f64;
+    for (enter, leave) in inside {
+        if enter > from {
+            free.push((from, enter));
+        }
+        from = from.max(leave);
+    }
+    if from < 1.0 {
+        free.push((from, 1.0));
+    }
+    free
+}
+
+/// North-up, scaled to fit a 0–100 box and centred; one subpath per piece, numbers with one
+/// decimal, repeated points dropped, pieces that shrink to a point left out.
+fn draw(pieces: &[Vec<Metres>], plane: Plane) -> Option<Sketch> {
+    let all = pieces.iter().flatten();
+    let (min_x, max_x, min_y, max_y) = all.fold(
         (f64::MAX, f64::MIN, f64::MAX, f64::MIN),
         |(a, b, c, d), (x, y)| (a.min(*x), b.max(*x), c.min(*y), d.max(*y)),
     );
@@ -96,23 +318,37 @@ fn normalise(points: &[(f64, f64)]) -> Option<String> {
         return None;
     }
     let scale = 100.0 / size;
-    let (pad_x, pad_y) = (
-        (100.0 - (max_x - min_x) * scale) / 2.0,
-        (100.0 - (max_y - min_y) * scale) / 2.0,
-    );
+    let frame = Frame {
+        min_x,
+        max_y,
+        scale,
+        pad_x: (100.0 - (max_x - min_x) * scale) / 2.0,
+        pad_y: (100.0 - (max_y - min_y) * scale) / 2.0,
+    };
     let mut path = String::new();
-    let mut last = None;
-    for (x, y) in projected {
-        let x = round((x - min_x) * scale + pad_x);
-        let y = round((y - min_y) * scale + pad_y);
-        if last == Some((x, y)) {
+    for piece in pieces {
+        let mut rounded: Vec<(f64, f64)> = Vec::with_capacity(piece.len());
+        for point in piece {
+            let (x, y) = frame.to_box(*point);
+            let point = (round(x), round(y));
+            if rounded.last() != Some(&point) {
+                rounded.push(point);
+            }
+        }
+        if rounded.len() < 2 {
             continue;
         }
-        path.push_str(if last.is_none() { "M" } else { " L" });
-        path.push_str(&format!("{x} {y}"));
-        last = Some((x, y));
+        for (i, (x, y)) in rounded.iter().enumerate() {
+            let command = match (i, path.is_empty()) {
+                (0, true) => "M",
+                (0, false) => " M",
+                _ => " L",
+            };
+            path.push_str(command);
+            path.push_str(&format!("{x} {y}"));
+        }
     }
-    Some(path)
+    (!path.is_empty()).then_some(Sketch { path, plane, frame })
 }
 
 /// One decimal, within 0–100, `-0` as `0`.
@@ -125,6 +361,13 @@ mod tests {
     use super::*;
     use polyline::encode_coordinates;
 
+    /// Home, somewhere in Berlin.
+    const HOME: (f64, f64) = (52.5163, 13.3777);
+
+    fn zone() -> PrivacyZone {
+        PrivacyZone::new(DEFAULT_RADIUS_METERS, b"AccountName=test;AccountKey=a2V5")
+    }
+
     /// A polyline through (lat, lon) points.
     fn encode(points: &[(f64, f64)]) -> String {
         encode_coordinates(
@@ -136,54 +379,238 @@ mod tests {
         .expect("encodes")
     }
 
-    /// The numbers of a path.
-    fn numbers(path: &str) -> Vec<f64> {
-        path.split([' ', 'M', 'L'])
-            .filter(|s| !s.is_empty())
-            .map(|s| s.parse().expect("number"))
+    /// The place `east` and `north` metres from home.
+    fn near_home(east: f64, north: f64) -> (f64, f64) {
+        let per_degree = EARTH_RADIUS * std::f64::consts::PI / 180.0;
+        (
+            HOME.0 + north / per_degree,
+            HOME.1 + east / (per_degree * HOME.0.to_radians().cos()),
+        )
+    }
+
+    /// A route through the given corners (metres east and north of home), a point every 50 m.
+    fn route(corners: &[(f64, f64)]) -> Vec<(f64, f64)> {
+        let mut points = vec![near_home(corners[0].0, corners[0].1)];
+        for pair in corners.windows(2) {
+            let ((x0, y0), (x1, y1)) = (pair[0], pair[1]);
+            let steps = ((x1 - x0).hypot(y1 - y0) / 50.0).ceil().max(1.0) as usize;
+            for i in 1..=steps {
+                let t = i as f64 / steps as f64;
+                points.push(near_home(x0 + (x1 - x0) * t, y0 + (y1 - y0) * t));
+            }
+        }
+        points
+    }
+
+    /// The subpaths of a path, as lists of points.
+    fn subpaths(path: &str) -> Vec<Vec<(f64, f64)>> {
+        path.split('M')
+            .filter(|s| !s.trim().is_empty())
+            .map(|sub| {
+                sub.split('L')
+                    .map(|pair| {
+                        let mut numbers = pair.split_whitespace().map(|n| n.parse::<f64>());
+                        match (numbers.next(), numbers.next(), numbers.next()) {
+                            (Some(Ok(x)), Some(Ok(y)), None) => (x, y),
+                            _ => panic!("not a point: {pair:?} in {path}"),
+                        }
+                    })
+                    .collect()
+            })
             .collect()
     }
 
+    /// The distance from `p` to the segment `a`–`b`.
+    fn to_segment(p: (f64, f64), a: (f64, f64), b: (f64, f64)) -> f64 {
+        let d = (b.0 - a.0, b.1 - a.1);
+        let dd = d.0 * d.0 + d.1 * d.1;
+        let t = if dd > 0.0 {
+            (((p.0 - a.0) * d.0 + (p.1 - a.1) * d.1) / dd).clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        (p.0 - a.0 - t * d.0).hypot(p.1 - a.1 - t * d.1)
+    }
+
+    /// The nearest the drawn sketch comes to `place`, in metres (measured in the box, in the
+    /// sketch's own scale).
+    fn nearest(sketch: &Sketch, place: (f64, f64)) -> f64 {
+        let at = sketch.to_box(place.0, place.1);
+        let mut nearest = f64::MAX;
+        for sub in subpaths(&sketch.path) {
+            nearest = nearest.min(to_segment(at, sub[0], sub[0]));
+            for pair in sub.windows(2) {
+                nearest = nearest.min(to_segment(at, pair[0], pair[1]));
+            }
+        }
+        nearest / sketch.units_per_metre()
+    }
+
+    /// Asserts the route's sketch keeps at least `metres` from home.
+    fn keeps_away_from_home(points: &[(f64, f64)], id: i64, metres: f64) -> Sketch {
+        let sketch = sketch(&encode(points), id, &zone()).expect("a sketch");
+        let gap = nearest(&sketch, HOME);
+        assert!(gap >= metres, "{gap:.0} m from home: {}", sketch.path);
+        sketch
+    }
+
     #[test]
-    fn a_straight_run_north_is_trimmed_and_fills_the_box_height() {
-        // About 3.3 km due north from the Brandenburg Gate.
-        let route: Vec<(f64, f64)> = (0..=30)
-            .map(|i| (52.5163 + i as f64 * 0.001, 13.3777))
+    fn a_figure_eight_from_home_never_comes_near_home() {
+        // Two 1.5 km squares sharing home: home is the start, the end and the junction.
+        let corners = [
+            (0.0, 0.0),
+            (1500.0, 0.0),
+            (1500.0, 1500.0),
+            (0.0, 1500.0),
+            (0.0, 0.0),
+            (-1500.0, 0.0),
+            (-1500.0, -1500.0),
+            (0.0, -1500.0),
+            (0.0, 0.0),
+        ];
+        let points = route(&corners);
+        for id in [1, 16128930471, -7, i64::MAX] {
+            let sketch = keeps_away_from_home(&points, id, 300.0);
+            // The zone is a radius: the junction in the middle is cut as the ends are, so the
+            // two loops are drawn apart.
+            assert!(nearest(&sketch, HOME) >= DEFAULT_RADIUS_METERS - 1.0);
+            assert!(subpaths(&sketch.path).len() >= 2, "{}", sketch.path);
+        }
+    }
+
+    #[test]
+    fn a_lap_of_the_block_at_the_start_does_not_draw_home() {
+        // 400 m round the block, back past the door, then 3 km east and 1 km north.
+        let points = route(&[
+            (0.0, 0.0),
+            (400.0, 0.0),
+            (400.0, 400.0),
+            (0.0, 400.0),
+            (0.0, 0.0),
+            (0.0, -100.0),
+            (3000.0, -100.0),
+            (3000.0, 1000.0),
+        ]);
+        keeps_away_from_home(&points, 42, 300.0);
+    }
+
+    #[test]
+    fn a_gps_jump_at_the_start_or_the_end_does_not_move_the_zone_off_home() {
+        // The watch's first fix is 3 km off; the run starts at home.
+        let mut points = vec![near_home(-2000.0, 2500.0)];
+        points.extend(route(&[(0.0, 0.0), (3000.0, 0.0), (3000.0, 2000.0)]));
+        keeps_away_from_home(&points, 42, 300.0);
+        // And ending at home with a last fix far away.
+        let mut back = route(&[(3000.0, 2000.0), (3000.0, 0.0), (0.0, 0.0)]);
+        back.push(near_home(-2500.0, -1800.0));
+        keeps_away_from_home(&back, 43, 300.0);
+        // A jump of two fixes near each other.
+        let mut two = vec![near_home(-2000.0, 2500.0), near_home(-1990.0, 2480.0)];
+        two.extend(route(&[(0.0, 0.0), (3000.0, 0.0), (3000.0, 2000.0)]));
+        keeps_away_from_home(&two, 44, 300.0);
+    }
+
+    #[test]
+    fn the_sketch_is_the_same_every_time_and_differs_between_activities() {
+        let points = route(&[
+            (0.0, 0.0),
+            (4000.0, 0.0),
+            (4000.0, 3000.0),
+            (6000.0, 3000.0),
+        ]);
+        let polyline = encode(&points);
+        let first = route_shape(&polyline, 16128930471, &zone()).expect("a sketch");
+        for _ in 0..3 {
+            assert_eq!(
+                route_shape(&polyline, 16128930471, &zone()),
+                Some(first.clone())
+            );
+        }
+        let distinct: std::collections::BTreeSet<String> = (1..=8)
+            .filter_map(|id| route_shape(&polyline, id, &zone()))
             .collect();
-        let path = route_shape(&encode(&route)).expect("a sketch");
+        assert!(distinct.len() >= 6, "{distinct:?}");
+        // Another key (another app) cuts the same run elsewhere.
+        let other = PrivacyZone::new(DEFAULT_RADIUS_METERS, b"another key");
+        assert_ne!(route_shape(&polyline, 16128930471, &other), Some(first));
+    }
+
+    #[test]
+    fn each_radius_is_the_setting_plus_up_to_300_m() {
+        let zone = zone();
+        let mut starts = Vec::new();
+        for id in 0..200 {
+            let (start, end) = zone.radii(id);
+            assert_eq!(zone.radii(id), (start, end));
+            for radius in [start, end] {
+                assert!((500.0..800.0).contains(&radius), "{radius}");
+            }
+            starts.push(start);
+        }
+        // Spread over the whole band, not bunched.
+        let low = starts.iter().filter(|r| **r < 650.0).count();
+        assert!((60..=140).contains(&low), "{low} of 200 below the middle");
+        assert_eq!(
+            PrivacyZone::new(50.0, b"k").radius_meters(),
+            MIN_RADIUS_METERS
+        );
+        assert_eq!(PrivacyZone::new(f64::NAN, b"k").radius_meters(), 500.0);
+        let shown = format!("{zone:?}");
+        assert!(shown.contains("500") && !shown.contains("key:"), "{shown}");
+    }
+
+    #[test]
+    fn a_straight_run_north_is_cut_by_radius_and_fills_the_box_height() {
+        // About 3.3 km due north from the Brandenburg Gate.
+        let points: Vec<(f64, f64)> = (0..=30)
+            .map(|i| (HOME.0 + i as f64 * 0.001, HOME.1))
+            .collect();
+        let sketch = sketch(&encode(&points), 7, &zone()).expect("a sketch");
+        let path = &sketch.path;
         assert!(path.starts_with('M') && path.contains(" L"), "{path}");
-        let n = numbers(&path);
-        assert!(n.iter().all(|v| (0.0..=100.0).contains(v)), "{path}");
+        let subs = subpaths(path);
+        assert_eq!(subs.len(), 1, "{path}");
+        let n = &subs[0];
+        assert!(n
+            .iter()
+            .all(|(x, y)| (0.0..=100.0).contains(x) && (0.0..=100.0).contains(y)));
         // North-up: the route starts at the bottom and ends at the top, centred horizontally.
-        assert_eq!((n[0], n[1]), (50.0, 100.0));
-        assert_eq!((n[n.len() - 2], n[n.len() - 1]), (50.0, 0.0));
+        assert_eq!(n[0], (50.0, 100.0));
+        assert_eq!(n[n.len() - 1], (50.0, 0.0));
+        // Both ends are cut at their radius: 500–800 m from the first and the last point.
+        let (start, end) = zone().radii(7);
+        for (place, radius) in [(points[0], start), (points[30], end)] {
+            let gap = nearest(&sketch, place);
+            assert!((gap - radius).abs() < 5.0, "{gap} vs {radius}");
+        }
         for coordinate in ["52.5", "13.37", "5251", "1337"] {
             assert!(!path.contains(coordinate), "{coordinate} in {path}");
         }
     }
 
     #[test]
-    fn the_first_and_last_500_m_are_cut() {
-        // 2 km due east along the equator in 100 m steps: 1 km remains.
-        let step = 100.0 / (EARTH_RADIUS * std::f64::consts::PI / 180.0);
-        let route: Vec<(f64, f64)> = (0..=20).map(|i| (0.0, i as f64 * step)).collect();
-        let points: Vec<(f64, f64)> = route.clone();
-        let kept = trim(&points, TRIM_METRES).expect("kept");
-        let first = haversine(route[0], kept[0]);
-        let last = haversine(kept[kept.len() - 1], route[20]);
-        assert!((first - 500.0).abs() < 1.0, "{first}");
-        assert!((last - 500.0).abs() < 1.0, "{last}");
-        let length: f64 = kept.windows(2).map(|w| haversine(w[0], w[1])).sum();
-        assert!((length - 1000.0).abs() < 2.0, "{length}");
-    }
-
-    #[test]
     fn short_routes_and_bad_polylines_have_no_sketch() {
         let short: Vec<(f64, f64)> = (0..=9).map(|i| (52.5 + i as f64 * 0.001, 13.4)).collect();
-        assert_eq!(route_shape(&encode(&short)), None, "1 km: nothing left");
-        assert_eq!(route_shape(""), None);
-        assert_eq!(route_shape("\u{1}\u{2}"), None);
-        assert_eq!(route_shape(&encode(&[(52.5, 13.4), (52.5, 13.4)])), None);
+        assert_eq!(
+            route_shape(&encode(&short), 1, &zone()),
+            None,
+            "1 km: nothing left"
+        );
+        // A loop that never leaves the zone.
+        let block = route(&[
+            (0.0, 0.0),
+            (300.0, 0.0),
+            (300.0, 300.0),
+            (0.0, 300.0),
+            (0.0, 0.0),
+        ]);
+        assert_eq!(route_shape(&encode(&block), 1, &zone()), None);
+        assert_eq!(route_shape("", 1, &zone()), None);
+        assert_eq!(route_shape("\u{1}\u{2}", 1, &zone()), None);
+        assert_eq!(
+            route_shape(&encode(&[(52.5, 13.4), (52.5, 13.4)]), 1, &zone()),
+            None
+        );
     }
 
     #[test]
@@ -195,8 +622,15 @@ mod tests {
         let polyline = sample["map"]["summary_polyline"]
             .as_str()
             .expect("polyline");
-        let path = route_shape(polyline).expect("a sketch");
-        assert!(numbers(&path).iter().all(|v| (0.0..=100.0).contains(v)));
+        let path = route_shape(polyline, 16128930471, &zone()).expect("a sketch");
+        for sub in subpaths(&path) {
+            for (x, y) in sub {
+                assert!(
+                    (0.0..=100.0).contains(&x) && (0.0..=100.0).contains(&y),
+                    "{path}"
+                );
+            }
+        }
         for key in ["start_latlng", "end_latlng"] {
             for coordinate in sample[key].as_array().expect("latlng") {
                 let text = format!("{:.2}", coordinate.as_f64().expect("number"));

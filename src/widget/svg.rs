@@ -2,8 +2,12 @@
 //! such as a GitHub profile README. No script, no external resource, no photo (it would have to
 //! be fetched and inlined), no coordinates: only what the JSON answer says, every text escaped
 //! for XML. [`Theme::Auto`] follows `prefers-color-scheme` inside the SVG, so one URL suits a
-//! light and a dark page. A view beside the JSON one: it knows nothing of HTTP.
+//! light and a dark page. Text is fitted to its box by estimated rendered width
+//! ([`super::text_fit`]). [`render_error`] draws an answer without a run (no public run, Strava
+//! or storage failing, …) as a card of the same size that says what is wrong, so an `<img>` is
+//! never broken. A view beside the JSON one: it knows nothing of HTTP.
 
+use super::text_fit::{fit, Style};
 use super::LatestRun;
 use std::fmt::Write;
 
@@ -12,8 +16,53 @@ pub const WIDTH: u32 = 480;
 /// The card's height in CSS pixels.
 pub const HEIGHT: u32 = 200;
 
-/// Names longer than this many characters are cut with an ellipsis (SVG text does not wrap).
-const NAME_CHARS: usize = 32;
+/// Left edge of the card's text, and right edge of its content (px).
+const LEFT: f64 = 24.0;
+const RIGHT: f64 = 456.0;
+/// Where the route sketch starts (px from the left; its stroke reaches 1.5 px further left).
+const SKETCH_LEFT: f64 = 388.0;
+/// The gap kept between the name and the sketch.
+const GAP: f64 = 10.0;
+/// The left edge of "View on Strava" at its size, with a gap.
+const LINK_LEFT: f64 = 330.0;
+/// The name: 22 px, shrunk to 17 px before it is cut.
+const NAME: Style = Style {
+    size: 22.0,
+    min_size: 17.0,
+    spacing: 0.0,
+};
+/// The line above the name.
+const KICKER: Style = Style {
+    size: 12.0,
+    min_size: 9.0,
+    spacing: 0.8,
+};
+/// A figure under its label.
+const FIGURE: Style = Style {
+    size: 18.0,
+    min_size: 12.0,
+    spacing: 0.0,
+};
+/// A figure's label.
+const LABEL: Style = Style {
+    size: 10.5,
+    min_size: 8.0,
+    spacing: 0.6,
+};
+/// The year line and the error card's second line.
+const SMALL: Style = Style {
+    size: 13.0,
+    min_size: 10.0,
+    spacing: 0.0,
+};
+/// The error card's sentence.
+const HEADLINE: Style = Style {
+    size: 20.0,
+    min_size: 15.0,
+    spacing: 0.0,
+};
+/// The columns of the four figures: left edge and the width each may take.
+const COLUMNS: [(f64, f64); 4] = [(24.0, 104.0), (136.0, 104.0), (248.0, 104.0), (360.0, 96.0)];
 
 /// Metres in a mile and in a foot.
 const MILE: f64 = 1609.344;
@@ -115,12 +164,13 @@ pub fn render(run: &LatestRun, theme: Theme, units: Units) -> String {
         .as_ref()
         .and_then(Option::as_deref)
         .filter(|d| !d.is_empty() && d.chars().all(|c| c.is_ascii_digit() || " .ML".contains(c)));
-    let name_chars = if shape.is_some() {
-        NAME_CHARS - 6
+    // Text beside the sketch stops short of it; without one it may use the card's width.
+    let beside = if shape.is_some() {
+        SKETCH_LEFT - 1.5 - GAP - LEFT
     } else {
-        NAME_CHARS
+        RIGHT - LEFT
     };
-    let name = shorten(&clean(&run.name), name_chars);
+    let name = fit(&clean(&run.name), beside, NAME);
     let distance = format!(
         "{} {}",
         decimal(run.distance / units.length(), 2),
@@ -164,11 +214,8 @@ pub fn render(run: &LatestRun, theme: Theme, units: Units) -> String {
     if run.stale {
         top.push_str(" · MAY BE OUT OF DATE");
     }
-    let style = match theme {
-        Theme::Light => LIGHT.to_owned(),
-        Theme::Dark => DARK.to_owned(),
-        Theme::Auto => format!("{LIGHT}@media (prefers-color-scheme:dark){{{DARK}}}"),
-    };
+    let top = fit(&top, beside, KICKER);
+    let style = style(theme);
     let title = format!(
         "Latest run: {}, {distance} in {time}, {pace}{}",
         clean(&run.name),
@@ -179,12 +226,12 @@ pub fn render(run: &LatestRun, theme: Theme, units: Units) -> String {
     // Writing to a String cannot fail.
     let _ = write!(
         svg,
-        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-labelledby="title"><title id="title">{title}</title><style>text{{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif}}.b{{font-weight:700}}{style}</style><rect class="bg" x="0.5" y="0.5" width="{w}" height="{h}" rx="14"/><text class="mu b" x="24" y="38" font-size="12" letter-spacing="0.8">{top}</text><text class="fg b" x="24" y="70" font-size="22">{name}</text>"##,
-        title = escape(&title),
-        w = WIDTH - 1,
-        h = HEIGHT - 1,
-        top = escape(&top),
-        name = escape(&name),
+        r##"{head}<text class="mu b" x="24" y="38" font-size="{top_size}" letter-spacing="0.8">{top}</text><text class="fg b" x="24" y="70" font-size="{name_size}">{name}</text>"##,
+        head = head(&title, &style),
+        top_size = top.size,
+        top = escape(&top.text),
+        name_size = name.size,
+        name = escape(&name.text),
     );
     if let Some(d) = shape {
         // The sketch's 0–100 box drawn at 68 px in the top right corner.
@@ -194,28 +241,106 @@ pub fn render(run: &LatestRun, theme: Theme, units: Units) -> String {
             d = escape(d),
         );
     }
-    for (i, (label, value)) in [
+    for ((label, value), (x, width)) in [
         ("DISTANCE", &distance),
         ("MOVING TIME", &time),
         ("PACE", &pace),
         ("ELEVATION", &elevation),
     ]
     .into_iter()
-    .enumerate()
+    .zip(COLUMNS)
     {
-        let x = 24 + i * 112;
+        let label = fit(label, width, LABEL);
+        let value = fit(value, width, FIGURE);
         let _ = write!(
             svg,
-            r#"<text class="mu b" x="{x}" y="108" font-size="10.5" letter-spacing="0.6">{label}</text><text class="fg b" x="{x}" y="132" font-size="18">{value}</text>"#,
-            value = escape(value),
+            r#"<text class="mu b" x="{x}" y="108" font-size="{label_size}" letter-spacing="0.6">{label}</text><text class="fg b" x="{x}" y="132" font-size="{value_size}">{value}</text>"#,
+            label_size = label.size,
+            label = escape(&label.text),
+            value_size = value.size,
+            value = escape(&value.text),
         );
     }
+    let year = fit(&year, LINK_LEFT - LEFT, SMALL);
     let _ = write!(
         svg,
-        r##"<rect class="tr" x="24" y="152" width="432" height="1"/><text class="mu" x="24" y="178" font-size="13">{year}</text><text class="fg b" x="456" y="178" font-size="13" text-anchor="end">View on Strava</text><rect x="358" y="182" width="98" height="2" fill="#fc5200"/></svg>"##,
-        year = escape(&year),
+        r##"<rect class="tr" x="24" y="152" width="432" height="1"/><text class="mu" x="24" y="178" font-size="{size}">{year}</text><text class="fg b" x="456" y="178" font-size="13" text-anchor="end">View on Strava</text><rect x="358" y="182" width="98" height="2" fill="#fc5200"/></svg>"##,
+        size = year.size,
+        year = escape(&year.text),
     );
     svg
+}
+
+/// The card for an answer without a run: the same size and colours, saying in words what is
+/// wrong, for an `<img>` that must never show a broken image. `code` is the JSON error's code
+/// (`no_public_run`, `not_configured`, `strava_unavailable`, …); an unknown one gets a general
+/// sentence.
+pub fn render_error(code: &str, theme: Theme) -> String {
+    let (headline, detail) = error_words(code);
+    let headline = fit(headline, RIGHT - LEFT, HEADLINE);
+    let detail = fit(detail, RIGHT - LEFT, SMALL);
+    let title = format!("Latest run: {}", headline.text);
+    let mut svg = String::with_capacity(1600);
+    let _ = write!(
+        svg,
+        r##"{head}<text class="mu b" x="24" y="38" font-size="12" letter-spacing="0.8">LATEST RUN</text><text class="fg b" x="24" y="96" font-size="{h_size}">{headline}</text><text class="mu" x="24" y="124" font-size="{d_size}">{detail}</text><rect class="tr" x="24" y="152" width="432" height="1"/><text class="mu" x="24" y="178" font-size="12">{note}</text></svg>"##,
+        head = head(&title, &style(theme)),
+        h_size = headline.size,
+        headline = escape(&headline.text),
+        d_size = detail.size,
+        detail = escape(&detail.text),
+        note = escape(&fit(&format!("Strava widget · {code}"), RIGHT - LEFT, SMALL).text),
+    );
+    svg
+}
+
+/// What the error card says for `code`: a headline and a second line.
+fn error_words(code: &str) -> (&'static str, &'static str) {
+    match code {
+        "no_public_run" => (
+            "No public run to show yet.",
+            "The latest run appears here once it is public on Strava.",
+        ),
+        "not_configured" => (
+            "Strava is not connected yet.",
+            "The site owner connects it once with handler setup.",
+        ),
+        "strava_unavailable" => (
+            "Strava cannot be reached right now.",
+            "The latest run shows again when Strava answers.",
+        ),
+        "strava_authorization" => (
+            "The connection to Strava has ended.",
+            "The site owner needs to reconnect it with handler setup.",
+        ),
+        "storage_unavailable" => (
+            "The latest run cannot be loaded right now.",
+            "The app's storage cannot be reached. Try again in a minute.",
+        ),
+        _ => (
+            "The latest run cannot be shown right now.",
+            "Please try again later.",
+        ),
+    }
+}
+
+/// The theme's stylesheet.
+fn style(theme: Theme) -> String {
+    match theme {
+        Theme::Light => LIGHT.to_owned(),
+        Theme::Dark => DARK.to_owned(),
+        Theme::Auto => format!("{LIGHT}@media (prefers-color-scheme:dark){{{DARK}}}"),
+    }
+}
+
+/// The card's opening: the root element, its title, style and background.
+fn head(title: &str, style: &str) -> String {
+    format!(
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-labelledby="title"><title id="title">{title}</title><style>text{{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif}}.b{{font-weight:700}}{style}</style><rect class="bg" x="0.5" y="0.5" width="{w}" height="{h}" rx="14"/>"##,
+        title = escape(title),
+        w = WIDTH - 1,
+        h = HEIGHT - 1,
+    )
 }
 
 /// Text safe inside an XML element or attribute: markup characters escaped, characters XML 1.0
@@ -240,19 +365,6 @@ pub fn escape(text: &str) -> String {
 /// One line of text: line breaks and tabs become spaces, runs of spaces one.
 fn clean(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// At most `max` characters, cut with "…" (never leaving a joiner or selector dangling).
-fn shorten(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_owned();
-    }
-    let mut cut: String = text.chars().take(max - 1).collect();
-    while cut.ends_with(['\u{200D}', '\u{FE0F}', ' ']) {
-        cut.pop();
-    }
-    cut.push('…');
-    cut
 }
 
 /// `8.41`, `1,654`: fixed decimals, thousands grouped with commas.
@@ -431,13 +543,47 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn long_names_are_shortened_and_stale_is_said() {
+    fn long_names_are_fitted_to_their_width_and_stale_is_said() {
         let mut long = run();
         long.name = "A very long name for a run ".repeat(4);
         long.stale = true;
         let svg = render(&long, Theme::Light, Units::Metric);
-        assert!(svg.contains("A very long name for a run A ve…"), "{svg}");
+        assert!(
+            svg.contains(r#"font-size="17">A very long name for a run A very"#),
+            "{svg}"
+        );
+        assert!(svg.contains("…</text>"), "{svg}");
         assert!(svg.contains("MAY BE OUT OF DATE"));
+        // By width, not by count: 26 capitals do not fit beside the sketch, 26 i's do.
+        long.route_shape = Some(Some("M50 100 L50 0".into()));
+        long.name = "W".repeat(26);
+        let capitals = render(&long, Theme::Light, Units::Metric);
+        assert!(capitals.contains("WWW…</text>"), "{capitals}");
+        long.name = "i".repeat(26);
+        let narrow = render(&long, Theme::Light, Units::Metric);
+        assert!(narrow.contains(&format!(r#"font-size="22">{}</text>"#, "i".repeat(26))));
+    }
+
+    #[test]
+    fn every_error_is_a_card_of_the_same_size_in_words() {
+        for (code, words) in [
+            ("no_public_run", "No public run"),
+            ("not_configured", "not connected"),
+            ("strava_unavailable", "Strava cannot be reached"),
+            ("strava_authorization", "reconnect"),
+            ("storage_unavailable", "cannot be loaded"),
+            ("something_new", "cannot be shown"),
+        ] {
+            for theme in Theme::ALL {
+                let svg = render_error(code, theme);
+                assert!(svg.starts_with(r#"<svg xmlns="http://www.w3.org/2000/svg" width="480" height="200" viewBox="0 0 480 200""#));
+                assert!(svg.contains(words), "{code}: {svg}");
+                assert!(svg.contains(code), "{code}: {svg}");
+                assert!(!svg.contains("<script") && !svg.contains("href"));
+            }
+        }
+        assert!(render_error("no_public_run", Theme::Auto).contains("prefers-color-scheme:dark"));
+        assert!(render_error("no_public_run", Theme::Dark).contains(".bg{fill:#17191e"));
     }
 
     #[test]

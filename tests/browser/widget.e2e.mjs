@@ -1,6 +1,7 @@
 // End-to-end checks of the <latest-run> widget and the SVG card in headless Chromium, run by
 // tests/widget.rs, which starts the apps and a blog on another origin and passes their addresses
-// as one JSON argument: {blog, apps: {photo, hostile}, hostileName, chromium, axe, screenshots}.
+// as one JSON argument: {blog, apps: {photo, hostile}, names: {latin, cjk, emoji, arabic, hebrew},
+// errors: {code: app}, errorWords: {code: sentence}, hostileName, chromium, axe, screenshots}.
 // Every check prints one line; the process exits non-zero when any failed.
 
 import { chromium } from "playwright-core";
@@ -35,7 +36,7 @@ const PHOTO = `<svg xmlns="http://www.w3.org/2000/svg" width="768" height="576" 
 const browser = await chromium.launch({ executablePath: config.chromium, args: ["--no-sandbox"] });
 
 /** A fresh page with the observers every check relies on. */
-async function open(name, { colorScheme = "light", delayApi = 0, width = 600 } = {}) {
+async function open(name, { colorScheme = "light", delayApi = 0, width = 600, photo = "ok" } = {}) {
   const context = await browser.newContext({ viewport: { width, height: 700 }, colorScheme, deviceScaleFactor: 2 });
   const page = await context.newPage();
   const problems = { console: [], pageErrors: [], dialogs: [] };
@@ -58,7 +59,9 @@ async function open(name, { colorScheme = "light", delayApi = 0, width = 600 } =
     }).observe({ type: "layout-shift", buffered: true });
   });
   await page.route("https://dgtzuqphqg23d.cloudfront.net/**", (route) =>
-    route.fulfill({ status: 200, contentType: "image/svg+xml", body: PHOTO }),
+    photo === "fail"
+      ? route.fulfill({ status: 404, contentType: "text/plain", body: "gone" })
+      : route.fulfill({ status: 200, contentType: "image/svg+xml", body: PHOTO }),
   );
   if (delayApi) {
     // Data arrives well after the first frames: the loading state is painted first.
@@ -126,6 +129,8 @@ function read(page, index = 0) {
       ytd: text(".ytd"),
       stale: visible(".stale"),
       photo: visible(".photo") ? root.querySelector(".photo").src : null,
+      scrim: visible(".scrim"),
+      border: getComputedStyle(card).borderTopColor,
       photoAlt: root.querySelector(".photo").alt,
       link: link && visible("a") ? { href: link.href, text: link.textContent, target: link.target, rel: link.rel } : null,
       bar: visible(".bar") ? { now: bar.getAttribute("aria-valuenow"), label: bar.getAttribute("aria-label") } : null,
@@ -224,6 +229,42 @@ try {
     const shifts = await page.evaluate(() => window.__shifts);
     check(`${name}: no layout shift from the first paint on (layout-shift observer reads 0)`, shifts.length === 0, JSON.stringify(shifts));
     noConsoleErrors(problems, name);
+    await context.close();
+  }
+
+  // --- a photo that fails to load: the card is the plain card of its theme, and stays so --------------
+  {
+    // On a dark system, so that a dark card could only come from the failed photo.
+    const { page, context } = await open("photo-light", { colorScheme: "dark", photo: "fail" });
+    await settle(page);
+    const failed = () =>
+      page.evaluate(() => {
+        const img = document.querySelector("latest-run").shadowRoot.querySelector(".photo");
+        return img.complete && img.naturalWidth === 0;
+      });
+    await page.waitForFunction(() => {
+      const img = document.querySelector("latest-run").shadowRoot.querySelector(".photo");
+      return img.getAttribute("src") && img.complete && img.naturalWidth === 0;
+    }, null, { timeout: 30000, polling: 50 });
+    const frames = () => page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+    await frames();
+    const looksPlain = async (label) => {
+      const shown = await read(page);
+      eq(`${label}: the light card's background`, shown.background, "rgb(255, 255, 255)");
+      eq(`${label}: the light card's text colour`, shown.color, "rgb(27, 28, 32)");
+      eq(`${label}: the light card's border`, shown.border, "rgb(215, 216, 221)");
+      eq(`${label}: no broken image`, shown.photo, null);
+      eq(`${label}: no scrim`, shown.scrim, false);
+      eq(`${label}: still the run`, shown.state, "ready");
+    };
+    await looksPlain("failed photo");
+    for (const [attribute, value] of [["units", "imperial"], ["goal", "1500"], ["locale", "de-DE"]]) {
+      await page.evaluate(([a, v]) => document.querySelector("latest-run").setAttribute(a, v), [attribute, value]);
+      await frames();
+      check(`failed photo after ${attribute}: the image is still the failed one`, await failed());
+      await looksPlain(`failed photo after ${attribute}=${value}`);
+    }
+    await shot(page, "failed-photo.png");
     await context.close();
   }
 
@@ -398,6 +439,85 @@ try {
     eq("SVG document light", await card.evaluate(() => getComputedStyle(document.querySelector(".bg")).fill), "rgb(255, 255, 255)");
     await card.emulateMedia({ colorScheme: "dark" });
     eq("SVG document dark", await card.evaluate(() => getComputedStyle(document.querySelector(".bg")).fill), "rgb(23, 25, 30)");
+    await context.close();
+  }
+  // --- the SVG card's text stays in its box, for every script ----------------------------------------
+  {
+    const { page, context } = await open("svg");
+    // Without CJK and emoji fonts Chromium draws narrow boxes, and the check below could not fail.
+    const widths = await page.evaluate(() => {
+      const ctx = document.createElement("canvas").getContext("2d");
+      ctx.font = '700 100px system-ui, sans-serif';
+      return { cjk: ctx.measureText("東").width, emoji: ctx.measureText("🏃").width };
+    });
+    check("CJK and emoji fonts are installed (fonts-noto-cjk, fonts-noto-color-emoji)", widths.cjk >= 90 && widths.emoji >= 90, JSON.stringify(widths));
+    for (const [script, address] of Object.entries(config.names)) {
+      for (const theme of ["light", "dark"]) {
+        const svg = await (await fetch(`${address}/api/GetLatestRun?format=svg&theme=${theme}`)).text();
+        const boxes = await page.evaluate((svg) => {
+          const doc = new DOMParser().parseFromString(svg, "image/svg+xml");
+          const card = document.importNode(doc.documentElement, true);
+          document.body.append(card);
+          const texts = [...card.querySelectorAll("text")].map((t) => {
+            const b = t.getBBox();
+            return { text: t.textContent, y: t.getAttribute("y"), left: b.x, right: b.x + b.width, top: b.y, bottom: b.y + b.height };
+          });
+          const path = card.querySelector("path");
+          // The sketch is drawn at translate(388 22) scale(0.68), with a 3 px stroke.
+          const sketchLeft = path ? 388 + 0.68 * path.getBBox().x - 1.5 : null;
+          card.remove();
+          return { texts, sketchLeft, title: doc.querySelector("title")?.textContent ?? "" };
+        }, svg);
+        const name = boxes.texts.find((t) => t.y === "70");
+        check(`SVG card (${script}, ${theme}): the sketch is drawn`, boxes.sketchLeft !== null, svg.slice(0, 200));
+        check(`SVG card (${script}, ${theme}): the whole name is in the title`, boxes.title.includes(config.nameTexts[script]), boxes.title);
+        check(
+          `SVG card (${script}, ${theme}): the name ends before the sketch (getBBox)`,
+          name && name.right <= boxes.sketchLeft && name.left >= 20,
+          JSON.stringify({ name, sketchLeft: boxes.sketchLeft }),
+        );
+        const outside = boxes.texts.filter((t) => t.left < 0 || t.right > 480 || t.top < 0 || t.bottom > 200);
+        check(`SVG card (${script}, ${theme}): every text inside the 480×200 card (getBBox)`, outside.length === 0, JSON.stringify(outside));
+      }
+    }
+    await context.close();
+  }
+
+  // --- errors as SVG cards: an image, never a broken one, that says what is wrong -----------------------
+  {
+    const { page, context } = await open("svg");
+    for (const [code, address] of Object.entries(config.errors)) {
+      for (const theme of ["light", "dark", "auto"]) {
+        const url = `${address}/api/GetLatestRun?format=svg&theme=${theme}`;
+        const response = await fetch(url);
+        eq(`SVG ${code} (${theme}): 200`, response.status, 200);
+        eq(`SVG ${code} (${theme}): X-Widget-Error`, response.headers.get("x-widget-error"), code);
+        const svg = await response.text();
+        const size = await page.evaluate(
+          (url) =>
+            new Promise((resolve) => {
+              const img = new Image();
+              img.onload = () => resolve([img.naturalWidth, img.naturalHeight]);
+              img.onerror = () => resolve([0, 0]);
+              img.src = url;
+            }),
+          url,
+        );
+        eq(`SVG ${code} (${theme}): renders as an image (naturalWidth × naturalHeight)`, JSON.stringify(size), "[480,200]");
+        const words = await page.evaluate((svg) => {
+          const doc = new DOMParser().parseFromString(svg, "image/svg+xml");
+          return [...doc.querySelectorAll("text")].map((t) => t.textContent).join(" | ");
+        }, svg);
+        check(`SVG ${code} (${theme}): says what is wrong`, words.includes(config.errorWords[code]), words);
+      }
+    }
+    // One of them on a page, for the screenshots.
+    await page.evaluate((url) => {
+      const img = Object.assign(new Image(), { id: "error-card", src: url, alt: "Latest run" });
+      document.body.append(img);
+      return img.decode();
+    }, `${config.errors.strava_unavailable}/api/GetLatestRun?format=svg&theme=light`);
+    await shot(page, "svg-error.png", "#error-card");
     await context.close();
   }
 } catch (error) {
