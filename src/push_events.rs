@@ -321,8 +321,12 @@ impl PushEvents {
         if let Ok(mut queue) = self.0.queue.lock() {
             let room = queue.len() < MAX_PENDING;
             match queue.iter_mut().find(|q| q.event.id == queued.event.id) {
-                // A local event is never replaced by the table's copy of it.
-                Some(known) if known.event.at < queued.event.at => *known = queued,
+                // The later word counts: an event received here replaces what was queued for
+                // its activity (the same second included); the table's copy only a strictly
+                // older one.
+                Some(known) if !queued.adopted || known.event.at < queued.event.at => {
+                    *known = queued
+                }
                 Some(_) => {}
                 None if room => queue.push_back(queued),
                 None => {

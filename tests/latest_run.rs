@@ -5,6 +5,8 @@ mod support;
 
 use serde_json::{json, Value};
 use std::time::Duration;
+use strava_latest_run::clock::Clock;
+use support::activities;
 use support::app::{fixture, TestApp, TestSettings};
 use support::credentials::connected;
 use support::fake_strava::{FakeStrava, Fault, Scope};
@@ -604,4 +606,162 @@ async fn status_reports_the_cached_answer_and_rate_limits() {
     for secret in strava.all_secrets() {
         assert!(!output.contains(&secret), "a secret leaked: {output}");
     }
+}
+
+/// The athlete's year, with Strava's stats endpoint answering zeros (as it has for many
+/// athletes since late 2024): this year's public runs, and only those.
+fn a_year_of_runs(now: i64) -> (Vec<Value>, f64, i64) {
+    let (_, year_start) = activities::this_year(now);
+    // Spread over the year so far (never in the future, whatever the date).
+    let at = |fraction: f64| year_start + ((now - year_start) as f64 * fraction) as i64;
+    let public = [
+        activities::run(20_000_000_001, "January run", at(0.1), 5_000.5),
+        activities::run(20_000_000_002, "Spring trail", at(0.5), 12_000.25),
+        activities::run(20_000_000_003, "Latest run", at(0.9), 8_000.0),
+    ];
+    let total: f64 = 5_000.5 + 12_000.25 + 8_000.0;
+    let excluded = [
+        activities::only_me(activities::run(
+            20_000_000_004,
+            "Only me",
+            at(0.95),
+            30_000.0,
+        )),
+        activities::with(
+            activities::run(20_000_000_005, "A ride", at(0.92), 40_000.0),
+            |a| {
+                a["type"] = json!("Ride");
+                a["sport_type"] = json!("GravelRide");
+            },
+        ),
+        activities::with(
+            activities::run(20_000_000_006, "Followers", at(0.7), 7_000.0),
+            |a| a["visibility"] = json!("followers_only"),
+        ),
+        activities::run(
+            20_000_000_007,
+            "Last year",
+            year_start - 10 * 86_400,
+            21_097.5,
+        ),
+    ];
+    let list = public.into_iter().chain(excluded).collect();
+    (list, total, 20_000_000_003)
+}
+
+#[tokio::test]
+async fn the_year_total_is_this_years_public_runs_whatever_stravas_stats_say() {
+    let strava = FakeStrava::start().await;
+    strava.set_stats(json!({"ytd_run_totals": {"count": 0, "distance": 0, "moving_time": 0, "elapsed_time": 0, "elevation_gain": 0}}));
+    let (list, total, latest) = a_year_of_runs(support::now());
+    strava.set_activities(list);
+    let app = connected_app(&strava, TestSettings::new(&strava.base_url())).await;
+    let (status, run) = app.get_json("/api/GetLatestRun").await;
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(
+        run["id"],
+        json!(latest),
+        "the only-me run and the ride are newer: {run}"
+    );
+    assert_eq!(
+        run["year_to_date_run_total_distance"].as_f64(),
+        Some(total),
+        "{run}"
+    );
+    let calls = strava.calls();
+    assert_eq!(calls.stats, 0, "{calls:?}");
+    assert_eq!(
+        calls.activities, 1,
+        "one list call fills the year: {calls:?}"
+    );
+    // The index holds the three public runs of this year, and nothing private.
+    let index = app
+        .store
+        .load_runs(activities::this_year(support::now()).0)
+        .await
+        .expect("index");
+    let mut ids: Vec<i64> = index.iter().map(|r| r.id).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, vec![20_000_000_001, 20_000_000_002, 20_000_000_003]);
+}
+
+#[tokio::test]
+async fn a_clock_jump_to_the_first_of_january_starts_a_new_year_total() {
+    let strava = FakeStrava::start().await;
+    let (list, total, latest) = a_year_of_runs(support::now());
+    strava.set_activities(list);
+    let clock = Clock::system();
+    let settings = TestSettings::new(&strava.base_url()).with("WIDGET_CACHE_SECONDS", "600");
+    let app = TestApp::spawn_with_clock(settings, clock.clone()).await;
+    connect(&app, &strava).await;
+    let (_, run) = app.get_json("/api/GetLatestRun").await;
+    assert_eq!(run["year_to_date_run_total_distance"].as_f64(), Some(total));
+
+    // Ten minutes into the athlete's 1 January: a new year, and nothing run in it yet.
+    let (year, year_start) = activities::this_year(clock.now());
+    let (next_year, next_year_start) = activities::this_year(year_start + 400 * 86_400);
+    assert_eq!(next_year, year + 1);
+    clock.jump(next_year_start + 600 - clock.now());
+    let (_, run) = app
+        .poll_json("/api/GetLatestRun", Duration::from_secs(30), |_, run| {
+            run["year_to_date_run_total_distance"].as_f64() == Some(0.0)
+        })
+        .await;
+    assert_eq!(
+        run["year_to_date_run_total_distance"].as_f64(),
+        Some(0.0),
+        "{run}"
+    );
+    assert_eq!(
+        run["id"],
+        json!(latest),
+        "last year's run is still the latest: {run}"
+    );
+}
+
+#[tokio::test]
+async fn a_run_made_private_without_an_event_leaves_within_one_window() {
+    let strava = FakeStrava::start().await;
+    let app = one_second_window_app(&strava).await;
+    let (_, run) = app.get_json("/api/GetLatestRun").await;
+    assert_eq!(run["id"], SAMPLE_RUN_ID);
+    // An `activity:read` token is sent no privacy event: only the list tells.
+    assert!(strava.update_activity(SAMPLE_RUN_ID, |a| {
+        a["visibility"] = json!("only_me");
+        a["private"] = json!(true);
+    }));
+    let (_, run) = app
+        .poll_json("/api/GetLatestRun", Duration::from_secs(15), |_, run| {
+            run["id"] != SAMPLE_RUN_ID
+        })
+        .await;
+    assert_eq!(run["id"], 16110453318_i64, "the next public run: {run}");
+}
+
+#[tokio::test]
+async fn hand_made_credentials_gain_the_athlete_id_from_the_first_round() {
+    let strava = FakeStrava::start().await;
+    let app = TestApp::spawn(TestSettings::new(&strava.base_url())).await;
+    app.store
+        .replace_credentials(&support::credentials::hand_made(&strava.refresh_token()))
+        .await
+        .expect("arrange");
+    let (status, _) = app.get_json("/api/GetLatestRun").await;
+    assert_eq!(status, 200);
+    let stored = app
+        .store
+        .load_credentials()
+        .await
+        .expect("read")
+        .expect("stored");
+    assert_eq!(
+        stored.value.athlete_id,
+        Some(support::fake_strava::ATHLETE_ID)
+    );
+    assert_eq!(
+        strava.calls().athlete,
+        0,
+        "learnt from the list: {:?}",
+        strava.calls()
+    );
 }

@@ -8,6 +8,7 @@ mod support;
 
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
+use support::activities;
 use support::app::{invoke_at, run_handler_command, HandlerProcess, TestApp, TestSettings};
 use support::credentials::connected;
 use support::fake_strava::FakeStrava;
@@ -691,4 +692,170 @@ async fn events_are_acknowledged_while_storage_is_down_and_recorded_when_it_retu
         .await,
         "the event was recorded once storage returned, and applied"
     );
+}
+
+#[tokio::test]
+async fn an_owners_morning_upload_rename_private_and_a_deleted_upload_each_show_within_seconds() {
+    let strava = FakeStrava::start().await;
+    let app = subscribed_app(&strava, settings(&strava, 600)).await;
+    let (_, first) = app.get_json("/api/GetLatestRun").await;
+    assert_eq!(first["id"], json!(SAMPLE_RUN_ID));
+    let now = support::now();
+    let morning = activities::run(NEW_RUN_ID, "Morning Run", now - 3_600, 10_000.0);
+    let callback = format!("{}/api/StravaWebhook", app.address);
+    // Each step: Strava changes, its event arrives, and the widget shows it within 5 s, for at
+    // most 4 Strava calls.
+    let step = |what: &'static str, event: Value, shows: Box<dyn Fn(&Value) -> bool>| {
+        let strava = &strava;
+        let app = &app;
+        let callback = callback.clone();
+        async move {
+            let before = strava.calls().api_total();
+            let delivery = strava.deliver_event_to(&callback, &event).await;
+            assert!(delivery.acknowledged, "{what}: {delivery:?}");
+            let (_, run) = app
+                .poll_json("/api/GetLatestRun", Duration::from_secs(5), |_, run| {
+                    shows(run)
+                })
+                .await;
+            assert!(shows(&run), "{what}: not on the widget within 5 s: {run}");
+            let calls = strava.calls().api_total() - before;
+            assert!(
+                calls <= 4,
+                "{what}: {calls} Strava calls: {:?}",
+                strava.calls()
+            );
+        }
+    };
+
+    strava.add_activity(morning.clone());
+    step(
+        "the upload",
+        strava.event("activity", NEW_RUN_ID, "create", json!({})),
+        Box::new(|run| run["id"] == json!(NEW_RUN_ID) && run["name"] == "Morning Run"),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(strava.update_activity(NEW_RUN_ID, |a| a["name"] = json!("Hill repeats 🏔")));
+    step(
+        "the rename",
+        strava.event(
+            "activity",
+            NEW_RUN_ID,
+            "update",
+            json!({"title": "Hill repeats 🏔"}),
+        ),
+        Box::new(|run| run["id"] == json!(NEW_RUN_ID) && run["name"] == "Hill repeats 🏔"),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(strava.update_activity(NEW_RUN_ID, |a| {
+        a["visibility"] = json!("only_me");
+        a["private"] = json!(true);
+    }));
+    step(
+        "made Only you",
+        strava.event("activity", NEW_RUN_ID, "update", json!({"private": "true"})),
+        Box::new(|run| run["id"] == json!(SAMPLE_RUN_ID)),
+    )
+    .await;
+    // A second upload, deleted at once: its create and its delete arrive back to back.
+    let second_id = NEW_RUN_ID + 1;
+    strava.add_activity(activities::run(second_id, "Oops", now - 600, 3_000.0));
+    let create = strava.event("activity", second_id, "create", json!({}));
+    assert!(
+        strava
+            .deliver_event_to(&callback, &create)
+            .await
+            .acknowledged
+    );
+    strava.remove_activity(second_id);
+    step(
+        "the deleted upload",
+        strava.event("activity", second_id, "delete", json!({})),
+        Box::new(|run| run["id"] == json!(SAMPLE_RUN_ID)),
+    )
+    .await;
+    // And it stays away (the create, read after the delete, finds nothing to show).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        app.get_json("/api/GetLatestRun").await.1["id"],
+        json!(SAMPLE_RUN_ID)
+    );
+}
+
+#[tokio::test]
+async fn a_forged_deauthorization_while_another_instance_holds_rotated_tokens_keeps_the_newest() {
+    let strava = FakeStrava::start().await;
+    strava.set_rotate_refresh_tokens(true);
+    let direct = settings(&strava, 600);
+    // Instance B: subscribed, storage fine. Instance A: its storage can be cut.
+    let b = subscribed_app(&strava, direct.clone()).await;
+    let outage =
+        support::outage::Outage::relay_to(support::azurite::Azurite::shared().port()).await;
+    let a = TestApp::spawn(direct.clone().with(
+        "AzureWebJobsStorage",
+        support::azurite::connection_string_for_port(outage.port()),
+    ))
+    .await;
+    assert_eq!(a.get_json("/api/GetLatestRun").await.0, 200);
+
+    // A's timer refreshes while its storage is down: Strava rotates, A holds the new tokens.
+    outage.cut();
+    let stored_before = b
+        .store
+        .load_credentials()
+        .await
+        .expect("read")
+        .expect("stored");
+    let (status, _) = support::app::run_timer(&a.client, &a.address).await;
+    assert_eq!(status, 200);
+    assert_ne!(
+        stored_before.value.refresh_token.expose(),
+        strava.refresh_token(),
+        "rotated at Strava, not stored"
+    );
+
+    // A deauthorization event (forged: the athlete did not revoke anything) reaches B, whose
+    // check with Strava fails because the stored token was rotated away: B marks the
+    // credentials refused.
+    let deauthorize = strava.event(
+        "athlete",
+        support::fake_strava::ATHLETE_ID,
+        "update",
+        json!({"authorized": "false"}),
+    );
+    assert!(
+        strava
+            .deliver_event_to(&format!("{}/api/StravaWebhook", b.address), &deauthorize)
+            .await
+            .acknowledged
+    );
+    assert!(
+        eventually(15, || async {
+            matches!(b.store.load_credentials().await, Ok(Some(c)) if c.value.refused_at.is_some())
+        })
+        .await,
+        "B marked the credentials"
+    );
+
+    // A's storage returns: its held tokens, a newer link of the same chain, restore them.
+    outage.restore();
+    assert!(
+        eventually(60, || async {
+            matches!(
+                b.store.load_credentials().await,
+                Ok(Some(c)) if c.value.refused_at.is_none()
+                    && c.value.refresh_token.expose() == strava.refresh_token()
+            )
+        })
+        .await,
+        "the newest refresh token is stored and the mark is gone"
+    );
+    let (status, body) = b
+        .poll_json("/api/GetLatestRun", Duration::from_secs(90), |status, _| {
+            status == 200
+        })
+        .await;
+    assert_eq!(status, 200, "connected again without a new setup: {body}");
 }

@@ -46,8 +46,12 @@ fn sample(name: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).expect("sample")).expect("json")
 }
 
+/// A connected app whose clock reads 1 December of the samples' year, so their runs are this
+/// year's: the year-to-date total is the sum of the sample's public runs (30,733.6 m).
 async fn connected_app(strava: &FakeStrava, settings: TestSettings) -> TestApp {
-    let app = TestApp::spawn(settings).await;
+    const IN_THE_SAMPLES_YEAR: i64 = 1_764_590_400; // 2025-12-01T12:00:00Z
+    let clock = strava_latest_run::clock::Clock::skewed(IN_THE_SAMPLES_YEAR - support::now());
+    let app = TestApp::spawn_with_clock(settings, clock).await;
     app.store
         .replace_credentials(&connected(strava))
         .await
@@ -770,7 +774,7 @@ async fn the_widget_in_headless_chromium_on_a_page_of_another_origin() {
     styled("reserved", &[(api(&photo), "")], RESERVE_SPACE);
     styled(
         "reserved-plain",
-        &[(api(&plain), r#" goal="2000""#)],
+        &[(api(&plain), r#" goal="50""#)],
         RESERVE_SPACE,
     );
     styled("hostile", &[(api(&hostile), "")], "");
@@ -783,7 +787,7 @@ async fn the_widget_in_headless_chromium_on_a_page_of_another_origin() {
         "showcase",
         &[
             (api(&photo), r#" theme="light""#),
-            (api(&plain), r#" theme="dark" goal="2000""#),
+            (api(&plain), r#" theme="dark" goal="50""#),
         ],
         "",
     );

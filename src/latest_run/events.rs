@@ -190,7 +190,8 @@ impl LatestRunService {
 }
 
 /// Whether applying `applied` also applies the recorded `event`: the same activity, recorded no
-/// later (an event recorded after it may say something newer).
+/// later (an event recorded after it may say something newer), and not a hide cleared by
+/// reading the activity (a delete right after a create must still be applied).
 fn covers(applied: &PendingEvent, event: &PendingEvent) -> bool {
-    event.id == applied.id && event.at <= applied.at
+    event.id == applied.id && event.at <= applied.at && (applied.hide || !event.hide)
 }

@@ -181,7 +181,7 @@ try {
     eq("moving time", run.stats["Moving time"], "47:31");
     eq("pace", run.stats["Pace"], "5:39 /km");
     eq("elevation", run.stats["Elevation"], "31 m");
-    eq("year to date", run.ytd, "1,654 km this year");
+    eq("year to date", run.ytd, "31 km this year");
     eq("no goal bar without a goal", run.bar, null);
     check("link to the activity", run.link?.href === "https://www.strava.com/activities/16128930471" && run.link?.text === "View on Strava", JSON.stringify(run.link));
     check("link opens safely in a new tab", run.link?.target === "_blank" && run.link?.rel.includes("noopener"), JSON.stringify(run.link));
@@ -202,11 +202,11 @@ try {
     eq("imperial distance", imperial.stats["Distance"], "5.23 mi");
     eq("imperial pace", imperial.stats["Pace"], "9:05 /mi");
     eq("imperial elevation", imperial.stats["Elevation"], "102 ft");
-    eq("imperial year to date", imperial.ytd, "1,028 mi this year");
-    await page.evaluate(() => document.querySelector("latest-run").setAttribute("goal", "1500"));
+    eq("imperial year to date", imperial.ytd, "19 mi this year");
+    await page.evaluate(() => document.querySelector("latest-run").setAttribute("goal", "40"));
     const goal = await read(page);
-    eq("goal in the chosen unit", goal.ytd, "1,028 mi of 1,500 mi this year · 69%");
-    check("goal bar with its value", goal.bar?.now === "69" && goal.bar?.label === "Yearly goal", JSON.stringify(goal.bar));
+    eq("goal in the chosen unit", goal.ytd, "19 mi of 40 mi this year · 48%");
+    check("goal bar with its value", goal.bar?.now === "48" && goal.bar?.label === "Yearly goal", JSON.stringify(goal.bar));
     await page.evaluate(() => {
       const el = document.querySelector("latest-run");
       el.setAttribute("units", "metric");
@@ -215,7 +215,7 @@ try {
     const german = await read(page);
     eq("locale formats numbers", german.stats["Distance"], "8,41 km");
     eq("locale formats dates", german.date, "10.10.2025");
-    eq("metric goal", german.ytd, "1.654 km of 1.500 km this year · 100 %");
+    eq("metric goal", german.ytd, "31 km of 40 km this year · 77 %");
     const shiftsAfter = await page.evaluate((before) => window.__shifts.slice(before), before);
     check("switching attributes shifts no layout", shiftsAfter.length === 0, JSON.stringify(shiftsAfter));
     await context.close();
