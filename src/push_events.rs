@@ -424,7 +424,7 @@ impl PushEvents {
             return None;
         }
         let result = if event.hide {
-            self.0.latest_run.hide_activity(event).await.map(|()| ())
+            self.0.latest_run.hide_activity(event).await
         } else {
             match self.take_budget(queued).await {
                 Ok(true) => self
