@@ -8,6 +8,7 @@ pub mod assets;
 pub mod route_shape;
 pub mod svg;
 pub mod text_fit;
+pub mod year;
 
 use crate::store::IndexedRun;
 use crate::strava::models::{is_placeholder_url, DetailedActivity, Photo, SummaryActivity};
