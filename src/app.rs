@@ -5,6 +5,7 @@ use crate::clock::Clock;
 use crate::config::{AllowedOrigins, Settings};
 use crate::latest_run::{LatestRunService, LatestRunSettings};
 use crate::push_events::PushEvents;
+use crate::running_year::RunningYearService;
 use crate::secret::Secret;
 use crate::store::Store;
 use crate::strava::StravaClient;
@@ -17,6 +18,8 @@ pub struct App {
     pub tokens: TokenKeeper,
     /// The latest-run answer and its cache.
     pub latest_run: LatestRunService,
+    /// The running-year views of the index.
+    pub running_year: RunningYearService,
     /// Strava's push events.
     pub push_events: PushEvents,
     /// The webhook's shared secret, when configured.
@@ -85,10 +88,13 @@ impl App {
             instance,
             clock.clone(),
         );
+        let running_year =
+            RunningYearService::new(latest_run.clone(), store.clone(), clock.clone());
         let push_events = PushEvents::new(store, tokens.clone(), latest_run.clone(), clock.clone());
         Ok(App {
             tokens,
             latest_run,
+            running_year,
             push_events,
             webhook_verify_token: settings.webhook_verify_token.clone(),
             answer_cache_control: crate::http::answer_cache_control(

@@ -114,6 +114,9 @@ pub enum ApiError {
     /// The athlete has no public activity of the configured sport types.
     #[error("There is no public run to show yet.")]
     NoPublicRun,
+    /// GetRunningYear was asked for a year the activity index does not hold.
+    #[error("The year {0} is not indexed: this year and the year before are.")]
+    YearNotIndexed(i32),
     /// The request is malformed.
     #[error("{0}")]
     BadRequest(String),
@@ -151,9 +154,10 @@ impl ApiError {
             | ApiError::CredentialsUnusable(_)
             | ApiError::StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::StravaUnavailable | ApiError::StravaAuthorization => StatusCode::BAD_GATEWAY,
-            ApiError::NoPublicRun | ApiError::NotFound | ApiError::NoSuchFile => {
-                StatusCode::NOT_FOUND
-            }
+            ApiError::NoPublicRun
+            | ApiError::YearNotIndexed(_)
+            | ApiError::NotFound
+            | ApiError::NoSuchFile => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -170,6 +174,7 @@ impl ApiError {
             ApiError::StravaUnavailable => "strava_unavailable",
             ApiError::StravaAuthorization => "strava_authorization",
             ApiError::NoPublicRun => "no_public_run",
+            ApiError::YearNotIndexed(_) => "year_not_indexed",
             ApiError::BadRequest(_) => "bad_request",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::NotFound | ApiError::NoSuchFile => "not_found",

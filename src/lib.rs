@@ -37,6 +37,7 @@ pub mod http;
 pub mod index;
 pub mod latest_run;
 pub mod push_events;
+pub mod running_year;
 pub mod schedule;
 pub mod secret;
 pub mod server;

@@ -711,6 +711,7 @@ fn funcignore_keeps_everything_but_host_json_the_handler_and_the_functions_out()
     for name in [
         "host.json",
         "GetLatestRun",
+        "GetRunningYear",
         "RefreshToken",
         "StravaWebhook",
         "Widget",

@@ -769,3 +769,98 @@ async fn hand_made_credentials_gain_the_athlete_id_from_the_first_round() {
         strava.calls()
     );
 }
+
+#[tokio::test]
+async fn the_running_year_adds_up_this_years_public_runs_with_no_strava_call_per_visit() {
+    let strava = FakeStrava::start().await;
+    let (list, total, _) = a_year_of_runs(support::now());
+    strava.set_activities(list);
+    let app = connected_app(&strava, TestSettings::new(&strava.base_url())).await;
+    let response = app.get("/api/GetRunningYear").await;
+    assert_eq!(response.status(), 200);
+    let headers = response.headers().clone();
+    let body = response.bytes().await.expect("body");
+    let year = json(&body);
+    let (this_year, _) = activities::this_year(support::now());
+    assert_eq!(year["version"], 1);
+    assert_eq!(year["year"], this_year);
+    assert_eq!(year["totals"]["count"], 3, "{year}");
+    assert_eq!(year["totals"]["distance"].as_f64(), Some(total));
+    let sum = |list: &Value, key: &str| -> f64 {
+        list.as_array()
+            .expect("array")
+            .iter()
+            .map(|e| e[key].as_f64().expect("number"))
+            .sum()
+    };
+    assert_eq!(sum(&year["days"], "distance"), total, "days add up");
+    assert_eq!(sum(&year["weeks"], "distance"), total, "weeks add up");
+    assert_eq!(sum(&year["weeks"], "count"), 3.0);
+    assert_eq!(year["longest_run"]["id"], 20_000_000_002_i64);
+    assert_eq!(year["stale"], false);
+    assert_private_data_absent(&String::from_utf8_lossy(&body), &strava);
+    assert_eq!(headers["content-type"], "application/json; charset=utf-8");
+    assert_eq!(headers["access-control-allow-origin"], "*");
+    let etag = headers["etag"].to_str().expect("ascii").to_owned();
+
+    // Visitors cost no Strava call, and the answer comes from memory (same ETag, 304).
+    let calls = strava.calls().api_total();
+    for _ in 0..50 {
+        assert_eq!(app.get("/api/GetRunningYear").await.status(), 200);
+    }
+    let not_modified = app
+        .client
+        .get(format!("{}/api/GetRunningYear", app.address))
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(not_modified.status(), 304);
+    assert_eq!(strava.calls().api_total(), calls, "{:?}", strava.calls());
+
+    // The invocation form answers the same bytes.
+    let invoked = app
+        .invoke(
+            "GetRunningYear",
+            fixture("http-invocation-request.json").replace("GetLatestRun", "GetRunningYear"),
+        )
+        .await;
+    let envelope = json(&invoked.bytes().await.expect("body"));
+    assert_eq!(envelope["Outputs"]["res"]["statusCode"], 200);
+    assert_eq!(
+        envelope["Outputs"]["res"]["body"]
+            .as_str()
+            .map(str::as_bytes),
+        Some(&body[..])
+    );
+
+    // Last year: its one public run. Earlier years are not indexed; a bad year is a 400.
+    let (status, last) = app
+        .get_json(&format!("/api/GetRunningYear?year={}", this_year - 1))
+        .await;
+    assert_eq!(status, 200, "{last}");
+    assert_eq!(last["totals"]["count"], 1, "{last}");
+    let (status, error) = app
+        .get_json(&format!("/api/GetRunningYear?year={}", this_year - 5))
+        .await;
+    assert_eq!(
+        (status, error["error"].as_str()),
+        (404, Some("year_not_indexed"))
+    );
+    let (status, error) = app.get_json("/api/GetRunningYear?year=soon").await;
+    assert_eq!(
+        (status, error["error"].as_str()),
+        (400, Some("bad_request"))
+    );
+}
+
+#[tokio::test]
+async fn the_running_year_of_an_unconnected_app_is_the_same_error_as_the_latest_run() {
+    let strava = FakeStrava::start().await;
+    let app = TestApp::spawn(TestSettings::new(&strava.base_url())).await;
+    let (status, error) = app.get_json("/api/GetRunningYear").await;
+    assert_eq!(
+        (status, error["error"].as_str()),
+        (503, Some("not_configured"))
+    );
+}

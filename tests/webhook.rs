@@ -859,3 +859,39 @@ async fn a_forged_deauthorization_while_another_instance_holds_rotated_tokens_ke
         .await;
     assert_eq!(status, 200, "connected again without a new setup: {body}");
 }
+
+#[tokio::test]
+async fn an_event_adding_or_deleting_a_run_changes_the_running_year_within_seconds() {
+    let strava = FakeStrava::start().await;
+    let app = subscribed_app(&strava, settings(&strava, 600)).await;
+    let (status, before) = app.get_json("/api/GetRunningYear").await;
+    assert_eq!(status, 200, "{before}");
+    let count = before["totals"]["count"].as_u64().expect("count");
+    let today_run = activities::run(NEW_RUN_ID, "Lunch run", support::now() - 1_800, 6_000.0);
+    strava.add_activity(today_run);
+    let create = strava.event("activity", NEW_RUN_ID, "create", json!({}));
+    assert!(strava.deliver_event(&create).await.acknowledged);
+    let (_, after) = app
+        .poll_json("/api/GetRunningYear", Duration::from_secs(5), |_, year| {
+            year["totals"]["count"].as_u64() == Some(count + 1)
+        })
+        .await;
+    assert_eq!(
+        after["totals"]["count"].as_u64(),
+        Some(count + 1),
+        "{after}"
+    );
+    assert_eq!(
+        after["streak"]["current_days"].as_u64().map(|d| d >= 1),
+        Some(true)
+    );
+    strava.remove_activity(NEW_RUN_ID);
+    let delete = strava.event("activity", NEW_RUN_ID, "delete", json!({}));
+    assert!(strava.deliver_event(&delete).await.acknowledged);
+    let (_, gone) = app
+        .poll_json("/api/GetRunningYear", Duration::from_secs(5), |_, year| {
+            year["totals"]["count"].as_u64() == Some(count)
+        })
+        .await;
+    assert_eq!(gone["totals"]["count"].as_u64(), Some(count), "{gone}");
+}

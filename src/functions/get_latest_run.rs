@@ -4,57 +4,13 @@
 //! errors: JSON ones with their status, or for `format=svg` an error card (`200`, an image that
 //! says what is wrong, the code in `X-Widget-Error`). On the warm path it does no I/O.
 
+use super::cards::{error_card, image_headers, Format, SVG_CONTENT_TYPE};
 use super::public_http::{cacheable, read_only};
 use crate::config::AllowedOrigins;
 use crate::http::{ApiError, FunctionRequest, FunctionResponse, JSON_CONTENT_TYPE};
 use crate::latest_run::{Answer, LatestRunError, LatestRunService};
-use crate::widget::svg::{self, Theme, Units};
-use bytes::Bytes;
-use warp::http::header::{
-    HeaderName, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS,
-};
-use warp::http::{HeaderMap, HeaderValue, StatusCode};
-
-/// The SVG card's content type.
-const SVG_CONTENT_TYPE: &str = "image/svg+xml";
-/// How long an error card may be cached: a minute, so the run shows soon after the cause is gone.
-const ERROR_CARD_CACHE_CONTROL: &str = "public, max-age=60";
-/// The header naming the error an error card shows (its JSON code).
-pub const WIDGET_ERROR: HeaderName = HeaderName::from_static("x-widget-error");
-
-/// What the request asks for: the JSON answer (the default) or the SVG card.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Format {
-    Json,
-    Svg(Theme, Units),
-}
-
-impl Format {
-    /// From `format=json|svg`, and for the card `theme=auto|light|dark`, `units=metric|imperial`.
-    fn of(request: &FunctionRequest) -> Result<Format, ApiError> {
-        let bad = |name: &str, allowed: &str| {
-            ApiError::BadRequest(format!("The {name} parameter must be {allowed}."))
-        };
-        match request.query_value("format") {
-            None => Ok(Format::Json),
-            Some(f) if f.eq_ignore_ascii_case("json") => Ok(Format::Json),
-            Some(f) if f.eq_ignore_ascii_case("svg") => {
-                let theme = match request.query_value("theme") {
-                    None => Theme::default(),
-                    Some(t) => {
-                        Theme::parse(t).ok_or_else(|| bad("theme", "auto, light or dark"))?
-                    }
-                };
-                let units = match request.query_value("units") {
-                    None => Units::default(),
-                    Some(u) => Units::parse(u).ok_or_else(|| bad("units", "metric or imperial"))?,
-                };
-                Ok(Format::Svg(theme, units))
-            }
-            Some(_) => Err(bad("format", "json or svg")),
-        }
-    }
-}
+use crate::widget::svg::{Theme, Units};
+use warp::http::HeaderValue;
 
 /// Handles one widget request.
 pub async fn handle(
@@ -119,43 +75,8 @@ fn card(
     response
 }
 
-/// An error as an image of the card's size saying what is wrong: `200`, because image proxies
-/// (GitHub's camo) and `<img>` show any other status as a broken image; cached briefly, so the
-/// card comes back soon after the cause is gone; the error's code in `X-Widget-Error`.
-fn error_card(err: &ApiError, theme: Theme) -> FunctionResponse {
-    let mut response = FunctionResponse {
-        status: StatusCode::OK,
-        headers: HeaderMap::with_capacity(6),
-        body: Bytes::from(svg::render_error(err.code(), theme)),
-    };
-    response
-        .headers
-        .insert(CONTENT_TYPE, HeaderValue::from_static(SVG_CONTENT_TYPE));
-    response.headers.insert(
-        CACHE_CONTROL,
-        HeaderValue::from_static(ERROR_CARD_CACHE_CONTROL),
-    );
-    response
-        .headers
-        .insert(WIDGET_ERROR, HeaderValue::from_static(err.code()));
-    image_headers(&mut response);
-    response
-}
-
-/// Opened on its own (not as an image) a card still runs nothing: a CSP allows its inline style
-/// only.
-fn image_headers(response: &mut FunctionResponse) {
-    response.headers.insert(
-        CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
-    );
-    response
-        .headers
-        .insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-}
-
 /// The client's view of the service's errors.
-fn api_error(err: LatestRunError) -> ApiError {
+pub(super) fn api_error(err: LatestRunError) -> ApiError {
     match err {
         LatestRunError::NotConfigured => ApiError::NotConfigured,
         LatestRunError::CredentialsUnusable(problem) => ApiError::CredentialsUnusable(problem),

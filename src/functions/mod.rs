@@ -4,7 +4,9 @@
 //! be wrapped in one tracing span ([`span`]) naming the function and the host's invocation id,
 //! so every log line written while it runs, in whatever module, carries both.
 
+pub mod cards;
 pub mod get_latest_run;
+pub mod get_running_year;
 pub mod public_http;
 pub mod refresh_token;
 pub mod strava_webhook;
@@ -18,6 +20,8 @@ pub use crate::http::{FunctionRequest, FunctionResponse, TimerInfo, JSON_CONTENT
 pub enum FunctionName {
     /// HTTP: the widget's request.
     GetLatestRun,
+    /// HTTP: the running-year widget's request.
+    GetRunningYear,
     /// Timer: keeps the Strava token alive.
     RefreshToken,
     /// HTTP: Strava's push subscription callback.
@@ -31,6 +35,7 @@ impl FunctionName {
     pub fn parse(name: &str) -> Option<Self> {
         [
             FunctionName::GetLatestRun,
+            FunctionName::GetRunningYear,
             FunctionName::RefreshToken,
             FunctionName::StravaWebhook,
             FunctionName::Widget,
@@ -43,6 +48,7 @@ impl FunctionName {
     pub fn as_str(self) -> &'static str {
         match self {
             FunctionName::GetLatestRun => "GetLatestRun",
+            FunctionName::GetRunningYear => "GetRunningYear",
             FunctionName::RefreshToken => "RefreshToken",
             FunctionName::StravaWebhook => "StravaWebhook",
             FunctionName::Widget => "Widget",
@@ -53,7 +59,10 @@ impl FunctionName {
     pub fn is_http(self) -> bool {
         matches!(
             self,
-            FunctionName::GetLatestRun | FunctionName::StravaWebhook | FunctionName::Widget
+            FunctionName::GetLatestRun
+                | FunctionName::GetRunningYear
+                | FunctionName::StravaWebhook
+                | FunctionName::Widget
         )
     }
 }
@@ -106,6 +115,15 @@ pub async fn call_http(
             )
             .await
         }
+        FunctionName::GetRunningYear => {
+            get_running_year::handle(
+                &app.running_year,
+                &app.allowed_origins,
+                &app.answer_cache_control,
+                &request,
+            )
+            .await
+        }
         FunctionName::StravaWebhook => {
             strava_webhook::handle(
                 &app.push_events,
@@ -130,8 +148,9 @@ pub async fn call_timer(
         FunctionName::RefreshToken => {
             refresh_token::run(&app.tokens, &app.latest_run, &app.clock, timer).await
         }
-        FunctionName::GetLatestRun | FunctionName::StravaWebhook | FunctionName::Widget => {
-            Err(format!("{} is not a timer function", function.as_str()))
-        }
+        FunctionName::GetLatestRun
+        | FunctionName::GetRunningYear
+        | FunctionName::StravaWebhook
+        | FunctionName::Widget => Err(format!("{} is not a timer function", function.as_str())),
     }
 }

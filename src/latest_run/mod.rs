@@ -145,6 +145,22 @@ struct Inner {
     generation: AtomicU64,
     /// Who hears of events recorded in the table (the push-event service).
     pending_listener: OnceLock<PendingListener>,
+    /// Bumped whenever the answer held changes (a new derivation, marked stale, dropped): views
+    /// built from the same index state ([`LatestRunService::index_state`]) know when to rebuild.
+    answer_version: AtomicU64,
+}
+
+/// What the answer held says of the index it was derived from, for other views of the index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexState {
+    /// Changes whenever the answer held changes.
+    pub version: u64,
+    /// When the answer was derived (Unix seconds).
+    pub fetched_at: i64,
+    /// Whether it is past its window and could not be refreshed.
+    pub stale: bool,
+    /// The athlete's offset from UTC (seconds), as the newest run says (0 before any run).
+    pub utc_offset: i64,
 }
 
 impl LatestRunService {
@@ -182,6 +198,7 @@ impl LatestRunService {
             last_look: AtomicI64::new(0),
             generation: AtomicU64::new(0),
             pending_listener: OnceLock::new(),
+            answer_version: AtomicU64::new(0),
         }))
     }
 
@@ -203,6 +220,18 @@ impl LatestRunService {
         self.0.current.read().ok().and_then(|c| c.clone())
     }
 
+    /// The state of the index behind the answer held, without I/O; `None` before any answer.
+    pub fn index_state(&self) -> Option<IndexState> {
+        let current = self.0.current.read().ok()?;
+        let known = current.as_ref()?;
+        Some(IndexState {
+            version: self.0.answer_version.load(Ordering::Acquire),
+            fetched_at: known.fetched_at(),
+            stale: matches!(known, Known::Run(answer) if answer.is_stale()),
+            utc_offset: known.year().map_or(0, |(_, offset)| offset),
+        })
+    }
+
     /// The athlete's local year now, by the offset of the answer held (UTC before any).
     fn this_year(&self) -> (i32, i64) {
         let offset = self
@@ -221,6 +250,7 @@ impl LatestRunService {
                 .is_some_and(|c| c.fetched_at() > known.fetched_at());
             if self.0.generation.load(Ordering::Acquire) == generation && !newer_held {
                 *current = Some(known);
+                self.0.answer_version.fetch_add(1, Ordering::AcqRel);
                 return true;
             }
         }
@@ -244,6 +274,7 @@ impl LatestRunService {
                 if !answer.is_stale() && self.now().saturating_sub(answer.fetched_at) >= window {
                     let stale = Arc::new(answer.stale());
                     *current = Some(Known::Run(stale));
+                    self.0.answer_version.fetch_add(1, Ordering::AcqRel);
                 }
             }
         }
@@ -333,6 +364,7 @@ impl LatestRunService {
     pub fn forget(&self) {
         if let Ok(mut current) = self.0.current.write() {
             *current = None;
+            self.0.answer_version.fetch_add(1, Ordering::AcqRel);
         }
         if let Ok(mut last) = self.0.last_error.write() {
             *last = Some(LatestRunError::NotConfigured);

@@ -317,6 +317,10 @@ fn error_words(code: &str) -> (&'static str, &'static str) {
             "The latest run cannot be loaded right now.",
             "The app's storage cannot be reached. Try again in a minute.",
         ),
+        "year_not_indexed" => (
+            "That year is not on record.",
+            "This year and the year before can be shown.",
+        ),
         _ => (
             "The latest run cannot be shown right now.",
             "Please try again later.",

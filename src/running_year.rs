@@ -1,0 +1,136 @@
+//! The running-year service: the owner's public runs of one calendar year (totals, days, weeks,
+//! the longest run, streaks), derived from the activity index with no Strava call. An answer is
+//! built once per year from the index's entries in the table and kept in memory, ready to send,
+//! until the latest-run answer changes (a round or a push event changed the index, on this
+//! instance or, seen within seconds, another) or the athlete's day turns (the weeks run "up to
+//! today" and the streaks count from today); a warm request does no I/O. The latest-run service
+//! keeps the index fresh; this one asks it to, as GetLatestRun does, on every request.
+//!
+//! Years served: the athlete's current local year, which the index holds in full, and the year
+//! before (as the index last knew it while it was current, kept up by the daily full pass until
+//! its last day). Earlier years are not indexed.
+
+use crate::clock::Clock;
+use crate::latest_run::{etag_of, IndexState, LatestRunError, LatestRunService};
+use crate::store::Store;
+use crate::widget::year::{build_running_year, RunningYear};
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use time::{Date, OffsetDateTime};
+use tokio::sync::Mutex;
+
+/// Why no year view can be given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RunningYearError {
+    /// The latest-run service could not give an answer (not connected, storage or Strava down
+    /// with nothing held).
+    #[error("{0}")]
+    Index(LatestRunError),
+    /// The year asked for is not in the index.
+    #[error("the year {0} is not indexed")]
+    YearNotIndexed(i32),
+    /// The index could not be read.
+    #[error("storage cannot be reached")]
+    StorageUnavailable,
+}
+
+/// A ready-to-send year view.
+#[derive(Debug)]
+pub struct YearAnswer {
+    /// The JSON body.
+    pub body: Bytes,
+    /// Strong entity tag of the body, quoted.
+    pub etag: Bytes,
+    /// The view itself (the SVG card renders it).
+    pub view: RunningYear,
+    /// The index state and the athlete's day it was built for.
+    built_for: (u64, Date),
+}
+
+/// Year views, cached per year; cheap to clone.
+#[derive(Clone)]
+pub struct RunningYearService(Arc<Inner>);
+
+struct Inner {
+    latest_run: LatestRunService,
+    store: Store,
+    clock: Clock,
+    cache: RwLock<HashMap<i32, Arc<YearAnswer>>>,
+    /// One build at a time (concurrent cold requests share it).
+    building: Mutex<()>,
+}
+
+impl RunningYearService {
+    /// An empty cache over the index in `store`, kept fresh by `latest_run`.
+    pub fn new(latest_run: LatestRunService, store: Store, clock: Clock) -> Self {
+        RunningYearService(Arc::new(Inner {
+            latest_run,
+            store,
+            clock,
+            cache: RwLock::new(HashMap::new()),
+            building: Mutex::new(()),
+        }))
+    }
+
+    /// The view of `year` (default: the athlete's current local year).
+    pub async fn answer(&self, year: Option<i32>) -> Result<Arc<YearAnswer>, RunningYearError> {
+        // Keeps the index fresh (a round when due) exactly as a GetLatestRun visit does; no I/O
+        // when warm. "No public run" is an index like any other (a year of zeros).
+        let latest = self.0.latest_run.answer().await;
+        let state = match (self.0.latest_run.index_state(), latest) {
+            (Some(state), _) => state,
+            (None, Err(err)) => return Err(RunningYearError::Index(err)),
+            (None, Ok(_)) => return Err(RunningYearError::Index(LatestRunError::NotConfigured)),
+        };
+        let today = self.today(&state);
+        let this_year = today.year();
+        let year = year.unwrap_or(this_year);
+        if year > this_year || year < this_year - 1 {
+            return Err(RunningYearError::YearNotIndexed(year));
+        }
+        let built_for = (state.version, today);
+        if let Some(cached) = self.cached(year, built_for) {
+            return Ok(cached);
+        }
+        let _one_build_at_a_time = self.0.building.lock().await;
+        if let Some(cached) = self.cached(year, built_for) {
+            return Ok(cached);
+        }
+        let runs = self.0.store.load_runs(year).await.map_err(|err| {
+            tracing::warn!(error = %err, "cannot read the activity index");
+            RunningYearError::StorageUnavailable
+        })?;
+        let fetched_at = OffsetDateTime::from_unix_timestamp(state.fetched_at)
+            .unwrap_or_else(|_| self.0.clock.now_datetime());
+        let mut view = build_running_year(&runs, year, today, fetched_at);
+        view.stale = state.stale;
+        let body = Bytes::from(serde_json::to_vec(&view).unwrap_or_default());
+        let answer = Arc::new(YearAnswer {
+            etag: Bytes::from(etag_of(&body)),
+            body,
+            view,
+            built_for,
+        });
+        if let Ok(mut cache) = self.0.cache.write() {
+            cache.insert(year, Arc::clone(&answer));
+        }
+        Ok(answer)
+    }
+
+    fn cached(&self, year: i32, built_for: (u64, Date)) -> Option<Arc<YearAnswer>> {
+        let cache = self.0.cache.read().ok()?;
+        cache
+            .get(&year)
+            .filter(|cached| cached.built_for == built_for)
+            .cloned()
+    }
+
+    /// The athlete's local day now.
+    fn today(&self, state: &IndexState) -> Date {
+        let local = self.0.clock.now().saturating_add(state.utc_offset);
+        OffsetDateTime::from_unix_timestamp(local)
+            .map(|t| t.date())
+            .unwrap_or_else(|_| self.0.clock.now_datetime().date())
+    }
+}
