@@ -5,19 +5,25 @@
 //! - [`server`]: the warp routes and the connections they are served on; routes both request
 //!   forms, caps bodies, and limits how long and how large a request's head may be.
 //! - [`host`]: the Functions host wire protocol and its adapters to the one request model.
-//! - [`functions`]: one module per function (`GetLatestRun`, `RefreshToken`, `Widget`) and the
-//!   dispatch; the only code that joins HTTP and the domain.
+//! - [`functions`]: one module per function (`GetLatestRun`, `GetRunningYear`, `RefreshToken`,
+//!   `StravaWebhook`, `Widget`) and the dispatch; the only code that joins HTTP and the domain.
 //! - [`app`]: the shared state: the domain services, built once without I/O.
 //! - [`setup`]: the `setup` and `status` commands (beside `app`: they use the store and Strava).
 //! - [`subscribe`]: the `subscribe` and `unsubscribe` commands (the push subscription).
 //! - [`http`]: the one request/response model and the client-facing errors with their one
 //!   mapping to HTTP.
-//! - [`latest_run`]: the latest-run service: the answer cached in memory and in the table,
-//!   following Strava, one Strava round per window, the shared read budget; domain errors.
-//! - [`push_events`]: what Strava's push events do: record, apply, verify deauthorizations.
+//! - [`push_events`]: push-event bookkeeping: ids fail closed, record, apply one by one within
+//!   the shared event budget, verify deauthorizations.
+//! - [`running_year`]: the running-year service: one year's view of the activity index, cached
+//!   per year until the index changes.
+//! - [`latest_run`]: the latest-run service: the answer derived from the activity index, cached
+//!   in memory and in the table; reconciliation rounds (one per window, a full pass daily)
+//!   within the shared read budget; one push event applied; domain errors.
+//! - [`index`]: the activity index: what Strava's list or an activity means for it, the
+//!   athlete's year, the event budget.
 //! - [`tokens`]: the token keeper: a valid access token, no rotated refresh token ever lost.
-//! - [`widget`]: the widget's view model: picks the latest public run and builds the response;
-//!   the SVG card; the embedded front end (`widget/`).
+//! - [`widget`]: the view models: the latest run (built from an allow-list) and the running
+//!   year; the SVG cards; the embedded front end (`widget/`).
 //! - [`store`]: Azure Table Storage: typed entities, the one `Lease`, ETag rules.
 //! - [`strava`]: Strava OAuth and API client, lenient models, rate-limit tracking.
 //! - [`schedule`]: the standalone refresh schedule, read from `RefreshToken/function.json`.
