@@ -445,3 +445,33 @@ proptest! {
         }
     }
 }
+
+/// Found by the property above: a bogus first fix about one radius from home (the keyed radius
+/// of this activity just over the jump's length), so home lay just inside the first fix's circle
+/// and a line was drawn 26 m from it.
+#[test]
+fn a_first_fix_just_within_the_radius_of_home_still_protects_home() {
+    let home = (0.0, 0.0);
+    let (bearing, length) = (4.339474785424906_f64, 1058.651576914348_f64);
+    let points = vec![
+        (length * bearing.sin(), length * bearing.cos()),
+        (0.0, 0.0),
+        (421.11958710010936, 82.87835173079846),
+        (581.660576086846, 328.4348110654211),
+        (961.455212111456, 641.2700146703526),
+    ];
+    let radius = 800.0;
+    let zone = PrivacyZone::new(radius, b"AccountName=x;AccountKey=secret");
+    let Some(sketch) = sketch(&encode_around(home, &points), -116170405543766634, &zone) else {
+        return;
+    };
+    let slack = 0.08 / sketch.units_per_metre() + 3.0;
+    for place in [points[0], points[1], points[4]] {
+        let gap = nearest_drawn(&sketch, home, place);
+        assert!(
+            gap + slack >= radius,
+            "{gap:.1} m from {place:?}: {}",
+            sketch.path
+        );
+    }
+}

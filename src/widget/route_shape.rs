@@ -215,18 +215,20 @@ fn length(piece: &[Metres]) -> f64 {
     piece.windows(2).map(|w| distance(w[0], w[1])).sum()
 }
 
-/// The zone's centres at the route's start (`points` from that end): the first point, and the
-/// far end of each step that leaves the zone in one go longer than the radius (a GPS jump, or a
-/// long straight out of the door), at most [`MAX_JUMPS`] of them.
+/// The zone's centres at the route's start (`points` from that end): the first point, and,
+/// while the route is still near the start, the far end of each step longer than half the
+/// radius (a GPS jump, or a long straight out of the door: the point after it may be the real
+/// start, and lying just inside the first circle would not protect it), at most [`MAX_JUMPS`]
+/// of them.
 fn centres(points: &[Metres], radius: f64) -> impl Iterator<Item = Metres> {
     let mut centres: Vec<Metres> = points.first().copied().into_iter().collect();
     for step in points.windows(2) {
         let (from, to) = (step[0], step[1]);
-        if centres.iter().any(|c| distance(*c, to) < radius) {
+        if distance(from, to) > radius / 2.0 && centres.len() <= MAX_JUMPS {
+            centres.push(to);
             continue;
         }
-        if distance(from, to) > radius && centres.len() <= MAX_JUMPS {
-            centres.push(to);
+        if centres.iter().any(|c| distance(*c, to) < radius) {
             continue;
         }
         break;
