@@ -1,14 +1,16 @@
 //! The widget's view model: picks the latest public run from Strava's decoded data and builds the
 //! `GetLatestRun` response (DESIGN §5) from an allow-list of fields, so nothing else leaks. Beside
 //! it, [`svg`] renders that response (or an error) as an SVG card, with its text fitted by
-//! [`text_fit`], [`route_shape`] draws the route sketch behind a privacy zone, and [`assets`]
-//! holds the embedded front end.
+//! [`text_fit`], [`route_shape`] draws the route sketch behind a privacy zone, [`year`] builds the
+//! running year's view and [`year_card`] draws it as a card, and [`assets`] holds the embedded
+//! front end.
 
 pub mod assets;
 pub mod route_shape;
 pub mod svg;
 pub mod text_fit;
 pub mod year;
+pub mod year_card;
 
 use crate::store::IndexedRun;
 use crate::strava::models::{is_placeholder_url, DetailedActivity, Photo, SummaryActivity};

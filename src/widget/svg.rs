@@ -17,8 +17,8 @@ pub const WIDTH: u32 = 480;
 pub const HEIGHT: u32 = 200;
 
 /// Left edge of the card's text, and right edge of its content (px).
-const LEFT: f64 = 24.0;
-const RIGHT: f64 = 456.0;
+pub(super) const LEFT: f64 = 24.0;
+pub(super) const RIGHT: f64 = 456.0;
 /// Where the route sketch starts (px from the left; its stroke reaches 1.5 px further left).
 const SKETCH_LEFT: f64 = 388.0;
 /// The gap kept between the name and the sketch.
@@ -32,25 +32,25 @@ const NAME: Style = Style {
     spacing: 0.0,
 };
 /// The line above the name.
-const KICKER: Style = Style {
+pub(super) const KICKER: Style = Style {
     size: 12.0,
     min_size: 9.0,
     spacing: 0.8,
 };
 /// A figure under its label.
-const FIGURE: Style = Style {
+pub(super) const FIGURE: Style = Style {
     size: 18.0,
     min_size: 12.0,
     spacing: 0.0,
 };
 /// A figure's label.
-const LABEL: Style = Style {
+pub(super) const LABEL: Style = Style {
     size: 10.5,
     min_size: 8.0,
     spacing: 0.6,
 };
 /// The year line and the error card's second line.
-const SMALL: Style = Style {
+pub(super) const SMALL: Style = Style {
     size: 13.0,
     min_size: 10.0,
     spacing: 0.0,
@@ -62,7 +62,8 @@ const HEADLINE: Style = Style {
     spacing: 0.0,
 };
 /// The columns of the four figures: left edge and the width each may take.
-const COLUMNS: [(f64, f64); 4] = [(24.0, 104.0), (136.0, 104.0), (248.0, 104.0), (360.0, 96.0)];
+pub(super) const COLUMNS: [(f64, f64); 4] =
+    [(24.0, 104.0), (136.0, 104.0), (248.0, 104.0), (360.0, 96.0)];
 
 /// Metres in a mile and in a foot.
 const MILE: f64 = 1609.344;
@@ -136,14 +137,16 @@ impl Units {
         }
     }
 
-    fn length(self) -> f64 {
+    /// Metres in its distance unit.
+    pub(super) fn length(self) -> f64 {
         match self {
             Units::Metric => 1000.0,
             Units::Imperial => MILE,
         }
     }
 
-    fn distance_label(self) -> &'static str {
+    /// `km` or `mi`.
+    pub(super) fn distance_label(self) -> &'static str {
         match self {
             Units::Metric => "km",
             Units::Imperial => "mi",
@@ -151,9 +154,11 @@ impl Units {
     }
 }
 
-const LIGHT: &str =
+/// The light theme's classes (background, text, muted text, rule).
+pub(super) const LIGHT: &str =
     ".bg{fill:#fff;stroke:#d7d8dd}.fg{fill:#1b1c20}.mu{fill:#55575e}.tr{fill:#e4e5e9}";
-const DARK: &str =
+/// The dark theme's classes.
+pub(super) const DARK: &str =
     ".bg{fill:#17191e;stroke:#33363d}.fg{fill:#f1f2f4}.mu{fill:#b4b8c0}.tr{fill:#3a3d45}";
 
 /// The card for `run`.
@@ -338,7 +343,7 @@ fn style(theme: Theme) -> String {
 }
 
 /// The card's opening: the root element, its title, style and background.
-fn head(title: &str, style: &str) -> String {
+pub(super) fn head(title: &str, style: &str) -> String {
     format!(
         r##"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-labelledby="title"><title id="title">{title}</title><style>text{{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif}}.b{{font-weight:700}}{style}</style><rect class="bg" x="0.5" y="0.5" width="{w}" height="{h}" rx="14"/>"##,
         title = escape(title),
@@ -367,12 +372,12 @@ pub fn escape(text: &str) -> String {
 }
 
 /// One line of text: line breaks and tabs become spaces, runs of spaces one.
-fn clean(text: &str) -> String {
+pub(super) fn clean(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// `8.41`, `1,654`: fixed decimals, thousands grouped with commas.
-fn decimal(value: f64, decimals: usize) -> String {
+pub(super) fn decimal(value: f64, decimals: usize) -> String {
     let value = if value.is_finite() { value } else { 0.0 };
     let text = format!("{:.*}", decimals, value.abs());
     let (whole, fraction) = text.split_once('.').unwrap_or((&text, ""));
