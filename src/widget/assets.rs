@@ -1,5 +1,6 @@
 //! The widget's front end, embedded in the binary at build time (`widget/` at the crate root):
-//! the `<latest-run>` module and its demo page, served by the `Widget` function.
+//! the `<latest-run>` and `<running-year>` modules and their demo page, served by the `Widget`
+//! function.
 
 /// One embedded file.
 #[derive(Debug)]
@@ -13,11 +14,16 @@ pub struct Asset {
 }
 
 /// Every file the `Widget` function serves.
-pub const ASSETS: [Asset; 2] = [
+pub const ASSETS: [Asset; 3] = [
     Asset {
         file: "latest-run.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../../widget/latest-run.js"),
+    },
+    Asset {
+        file: "running-year.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../widget/running-year.js"),
     },
     Asset {
         file: "demo.html",
@@ -39,8 +45,19 @@ mod tests {
     fn finds_the_embedded_files_and_nothing_else() {
         let script = find("latest-run.js").expect("script");
         assert!(std::str::from_utf8(script.body).is_ok_and(|s| s.contains("customElements.define")));
+        let year = find("running-year.js").expect("year script");
+        assert!(std::str::from_utf8(year.body)
+            .is_ok_and(|s| s.contains(r#"customElements.define("running-year""#)));
+        assert_eq!(year.content_type, script.content_type);
         assert_eq!(find("Demo.HTML").map(|a| a.file), Some("demo.html"));
-        for missing in ["", "..", "../Cargo.toml", "latest-run", "index.html"] {
+        for missing in [
+            "",
+            "..",
+            "../Cargo.toml",
+            "latest-run",
+            "running-year",
+            "index.html",
+        ] {
             assert!(find(missing).is_none(), "{missing}");
         }
     }
