@@ -125,6 +125,23 @@ async fn the_widget_files_are_served_with_types_cache_etag_and_cors_in_both_form
     assert_eq!(revalidated.status(), 304);
     assert!(revalidated.bytes().await.expect("body").is_empty());
 
+    // The running year's module: the same headers, its own bytes and tag.
+    let year_script = app.get("/api/widget/running-year.js").await;
+    assert_eq!(year_script.status(), 200);
+    for name in [
+        "content-type",
+        "access-control-allow-origin",
+        "x-content-type-options",
+        "cache-control",
+    ] {
+        assert_eq!(header(&year_script, name), header(&shouted, name), "{name}");
+    }
+    assert_ne!(header(&year_script, "etag"), etag);
+    assert_eq!(
+        year_script.text().await.expect("body"),
+        include_str!("../widget/running-year.js")
+    );
+
     let demo = app.get("/api/widget/demo.html").await;
     assert_eq!(demo.status(), 200);
     assert_eq!(header(&demo, "content-type"), "text/html; charset=utf-8");
@@ -132,6 +149,7 @@ async fn the_widget_files_are_served_with_types_cache_etag_and_cors_in_both_form
     assert_ne!(header(&demo, "etag"), etag);
     let page = demo.text().await.expect("body");
     assert!(page.contains(r#"<script type="module" src="latest-run.js"></script>"#));
+    assert!(page.contains(r#"<script type="module" src="running-year.js"></script>"#));
 
     for missing in [
         "/api/widget/nope.js",
@@ -193,22 +211,32 @@ async fn the_widget_files_are_served_with_types_cache_etag_and_cors_in_both_form
 }
 
 #[tokio::test]
-async fn the_widget_script_stays_within_its_size_budget_and_sets_no_html() {
-    let script = include_str!("../widget/latest-run.js");
-    let gzipped = gzip_size(script.as_bytes());
-    assert!(
-        gzipped <= 6 * 1024,
-        "latest-run.js is {gzipped} bytes gzipped"
-    );
-    for forbidden in [
-        "innerHTML",
-        "outerHTML",
-        "insertAdjacentHTML",
-        "document.write",
-        "eval(",
-        "new Function",
+async fn the_widget_scripts_stay_within_their_size_budgets_and_set_no_html() {
+    for (name, script, budget) in [
+        ("latest-run.js", include_str!("../widget/latest-run.js"), 6),
+        (
+            "running-year.js",
+            include_str!("../widget/running-year.js"),
+            8,
+        ),
     ] {
-        assert!(!script.contains(forbidden), "{forbidden} in latest-run.js");
+        let gzipped = gzip_size(script.as_bytes());
+        assert!(
+            gzipped <= budget * 1024,
+            "{name} is {gzipped} bytes gzipped, over {budget} KB"
+        );
+        for forbidden in [
+            "innerHTML",
+            "outerHTML",
+            "insertAdjacentHTML",
+            "document.write",
+            "eval(",
+            "new Function",
+            "setAttribute(\"style\"",
+            "import(",
+        ] {
+            assert!(!script.contains(forbidden), "{forbidden} in {name}");
+        }
     }
 }
 
@@ -587,6 +615,11 @@ impl Blog {
             }
             .unwrap_or_default()
         });
+        Blog::serve_filter(route.map(warp::Reply::into_response).boxed()).await
+    }
+
+    /// Serves `route` on a loopback port of its own (its own origin).
+    async fn serve_filter(route: warp::filters::BoxedFilter<(warp::reply::Response,)>) -> Blog {
         let listener = tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
             .await
             .expect("bind the blog");
@@ -877,5 +910,244 @@ async fn the_widget_in_headless_chromium_on_a_page_of_another_origin() {
             "screenshot {} missing or empty",
             file.display()
         );
+    }
+}
+
+// --- the running year --------------------------------------------------------------------------
+
+/// The day the running-year fixture is "today" in the athlete's time (a Saturday), also the
+/// browser's date in that test.
+const YEAR_TODAY: &str = "2026-06-06";
+
+/// A public run of the fixture on a local day.
+fn indexed_run(
+    id: i64,
+    day: &str,
+    distance: f64,
+    name: &str,
+) -> strava_latest_run::store::IndexedRun {
+    let local = format!("{day}T07:30:00Z");
+    let start = time::OffsetDateTime::parse(&local, &time::format_description::well_known::Rfc3339)
+        .map(|t| t.unix_timestamp() - 7200)
+        .expect("a fixture date");
+    strava_latest_run::store::IndexedRun {
+        id,
+        name: name.into(),
+        sport_type: "Run".into(),
+        start,
+        start_date_local: Some(local),
+        timezone: Some("(GMT+02:00) Europe/Berlin".into()),
+        distance,
+        moving_time: 3000,
+        elapsed_time: 3100,
+        total_elevation_gain: Some(20.0),
+        average_speed: Some(3.0),
+        kudos_count: Some(1),
+        photo_count: 0,
+        photo_url: None,
+        photo_checked: true,
+        route_shape: None,
+        hidden: false,
+    }
+}
+
+/// 2026 up to Saturday 6 June: a three-day streak on New Year, a gap, a 32 km long run with a
+/// hostile name in March, a gap, and a six-day streak up to today with two runs on 3 June:
+/// 11 runs, 100 km, 33,000 s moving. A run made private (hidden) does not count.
+fn running_year_fixture() -> strava_latest_run::widget::year::RunningYear {
+    let mut runs = vec![
+        indexed_run(1, "2026-01-01", 5_000.0, "New year"),
+        indexed_run(2, "2026-01-02", 6_000.0, "Easy"),
+        indexed_run(3, "2026-01-03", 7_000.0, "Easy"),
+        indexed_run(4, "2026-03-15", 32_000.0, HOSTILE_YEAR_NAME),
+        indexed_run(5, "2026-06-01", 8_000.0, "Streak"),
+        indexed_run(6, "2026-06-02", 8_000.0, "Streak"),
+        indexed_run(7, "2026-06-03", 5_000.0, "Morning"),
+        indexed_run(8, "2026-06-03", 3_000.0, "Evening"),
+        indexed_run(9, "2026-06-04", 8_000.0, "Streak"),
+        indexed_run(10, "2026-06-05", 8_000.0, "Streak"),
+        indexed_run(11, "2026-06-06", 10_000.0, "Today"),
+        indexed_run(12, "2026-05-20", 50_000.0, "Made private"),
+    ];
+    runs[11].hidden = true;
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let today = time::Date::parse(YEAR_TODAY, &format).expect("today");
+    strava_latest_run::widget::year::build_running_year(
+        &runs,
+        2026,
+        today,
+        time::macros::datetime!(2026-06-06 10:00 UTC),
+    )
+}
+
+const HOSTILE_YEAR_NAME: &str = r#"Long run <img src=x onerror="window.__xss=1"> & hills"#;
+
+/// The running-year endpoint as the backend answers it, from a fixture, on its own port: the
+/// JSON with CORS, `?format=svg` the card drawn by `render_year`, and under `/down/` the JSON
+/// error of unreachable storage.
+async fn serve_running_year(year: strava_latest_run::widget::year::RunningYear) -> Blog {
+    use strava_latest_run::widget::svg::{Theme, Units};
+    use strava_latest_run::widget::year_card::render_year;
+    let year = Arc::new(year);
+    let answer = warp::path!("api" / "GetRunningYear")
+        .and(warp::query::<HashMap<String, String>>())
+        .map(move |query: HashMap<String, String>| {
+            let builder = warp::http::Response::builder()
+                .header("Access-Control-Allow-Origin", "*")
+                .header("Cache-Control", "no-store");
+            if query.get("format").map(String::as_str) == Some("svg") {
+                let theme = query
+                    .get("theme")
+                    .and_then(|t| Theme::parse(t))
+                    .unwrap_or_default();
+                let units = query
+                    .get("units")
+                    .and_then(|u| Units::parse(u))
+                    .unwrap_or_default();
+                builder
+                    .header("Content-Type", "image/svg+xml")
+                    .body(render_year(&year, theme, units))
+            } else {
+                builder
+                    .header("Content-Type", "application/json; charset=utf-8")
+                    .body(serde_json::to_string(&*year).unwrap_or_default())
+            }
+            .unwrap_or_default()
+        });
+    let down = warp::path!("down" / "api" / "GetRunningYear").map(|| {
+        warp::http::Response::builder()
+            .status(503)
+            .header("Access-Control-Allow-Origin", "*")
+            .header("Content-Type", "application/json; charset=utf-8")
+            .body(
+                json!({"error": "storage_unavailable", "message": "Storage cannot be reached."})
+                    .to_string(),
+            )
+            .unwrap_or_default()
+    });
+    Blog::serve_filter(
+        answer
+            .or(down)
+            .unify()
+            .map(warp::Reply::into_response)
+            .boxed(),
+    )
+    .await
+}
+
+/// A blog post embedding `<running-year>` with the two lines (plus attributes), text before and
+/// after it, and the year's SVG card as an image.
+fn year_post(script: &str, src: &str, attributes: &str, card: &str) -> String {
+    format!(
+        r#"<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>My running year</title><link rel="icon" href="data:,">
+<style>
+body {{ margin: 0; font: 16px/1.5 system-ui, sans-serif; background: #fff; color: #1b1c20; }}
+main {{ max-width: 38rem; padding: 24px; }}
+@media (prefers-color-scheme: dark) {{ body {{ background: #0d0e11; color: #eceef2; }} }}
+</style></head>
+<body><main><h1>My year so far</h1><p>Every run of the year.</p>
+<script type="module" src="{script}"></script>
+<running-year src="{src}"{attributes}></running-year>
+<p>Thanks for reading.</p>
+<img id="card" alt="The running year as an image" width="480" height="200" src="{card}">
+</main></body>
+</html>
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_running_year_in_headless_chromium_on_a_page_of_another_origin() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    assert!(
+        root.join("node_modules/playwright-core").exists(),
+        "playwright-core is not installed: run `npm ci` (scripts/test does)"
+    );
+    let chromium = chromium_path();
+    // The script from the app itself (its Widget function), the data from the stub, the page
+    // from a third origin.
+    let strava = FakeStrava::start().await;
+    let app = TestApp::spawn(TestSettings::new(&strava.base_url())).await;
+    let year = running_year_fixture();
+    assert_eq!(
+        (
+            year.totals.count,
+            year.totals.distance,
+            year.streak.current_days
+        ),
+        (11, 100_000.0, 6)
+    );
+    let api = serve_running_year(year).await;
+    let script = format!("{}/api/widget/running-year.js", app.address);
+    let src = format!("{}/api/GetRunningYear", api.address);
+    let card = format!("{src}?format=svg&theme=auto");
+    let mut pages = HashMap::new();
+    pages.insert("year.html".to_owned(), year_post(&script, &src, "", &card));
+    pages.insert(
+        "year-goal.html".to_owned(),
+        year_post(&script, &src, r#" goal="500""#, &card),
+    );
+    pages.insert(
+        "year-down.html".to_owned(),
+        year_post(
+            &script,
+            &format!("{}/down/api/GetRunningYear", api.address),
+            "",
+            &card,
+        ),
+    );
+    let blog = Blog::serve(pages).await;
+
+    let screenshots = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("target dir")
+        .join("widget-screenshots");
+    std::fs::create_dir_all(&screenshots).expect("screenshot dir");
+    let config = json!({
+        "blog": blog.address,
+        "api": api.address,
+        "script": script,
+        "today": YEAR_TODAY,
+        "hostileName": HOSTILE_YEAR_NAME,
+        "gzipLimit": 8 * 1024,
+        "chromium": chromium,
+        "axe": root.join("node_modules/axe-core/axe.min.js"),
+        "screenshots": screenshots,
+    });
+    let output = tokio::time::timeout(
+        Duration::from_secs(300),
+        tokio::process::Command::new("node")
+            .arg(root.join("tests/browser/running-year.e2e.mjs"))
+            .arg(config.to_string())
+            .current_dir(root)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the browser test finishes within 5 minutes")
+    .expect("node runs (Node.js is required)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    println!("{text}");
+    assert!(output.status.success(), "the browser test failed:\n{text}");
+    assert!(
+        text.contains("running-year e2e: all") && !text.contains("FAIL"),
+        "{text}"
+    );
+    for shot in [
+        "running-year.png",
+        "running-year-dark.png",
+        "running-year-card.png",
+    ] {
+        let size = std::fs::metadata(screenshots.join(shot))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        assert!(size > 1000, "screenshot {shot} missing or empty");
     }
 }

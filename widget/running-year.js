@@ -36,21 +36,21 @@ dd{font-size:1.05rem;font-weight:650;font-variant-numeric:tabular-nums;white-spa
 .months{font-size:.68rem;color:var(--_muted);height:1em;line-height:1;margin-bottom:-.25rem}
 .months span{white-space:nowrap}
 .map{display:grid;gap:2px}
-.d{aspect-ratio:1;border-radius:2px;background:var(--_l0)}
-.l1{background:var(--_l1)}.l2{background:var(--_l2)}.l3{background:var(--_l3)}.l4{background:var(--_l4)}
+.d{aspect-ratio:1;border-radius:2px}
+.l0{background:var(--_l0)}.l1{background:var(--_l1)}.l2{background:var(--_l2)}.l3{background:var(--_l3)}.l4{background:var(--_l4)}
 .fu{opacity:.45}
 .d:focus{outline:2px solid var(--_fg);outline-offset:1px;position:relative;z-index:1}
 .sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);clip-path:inset(50%);white-space:nowrap}
 .line{display:flex;gap:.75rem;align-items:center;font-size:.8rem;color:var(--_muted);min-height:1.1rem}
 .readout{flex:1;min-width:0;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
 .legend{display:flex;gap:3px;align-items:center}
-.legend i{width:.6rem;height:.6rem;border-radius:2px;background:var(--_l0)}
+.legend i{width:.6rem;height:.6rem;border-radius:2px}
 .weeks{height:2.4rem;grid-template-rows:minmax(0,1fr);align-items:end;border-bottom:1px solid var(--_track)}
 .weeks i{background:var(--_accent);border-radius:2px 2px 0 0;min-height:0}
 .foot{margin-top:auto;font-size:.85rem}
 .bar{height:.45rem;margin-top:.35rem;border-radius:99px;background:var(--_track);overflow:hidden}
 .fill{height:100%;border-radius:inherit;background:var(--_accent);transition:width .6s ease-out}
-.goal{margin-top:.2rem;color:var(--_muted)}
+.goal{margin-top:.2rem;min-height:1.35em;color:var(--_muted)}
 .message{position:absolute;inset:0;display:flex;align-items:center;justify-content:center;padding:1.5rem;text-align:center;color:var(--_fg)}
 .card:not([data-state=ready]) .body{visibility:hidden}
 .card[data-state=loading]{background:linear-gradient(100deg,var(--_bg) 30%,var(--_track) 50%,var(--_bg) 70%) 0 0/300% 100%;animation:shimmer 1.6s linear infinite}
