@@ -915,124 +915,96 @@ async fn the_widget_in_headless_chromium_on_a_page_of_another_origin() {
 
 // --- the running year --------------------------------------------------------------------------
 
-/// The day the running-year fixture is "today" in the athlete's time (a Saturday), also the
-/// browser's date in that test.
+/// The athlete's "today" in the running-year test (a Saturday), also the browser's date there.
 const YEAR_TODAY: &str = "2026-06-06";
+/// The app's clock in that test: 10:00 UTC that day.
+const YEAR_NOW: i64 = 1_780_740_000; // 2026-06-06T10:00:00Z
 
-/// A public run of the fixture on a local day.
-fn indexed_run(
-    id: i64,
-    day: &str,
-    distance: f64,
-    name: &str,
-) -> strava_latest_run::store::IndexedRun {
+const HOSTILE_YEAR_NAME: &str = r#"Long run <img src=x onerror="window.__xss=1"> & hills"#;
+
+/// The fixture year's runs: id, local day, metres, name. 2026 up to Saturday 6 June: a
+/// three-day streak on New Year, a gap, a 32 km long run with a hostile name in March, a gap,
+/// and a six-day streak up to today with two runs on 3 June: 11 runs, 100 km.
+const YEAR_RUNS: [(i64, &str, f64, &str); 11] = [
+    (1, "2026-01-01", 5_000.0, "New year"),
+    (2, "2026-01-02", 6_000.0, "Easy"),
+    (3, "2026-01-03", 7_000.0, "Easy"),
+    (4, "2026-03-15", 32_000.0, HOSTILE_YEAR_NAME),
+    (5, "2026-06-01", 8_000.0, "Streak"),
+    (6, "2026-06-02", 8_000.0, "Streak"),
+    (7, "2026-06-03", 5_000.0, "Morning"),
+    (8, "2026-06-03", 3_000.0, "Evening"),
+    (9, "2026-06-04", 8_000.0, "Streak"),
+    (10, "2026-06-05", 8_000.0, "Streak"),
+    (11, "2026-06-06", 10_000.0, "Today"),
+];
+
+/// 07:30 on the athlete's local `day`, as Unix seconds.
+fn morning_of(day: &str) -> i64 {
     let local = format!("{day}T07:30:00Z");
-    let start = time::OffsetDateTime::parse(&local, &time::format_description::well_known::Rfc3339)
-        .map(|t| t.unix_timestamp() - 7200)
-        .expect("a fixture date");
-    strava_latest_run::store::IndexedRun {
-        id,
-        name: name.into(),
-        sport_type: "Run".into(),
-        start,
-        start_date_local: Some(local),
-        timezone: Some("(GMT+02:00) Europe/Berlin".into()),
-        distance,
-        moving_time: 3000,
-        elapsed_time: 3100,
-        total_elevation_gain: Some(20.0),
-        average_speed: Some(3.0),
-        kudos_count: Some(1),
-        photo_count: 0,
-        photo_url: None,
-        photo_checked: true,
-        route_shape: None,
-        hidden: false,
-    }
+    time::OffsetDateTime::parse(&local, &time::format_description::well_known::Rfc3339)
+        .map(|t| t.unix_timestamp() - support::activities::UTC_OFFSET)
+        .expect("a fixture date")
 }
 
-/// 2026 up to Saturday 6 June: a three-day streak on New Year, a gap, a 32 km long run with a
-/// hostile name in March, a gap, and a six-day streak up to today with two runs on 3 June:
-/// 11 runs, 100 km, 33,000 s moving. A run made private (hidden) does not count.
-fn running_year_fixture() -> strava_latest_run::widget::year::RunningYear {
-    let mut runs = vec![
-        indexed_run(1, "2026-01-01", 5_000.0, "New year"),
-        indexed_run(2, "2026-01-02", 6_000.0, "Easy"),
-        indexed_run(3, "2026-01-03", 7_000.0, "Easy"),
-        indexed_run(4, "2026-03-15", 32_000.0, HOSTILE_YEAR_NAME),
-        indexed_run(5, "2026-06-01", 8_000.0, "Streak"),
-        indexed_run(6, "2026-06-02", 8_000.0, "Streak"),
-        indexed_run(7, "2026-06-03", 5_000.0, "Morning"),
-        indexed_run(8, "2026-06-03", 3_000.0, "Evening"),
-        indexed_run(9, "2026-06-04", 8_000.0, "Streak"),
-        indexed_run(10, "2026-06-05", 8_000.0, "Streak"),
-        indexed_run(11, "2026-06-06", 10_000.0, "Today"),
-        indexed_run(12, "2026-05-20", 50_000.0, "Made private"),
-    ];
-    runs[11].hidden = true;
+/// The year the fixture's runs make, by the view model itself: what the app must answer.
+fn expected_running_year() -> strava_latest_run::widget::year::RunningYear {
+    let runs: Vec<_> = YEAR_RUNS
+        .iter()
+        .map(
+            |&(id, day, distance, name)| strava_latest_run::store::IndexedRun {
+                id: 30_000_000_000 + id,
+                name: name.into(),
+                sport_type: "Run".into(),
+                start: morning_of(day),
+                start_date_local: Some(format!("{day}T07:30:00Z")),
+                timezone: None,
+                distance,
+                moving_time: 0,
+                elapsed_time: 0,
+                total_elevation_gain: None,
+                average_speed: None,
+                kudos_count: None,
+                photo_count: 0,
+                photo_url: None,
+                photo_checked: true,
+                route_shape: None,
+                hidden: false,
+            },
+        )
+        .collect();
     let format = time::macros::format_description!("[year]-[month]-[day]");
     let today = time::Date::parse(YEAR_TODAY, &format).expect("today");
     strava_latest_run::widget::year::build_running_year(
         &runs,
         2026,
         today,
-        time::macros::datetime!(2026-06-06 10:00 UTC),
+        time::OffsetDateTime::UNIX_EPOCH,
     )
 }
 
-const HOSTILE_YEAR_NAME: &str = r#"Long run <img src=x onerror="window.__xss=1"> & hills"#;
-
-/// The running-year endpoint as the backend answers it, from a fixture, on its own port: the
-/// JSON with CORS, `?format=svg` the card drawn by `render_year`, and under `/down/` the JSON
-/// error of unreachable storage.
-async fn serve_running_year(year: strava_latest_run::widget::year::RunningYear) -> Blog {
+/// The year's card as the app will serve it once `GetRunningYear?format=svg` draws it with
+/// `render_year`: drawn from `year` on a loopback port of its own, `image/svg+xml` with CORS.
+async fn serve_year_card(year: strava_latest_run::widget::year::RunningYear) -> Blog {
     use strava_latest_run::widget::svg::{Theme, Units};
     use strava_latest_run::widget::year_card::render_year;
     let year = Arc::new(year);
-    let answer = warp::path!("api" / "GetRunningYear")
+    let card = warp::path!("api" / "GetRunningYear")
         .and(warp::query::<HashMap<String, String>>())
         .map(move |query: HashMap<String, String>| {
-            let builder = warp::http::Response::builder()
+            let theme = query.get("theme").and_then(|t| Theme::parse(t));
+            let units = query.get("units").and_then(|u| Units::parse(u));
+            warp::http::Response::builder()
                 .header("Access-Control-Allow-Origin", "*")
-                .header("Cache-Control", "no-store");
-            if query.get("format").map(String::as_str) == Some("svg") {
-                let theme = query
-                    .get("theme")
-                    .and_then(|t| Theme::parse(t))
-                    .unwrap_or_default();
-                let units = query
-                    .get("units")
-                    .and_then(|u| Units::parse(u))
-                    .unwrap_or_default();
-                builder
-                    .header("Content-Type", "image/svg+xml")
-                    .body(render_year(&year, theme, units))
-            } else {
-                builder
-                    .header("Content-Type", "application/json; charset=utf-8")
-                    .body(serde_json::to_string(&*year).unwrap_or_default())
-            }
-            .unwrap_or_default()
+                .header("Content-Type", "image/svg+xml")
+                .body(render_year(
+                    &year,
+                    theme.unwrap_or_default(),
+                    units.unwrap_or_default(),
+                ))
+                .unwrap_or_default()
         });
-    let down = warp::path!("down" / "api" / "GetRunningYear").map(|| {
-        warp::http::Response::builder()
-            .status(503)
-            .header("Access-Control-Allow-Origin", "*")
-            .header("Content-Type", "application/json; charset=utf-8")
-            .body(
-                json!({"error": "storage_unavailable", "message": "Storage cannot be reached."})
-                    .to_string(),
-            )
-            .unwrap_or_default()
-    });
-    Blog::serve_filter(
-        answer
-            .or(down)
-            .unify()
-            .map(warp::Reply::into_response)
-            .boxed(),
-    )
-    .await
+    Blog::serve_filter(card.map(warp::Reply::into_response).boxed()).await
 }
 
 /// A blog post embedding `<running-year>` with the two lines (plus attributes), text before and
@@ -1067,34 +1039,81 @@ async fn the_running_year_in_headless_chromium_on_a_page_of_another_origin() {
         "playwright-core is not installed: run `npm ci` (scripts/test does)"
     );
     let chromium = chromium_path();
-    // The script from the app itself (its Widget function), the data from the stub, the page
-    // from a third origin.
+    // The app on 6 June 2026, its fake Strava holding the fixture's runs and one made private.
     let strava = FakeStrava::start().await;
-    let app = TestApp::spawn(TestSettings::new(&strava.base_url())).await;
-    let year = running_year_fixture();
+    let mut list: Vec<Value> = YEAR_RUNS
+        .iter()
+        .map(|&(id, day, distance, name)| {
+            support::activities::run(30_000_000_000 + id, name, morning_of(day), distance)
+        })
+        .collect();
+    list.push(support::activities::only_me(support::activities::run(
+        30_000_000_099,
+        "Made private",
+        morning_of("2026-05-20"),
+        50_000.0,
+    )));
+    list.reverse(); // Strava lists the newest first.
+    strava.set_activities(list);
+    let clock = strava_latest_run::clock::Clock::skewed(YEAR_NOW - support::now());
+    let app = TestApp::spawn_with_clock(TestSettings::new(&strava.base_url()), clock).await;
+    app.store
+        .replace_credentials(&connected(&strava))
+        .await
+        .expect("arrange credentials");
+    let answer = poll_until(&app, "/api/GetRunningYear", |s, b| {
+        s == 200 && b["totals"]["count"] == 11
+    })
+    .await;
+    // The app's answer is the view model's year of the same runs.
+    let year: strava_latest_run::widget::year::RunningYear =
+        serde_json::from_value(answer).expect("a RunningYear");
+    let expected = expected_running_year();
     assert_eq!(
         (
+            year.year,
             year.totals.count,
             year.totals.distance,
-            year.streak.current_days
+            &year.days,
+            &year.weeks,
+            &year.streak,
+            year.longest_run.as_ref().map(|r| (r.id, r.name.as_str())),
         ),
-        (11, 100_000.0, 6)
+        (
+            2026,
+            11,
+            100_000.0,
+            &expected.days,
+            &expected.weeks,
+            &expected.streak,
+            Some((30_000_000_004, HOSTILE_YEAR_NAME)),
+        )
     );
-    let api = serve_running_year(year).await;
+    assert_eq!(year.streak.current_days, 6);
+    // An app that is not connected: the JSON error the widget turns into a sentence.
+    let unconfigured = TestApp::spawn(TestSettings::new(&strava.base_url())).await;
+    poll_until(&unconfigured, "/api/GetRunningYear", |s, _| s == 503).await;
+
+    let card_server = serve_year_card(year).await;
     let script = format!("{}/api/widget/running-year.js", app.address);
-    let src = format!("{}/api/GetRunningYear", api.address);
+    let src = format!("{}/api/GetRunningYear", app.address);
     let card = format!("{src}?format=svg&theme=auto");
     let mut pages = HashMap::new();
     pages.insert("year.html".to_owned(), year_post(&script, &src, "", &card));
     pages.insert(
         "year-goal.html".to_owned(),
-        year_post(&script, &src, r#" goal="500""#, &card),
+        year_post(
+            &script,
+            &src,
+            r#" goal="500""#,
+            &format!("{}/api/GetRunningYear?format=svg", card_server.address),
+        ),
     );
     pages.insert(
         "year-down.html".to_owned(),
         year_post(
             &script,
-            &format!("{}/down/api/GetRunningYear", api.address),
+            &format!("{}/api/GetRunningYear", unconfigured.address),
             "",
             &card,
         ),
@@ -1108,7 +1127,8 @@ async fn the_running_year_in_headless_chromium_on_a_page_of_another_origin() {
     std::fs::create_dir_all(&screenshots).expect("screenshot dir");
     let config = json!({
         "blog": blog.address,
-        "api": api.address,
+        "app": app.address,
+        "card": card_server.address,
         "script": script,
         "today": YEAR_TODAY,
         "hostileName": HOSTILE_YEAR_NAME,

@@ -66,6 +66,7 @@ const MESSAGES = {
   strava_authorization: "The connection to Strava needs to be renewed by the site owner.",
   storage_unavailable: "The running year cannot be loaded right now. Please try again later.",
   bad_request: "This widget asks for a year that cannot be shown.",
+  year_not_indexed: "That year is not on record: this year and the year before can be shown.",
   network: "The running year could not be loaded. Check your connection and try again.",
   no_src: "This widget has no src attribute to load the year from.",
   other: "The running year cannot be shown right now. Please try again later.",

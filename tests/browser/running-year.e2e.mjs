@@ -1,10 +1,11 @@
 // End-to-end checks of the <running-year> widget and the running year's SVG card in headless
-// Chromium, run by tests/widget.rs, which starts the app (it serves the script), a stub of the
-// running-year endpoint with a fixture year (its JSON, its card, and an error under /down/) and a
-// blog on a third origin, and passes their addresses as one JSON argument: {blog, api, script,
-// today, hostileName, gzipLimit, chromium, axe, screenshots}. The fixture: 2026 up to Saturday
-// 6 June; 11 runs, 100 km, 33,000 s; 1–3 January, a 32 km run on 15 March, 1–6 June every day
-// (two runs on 3 June). Every check prints one line; the process exits non-zero when any failed.
+// Chromium, run by tests/widget.rs, which starts the app on 6 June 2026 (it serves the script and
+// GetRunningYear from its activity index, filled from a fake Strava), an app that is not
+// connected, a server drawing the app's year with the card renderer, and a blog on another
+// origin, and passes their addresses as one JSON argument: {blog, app, card, script, today,
+// hostileName, gzipLimit, chromium, axe, screenshots}. The year: 2026 up to Saturday 6 June;
+// 11 runs, 100 km, 33,333 s; 1–3 January, a 32 km run on 15 March, 1–6 June every day (two runs
+// on 3 June). Every check prints one line; the process exits non-zero when any failed.
 
 import { chromium } from "playwright-core";
 import { readFileSync, mkdirSync } from "node:fs";
@@ -30,6 +31,7 @@ const eq = (name, actual, expected) =>
   check(name, actual === expected, `got ${JSON.stringify(actual)}, want ${JSON.stringify(expected)}`);
 
 const browser = await chromium.launch({ executablePath: config.chromium, args: ["--no-sandbox"] });
+// The JSON answer only, not the card.
 const isYearJson = (url) => url.pathname.endsWith("/api/GetRunningYear") && !url.search;
 
 /** A fresh page on the fixture's "today", with the observers every check relies on. */
@@ -259,10 +261,7 @@ try {
       const img = document.getElementById("card");
       return [img.naturalWidth, img.naturalHeight];
     });
-    eq("the SVG card loads as an image at its size", JSON.stringify(size), "[480,200]");
-    await shot(page, "running-year-card.png", "#card");
-    await page.emulateMedia({ colorScheme: "dark" });
-    await shot(page, "running-year-card-dark.png", "#card");
+    eq("the app's SVG card (?format=svg) loads as an image at its size", JSON.stringify(size), "[480,200]");
     noConsoleErrors(problems, "year");
     eq("no dialog opened", problems.dialogs.length, 0);
     await context.close();
@@ -279,13 +278,19 @@ try {
     noConsoleErrors(problems, "goal");
     await shot(page, "running-year.png");
     await axe(page, "with a goal");
+    // This page's card is drawn by the card renderer from the app's year.
+    await page.waitForFunction(() => document.getElementById("card").complete, null, { timeout: 30000 });
+    eq("the year's card loads as an image", await page.evaluate(() => document.getElementById("card").naturalWidth), 480);
+    await shot(page, "running-year-card.png", "#card");
+    await page.emulateMedia({ colorScheme: "dark" });
+    await shot(page, "running-year-card-dark.png", "#card");
     await context.close();
   }
 
   // --- the SVG card opened on its own: an SVG document without script ------------------------------
   {
     const { page, context } = await open("year");
-    const response = await page.goto(`${config.api}/api/GetRunningYear?format=svg&theme=auto`);
+    const response = await page.goto(`${config.card}/api/GetRunningYear?format=svg&theme=auto`);
     eq("SVG card content type", response.headers()["content-type"], "image/svg+xml");
     const doc = await page.evaluate(() => ({
       root: document.documentElement.localName,
@@ -310,7 +315,7 @@ try {
     await settle(page);
     const down = await read(page);
     eq("error state", down.state, "error");
-    eq("error sentence", down.message, "The running year cannot be loaded right now. Please try again later.");
+    eq("error sentence (503 not_configured)", down.message, "This runner has not connected Strava yet.");
     const { page: ok, context: okContext } = await open("year");
     await settle(ok);
     eq("error: same space as the year", down.height, (await read(ok)).height);
