@@ -301,6 +301,8 @@ class RunningYearElement extends HTMLElement {
       row.setAttribute("role", "row");
       rows.push(row);
     }
+    // A day that had focus keeps it through a re-render (units, goal, locale).
+    const focusedDay = this._cells.indexOf(this.shadowRoot.activeElement);
     this._months.replaceChildren();
     this._cells = [];
     for (let i = 0; i < length; i++) {
@@ -323,7 +325,8 @@ class RunningYearElement extends HTMLElement {
     this._map.replaceChildren(...rows);
     this._map.setAttribute("aria-label", `Days of ${year}`);
     for (const el of [this._months, this._weeks, ...rows]) el.style.setProperty("--cols", String(columns));
-    this._focus(this._end, false);
+    if (focusedDay >= 0) this._focus(focusedDay, true);
+    else this._focus(this._end, false);
 
     const longest = data.longest_run;
     this._rest =

@@ -213,6 +213,11 @@ try {
     eq("ArrowUp on 1 January stays there", await focused(page), "Thu, Jan 1: 5.0 km");
     await page.keyboard.press("End");
     eq("End: today", await focused(page), "Sat, Jun 6: 10.0 km");
+    await page.keyboard.press("ArrowUp");
+    await page.evaluate(() => document.querySelector("running-year").setAttribute("units", "imperial"));
+    eq("a re-render (units) keeps the focused day", await focused(page), "Fri, Jun 5: 5.0 mi");
+    await page.evaluate(() => document.querySelector("running-year").removeAttribute("units"));
+    await page.keyboard.press("End");
     const visibleFocus = await page.evaluate(() => getComputedStyle(document.querySelector("running-year").shadowRoot.activeElement).outlineStyle);
     eq("the focused day has a visible outline", visibleFocus, "solid");
     eq("still one tab stop", JSON.stringify((await read(page)).tabStops), JSON.stringify(["Sat, Jun 6: 10.0 km"]));
