@@ -11,12 +11,14 @@
 //! its last day). Earlier years are not indexed.
 
 use crate::clock::Clock;
-use crate::latest_run::{etag_of, IndexState, LatestRunError, LatestRunService};
+use crate::latest_run::{etag_of, Card, IndexState, LatestRunError, LatestRunService};
 use crate::store::Store;
+use crate::widget::svg::{Theme, Units};
 use crate::widget::year::{build_running_year, RunningYear};
+use crate::widget::year_card::render_year;
 use bytes::Bytes;
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use time::{Date, OffsetDateTime};
 use tokio::sync::Mutex;
 
@@ -42,10 +44,28 @@ pub struct YearAnswer {
     pub body: Bytes,
     /// Strong entity tag of the body, quoted.
     pub etag: Bytes,
-    /// The view itself (the SVG card renders it).
+    /// The view itself.
     pub view: RunningYear,
     /// The index state and the athlete's day it was built for.
     built_for: (u64, Date),
+    /// The SVG cards of this view, rendered on first request, one per theme and units.
+    cards: [OnceLock<Card>; Theme::ALL.len() * Units::ALL.len()],
+}
+
+impl YearAnswer {
+    /// The view as the SVG card in `theme` and `units`, rendered once per view.
+    pub fn card(&self, theme: Theme, units: Units) -> Option<&Card> {
+        let slot = self
+            .cards
+            .get(theme.index() * Units::ALL.len() + units.index())?;
+        Some(slot.get_or_init(|| {
+            let body = render_year(&self.view, theme, units);
+            Card {
+                etag: Bytes::from(etag_of(body.as_bytes())),
+                body: Bytes::from(body),
+            }
+        }))
+    }
 }
 
 /// Year views, cached per year; cheap to clone.
@@ -111,6 +131,7 @@ impl RunningYearService {
             body,
             view,
             built_for,
+            cards: Default::default(),
         });
         if let Ok(mut cache) = self.0.cache.write() {
             cache.insert(year, Arc::clone(&answer));

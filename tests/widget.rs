@@ -983,30 +983,6 @@ fn expected_running_year() -> strava_latest_run::widget::year::RunningYear {
     )
 }
 
-/// The year's card as the app will serve it once `GetRunningYear?format=svg` draws it with
-/// `render_year`: drawn from `year` on a loopback port of its own, `image/svg+xml` with CORS.
-async fn serve_year_card(year: strava_latest_run::widget::year::RunningYear) -> Blog {
-    use strava_latest_run::widget::svg::{Theme, Units};
-    use strava_latest_run::widget::year_card::render_year;
-    let year = Arc::new(year);
-    let card = warp::path!("api" / "GetRunningYear")
-        .and(warp::query::<HashMap<String, String>>())
-        .map(move |query: HashMap<String, String>| {
-            let theme = query.get("theme").and_then(|t| Theme::parse(t));
-            let units = query.get("units").and_then(|u| Units::parse(u));
-            warp::http::Response::builder()
-                .header("Access-Control-Allow-Origin", "*")
-                .header("Content-Type", "image/svg+xml")
-                .body(render_year(
-                    &year,
-                    theme.unwrap_or_default(),
-                    units.unwrap_or_default(),
-                ))
-                .unwrap_or_default()
-        });
-    Blog::serve_filter(card.map(warp::Reply::into_response).boxed()).await
-}
-
 /// A blog post embedding `<running-year>` with the two lines (plus attributes), text before and
 /// after it, and the year's SVG card as an image.
 fn year_post(script: &str, src: &str, attributes: &str, card: &str) -> String {
@@ -1094,7 +1070,6 @@ async fn the_running_year_in_headless_chromium_on_a_page_of_another_origin() {
     let unconfigured = TestApp::spawn(TestSettings::new(&strava.base_url())).await;
     poll_until(&unconfigured, "/api/GetRunningYear", |s, _| s == 503).await;
 
-    let card_server = serve_year_card(year).await;
     let script = format!("{}/api/widget/running-year.js", app.address);
     let src = format!("{}/api/GetRunningYear", app.address);
     let card = format!("{src}?format=svg&theme=auto");
@@ -1106,7 +1081,7 @@ async fn the_running_year_in_headless_chromium_on_a_page_of_another_origin() {
             &script,
             &src,
             r#" goal="500""#,
-            &format!("{}/api/GetRunningYear?format=svg", card_server.address),
+            &format!("{}/api/GetRunningYear?format=svg", app.address),
         ),
     );
     pages.insert(
@@ -1128,7 +1103,7 @@ async fn the_running_year_in_headless_chromium_on_a_page_of_another_origin() {
     let config = json!({
         "blog": blog.address,
         "app": app.address,
-        "card": card_server.address,
+        "card": app.address,
         "script": script,
         "today": YEAR_TODAY,
         "hostileName": HOSTILE_YEAR_NAME,

@@ -3,7 +3,7 @@
 //! (`If-None-Match` → 304), cache headers, CORS and error rules as GetLatestRun, and no Strava
 //! call per visit. On the warm path it does no I/O.
 
-use super::cards::{error_card, Format};
+use super::cards::{error_card, image_headers, Format, SVG_CONTENT_TYPE};
 use super::get_latest_run::api_error;
 use super::public_http::{cacheable, read_only};
 use crate::config::AllowedOrigins;
@@ -59,8 +59,20 @@ pub async fn handle(
                 HeaderValue::from_static(JSON_CONTENT_TYPE),
                 cache_control.clone(),
             ),
-            // The card arrives with the running-year card renderer.
-            Format::Svg(theme, _) => error_card(&ApiError::NotFound, theme),
+            Format::Svg(theme, units) => match answer.card(theme, units) {
+                Some(card) => {
+                    let mut response = cacheable(
+                        request,
+                        card.body.clone(),
+                        &card.etag,
+                        HeaderValue::from_static(SVG_CONTENT_TYPE),
+                        cache_control.clone(),
+                    );
+                    image_headers(&mut response);
+                    response
+                }
+                None => error_card(&ApiError::NotFound, theme),
+            },
         }
     })
     .await
