@@ -736,7 +736,13 @@ fn config_files_validate_against_the_official_schemas() {
     functions.sort();
     assert_eq!(
         functions,
-        ["GetLatestRun", "RefreshToken", "StravaWebhook", "Widget"],
+        [
+            "GetLatestRun",
+            "GetRunningYear",
+            "RefreshToken",
+            "StravaWebhook",
+            "Widget"
+        ],
         "the function folders"
     );
     for name in &functions {
