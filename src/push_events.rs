@@ -23,16 +23,17 @@ use crate::strava::webhook::{Aspect, ObjectType, WebhookEvent};
 use crate::strava::StravaError;
 use crate::tokens::{TokenError, TokenKeeper};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 
 /// How long reading the ids to check an event against may take before the reply.
 const LOOKUP_PATIENCE: Duration = Duration::from_millis(300);
-/// How long recording an event in the table may take before the reply: with the lookup, well
-/// inside Strava's 2 s.
-const RECORD_PATIENCE: Duration = Duration::from_millis(900);
+/// When every accepted event is answered, counted from its arrival, whatever became of it:
+/// recorded, ignored or checked. The same time for all, so how long a reply takes never tells
+/// right ids from wrong ones (recording takes longer than ignoring); well inside Strava's 2 s.
+const REPLY_AFTER: Duration = Duration::from_millis(1_200);
 /// How long the recorder keeps trying to write events while storage is down.
 const RECORD_GIVE_UP: Duration = Duration::from_secs(60);
 /// At most this many events wait in the table; more are dropped (the next round covers them).
@@ -94,8 +95,18 @@ struct Inner {
     /// The number of the last batch written (or given up on).
     recorded: watch::Sender<u64>,
     recorder_running: AtomicBool,
-    /// Batches written so far (for the tests' and status' view of the table's load).
-    batches: AtomicU64,
+    /// Whether a lookup of the ids is under way (one at a time).
+    ids_lookup_running: AtomicBool,
+}
+
+/// Clears a "task running" flag when the task ends, however it ends (a panic included), so the
+/// work it stands for can start again.
+struct Running<'a>(&'a AtomicBool);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 impl PushEvents {
@@ -121,7 +132,7 @@ impl PushEvents {
             to_record: Mutex::new((Vec::new(), 1)),
             recorded: watch::channel(0).0,
             recorder_running: AtomicBool::new(false),
-            batches: AtomicU64::new(0),
+            ids_lookup_running: AtomicBool::new(false),
         }));
         let weak = Arc::downgrade(&events.0);
         latest_run.on_pending_events(Box::new(move |pending| {
@@ -132,8 +143,18 @@ impl PushEvents {
         events
     }
 
-    /// Handles one event within Strava's two seconds; the work it starts goes on after.
+    /// Handles one event, answering [`REPLY_AFTER`] after it arrived; the work it starts goes
+    /// on after.
     pub async fn receive(&self, event: &WebhookEvent) -> EventOutcome {
+        let reply_at = tokio::time::Instant::now() + REPLY_AFTER;
+        let outcome = self.take(event, reply_at).await;
+        tokio::time::sleep_until(reply_at).await;
+        outcome
+    }
+
+    /// Looks at one event: ignores it, starts a deauthorization check, or queues and records it
+    /// (waiting for the record until `reply_at` at most).
+    async fn take(&self, event: &WebhookEvent, reply_at: tokio::time::Instant) -> EventOutcome {
         let mut ids = self.ids(false).await;
         let matches = |(athlete, subscription): (Option<i64>, Option<i64>)| {
             athlete.is_none_or(|id| id == event.owner_id)
@@ -173,7 +194,7 @@ impl PushEvents {
             try_at: self.0.clock.now(),
             adopted: false,
         });
-        self.record(pending).await;
+        self.record(pending, reply_at).await;
         EventOutcome::Recorded
     }
 
@@ -183,11 +204,16 @@ impl PushEvents {
         let now = self.0.clock.now();
         let may_reread = reread
             && now.saturating_sub(self.0.ids_read_at.load(Ordering::Relaxed)) >= IDS_REREAD_SECONDS;
-        if may_reread || self.known_ids().0.is_none() || self.known_ids().1.is_none() {
+        let unknown = self.known_ids().0.is_none() || self.known_ids().1.is_none();
+        // One lookup at a time: a flood while the ids are unknown starts no more.
+        if (may_reread || unknown) && !self.0.ids_lookup_running.swap(true, Ordering::AcqRel) {
             self.0.ids_read_at.store(now, Ordering::Relaxed);
             let events = self.clone();
             // In a task of its own: a lookup that outlasts the patience still fills the ids in.
-            let lookup = tokio::spawn(async move { events.read_ids().await });
+            let lookup = tokio::spawn(async move {
+                let _running = Running(&events.0.ids_lookup_running);
+                events.read_ids().await
+            });
             let _ = tokio::time::timeout(LOOKUP_PATIENCE, lookup).await;
         }
         self.known_ids()
@@ -201,6 +227,8 @@ impl PushEvents {
     /// Reads the ids from storage, however long it takes; `false` when storage failed.
     async fn read_ids(&self) -> bool {
         let athlete = match self.0.store.load_credentials().await {
+            // Refused after a deauthorization: no athlete is connected, so no event applies.
+            Ok(Some(c)) if c.value.refused_at.is_some() => None,
             Ok(Some(c)) => c.value.athlete_id,
             Ok(None) => None,
             Err(_) => return false,
@@ -220,18 +248,20 @@ impl PushEvents {
     }
 
     /// Writes `event` to the table's pending events with the next batch, waiting for that
-    /// batch at most [`RECORD_PATIENCE`] (the writing goes on after).
-    async fn record(&self, event: PendingEvent) {
+    /// batch until `until` at most (the writing goes on after).
+    async fn record(&self, event: PendingEvent, until: tokio::time::Instant) {
         let batch = {
             let Ok(mut to_record) = self.0.to_record.lock() else {
                 return;
             };
-            to_record.0.push(event);
+            // Bounded while storage is down: one event per activity, and the same cap as the
+            // table's list.
+            add_pending(&mut to_record.0, event);
             to_record.1
         };
         let mut recorded = self.0.recorded.subscribe();
         self.start_recorder();
-        let written = tokio::time::timeout(RECORD_PATIENCE, recorded.wait_for(|b| *b >= batch));
+        let written = tokio::time::timeout_at(until, recorded.wait_for(|b| *b >= batch));
         if written.await.is_err() {
             tracing::warn!("storage is slow: the push event is applied here and written for other instances in the background");
         }
@@ -243,6 +273,7 @@ impl PushEvents {
         }
         let events = self.clone();
         tokio::spawn(async move {
+            let mut running = Some(Running(&events.0.recorder_running));
             loop {
                 let (batch, number) = {
                     let Ok(mut to_record) = events.0.to_record.lock() else {
@@ -253,18 +284,18 @@ impl PushEvents {
                     (std::mem::take(&mut to_record.0), number)
                 };
                 if batch.is_empty() {
-                    events.0.recorder_running.store(false, Ordering::Release);
+                    drop(running.take());
                     // An event pushed after the take and before the flag must not wait forever.
                     let more = events.0.to_record.lock().map(|t| !t.0.is_empty());
                     if more.unwrap_or(false)
                         && !events.0.recorder_running.swap(true, Ordering::AcqRel)
                     {
+                        running = Some(Running(&events.0.recorder_running));
                         continue;
                     }
                     break;
                 }
                 events.write_batch(&batch).await;
-                events.0.batches.fetch_add(1, Ordering::Relaxed);
                 events.0.recorded.send_replace(number);
             }
         });
@@ -301,11 +332,20 @@ impl PushEvents {
         }
     }
 
-    /// Events another instance recorded and has not applied for a while: applied here.
+    /// Events another instance recorded and has not applied for a while: applied here; those
+    /// that waited longer than [`APPLY_PATIENCE_SECONDS`] are dropped from the table (the
+    /// rounds cover them), so no event is tried for ever.
     fn adopt_orphans(&self, pending: Vec<PendingEvent>) {
         let now = self.0.clock.now();
         for event in pending {
-            if now.saturating_sub(event.at) >= ORPHAN_AFTER_SECONDS {
+            if now.saturating_sub(event.at) >= APPLY_PATIENCE_SECONDS {
+                let events = self.clone();
+                tokio::spawn(async move {
+                    if let Err(err) = events.0.latest_run.clear_event(&event).await {
+                        tracing::warn!(error = %err, "could not drop a push event that waited too long");
+                    }
+                });
+            } else if now.saturating_sub(event.at) >= ORPHAN_AFTER_SECONDS {
                 self.enqueue(Queued {
                     event,
                     try_at: now,
@@ -343,6 +383,7 @@ impl PushEvents {
         }
         let events = self.clone();
         tokio::spawn(async move {
+            let mut running = Some(Running(&events.0.applier_running));
             loop {
                 let next = events.0.queue.lock().ok().and_then(|mut q| {
                     // The first one due, or else the one due soonest.
@@ -350,11 +391,12 @@ impl PushEvents {
                     q.remove(index)
                 });
                 let Some(queued) = next else {
-                    events.0.applier_running.store(false, Ordering::Release);
+                    drop(running.take());
                     let more = events.0.queue.lock().map(|q| !q.is_empty());
                     if more.unwrap_or(false)
                         && !events.0.applier_running.swap(true, Ordering::AcqRel)
                     {
+                        running = Some(Running(&events.0.applier_running));
                         continue;
                     }
                     break;
@@ -538,11 +580,14 @@ impl PushEvents {
                 return;
             }
         }
-        tracing::warn!("the athlete revoked the app at Strava: the credentials are marked refused and the answer dropped; run `handler setup` to connect again");
+        tracing::warn!("the athlete revoked the app at Strava: the credentials are marked refused, the answer and the activity index dropped; run `handler setup` to connect again");
+        self.0.latest_run.forget();
+        if let Err(err) = self.0.latest_run.clear_index().await {
+            tracing::error!(error = %err, "could not empty the activity index after the deauthorization");
+        }
         if let Err(err) = self.0.store.delete_latest_run().await {
             tracing::error!(error = %err, "could not delete the answer after the deauthorization");
         }
-        self.0.latest_run.forget();
         self.0.athlete_id.store(0, Ordering::Relaxed);
     }
 }

@@ -1,5 +1,6 @@
-//! `GetLatestRun`: the widget's request. Answers the latest public run as JSON (DESIGN §5), or
-//! with `format=svg` as the SVG card (DESIGN §7), from the latest-run service, with an ETag
+//! `GetLatestRun`: the widget's request. Answers the latest public run as JSON (the version 1
+//! response: the original widget's fields and more), or with `format=svg` as the SVG card,
+//! from the latest-run service, with an ETag
 //! (`If-None-Match` → 304), cache headers and CORS, and turns the service's errors into client
 //! errors: JSON ones with their status, or for `format=svg` an error card (`200`, an image that
 //! says what is wrong, the code in `X-Widget-Error`). On the warm path it does no I/O.

@@ -1,4 +1,4 @@
-//! `StravaWebhook`: Strava's push subscription callback (DESIGN §8). `GET` answers the
+//! `StravaWebhook`: Strava's push subscription callback. `GET` answers the
 //! subscription's validation (`hub.mode=subscribe`, the verify token compared in constant time,
 //! the challenge echoed); `POST` takes an event, answers `200` within Strava's two seconds
 //! whatever happens next, always with the same body, and leaves the work to the push-event

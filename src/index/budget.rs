@@ -2,9 +2,10 @@
 //! each Strava call caused by a push event is taken. Push events are unsigned, so anyone who
 //! learns the callback URL and the two ids can send them; the bucket bounds what they can make
 //! the app spend: at most [`CAPACITY`] calls at once and one more every [`REFILL_SECONDS`], so
-//! events can never use more than 35 of Strava's 100 reads per 15 minutes (10 + 900 / 36),
-//! leaving the rest to the reconciliation rounds (at most four calls each, one round per window)
-//! and the daily pass. Counted in the storage service's time, so instance clocks do not matter.
+//! events can never use more than 35 of Strava's 100 reads per 15 minutes (10 + 900 / 36; an
+//! applied event makes exactly one call, its activity), leaving the rest to the reconciliation
+//! rounds (one list call per window, and the latest run's photo once) and the daily pass.
+//! Counted in the storage service's time, so instance clocks do not matter.
 
 use crate::store::EventBudget;
 

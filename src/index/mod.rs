@@ -11,7 +11,7 @@ pub mod year;
 use crate::store::{IndexedRun, Store, StoreError};
 use crate::strava::models::SummaryActivity;
 use crate::widget::route_shape;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// How many years back the newest run is looked for when this year has none.
 const LOOK_BACK_YEARS: i32 = 3;
@@ -127,18 +127,20 @@ impl ActivityIndex {
     /// Brings the index in line with a list from Strava covering `covers`: listed public runs
     /// are written (when changed), and indexed runs in the covered range that the list no longer
     /// has (deleted, made private, changed sport) are removed. `this_year` bounds which years
-    /// are looked at when the list covers everything.
+    /// are looked at when the list covers everything. Activities in `leave_alone` (changed by
+    /// push events since the list was asked for) are neither written nor removed.
     pub async fn reconcile(
         &self,
         listed: &[SummaryActivity],
         covers: Covers,
         this_year: i32,
+        leave_alone: &HashSet<i64>,
     ) -> Result<(), StoreError> {
         let oldest_year = match covers {
             Covers::From(from) => year::utc_year(from).min(this_year) - 1,
             Covers::Everything => this_year - LOOK_BACK_YEARS,
         };
-        let mut years: BTreeSet<i32> =
+        let years: BTreeSet<i32> =
             (oldest_year.max(this_year - LOOK_BACK_YEARS)..=this_year).collect();
         let mut existing: HashMap<i64, IndexedRun> = HashMap::new();
         for year in &years {
@@ -162,12 +164,15 @@ impl ActivityIndex {
         }
         let mut kept = BTreeSet::new();
         for activity in newest_listed.into_values() {
+            if leave_alone.contains(&activity.id) {
+                kept.insert(activity.id);
+                continue;
+            }
             let previous = existing.get(&activity.id);
             let Some(entry) = self.entry_of(activity, previous) else {
                 continue;
             };
             kept.insert(entry.id);
-            years.insert(entry.local_year());
             if previous == Some(&entry) {
                 continue;
             }
@@ -183,7 +188,7 @@ impl ActivityIndex {
                 Covers::From(from) => run.start >= from,
                 Covers::Everything => true,
             };
-            if covered && !kept.contains(&run.id) {
+            if covered && !kept.contains(&run.id) && !leave_alone.contains(&run.id) {
                 tracing::info!(
                     activity = run.id,
                     "a run left Strava's list: removed from the index"
@@ -194,9 +199,17 @@ impl ActivityIndex {
         Ok(())
     }
 
-    /// Writes one entry (an event's activity, or a run whose photo was looked up).
-    pub async fn put(&self, run: &IndexedRun) -> Result<(), StoreError> {
-        self.store.save_run(run).await
+    /// Writes one entry (an event's activity, or a run whose photo was looked up), and removes
+    /// its copies in other years (a start date changed across New Year), in that order, so it is
+    /// never missing in between.
+    pub async fn put(&self, run: &IndexedRun, this_year: i32) -> Result<(), StoreError> {
+        self.store.save_run(run).await?;
+        for year in (this_year - LOOK_BACK_YEARS)..=this_year {
+            if year != run.local_year() {
+                self.store.delete_run(year, run.id).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Takes activity `id` out of the index, wherever it is among the years looked at.
@@ -209,17 +222,24 @@ impl ActivityIndex {
 
     /// Takes activity `id` out of every answer without Strava's word (a push event): marked
     /// hidden, so the next reconciliation either brings it back (still listed) or removes it.
-    pub async fn hide(&self, id: i64, this_year: i32) -> Result<(), StoreError> {
+    /// Whether it was shown before.
+    pub async fn hide(&self, id: i64, this_year: i32) -> Result<bool, StoreError> {
+        let mut shown = false;
         for year in (this_year - LOOK_BACK_YEARS)..=this_year {
-            if let Some(mut run) = self
-                .store
-                .load_runs(year)
-                .await?
-                .into_iter()
-                .find(|r| r.id == id)
-            {
+            if let Some(mut run) = self.store.load_run(year, id).await? {
+                shown |= !run.hidden;
                 run.hidden = true;
                 self.store.save_run(&run).await?;
+            }
+        }
+        Ok(shown)
+    }
+
+    /// Removes every entry of the years looked at (a confirmed deauthorization).
+    pub async fn clear(&self, this_year: i32) -> Result<(), StoreError> {
+        for year in (this_year - LOOK_BACK_YEARS)..=this_year {
+            for run in self.store.load_runs(year).await? {
+                self.store.delete_run(year, run.id).await?;
             }
         }
         Ok(())

@@ -10,6 +10,20 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use std::sync::{Arc, OnceLock};
 
+/// When an answer was made, and from what.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Stamp {
+    /// When it was derived from the index (Unix seconds): a round's, or an event's.
+    pub(super) fetched_at: i64,
+    /// When the index was last reconciled with Strava's list (Unix seconds): the freshness
+    /// window counts from this, so events, which change the answer often, never put a round
+    /// off.
+    pub(super) reconciled_at: i64,
+    /// The order this instance made or adopted answers in: a later one is never replaced by an
+    /// earlier one, even within one second.
+    pub(super) sequence: u64,
+}
+
 /// A ready-to-send answer.
 #[derive(Clone, Debug)]
 pub struct Answer {
@@ -17,8 +31,10 @@ pub struct Answer {
     pub body: Bytes,
     /// Strong entity tag of the body, quoted (`"…"`); shared bytes, so sending it copies nothing.
     pub etag: Bytes,
-    /// When it was fetched from Strava (Unix seconds).
+    /// When it was derived from the index (Unix seconds).
     pub fetched_at: i64,
+    /// See [`Stamp`].
+    pub(super) stamp: Stamp,
     /// The athlete's local year its year-to-date total counts, and the UTC offset (seconds)
     /// that year is judged by: when the year turns, the answer is due.
     pub(super) year: Option<(i32, i64)>,
@@ -40,14 +56,15 @@ pub struct Card {
 impl Answer {
     pub(super) fn new(
         body: Bytes,
-        fetched_at: i64,
+        stamp: Stamp,
         run: Option<LatestRun>,
         year: Option<(i32, i64)>,
     ) -> Self {
         Answer {
             etag: Bytes::from(etag_of(&body)),
             body,
-            fetched_at,
+            fetched_at: stamp.fetched_at,
+            stamp,
             year,
             run,
             cards: Default::default(),
@@ -70,9 +87,9 @@ impl Answer {
         }))
     }
 
-    pub(super) fn from_run(run: LatestRun, fetched_at: i64, year: Option<(i32, i64)>) -> Self {
+    pub(super) fn from_run(run: LatestRun, stamp: Stamp, year: Option<(i32, i64)>) -> Self {
         let body = Bytes::from(serde_json::to_vec(&run).unwrap_or_default());
-        Answer::new(body, fetched_at, Some(run), year)
+        Answer::new(body, stamp, Some(run), year)
     }
 
     /// Whether the body says `stale: true`.
@@ -83,7 +100,7 @@ impl Answer {
     pub(super) fn stale(&self) -> Self {
         match &self.run {
             Some(run) if !run.stale => {
-                Answer::from_run(run.clone().into_stale(), self.fetched_at, self.year)
+                Answer::from_run(run.clone().into_stale(), self.stamp, self.year)
             }
             _ => self.clone(),
         }
@@ -94,21 +111,38 @@ impl Answer {
 #[derive(Clone, Debug)]
 pub(super) enum Known {
     Run(Arc<Answer>),
-    NoPublicRun { fetched_at: i64 },
+    NoPublicRun(Stamp),
 }
 
 impl Known {
-    pub(super) fn fetched_at(&self) -> i64 {
+    pub(super) fn stamp(&self) -> Stamp {
         match self {
-            Known::Run(answer) => answer.fetched_at,
-            Known::NoPublicRun { fetched_at } => *fetched_at,
+            Known::Run(answer) => answer.stamp,
+            Known::NoPublicRun(stamp) => *stamp,
+        }
+    }
+
+    pub(super) fn fetched_at(&self) -> i64 {
+        self.stamp().fetched_at
+    }
+
+    pub(super) fn reconciled_at(&self) -> i64 {
+        self.stamp().reconciled_at
+    }
+
+    /// Whether `other` holds the same answer (body, or "no public run").
+    pub(super) fn same_answer(&self, other: &Known) -> bool {
+        match (self, other) {
+            (Known::Run(a), Known::Run(b)) => a.body == b.body,
+            (Known::NoPublicRun(_), Known::NoPublicRun(_)) => true,
+            _ => false,
         }
     }
 
     pub(super) fn into_result(self) -> Result<Arc<Answer>, super::LatestRunError> {
         match self {
             Known::Run(answer) => Ok(answer),
-            Known::NoPublicRun { .. } => Err(super::LatestRunError::NoPublicRun),
+            Known::NoPublicRun(_) => Err(super::LatestRunError::NoPublicRun),
         }
     }
 
@@ -116,7 +150,7 @@ impl Known {
     pub(super) fn year(&self) -> Option<(i32, i64)> {
         match self {
             Known::Run(answer) => answer.year,
-            Known::NoPublicRun { .. } => None,
+            Known::NoPublicRun(_) => None,
         }
     }
 
@@ -129,13 +163,19 @@ impl Known {
                 .run
                 .as_ref()
                 .is_none_or(|run| run.route_shape.is_some() == route_shape),
-            Known::NoPublicRun { .. } => true,
+            Known::NoPublicRun(_) => true,
         }
     }
 
     /// `None` when the stored body is not an answer of this app (a hand edit): it is then
-    /// treated as absent and overwritten, never served.
-    pub(super) fn from_snapshot(snapshot: &LatestRunSnapshot) -> Option<Self> {
+    /// treated as absent and overwritten, never served. `sequence` orders it among this
+    /// instance's answers.
+    pub(super) fn from_snapshot(snapshot: &LatestRunSnapshot, sequence: u64) -> Option<Self> {
+        let stamp = Stamp {
+            fetched_at: snapshot.fetched_at,
+            reconciled_at: snapshot.reconciled_at.unwrap_or(snapshot.fetched_at),
+            sequence,
+        };
         match &snapshot.shown {
             Shown::Run { body, .. } => {
                 let Ok(run) = serde_json::from_str::<LatestRun>(body) else {
@@ -145,14 +185,12 @@ impl Known {
                 let year = snapshot.year.map(|y| (y, snapshot.utc_offset.unwrap_or(0)));
                 Some(Known::Run(Arc::new(Answer::new(
                     Bytes::from(body.clone()),
-                    snapshot.fetched_at,
+                    stamp,
                     Some(run),
                     year,
                 ))))
             }
-            Shown::NoPublicRun => Some(Known::NoPublicRun {
-                fetched_at: snapshot.fetched_at,
-            }),
+            Shown::NoPublicRun => Some(Known::NoPublicRun(stamp)),
         }
     }
 
@@ -162,11 +200,12 @@ impl Known {
                 body: String::from_utf8_lossy(&answer.body).into_owned(),
                 activity_id: answer.run.as_ref()?.id,
             },
-            Known::NoPublicRun { .. } => Shown::NoPublicRun,
+            Known::NoPublicRun(_) => Shown::NoPublicRun,
         };
         let year = self.year();
         Some(LatestRunSnapshot {
             fetched_at: self.fetched_at(),
+            reconciled_at: Some(self.reconciled_at()),
             shown,
             year: year.map(|(y, _)| y),
             utc_offset: year.map(|(_, o)| o),
@@ -190,7 +229,12 @@ mod tests {
     #[test]
     fn a_card_is_rendered_once_per_answer_theme_and_units() {
         let run = crate::widget::svg::tests::run();
-        let answer = Answer::from_run(run.clone(), 0, None);
+        let stamp = Stamp {
+            fetched_at: 0,
+            reconciled_at: 0,
+            sequence: 0,
+        };
+        let answer = Answer::from_run(run.clone(), stamp, None);
         let first = answer.card(Theme::Dark, Units::Imperial).expect("a card");
         let again = answer.card(Theme::Dark, Units::Imperial).expect("a card");
         assert_eq!(
@@ -203,18 +247,25 @@ mod tests {
         let other = answer.card(Theme::Light, Units::Metric).expect("a card");
         assert_eq!(other.body, svg::render(&run, Theme::Light, Units::Metric));
         assert_ne!(other.etag, first.etag);
-        let none = Answer::new(Bytes::from_static(b"{}"), 0, None, None);
+        let none = Answer::new(Bytes::from_static(b"{}"), stamp, None, None);
         assert!(none.card(Theme::Auto, Units::Metric).is_none());
     }
 
     #[test]
     fn the_year_survives_the_table() {
         let run = crate::widget::svg::tests::run();
-        let known = Known::Run(Arc::new(Answer::from_run(run, 5, Some((2026, 3600)))));
+        let stamp = Stamp {
+            fetched_at: 5,
+            reconciled_at: 3,
+            sequence: 1,
+        };
+        let known = Known::Run(Arc::new(Answer::from_run(run, stamp, Some((2026, 3600)))));
         let snapshot = known.to_snapshot().expect("a snapshot");
         assert_eq!(snapshot.year, Some(2026));
-        let back = Known::from_snapshot(&snapshot).expect("readable");
+        let back = Known::from_snapshot(&snapshot, 7).expect("readable");
         assert_eq!(back.year(), Some((2026, 3600)));
         assert_eq!(back.fetched_at(), 5);
+        assert_eq!(back.reconciled_at(), 3);
+        assert_eq!(back.stamp().sequence, 7);
     }
 }

@@ -1,7 +1,6 @@
-//! Push events applied one by one: an activity created or changed is read (one Strava call, two
-//! when its photo must be listed), checked to be the connected athlete's, and written to or
-//! removed from the index; a delete or a change to private takes the activity out of the index
-//! with no call at all. Either way the answer it leads to is published at once, in memory and in
+//! Push events applied one by one: an activity created or changed is read (one Strava call, no
+//! more), checked to be the connected athlete's, and written to or removed from the index; a
+//! delete or a change to private takes the activity out of the index with no call at all. Either way the answer it leads to is published at once, in memory and in
 //! the table, and the event is cleared from the table's list of pending events. Which events are
 //! applied, and when, is the push-event service's business.
 
@@ -39,7 +38,8 @@ pub enum EventError {
 }
 
 impl LatestRunService {
-    /// Applies an activity created or changed at Strava (`event`), if it is `athlete_id`'s.
+    /// Applies an activity created or changed at Strava (`event`), if it is `athlete_id`'s: one
+    /// Strava call (the activity), never more, so the event budget counts calls.
     pub async fn apply_activity_event(
         &self,
         event: &PendingEvent,
@@ -50,6 +50,13 @@ impl LatestRunService {
             reason: failure.to_string(),
             retry_at: failure.quiet_until(now),
         };
+        // Strava is being left alone (a failure, a 429, the read budget nearly spent).
+        if let Some(until) = self.quiet_until().or_else(|| self.budget_spent_until(None)) {
+            return Err(EventError::Strava {
+                reason: "Strava is left alone for now".into(),
+                retry_at: until,
+            });
+        }
         let mut token = self
             .0
             .tokens
@@ -70,6 +77,7 @@ impl LatestRunService {
             Err(FetchFailure::Strava(StravaError::NotFound)) => None,
             Err(err) => return Err(failure(err)),
         };
+        let _one_change_at_a_time = self.0.publishing.lock().await;
         let (this_year, offset) = self.this_year();
         let applied = match detail {
             Some(detail) if detail.summary.athlete_id != Some(athlete_id) => {
@@ -82,9 +90,8 @@ impl LatestRunService {
             }
             Some(detail) => match self.0.index.entry_of(&detail.summary, None) {
                 Some(entry) => {
-                    let entry = self.look_up_photo_in(&mut token, entry, &detail).await;
-                    self.0.index.remove(id, this_year).await?;
-                    self.0.index.put(&entry).await?;
+                    let entry = self.look_up_photo_in(None, entry, &detail).await;
+                    self.0.index.put(&entry, this_year).await?;
                     Applied::Written
                 }
                 None => {
@@ -97,8 +104,8 @@ impl LatestRunService {
                 Applied::Removed
             }
         };
-        self.publish(this_year, offset, Some(&mut token), event)
-            .await?;
+        self.touch(id);
+        self.publish_locked(this_year, offset, event).await?;
         Ok(applied)
     }
 
@@ -106,9 +113,16 @@ impl LatestRunService {
     /// or made private): no Strava call, so a forged event can only hide a run until Strava's
     /// word (the next round, or an event for it) brings it back.
     pub async fn hide_activity(&self, event: &PendingEvent) -> Result<(), EventError> {
+        let _one_change_at_a_time = self.0.publishing.lock().await;
         let (this_year, offset) = self.this_year();
-        self.0.index.hide(event.id, this_year).await?;
-        self.publish(this_year, offset, None, event).await?;
+        let shown = self.0.index.hide(event.id, this_year).await?;
+        self.touch(event.id);
+        if shown {
+            self.publish_locked(this_year, offset, event).await?;
+        } else {
+            // Nothing shown changes: only the event is done with.
+            self.clear_event(event).await?;
+        }
         Ok(())
     }
 
@@ -129,56 +143,81 @@ impl LatestRunService {
             .await
     }
 
-    /// An event's activity with its photo: the detail's primary photo, else (when Strava counts
-    /// more photos) the photo list's first real one.
+    /// An activity's entry with its photo from its detail: the primary photo, else (when Strava
+    /// counts more photos and a `token` may be spent on it: a round) the photo list's first
+    /// real one; without a token such a photo is left for the next round to look up.
     pub(super) async fn look_up_photo_in(
         &self,
-        token: &mut AccessToken,
+        token: Option<&mut AccessToken>,
         mut entry: crate::store::IndexedRun,
         detail: &crate::strava::models::DetailedActivity,
     ) -> crate::store::IndexedRun {
         let mut photo_url = crate::widget::choose_photo_url(Some(detail), &[]);
         let more = detail.photos.as_ref().and_then(|p| p.count).unwrap_or(0) > 0;
+        let mut checked = true;
         if photo_url.is_none() && more {
-            let strava = &self.0.strava;
-            let id = entry.id;
-            let photos = self
-                .with_token(token, |t| async move {
-                    strava.activity_photos(&t, id, 600).await
-                })
-                .await
-                .unwrap_or_default();
-            photo_url = crate::widget::choose_photo_url(Some(detail), &photos);
+            match token {
+                Some(token) => {
+                    let strava = &self.0.strava;
+                    let id = entry.id;
+                    let photos = self
+                        .with_token(token, |t| async move {
+                            strava.activity_photos(&t, id, 600).await
+                        })
+                        .await
+                        .unwrap_or_default();
+                    photo_url = crate::widget::choose_photo_url(Some(detail), &photos);
+                }
+                None => checked = false,
+            }
         }
         entry.photo_url = photo_url;
-        entry.photo_checked = true;
+        entry.photo_checked = checked;
         entry
     }
 
     /// Derives the answer from the index now, holds it, and writes it for every instance
-    /// (unless a newer one is stored), clearing `applied` from the pending events.
-    async fn publish(
+    /// (unless a newer one is stored), clearing `applied` from the pending events. The caller
+    /// holds `publishing`. An event changes the answer, not its freshness: the window still
+    /// counts from the last reconciliation.
+    async fn publish_locked(
         &self,
         this_year: i32,
         offset: i64,
-        token: Option<&mut AccessToken>,
         applied: &PendingEvent,
     ) -> Result<(), StoreError> {
-        let _one_change_at_a_time = self.0.publishing.lock().await;
         let generation = self.generation();
-        let now = self.now();
+        let reconciled_at = match self.current() {
+            Some(current) => current.reconciled_at(),
+            None => self
+                .0
+                .store
+                .load_latest_run()
+                .await?
+                .value
+                .snapshot
+                .map_or(0, |s| s.reconciled_at.unwrap_or(s.fetched_at)),
+        };
         let view = self.0.index.view(this_year).await?;
-        let known = self.derive(view, offset, now, token).await;
+        let known = self.derive(view, offset, reconciled_at, None).await;
+        if self.generation() != generation {
+            // The athlete was forgotten meanwhile (a deauthorization): nothing is published.
+            return Ok(());
+        }
         self.set_current(generation, known.clone());
         if let Ok(mut last) = self.0.last_error.write() {
             if *last == Some(LatestRunError::NoPublicRun) {
                 *last = None;
             }
         }
+        let fetched_at = known.fetched_at();
         self.0
             .store
             .modify_latest_run(|entity, _| {
-                let newer_stored = entity.snapshot.as_ref().is_some_and(|s| s.fetched_at > now);
+                let newer_stored = entity
+                    .snapshot
+                    .as_ref()
+                    .is_some_and(|s| s.fetched_at > fetched_at);
                 if !newer_stored {
                     entity.snapshot = known.to_snapshot();
                 }

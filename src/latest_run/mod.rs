@@ -30,7 +30,7 @@ use crate::store::{IndexedRun, PendingEvent, Store};
 use crate::strava::{StravaClient, StravaError};
 use crate::tokens::{AccessToken, TokenKeeper};
 use crate::widget::build_from_index;
-use answer::Known;
+use answer::{Known, Stamp};
 use failure::{FetchFailure, RETRY_AFTER_FAILURE};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -145,6 +145,13 @@ struct Inner {
     generation: AtomicU64,
     /// Who hears of events recorded in the table (the push-event service).
     pending_listener: OnceLock<PendingListener>,
+    /// The next [`Stamp::sequence`].
+    sequence: AtomicU64,
+    /// Activities push events changed here, with the [`Inner::touch_sequence`] of each change
+    /// (the newest few hundred): a round whose list is older than a change leaves that
+    /// activity alone.
+    touched: std::sync::Mutex<std::collections::VecDeque<(u64, i64)>>,
+    touch_sequence: AtomicU64,
     /// Bumped whenever the answer held changes (a new derivation, marked stale, dropped): views
     /// built from the same index state ([`LatestRunService::index_state`]) know when to rebuild.
     answer_version: AtomicU64,
@@ -199,6 +206,9 @@ impl LatestRunService {
             generation: AtomicU64::new(0),
             pending_listener: OnceLock::new(),
             answer_version: AtomicU64::new(0),
+            sequence: AtomicU64::new(1),
+            touched: Default::default(),
+            touch_sequence: AtomicU64::new(0),
         }))
     }
 
@@ -218,6 +228,41 @@ impl LatestRunService {
 
     fn current(&self) -> Option<Known> {
         self.0.current.read().ok().and_then(|c| c.clone())
+    }
+
+    /// The sequence number of the next answer made or adopted here.
+    fn next_sequence(&self) -> u64 {
+        self.0.sequence.fetch_add(1, Ordering::AcqRel)
+    }
+
+    /// Notes that a push event changed activity `id` (under `publishing`).
+    fn touch(&self, id: i64) {
+        let at = self.0.touch_sequence.fetch_add(1, Ordering::AcqRel) + 1;
+        if let Ok(mut touched) = self.0.touched.lock() {
+            touched.push_back((at, id));
+            while touched.len() > 512 {
+                touched.pop_front();
+            }
+        }
+    }
+
+    /// Where the touch count stands (a round notes it before it lists).
+    fn touched_so_far(&self) -> u64 {
+        self.0.touch_sequence.load(Ordering::Acquire)
+    }
+
+    /// The activities events changed since `so_far`.
+    fn touched_since(&self, so_far: u64) -> std::collections::HashSet<i64> {
+        self.0
+            .touched
+            .lock()
+            .map(|t| {
+                t.iter()
+                    .filter(|(at, _)| *at > so_far)
+                    .map(|(_, id)| *id)
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// The state of the index behind the answer held, without I/O; `None` before any answer.
@@ -241,13 +286,13 @@ impl LatestRunService {
         (year::local_year(self.now(), offset), offset)
     }
 
-    /// Sets an answer derived in `generation`, unless `forget` ran since or a newer answer is
+    /// Sets an answer derived in `generation`, unless `forget` ran since or a later answer is
     /// held already (an event applied while a round ran).
     fn set_current(&self, generation: u64, known: Known) -> bool {
         if let Ok(mut current) = self.0.current.write() {
             let newer_held = current
                 .as_ref()
-                .is_some_and(|c| c.fetched_at() > known.fetched_at());
+                .is_some_and(|c| c.stamp().sequence > known.stamp().sequence);
             if self.0.generation.load(Ordering::Acquire) == generation && !newer_held {
                 *current = Some(known);
                 self.0.answer_version.fetch_add(1, Ordering::AcqRel);
@@ -262,7 +307,13 @@ impl LatestRunService {
     }
 
     fn quiet(&self) -> bool {
-        self.now() < self.0.quiet_until.load(Ordering::Relaxed)
+        self.quiet_until().is_some()
+    }
+
+    /// Until when Strava is left alone (after a failure, or until a rate-limit window resets).
+    fn quiet_until(&self) -> Option<i64> {
+        let until = self.0.quiet_until.load(Ordering::Relaxed);
+        (self.now() < until).then_some(until)
     }
 
     /// The answer in memory is past its window and can no longer be refreshed for now: say
@@ -271,7 +322,9 @@ impl LatestRunService {
         let window = self.0.settings.cache_seconds;
         if let Ok(mut current) = self.0.current.write() {
             if let Some(Known::Run(answer)) = current.as_ref() {
-                if !answer.is_stale() && self.now().saturating_sub(answer.fetched_at) >= window {
+                if !answer.is_stale()
+                    && self.now().saturating_sub(answer.stamp.reconciled_at) >= window
+                {
                     let stale = Arc::new(answer.stale());
                     *current = Some(Known::Run(stale));
                     self.0.answer_version.fetch_add(1, Ordering::AcqRel);
@@ -280,11 +333,12 @@ impl LatestRunService {
         }
     }
 
-    /// Whether an answer needs a round now: its window has passed, or the athlete's year turned
-    /// since its total was counted.
+    /// Whether an answer needs a round now: its window (counted from the last reconciliation,
+    /// not from the last event) has passed, or the athlete's year turned since its total was
+    /// counted.
     fn is_due(&self, known: &Known) -> bool {
         let window_passed =
-            self.now().saturating_sub(known.fetched_at()) >= self.0.settings.cache_seconds;
+            self.now().saturating_sub(known.reconciled_at()) >= self.0.settings.cache_seconds;
         let year_turned = known
             .year()
             .is_some_and(|(counted, offset)| year::local_year(self.now(), offset) != counted);
@@ -328,14 +382,16 @@ impl LatestRunService {
         match read.value.snapshot.as_ref() {
             Some(snapshot) => {
                 // Another instance published a newer answer (an event it applied): adopt it.
-                let newer = self
-                    .current()
-                    .is_some_and(|c| snapshot.fetched_at > c.fetched_at());
-                if newer {
-                    if let Some(known) = Known::from_snapshot(snapshot)
-                        .filter(|k| k.fits(self.0.settings.route_shape))
-                    {
-                        self.set_current(generation, known);
+                if let (Some(current), Some(stored)) = (
+                    self.current(),
+                    Known::from_snapshot(snapshot, self.next_sequence())
+                        .filter(|k| k.fits(self.0.settings.route_shape)),
+                ) {
+                    let newer = stored.fetched_at() > current.fetched_at()
+                        || (stored.fetched_at() == current.fetched_at()
+                            && !stored.same_answer(&current));
+                    if newer {
+                        self.set_current(generation, stored);
                     }
                 }
             }
@@ -455,8 +511,15 @@ impl LatestRunService {
         // Its lines carry the span of the request that found the answer due.
         tokio::spawn(
             async move {
+                // Cleared however the refresh ends (a panic included), so a later one can start.
+                struct Running<'a>(&'a AtomicBool);
+                impl Drop for Running<'_> {
+                    fn drop(&mut self) {
+                        self.0.store(false, Ordering::Release);
+                    }
+                }
+                let _running = Running(&service.0.refresh_running);
                 service.refresh().await;
-                service.0.refresh_running.store(false, Ordering::Release);
             }
             .in_current_span(),
         );
@@ -513,26 +576,32 @@ impl LatestRunService {
         }
     }
 
-    /// The answer the index leads to, fetched (derived) at `fetched_at`. With a token, the
-    /// latest run's photo is looked up when the index does not know it yet (one call, two when
-    /// the photo list must be read); without one, the run shows without it until a round does.
+    /// The answer the index leads to now, for an index last reconciled at `reconciled_at`
+    /// (called under `publishing`, so answers are numbered in the order they were made). With a
+    /// token (a round), the latest run's photo is looked up when the index does not know it yet
+    /// (one call, two when the photo list must be read); without one (an event), the run shows
+    /// without it until a round does.
     async fn derive(
         &self,
         view: IndexView,
         utc_offset: i64,
-        fetched_at: i64,
+        reconciled_at: i64,
         token: Option<&mut AccessToken>,
     ) -> Known {
         let year_distance = view.year_distance();
         let Some(mut latest) = view.latest else {
-            return Known::NoPublicRun { fetched_at };
+            return Known::NoPublicRun(Stamp {
+                fetched_at: self.now(),
+                reconciled_at,
+                sequence: self.next_sequence(),
+            });
         };
         if let Some(token) = token {
             if !latest.photo_checked {
                 match self.look_up_photo(token, &latest).await {
                     Ok(checked) => {
                         latest = checked;
-                        if let Err(err) = self.0.index.put(&latest).await {
+                        if let Err(err) = self.0.index.put(&latest, view.year).await {
                             tracing::warn!(error = %err, "could not keep the looked-up photo in the index");
                         }
                     }
@@ -544,7 +613,12 @@ impl LatestRunService {
         }
         // The offset of the newest run is the athlete's, as far as the app can know.
         let offset = latest.utc_offset_seconds().unwrap_or(utc_offset);
-        let at = time::OffsetDateTime::from_unix_timestamp(fetched_at)
+        let stamp = Stamp {
+            fetched_at: self.now(),
+            reconciled_at,
+            sequence: self.next_sequence(),
+        };
+        let at = time::OffsetDateTime::from_unix_timestamp(stamp.fetched_at)
             .unwrap_or_else(|_| self.0.clock.now_datetime());
         let mut run = build_from_index(&latest, year_distance, at);
         if self.0.settings.route_shape {
@@ -552,9 +626,17 @@ impl LatestRunService {
         }
         Known::Run(Arc::new(Answer::from_run(
             run,
-            fetched_at,
+            stamp,
             Some((view.year, offset)),
         )))
+    }
+
+    /// Empties the activity index (a confirmed deauthorization: nothing of the athlete's is kept
+    /// once they revoked the app).
+    pub async fn clear_index(&self) -> Result<(), crate::store::StoreError> {
+        let _one_change_at_a_time = self.0.publishing.lock().await;
+        let (this_year, _) = self.this_year();
+        self.0.index.clear(this_year).await
     }
 
     /// `run` with its photo looked up (its detail read).
@@ -568,7 +650,9 @@ impl LatestRunService {
         let detail = self
             .with_token(token, |t| async move { strava.get_activity(&t, id).await })
             .await?;
-        Ok(self.look_up_photo_in(token, run.clone(), &detail).await)
+        Ok(self
+            .look_up_photo_in(Some(token), run.clone(), &detail)
+            .await)
     }
 
     /// Runs one API call; on a 401 refreshes the token once and retries.

@@ -32,8 +32,9 @@ const POLL_FIRST: Duration = Duration::from_millis(200);
 const POLL_MAX: Duration = Duration::from_secs(2);
 /// How long a cold round waits for another instance's fetch before giving up.
 const COLD_WAIT: Duration = Duration::from_secs(20);
-/// Stop refreshing when fewer read requests than this are left in the 15-minute window; one
-/// window's round costs at most four.
+/// Stop refreshing when fewer read requests than this are left in the 15-minute window; a
+/// window's round costs one list call and at most two more for the latest run's photo (a full
+/// pass one list call per 200 activities of the year).
 const SHORT_WINDOW_RESERVE: u32 = 8;
 /// Likewise for the daily window.
 const DAILY_WINDOW_RESERVE: u32 = 40;
@@ -45,6 +46,16 @@ pub(super) enum Wait {
     ForTheHolder,
     /// Background refresh: the old answer is being served; leave it to the holder.
     No,
+}
+
+/// What a round's Strava part found.
+struct Listed {
+    token: crate::tokens::AccessToken,
+    activities: Vec<SummaryActivity>,
+    covers: Covers,
+    this_year: i32,
+    offset: i64,
+    full_pass: bool,
 }
 
 /// What a round did besides its answer, for the shared entity.
@@ -79,7 +90,7 @@ impl LatestRunService {
                 .value
                 .snapshot
                 .as_ref()
-                .and_then(Known::from_snapshot)
+                .and_then(|s| Known::from_snapshot(s, self.next_sequence()))
                 .filter(|known| known.fits(self.0.settings.route_shape))
             {
                 let current = self.current();
@@ -127,7 +138,22 @@ impl LatestRunService {
             }
             // The round's time is when it started: a round that began later saw Strava later.
             let started = self.now();
-            let result = self.fetch(started, &leased).await;
+            let generation = self.generation();
+            let touched_before = self.touched_so_far();
+            let listed = self.list_round(started, &leased).await;
+            // From here to the stored answer, no push event changes the index here.
+            let _one_change_at_a_time = self.0.publishing.lock().await;
+            let result = match listed {
+                Ok(listed) => self.reconcile(listed, started, touched_before).await,
+                Err(failure) => Err(failure),
+            };
+            // Nothing is written back for an athlete forgotten meanwhile (a deauthorization).
+            let result = match result {
+                Ok(_) if self.generation() != generation => Err(FetchFailure::Tokens(
+                    crate::tokens::TokenError::NotConfigured,
+                )),
+                other => other,
+            };
             self.store_round(result.as_ref().ok(), started).await;
             return result.map(|(known, _)| Some(known));
         }
@@ -220,13 +246,12 @@ impl LatestRunService {
             .map(|(_, _, reset)| reset.unix_timestamp())
     }
 
-    /// One round: list, reconcile the index, derive the answer (looking up the latest run's
-    /// photo if the index does not know it yet).
-    async fn fetch(
+    /// A round's Strava part: the token, and the list (a page of the newest, or the year).
+    async fn list_round(
         &self,
         started: i64,
         shared: &StoredLatestRun,
-    ) -> Result<(Known, Reconciled), FetchFailure> {
+    ) -> Result<Listed, FetchFailure> {
         let mut token = self.0.tokens.access_token().await?;
         let offset = shared
             .snapshot
@@ -237,39 +262,72 @@ impl LatestRunService {
         let this_year = year::local_year(started, offset);
         let full_pass = shared.indexed_year != Some(this_year)
             || started.saturating_sub(shared.full_pass_at.unwrap_or(0)) >= FULL_PASS_EVERY;
-        let (listed, covers) = if full_pass {
-            self.list_back_to(&mut token, year::year_start(this_year, offset))
-                .await?
+        let back_to = if full_pass {
+            year::year_start(this_year, offset)
         } else {
-            self.list_back_to(&mut token, i64::MAX).await?
+            i64::MAX
         };
+        let (activities, covers, complete) = self.list_back_to(&mut token, back_to).await?;
         if token.athlete_id.is_none() {
             // Hand-made credentials: the list says whose activities these are.
-            if let Some(athlete) = listed.iter().find_map(|a| a.athlete_id) {
+            if let Some(athlete) = activities.iter().find_map(|a| a.athlete_id) {
                 self.0.tokens.learn_athlete_id(athlete).await;
                 token.athlete_id = Some(athlete);
             }
         }
-        self.0.index.reconcile(&listed, covers, this_year).await?;
-        let _one_change_at_a_time = self.0.publishing.lock().await;
+        Ok(Listed {
+            token,
+            activities,
+            covers,
+            this_year,
+            offset,
+            // A pass cut short by the page limit does not count as the year's.
+            full_pass: full_pass && complete,
+        })
+    }
+
+    /// A round's index part (under `publishing`): the index brought in line with the list,
+    /// except for activities a push event changed since the list was asked for (the list may
+    /// not know of that change yet), and the answer derived.
+    async fn reconcile(
+        &self,
+        listed: Listed,
+        started: i64,
+        touched_before: u64,
+    ) -> Result<(Known, Reconciled), FetchFailure> {
+        let Listed {
+            mut token,
+            activities,
+            covers,
+            this_year,
+            offset,
+            full_pass,
+        } = listed;
+        let changed_by_events = self.touched_since(touched_before);
+        self.0
+            .index
+            .reconcile(&activities, covers, this_year, &changed_by_events)
+            .await?;
         let view = self.0.index.view(this_year).await?;
         let known = self.derive(view, offset, started, Some(&mut token)).await;
         let reconciled = Reconciled {
             full_pass_year: full_pass.then_some(this_year),
-            listed: listed.iter().map(|a| a.id).collect(),
+            listed: activities.iter().map(|a| a.id).collect(),
             covers_everything: covers == Covers::Everything,
         };
         Ok((known, reconciled))
     }
 
-    /// The newest activities, page after page (each started before the oldest of the page
-    /// before), until a page reaches back to `back_to` (Unix seconds) or the list ends; with
-    /// `back_to` in the future, one page of [`NEWEST_PAGE`]. Returns what the list covers.
+    /// The newest activities, page after page (each up to the oldest start of the page before,
+    /// that second included: activities sharing it may not all have fitted), until a page
+    /// reaches back to `back_to` (Unix seconds) or the list ends; with `back_to` in the future,
+    /// one page of [`NEWEST_PAGE`]. Returns the activities, what they cover, and whether the
+    /// listing ended by itself (not at the page limit).
     async fn list_back_to(
         &self,
         token: &mut crate::tokens::AccessToken,
         back_to: i64,
-    ) -> Result<(Vec<SummaryActivity>, Covers), FetchFailure> {
+    ) -> Result<(Vec<SummaryActivity>, Covers, bool), FetchFailure> {
         let strava = &self.0.strava;
         let one_page = back_to == i64::MAX;
         let per_page = if one_page {
@@ -293,19 +351,25 @@ impl LatestRunService {
                 .min();
             listed.extend(page);
             match oldest {
-                _ if !full => return Ok((listed, Covers::Everything)),
-                None => return Ok((listed, Covers::Everything)),
+                // Strava's list ends with a short page.
+                _ if !full => return Ok((listed, Covers::Everything, true)),
+                // A full page without a single start: it says nothing of any time range.
+                None => return Ok((listed, Covers::From(i64::MAX), true)),
                 Some(oldest) if one_page || oldest <= back_to => {
-                    return Ok((listed, Covers::From(oldest)))
+                    return Ok((listed, Covers::From(oldest), true))
                 }
-                Some(oldest) => before = Some(oldest),
+                // A page of one second only cannot move on: stop rather than loop.
+                Some(oldest) if before == Some(oldest.saturating_add(1)) => {
+                    return Ok((listed, Covers::From(oldest), false))
+                }
+                Some(oldest) => before = Some(oldest.saturating_add(1)),
             }
         }
         let oldest = listed
             .iter()
             .filter_map(|a| a.start_date.map(|s| s.unix_timestamp()))
             .min()
-            .unwrap_or(back_to);
-        Ok((listed, Covers::From(oldest)))
+            .unwrap_or(i64::MAX);
+        Ok((listed, Covers::From(oldest), false))
     }
 }

@@ -339,8 +339,11 @@ pub enum Shown {
 /// The last answer of a refresh round, shared by all instances.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LatestRunSnapshot {
-    /// When it was fetched from Strava (Unix seconds).
+    /// When it was derived from the index (Unix seconds).
     pub fetched_at: i64,
+    /// When the index was last reconciled with Strava's list (Unix seconds); absent in
+    /// entities written before it was kept (then `fetched_at`).
+    pub reconciled_at: Option<i64>,
     /// What it found.
     pub shown: Shown,
     /// The athlete's local year its year-to-date total counts.
@@ -431,6 +434,14 @@ pub(super) struct LatestRunEntity {
     activity_id_type: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     no_public_run: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reconciled_at: Option<Int64>,
+    #[serde(
+        rename = "ReconciledAt@odata.type",
+        skip_serializing_if = "Option::is_none",
+        skip_deserializing
+    )]
+    reconciled_at_type: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     year: Option<Int64>,
     #[serde(
@@ -540,6 +551,7 @@ impl LatestRunEntity {
                 entity.fetched_at_type = Some(EDM_DATETIME);
             }
             (entity.year, entity.year_type) = int(snapshot.year.map(i64::from));
+            (entity.reconciled_at, entity.reconciled_at_type) = int(snapshot.reconciled_at);
             (entity.utc_offset, entity.utc_offset_type) = int(snapshot.utc_offset);
             match &snapshot.shown {
                 Shown::Run { body, activity_id } => {
@@ -572,6 +584,7 @@ impl LatestRunEntity {
             };
             Ok(Some(LatestRunSnapshot {
                 fetched_at,
+                reconciled_at: optional(&self.reconciled_at, "ReconciledAt", row)?,
                 shown,
                 year: optional(&self.year, "Year", row)?.and_then(|y| i32::try_from(y).ok()),
                 utc_offset: optional(&self.utc_offset, "UtcOffset", row)?,
@@ -738,6 +751,7 @@ mod tests {
             let value = LatestRun {
                 snapshot: Some(LatestRunSnapshot {
                     fetched_at: 1_760_000_000,
+                    reconciled_at: Some(1_759_999_990),
                     shown,
                     year: Some(2025),
                     utc_offset: Some(7200),

@@ -97,7 +97,7 @@ impl Lease {
 
 /// How often a read-change-save is tried when other writers keep getting in first.
 const MODIFY_ATTEMPTS: u32 = 10;
-/// The first pause after a conflict (doubled after each, with jitter from the attempt).
+/// The first pause after a conflict (doubled after each, plus a few milliseconds per attempt).
 const MODIFY_PAUSE: Duration = Duration::from_millis(15);
 
 /// What a change made by [`Store::modify_latest_run`] or [`Store::modify_credentials`] asks
@@ -237,8 +237,8 @@ impl Store {
         self.update_if_match(LATEST_RUN_ROW, &entity, etag).await
     }
 
-    /// Writes the `latest-run` entity whatever is there (a round's result: every answer written
-    /// is Strava's word at its time, so the last writer may win).
+    /// Writes the `latest-run` entity whatever is there (the tests' way to plant an entity; the
+    /// app writes it with If-Match).
     pub async fn replace_latest_run(&self, value: &LatestRun) -> Result<(), StoreError> {
         let entity = LatestRunEntity::from_latest_run(value);
         self.upsert(LATEST_RUN_ROW, &entity).await
@@ -334,6 +334,30 @@ impl Store {
         Ok(runs)
     }
 
+    /// One run of the index of `year`; `None` when it is not there (or cannot be read, which is
+    /// logged naming the property).
+    pub async fn load_run(&self, year: i32, id: i64) -> Result<Option<IndexedRun>, StoreError> {
+        self.ensure_table().await?;
+        let get = self
+            .table
+            .partition_key_client(IndexedRun::partition_of(year))
+            .entity_client(IndexedRun::row_of(id))
+            .get::<RunEntity>()
+            .into_future();
+        match self.bounded(get).await {
+            Ok(response) => match IndexedRun::try_from(response.entity) {
+                Ok(run) => Ok(Some(run)),
+                Err(err) => {
+                    tracing::warn!(activity = id, error = %err, "skipping an index entry");
+                    Ok(None)
+                }
+            },
+            Err(err) if http_status(&err) == Some(StatusCode::NotFound) => Ok(None),
+            Err(err) if matches!(err.kind(), ErrorKind::DataConversion) => Ok(None),
+            Err(err) => Err(classify(err)),
+        }
+    }
+
     /// Writes one run into the index (its year's partition) whatever is there.
     pub async fn save_run(&self, run: &IndexedRun) -> Result<(), StoreError> {
         self.ensure_table().await?;
@@ -362,11 +386,6 @@ impl Store {
             Err(err) if http_status(&err) == Some(StatusCode::NotFound) => Ok(()),
             Err(err) => Err(classify(err)),
         }
-    }
-
-    /// Deletes the credentials entity (a confirmed deauthorization); absent is fine.
-    pub async fn delete_credentials(&self) -> Result<(), StoreError> {
-        self.delete(CREDENTIALS_ROW).await
     }
 
     /// Deletes the `latest-run` entity (with the credentials gone, nothing of it holds).
