@@ -246,26 +246,16 @@ pub fn render(run: &LatestRun, theme: Theme, units: Units) -> String {
             d = escape(d),
         );
     }
-    for ((label, value), (x, width)) in [
-        ("DISTANCE", &distance),
-        ("MOVING TIME", &time),
-        ("PACE", &pace),
-        ("ELEVATION", &elevation),
-    ]
-    .into_iter()
-    .zip(COLUMNS)
-    {
-        let label = fit(label, width, LABEL);
-        let value = fit(value, width, FIGURE);
-        let _ = write!(
-            svg,
-            r#"<text class="mu b" x="{x}" y="108" font-size="{label_size}" letter-spacing="0.6">{label}</text><text class="fg b" x="{x}" y="132" font-size="{value_size}">{value}</text>"#,
-            label_size = label.size,
-            label = escape(&label.text),
-            value_size = value.size,
-            value = escape(&value.text),
-        );
-    }
+    figures(
+        &mut svg,
+        [
+            ("DISTANCE", &distance),
+            ("MOVING TIME", &time),
+            ("PACE", &pace),
+            ("ELEVATION", &elevation),
+        ],
+        (108, 132),
+    );
     let year = fit(&year, LINK_LEFT - LEFT, SMALL);
     let _ = write!(
         svg,
@@ -297,6 +287,25 @@ pub fn render_error(code: &str, theme: Theme) -> String {
         note = escape(&fit(&format!("Strava widget · {code}"), RIGHT - LEFT, SMALL).text),
     );
     svg
+}
+
+/// Four figures under their labels, one per column, each fitted to its column; labels on the
+/// baseline `ys.0`, figures on `ys.1`.
+pub(super) fn figures(svg: &mut String, items: [(&str, &String); 4], ys: (u32, u32)) {
+    for ((label, value), (x, width)) in items.into_iter().zip(COLUMNS) {
+        let label = fit(label, width, LABEL);
+        let value = fit(value, width, FIGURE);
+        let _ = write!(
+            svg,
+            r#"<text class="mu b" x="{x}" y="{label_y}" font-size="{label_size}" letter-spacing="0.6">{label}</text><text class="fg b" x="{x}" y="{value_y}" font-size="{value_size}">{value}</text>"#,
+            label_y = ys.0,
+            value_y = ys.1,
+            label_size = label.size,
+            label = escape(&label.text),
+            value_size = value.size,
+            value = escape(&value.text),
+        );
+    }
 }
 
 /// What the error card says for `code`: a headline and a second line.

@@ -7,8 +7,7 @@
 //! of HTTP.
 
 use super::svg::{
-    clean, decimal, escape, head, Theme, Units, COLUMNS, DARK, FIGURE, KICKER, LABEL, LEFT, LIGHT,
-    RIGHT, SMALL,
+    clean, decimal, escape, figures, head, Theme, Units, DARK, KICKER, LEFT, LIGHT, RIGHT, SMALL,
 };
 use super::text_fit::{fit, Style};
 use super::year::RunningYear;
@@ -108,26 +107,16 @@ pub fn render_year(year: &RunningYear, theme: Theme, units: Units) -> String {
         size = top.size,
         top = escape(&top.text),
     );
-    for ((label, value), (x, width)) in [
-        ("DISTANCE", &distance),
-        ("RUNS", &runs),
-        ("CURRENT STREAK", &streak),
-        ("LONGEST RUN", &longest),
-    ]
-    .into_iter()
-    .zip(COLUMNS)
-    {
-        let label = fit(label, width, LABEL);
-        let value = fit(value, width, FIGURE);
-        let _ = write!(
-            svg,
-            r#"<text class="mu b" x="{x}" y="56" font-size="{label_size}" letter-spacing="0.6">{label}</text><text class="fg b" x="{x}" y="78" font-size="{value_size}">{value}</text>"#,
-            label_size = label.size,
-            label = escape(&label.text),
-            value_size = value.size,
-            value = escape(&value.text),
-        );
-    }
+    figures(
+        &mut svg,
+        [
+            ("DISTANCE", &distance),
+            ("RUNS", &runs),
+            ("CURRENT STREAK", &streak),
+            ("LONGEST RUN", &longest),
+        ],
+        (56, 78),
+    );
     heat_map(&mut svg, year);
     let mut foot = format!(
         "{} in a row · longest {}",
