@@ -928,6 +928,7 @@ async fn a_past_due_timer_after_two_hours_away_refreshes_once_and_serves_fresh_d
     let mut latest = store.load_latest_run().await.expect("read").value;
     let snapshot = latest.snapshot.as_mut().expect("an answer");
     snapshot.fetched_at -= jump;
+    snapshot.reconciled_at = snapshot.reconciled_at.map(|at| at - jump);
     if let Shown::Run { body, .. } = &mut snapshot.shown {
         let mut run: Value = serde_json::from_str(body).expect("answer");
         run["fetched_at"] = Value::from(rfc3339(snapshot.fetched_at));
