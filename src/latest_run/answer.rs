@@ -38,6 +38,8 @@ pub struct Answer {
     /// The athlete's local year its year-to-date total counts, and the UTC offset (seconds)
     /// that year is judged by: when the year turns, the answer is due.
     pub(super) year: Option<(i32, i64)>,
+    /// When that year ends (Unix seconds), worked out once: the warm path only compares.
+    pub(super) year_ends_at: Option<i64>,
     /// The run, to re-render it marked stale.
     run: Option<LatestRun>,
     /// The SVG cards of this answer, rendered on first request, one per theme and units.
@@ -66,6 +68,8 @@ impl Answer {
             fetched_at: stamp.fetched_at,
             stamp,
             year,
+            year_ends_at: year
+                .map(|(y, offset)| crate::index::year::year_start(y.saturating_add(1), offset)),
             run,
             cards: Default::default(),
         }
@@ -143,6 +147,14 @@ impl Known {
         match self {
             Known::Run(answer) => Ok(answer),
             Known::NoPublicRun(_) => Err(super::LatestRunError::NoPublicRun),
+        }
+    }
+
+    /// When the local year the answer's total counts ends, when it has one.
+    pub(super) fn year_ends_at(&self) -> Option<i64> {
+        match self {
+            Known::Run(answer) => answer.year_ends_at,
+            Known::NoPublicRun(_) => None,
         }
     }
 

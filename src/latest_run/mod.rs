@@ -339,9 +339,7 @@ impl LatestRunService {
     fn is_due(&self, known: &Known) -> bool {
         let window_passed =
             self.now().saturating_sub(known.reconciled_at()) >= self.0.settings.cache_seconds;
-        let year_turned = known
-            .year()
-            .is_some_and(|(counted, offset)| year::local_year(self.now(), offset) != counted);
+        let year_turned = known.year_ends_at().is_some_and(|ends| self.now() >= ends);
         window_passed || year_turned
     }
 
