@@ -1,10 +1,11 @@
-//! The test suite's fake Strava server as a stand-alone process, for `scripts/bench`.
+//! The test suite's fake Strava server as a stand-alone process, for `scripts/bench` and
+//! `scripts/demo`.
 //!
 //! Usage: `fake_strava_server [LATENCY_MS] [--year-of-runs]`
 //!
 //! With `--year-of-runs` (the demo) the athlete has a year of runs dated relative to today, for
-//! the running-year widget: streaks, a gap in the spring, a long run every week or two, and the sample
-//! run (with its photos) this morning. Without it, the samples of `tests/data/strava`.
+//! the running-year widget: streaks, a gap in the spring, a long run every week or two, and the
+//! sample run (with its photos) this morning. Without it, the samples of `tests/data/strava`.
 //!
 //! At start it prints one line to stdout:
 //!
