@@ -407,6 +407,22 @@ async fn a_forged_deauthorization_changes_nothing_and_a_real_one_wipes_the_conne
         .await,
         "the activity index was emptied"
     );
+    // An event for the athlete's run after that brings nothing back (nor costs a call).
+    let calls = strava.calls().api_total();
+    let delete = strava.event("activity", SAMPLE_RUN_ID, "delete", json!({}));
+    assert!(
+        strava
+            .deliver_event_to(&callback, &delete)
+            .await
+            .acknowledged
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let entity = raw_table::get(&other.settings, "latest-run").await;
+    assert!(
+        entity.as_ref().is_none_or(|e| e.get("Body").is_none()),
+        "no answer was published: {entity:?}"
+    );
+    assert_eq!(strava.calls().api_total(), calls);
     for instance in [&other, &app] {
         let (status, body) = {
             let mut last = (0, Value::Null);
