@@ -1,4 +1,4 @@
-//! Settings (DESIGN §3): read once at start-up from the environment and from
+//! Settings (the app settings README lists): read once at start-up from the environment and from
 //! `local.settings.json` `Values` when that file is present, the environment winning as Core
 //! Tools does. The name → value pairs are decoded by serde into one struct of the settings by
 //! their exact names, then each is validated: a missing or malformed setting is one
@@ -154,7 +154,7 @@ fn merge_environment(
     Ok(())
 }
 
-/// The settings of DESIGN §3 by their exact names, as strings; [`Settings::from_raw`] validates
+/// The settings by their exact names, as strings; [`Settings::from_raw`] validates
 /// them one by one so that every problem names its setting.
 #[derive(Debug, Default, serde::Deserialize)]
 struct SettingValues {

@@ -34,7 +34,7 @@ const BODY_READ_TIMEOUT: Duration = Duration::from_secs(15);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
     /// Behind a Functions host: readiness, the public `/api/...` routes and the host's invocation
-    /// routes `POST /{Function}` (DESIGN §1).
+    /// routes `POST /{Function}` (the host is their only caller).
     Host,
     /// Without a host (`handler standalone`), reachable by anyone: readiness and the public
     /// `/api/...` routes only. `POST /{Function}` is an unknown route here (404 `not_found`), so
@@ -184,7 +184,7 @@ pub async fn route(
             let request = public_request(method, raw_query, headers, params);
             call_public(app, FunctionName::Widget, request, body).await
         }
-        // The invocation routes belong to the host (DESIGN §1); standalone they do not exist.
+        // The invocation routes belong to the host; standalone they do not exist.
         [Some(name), None, None, None] if mode == Mode::Host => match FunctionName::parse(name) {
             Some(function) if method == Method::POST => match body {
                 Ok(body) => {

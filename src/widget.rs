@@ -1,5 +1,5 @@
 //! The widget's view model: picks the latest public run from Strava's decoded data and builds the
-//! `GetLatestRun` response (DESIGN §5) from an allow-list of fields, so nothing else leaks. Beside
+//! `GetLatestRun` response (version 1) from an allow-list of fields, so nothing else leaks. Beside
 //! it, [`svg`] renders that response (or an error) as an SVG card, with its text fitted by
 //! [`text_fit`], [`route_shape`] draws the route sketch behind a privacy zone, [`year`] builds the
 //! running year's view and [`year_card`] draws it as a card, and [`assets`] holds the embedded
@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use time::macros::format_description;
 use time::{OffsetDateTime, UtcOffset};
 
-/// Every key a GetLatestRun answer may have (DESIGN §5), the allow-list the privacy tests hold
+/// Every key a GetLatestRun answer may have, the allow-list the privacy tests hold
 /// answers to; `route_shape` only with `WIDGET_ROUTE_SHAPE=true`.
 pub const RESPONSE_KEYS: [&str; 19] = [
     "id",
@@ -43,7 +43,7 @@ pub const RESPONSE_KEYS: [&str; 19] = [
     "route_shape",
 ];
 
-/// The GetLatestRun response body, version 1 (DESIGN §5): an explicit allow-list, so nothing else
+/// The GetLatestRun response body, version 1: an explicit allow-list, so nothing else
 /// Strava sends can leak.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LatestRun {

@@ -109,7 +109,7 @@ impl RawAnswer {
             .collect()
     }
 
-    /// The `error` code of a JSON error body of DESIGN's shape; fails on any other body.
+    /// The `error` code of a JSON error body (`{"error", "message"}`); fails on any other body.
     fn error_code(&self, what: &str) -> String {
         let body: serde_json::Value = serde_json::from_slice(&self.body).unwrap_or_else(|e| {
             panic!(
@@ -556,7 +556,7 @@ enum Route {
     Unknown,
 }
 
-/// The documented routes (DESIGN §1, §7, §8; README), their equivalents, and near misses.
+/// The documented routes (README), their equivalents, and near misses.
 fn route_table() -> Vec<(String, Route)> {
     use Route::*;
     let get_latest_run = ReadOnly(200, None);

@@ -3,8 +3,9 @@
 //! fake Stravas (one per situation: a run with a photo, without one, a hostile name, a stale
 //! answer, Strava failing, not connected, no public run, storage unreachable, long names in
 //! Latin capitals, CJK, emoji, Arabic and Hebrew), serves blog pages from another origin
-//! that embed the two lines of DESIGN §7, and runs `tests/browser/widget.e2e.mjs` (playwright-core
-//! driving Debian's chromium), which asserts and exits non-zero on a failure.
+//! that embed the two lines of the README's embed snippet, and runs
+//! `tests/browser/widget.e2e.mjs` (playwright-core driving Debian's chromium), which asserts and
+//! exits non-zero on a failure.
 
 mod support;
 
@@ -643,8 +644,8 @@ impl Blog {
 /// The page style README suggests to blogs that want no shift even before the script arrives.
 const RESERVE_SPACE: &str = "latest-run:not(:defined) { display: block; height: 15rem; }";
 
-/// A blog post embedding the widget with exactly the two lines of DESIGN §7 (plus attributes),
-/// with text before and after it (so a layout shift would move something), and `style` added to
+/// A blog post embedding the widget with exactly the two lines of the README snippet (plus
+/// attributes), with text before and after it (so a layout shift would move something), and `style` added to
 /// the page's own style.
 fn blog_post_styled(script: &str, widgets: &[(String, &str)], style: &str) -> String {
     let mut embeds = format!("<script type=\"module\" src=\"{script}\"></script>\n");

@@ -1,5 +1,5 @@
-//! The table's entities (DESIGN §4) as typed serde structs, the shape azure_data_tables reads and
-//! writes, and their conversion to the app's values. Properties are read leniently (a hand-made
+//! The table's entities (`credentials`, `latest-run`, `subscription`) as typed serde structs,
+//! the shape azure_data_tables reads and writes, and their conversion to the app's values. Properties are read leniently (a hand-made
 //! entity may hold a number where a string is expected) and a property that cannot be read is
 //! named in the error, never its value.
 
