@@ -871,29 +871,7 @@ async fn the_widget_in_headless_chromium_on_a_page_of_another_origin() {
         "screenshots": screenshots,
     });
 
-    let output = tokio::time::timeout(
-        Duration::from_secs(300),
-        tokio::process::Command::new("node")
-            .arg(&e2e)
-            .arg(config.to_string())
-            .current_dir(root)
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("the browser test finishes within 5 minutes")
-    .expect("node runs (Node.js is required)");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    println!("{text}");
-    assert!(output.status.success(), "the browser test failed:\n{text}");
-    assert!(
-        text.contains("widget e2e: all") && !text.contains("FAIL"),
-        "{text}"
-    );
+    run_browser_test(root, &e2e, &config, "widget e2e: all").await;
     for shot in [
         "light",
         "dark",
@@ -1113,10 +1091,32 @@ async fn the_running_year_in_headless_chromium_on_a_page_of_another_origin() {
         "axe": root.join("node_modules/axe-core/axe.min.js"),
         "screenshots": screenshots,
     });
+    run_browser_test(
+        root,
+        &root.join("tests/browser/running-year.e2e.mjs"),
+        &config,
+        "running-year e2e: all",
+    )
+    .await;
+    for shot in [
+        "running-year.png",
+        "running-year-dark.png",
+        "running-year-card.png",
+    ] {
+        let size = std::fs::metadata(screenshots.join(shot))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        assert!(size > 1000, "screenshot {shot} missing or empty");
+    }
+}
+
+/// Runs one browser script with Node (`script CONFIG_JSON`) and fails the test, showing its
+/// output, unless it exits 0 with its closing line (`done`) and no `FAIL` line.
+async fn run_browser_test(root: &Path, script: &Path, config: &Value, done: &str) {
     let output = tokio::time::timeout(
         Duration::from_secs(300),
         tokio::process::Command::new("node")
-            .arg(root.join("tests/browser/running-year.e2e.mjs"))
+            .arg(script)
             .arg(config.to_string())
             .current_dir(root)
             .kill_on_drop(true)
@@ -1132,18 +1132,5 @@ async fn the_running_year_in_headless_chromium_on_a_page_of_another_origin() {
     );
     println!("{text}");
     assert!(output.status.success(), "the browser test failed:\n{text}");
-    assert!(
-        text.contains("running-year e2e: all") && !text.contains("FAIL"),
-        "{text}"
-    );
-    for shot in [
-        "running-year.png",
-        "running-year-dark.png",
-        "running-year-card.png",
-    ] {
-        let size = std::fs::metadata(screenshots.join(shot))
-            .map(|m| m.len())
-            .unwrap_or(0);
-        assert!(size > 1000, "screenshot {shot} missing or empty");
-    }
+    assert!(text.contains(done) && !text.contains("FAIL"), "{text}");
 }
