@@ -20,10 +20,10 @@
 //!
 //! It exits when stdin closes, on ctrl-c or on SIGTERM.
 
-#[path = "../tests/support/activities.rs"]
+#[path = "../tests/api/support/activities.rs"]
 #[allow(dead_code)]
 mod activities;
-#[path = "../tests/support/fake_strava.rs"]
+#[path = "../tests/api/support/fake_strava.rs"]
 mod fake_strava;
 
 use std::time::Duration;

@@ -10,7 +10,7 @@ use crate::secret::Secret;
 use crate::store::Store;
 use crate::strava::StravaClient;
 use crate::tokens::TokenKeeper;
-use crate::widget::route_shape::PrivacyZone;
+use crate::view::route_shape::PrivacyZone;
 
 /// Everything a function may need, shared by all requests.
 pub struct App {
@@ -61,7 +61,8 @@ impl App {
     /// Like [`App::new`], with the clock every service reads "now" from (tests jump it).
     pub fn with_clock(settings: Settings, clock: Clock) -> Result<Self, BuildError> {
         let store = Store::connect(&settings.storage)?;
-        let strava = StravaClient::new(settings.strava_base_url.as_str(), settings.strava_timeout)?;
+        let strava = StravaClient::new(settings.strava_base_url.as_str(), settings.strava_timeout)?
+            .with_clock(clock.clone());
         let instance = instance_name();
         let tokens = TokenKeeper::with_clock(
             store.clone(),

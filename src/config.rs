@@ -236,7 +236,7 @@ fn read_local_settings(path: &Path) -> Result<HashMap<String, String>, ConfigErr
 
 /// The `Values` of a `local.settings.json`'s text (numbers and booleans as their text); a file
 /// that is not JSON, or a value that is an object, array or null, is an error naming the file.
-pub fn parse_local_settings(text: &str) -> Result<HashMap<String, String>, ConfigError> {
+pub(crate) fn parse_local_settings(text: &str) -> Result<HashMap<String, String>, ConfigError> {
     let json: serde_json::Value = serde_json::from_str(text)
         .map_err(|err| ConfigError::new("local.settings.json", format!("is not JSON: {err}")))?;
     let mut values = HashMap::new();

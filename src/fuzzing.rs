@@ -22,8 +22,8 @@ use crate::strava::{
     AthleteStats, AthleteSummary, DetailedActivity, Photo, RateLimitSnapshot, RateLimitTracker,
     StravaError, SummaryActivity, TokenGrant,
 };
-use crate::widget::svg::{self, Theme, Units};
-use crate::widget::{build_latest_run, choose_photo_url, pick_latest_run, LatestRun};
+use crate::view::svg::{self, Theme, Units};
+use crate::view::{build_latest_run, choose_photo_url, pick_latest_run, LatestRunView};
 use bytes::Bytes;
 use std::sync::Arc;
 use time::OffsetDateTime;
@@ -259,7 +259,7 @@ pub fn strava_decoders(data: &[u8]) -> Outcome {
             check_pick(picked, &sport_types)?;
             let run = build_latest_run(picked, None, 1234.5, fixed_now()).with_route_shape(
                 picked,
-                &crate::widget::route_shape::PrivacyZone::new(500.0, b"fuzzing"),
+                &crate::view::route_shape::PrivacyZone::new(500.0, b"fuzzing"),
             );
             check_view(&run)?;
             for theme in [Theme::Auto, Theme::Light, Theme::Dark] {
@@ -314,9 +314,9 @@ fn check_pick(picked: &SummaryActivity, sport_types: &[String]) -> Outcome {
 }
 
 /// The view re-reads as itself and carries none of Strava's map, coordinates or tokens.
-fn check_view(run: &LatestRun) -> Outcome {
+fn check_view(run: &LatestRunView) -> Outcome {
     let body = serde_json::to_vec(run).map_err(|err| format!("the view does not encode: {err}"))?;
-    let again: LatestRun =
+    let again: LatestRunView =
         serde_json::from_slice(&body).map_err(|err| format!("the view does not re-read: {err}"))?;
     if &again != run {
         return fail("the view does not re-read as itself");
@@ -509,7 +509,7 @@ pub fn pasted_redirect(data: &[u8]) -> Outcome {
     let Ok(text) = std::str::from_utf8(data) else {
         return Ok(());
     };
-    match crate::setup::parse_pasted(text) {
+    match crate::cli::setup::parse_pasted(text) {
         Ok(pasted) if pasted.code.is_empty() => fail("an empty code was accepted"),
         Ok(pasted) if pasted.code.trim() != pasted.code && !text.contains('=') => {
             fail(format!("a bare code with whitespace: {:?}", pasted.code))

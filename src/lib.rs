@@ -1,17 +1,17 @@
 //! The backend of a blog widget that shows the owner's latest public Strava run: an Azure
 //! Functions custom handler (one warp server, `handler`) that also runs standalone.
 //!
-//! # Layout (top to bottom; a module uses only those below it)
+//! # Layers
+//! The one map of the crate, top to bottom: a module uses only modules listed below it (a test,
+//! `tests/api/layers.rs`, reads this list and every `crate::` path in `src/` and fails on an
+//! upward use).
 //! - [`server`]: the warp routes and the connections they are served on; routes both request
 //!   forms, caps bodies, and limits how long and how large a request's head may be.
-//! - [`host`]: the Functions host wire protocol and its adapters to the one request model.
 //! - [`functions`]: one module per function (`GetLatestRun`, `GetRunningYear`, `RefreshToken`,
 //!   `StravaWebhook`, `Widget`) and the dispatch; the only code that joins HTTP and the domain.
 //! - [`app`]: the shared state: the domain services, built once without I/O.
-//! - [`setup`]: the `setup` and `status` commands (beside `app`: they use the store and Strava).
-//! - [`subscribe`]: the `subscribe` and `unsubscribe` commands (the push subscription).
-//! - [`http`]: the one request/response model and the client-facing errors with their one
-//!   mapping to HTTP.
+//! - [`cli`]: the command line: the serving modes and the one-shot `setup`, `status`,
+//!   `subscribe` and `unsubscribe` commands.
 //! - [`push_events`]: push-event bookkeeping: ids fail closed, record, apply one by one within
 //!   the shared event budget, verify deauthorizations.
 //! - [`running_year`]: the running-year service: one year's view of the activity index, cached
@@ -22,21 +22,27 @@
 //! - [`index`]: the activity index: what Strava's list or an activity means for it, the
 //!   athlete's year, the event budget.
 //! - [`tokens`]: the token keeper: a valid access token, no rotated refresh token ever lost.
-//! - [`widget`]: the view models: the latest run (built from an allow-list) and the running
-//!   year; the SVG cards; the embedded front end (`widget/`).
+//! - [`view`]: the view models (the latest run, built from an allow-list, and the running
+//!   year), the SVG cards, and the embedded front end (`web/`).
 //! - [`store`]: Azure Table Storage: typed entities, the one `Lease`, ETag rules.
 //! - [`strava`]: Strava OAuth and API client, lenient models, rate-limit tracking.
+//! - [`host`]: the Functions host wire protocol and its adapters to the one request model.
+//! - [`http`]: the one request/response model and the client-facing errors with their one
+//!   mapping to HTTP.
 //! - [`schedule`]: the standalone refresh schedule, read from `RefreshToken/function.json`.
 //! - [`config`]: settings from the environment and `local.settings.json`, read once.
 //! - [`clock`]: the one notion of "now".
 //! - [`secret`]: a string type that never prints its value.
-//! - [`fuzzing`]: one entry point per fuzz target, shared with the corpus replay test (outside
-//!   the layers: it drives them from the top).
+//!
+//! Outside the layers, compiled only with the `fuzzing` feature: `fuzzing`, one entry point
+//! per fuzz target, shared with the corpus replay test (it drives the layers from the top).
 
 pub mod app;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod functions;
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod host;
 pub mod http;
@@ -47,12 +53,10 @@ pub mod running_year;
 pub mod schedule;
 pub mod secret;
 pub mod server;
-pub mod setup;
 pub mod store;
 pub mod strava;
-pub mod subscribe;
 pub mod tokens;
-pub mod widget;
+pub mod view;
 
 pub use server::Mode;
 

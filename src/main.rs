@@ -1,57 +1,13 @@
 //! The `handler` binary: parses the command line, loads settings, sets up tracing and runs the
 //! chosen mode. Everything else lives in the library.
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use std::io::IsTerminal;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
+use strava_latest_run::cli::{self, Cli, Command};
 use strava_latest_run::config::{LogFormat, RawSettings, Settings};
-use strava_latest_run::{setup, subscribe, Application, Mode};
-
-#[derive(Parser)]
-#[command(
-    name = "handler",
-    version,
-    about = "Latest Strava run for a blog widget: Azure Functions custom handler"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run without a Functions host: plain HTTP on --port, with its own refresh schedule.
-    Standalone {
-        /// Port to listen on (default: $PORT, else 7071).
-        #[arg(long, env = "PORT", default_value_t = 7071)]
-        port: u16,
-    },
-    /// One-time Strava consent: stores the credentials entity.
-    Setup {
-        /// Client ID of your Strava API application.
-        #[arg(long)]
-        client_id: String,
-        /// Client Secret of your Strava API application (else $STRAVA_CLIENT_SECRET, else a
-        /// hidden prompt when run in a terminal).
-        #[arg(long, env = "STRAVA_CLIENT_SECRET", hide_env_values = true)]
-        client_secret: Option<String>,
-        /// The authorization code (or the whole redirect address), if you already have it.
-        #[arg(long)]
-        code: Option<String>,
-    },
-    /// Shows what is stored (secrets redacted) and the token's expiry.
-    Status,
-    /// Creates the Strava push subscription (Strava validates the callback at once, so the app
-    /// must already be running there with the same STRAVA_WEBHOOK_VERIFY_TOKEN).
-    Subscribe {
-        /// The webhook's address, e.g. https://APP.azurewebsites.net/api/StravaWebhook.
-        #[arg(long)]
-        callback_url: String,
-    },
-    /// Deletes the Strava push subscription.
-    Unsubscribe,
-}
+use strava_latest_run::{Application, Mode};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -74,50 +30,8 @@ fn main() -> ExitCode {
         match cli.command {
             None => serve(custom_handler_port()?, settings, Mode::Host).await,
             Some(Command::Standalone { port }) => serve(port, settings, Mode::Standalone).await,
-            Some(Command::Setup {
-                client_id,
-                client_secret,
-                code,
-            }) => {
-                let client_secret = setup::resolve_client_secret(
-                    client_secret,
-                    std::io::stdin().is_terminal(),
-                    || rpassword::prompt_password("Client Secret (typing is not shown): "),
-                )
-                .map_err(|e| format!("setup failed: {e}"))?;
-                let args = setup::SetupArgs {
-                    client_id,
-                    client_secret,
-                    code,
-                };
-                let stdin = std::io::stdin();
-                let mut input = stdin.lock();
-                let mut output = std::io::stdout();
-                let line = setup::run_setup(&settings, args, &mut input, &mut output)
-                    .await
-                    .map_err(|e| format!("setup failed: {e}"))?;
-                println!("{line}");
-                Ok(())
-            }
-            Some(Command::Subscribe { callback_url }) => {
-                let line = subscribe::run_subscribe(&settings, &callback_url)
-                    .await
-                    .map_err(|e| format!("subscribe failed: {e}"))?;
-                println!("{line}");
-                Ok(())
-            }
-            Some(Command::Unsubscribe) => {
-                let line = subscribe::run_unsubscribe(&settings)
-                    .await
-                    .map_err(|e| format!("unsubscribe failed: {e}"))?;
-                println!("{line}");
-                Ok(())
-            }
-            Some(Command::Status) => {
-                let text = setup::run_status(&settings)
-                    .await
-                    .map_err(|e| format!("status failed: {e}"))?;
-                println!("{text}");
+            Some(Command::OneShot(command)) => {
+                println!("{}", cli::run(command, &settings).await?);
                 Ok(())
             }
         }

@@ -13,9 +13,9 @@
 use crate::clock::Clock;
 use crate::latest_run::{etag_of, Card, IndexState, LatestRunError, LatestRunService};
 use crate::store::Store;
-use crate::widget::svg::{Theme, Units};
-use crate::widget::year::{build_running_year, RunningYear};
-use crate::widget::year_card::render_year;
+use crate::view::svg::{Theme, Units};
+use crate::view::year::{build_running_year, RunningYearView};
+use crate::view::year_card::render_year;
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
@@ -45,7 +45,7 @@ pub struct YearAnswer {
     /// Strong entity tag of the body, quoted.
     pub etag: Bytes,
     /// The view itself.
-    pub view: RunningYear,
+    pub view: RunningYearView,
     /// The index state and the athlete's day it was built for.
     built_for: (u64, Date),
     /// The SVG cards of this view, rendered on first request, one per theme and units.

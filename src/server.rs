@@ -130,9 +130,9 @@ where
 }
 
 /// Routes one request whose body has been read (or failed to be read): the routing [`routes`]
-/// does after warp has taken the request apart. Public for the fuzz targets ([`crate::fuzzing`]),
-/// which drive it in-process with any path, query, headers and body.
-pub async fn route(
+/// does after warp has taken the request apart. The fuzz targets (the `fuzzing` feature) drive
+/// it in-process with any path, query, headers and body.
+pub(crate) async fn route(
     app: &App,
     mode: Mode,
     method: Method,

@@ -11,6 +11,7 @@
 //! app's `WIDGET_CACHE_SECONDS`, 60: short, so that refresh rounds and event rounds meet every
 //! kind of Strava weather within the run).
 
+#[path = "api/support/mod.rs"]
 mod support;
 
 use serde_json::{json, Value};

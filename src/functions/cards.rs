@@ -4,7 +4,7 @@
 //! image proxy never shows a broken image.
 
 use crate::http::{ApiError, FunctionRequest, FunctionResponse};
-use crate::widget::svg::{self, Theme, Units};
+use crate::view::svg::{self, Theme, Units};
 use bytes::Bytes;
 use warp::http::header::{
     HeaderName, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS,

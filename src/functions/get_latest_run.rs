@@ -10,7 +10,7 @@ use super::public_http::{cacheable, read_only};
 use crate::config::AllowedOrigins;
 use crate::http::{ApiError, FunctionRequest, FunctionResponse, JSON_CONTENT_TYPE};
 use crate::latest_run::{Answer, LatestRunError, LatestRunService};
-use crate::widget::svg::{Theme, Units};
+use crate::view::svg::{Theme, Units};
 use warp::http::HeaderValue;
 
 /// Handles one widget request.

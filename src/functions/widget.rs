@@ -7,7 +7,7 @@ use super::public_http::{cacheable, read_only};
 use crate::config::AllowedOrigins;
 use crate::http::{ApiError, FunctionRequest, FunctionResponse};
 use crate::latest_run::etag_of;
-use crate::widget::assets::{self, Asset, ASSETS};
+use crate::view::assets::{self, Asset, ASSETS};
 use std::sync::OnceLock;
 use warp::http::header::{CONTENT_SECURITY_POLICY, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS};
 use warp::http::HeaderValue;

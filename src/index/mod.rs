@@ -10,7 +10,7 @@ pub mod year;
 
 use crate::store::{IndexedRun, Store, StoreError};
 use crate::strava::models::SummaryActivity;
-use crate::widget::route_shape;
+use crate::view::route_shape;
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// How many years back the newest run is looked for when this year has none.

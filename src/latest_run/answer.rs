@@ -3,8 +3,8 @@
 //! public run) with the conversions to and from the table's snapshot.
 
 use crate::store::{LatestRunSnapshot, Shown};
-use crate::widget::svg::{self, Theme, Units};
-use crate::widget::LatestRun;
+use crate::view::svg::{self, Theme, Units};
+use crate::view::LatestRunView;
 use base64::Engine;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
@@ -41,7 +41,7 @@ pub struct Answer {
     /// When that year ends (Unix seconds), worked out once: the warm path only compares.
     pub(super) year_ends_at: Option<i64>,
     /// The run, to re-render it marked stale.
-    run: Option<LatestRun>,
+    run: Option<LatestRunView>,
     /// The SVG cards of this answer, rendered on first request, one per theme and units.
     cards: [OnceLock<Card>; Theme::ALL.len() * Units::ALL.len()],
 }
@@ -59,7 +59,7 @@ impl Answer {
     pub(super) fn new(
         body: Bytes,
         stamp: Stamp,
-        run: Option<LatestRun>,
+        run: Option<LatestRunView>,
         year: Option<(i32, i64)>,
     ) -> Self {
         Answer {
@@ -91,7 +91,7 @@ impl Answer {
         }))
     }
 
-    pub(super) fn from_run(run: LatestRun, stamp: Stamp, year: Option<(i32, i64)>) -> Self {
+    pub(super) fn from_run(run: LatestRunView, stamp: Stamp, year: Option<(i32, i64)>) -> Self {
         let body = Bytes::from(serde_json::to_vec(&run).unwrap_or_default());
         Answer::new(body, stamp, Some(run), year)
     }
@@ -190,7 +190,7 @@ impl Known {
         };
         match &snapshot.shown {
             Shown::Run { body, .. } => {
-                let Ok(run) = serde_json::from_str::<LatestRun>(body) else {
+                let Ok(run) = serde_json::from_str::<LatestRunView>(body) else {
                     tracing::warn!("ignoring the stored answer: its Body is not a latest-run answer; it will be overwritten");
                     return None;
                 };
@@ -240,7 +240,7 @@ mod tests {
 
     #[test]
     fn a_card_is_rendered_once_per_answer_theme_and_units() {
-        let run = crate::widget::svg::tests::run();
+        let run = crate::view::svg::tests::run();
         let stamp = Stamp {
             fetched_at: 0,
             reconciled_at: 0,
@@ -265,7 +265,7 @@ mod tests {
 
     #[test]
     fn the_year_survives_the_table() {
-        let run = crate::widget::svg::tests::run();
+        let run = crate::view::svg::tests::run();
         let stamp = Stamp {
             fetched_at: 5,
             reconciled_at: 3,

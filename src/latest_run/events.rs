@@ -152,7 +152,7 @@ impl LatestRunService {
         mut entry: crate::store::IndexedRun,
         detail: &crate::strava::models::DetailedActivity,
     ) -> crate::store::IndexedRun {
-        let mut photo_url = crate::widget::choose_photo_url(Some(detail), &[]);
+        let mut photo_url = crate::view::choose_photo_url(Some(detail), &[]);
         let more = detail.photos.as_ref().and_then(|p| p.count).unwrap_or(0) > 0;
         let mut checked = true;
         if photo_url.is_none() && more {
@@ -166,7 +166,7 @@ impl LatestRunService {
                         })
                         .await
                         .unwrap_or_default();
-                    photo_url = crate::widget::choose_photo_url(Some(detail), &photos);
+                    photo_url = crate::view::choose_photo_url(Some(detail), &photos);
                 }
                 None => checked = false,
             }

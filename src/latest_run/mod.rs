@@ -29,7 +29,7 @@ use crate::index::{year, ActivityIndex, IndexView};
 use crate::store::{IndexedRun, PendingEvent, Store};
 use crate::strava::{StravaClient, StravaError};
 use crate::tokens::{AccessToken, TokenKeeper};
-use crate::widget::build_from_index;
+use crate::view::build_from_index;
 use answer::{Known, Stamp};
 use failure::{FetchFailure, RETRY_AFTER_FAILURE};
 use std::future::Future;
@@ -78,7 +78,7 @@ pub struct LatestRunSettings {
     /// Whether answers carry the route sketch (`WIDGET_ROUTE_SHAPE`).
     pub route_shape: bool,
     /// The privacy zone the sketch is cut by (`WIDGET_ROUTE_PRIVACY_METERS`, keyed per app).
-    pub route_privacy: crate::widget::route_shape::PrivacyZone,
+    pub route_privacy: crate::view::route_shape::PrivacyZone,
 }
 
 /// What [`LatestRunService::refresh`] did, for the timer's summary line.

@@ -9,7 +9,7 @@ use super::answer::Known;
 use super::failure::FetchFailure;
 use super::LatestRunService;
 use crate::index::{year, Covers};
-use crate::store::{LatestRun as StoredLatestRun, Lease, StoreError};
+use crate::store::{Lease, StoreError, StoredLatestRun};
 use crate::strava::models::SummaryActivity;
 use crate::strava::RateLimitSnapshot;
 use std::collections::HashSet;

@@ -383,7 +383,7 @@ pub struct EventBudget {
 /// The `latest-run` entity: the shared answer, who is refreshing it, Strava's read budget, the
 /// push events not applied yet and how far the activity index is known.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct LatestRun {
+pub struct StoredLatestRun {
     /// The last round's answer, once there is one (none when the stored one is unreadable).
     pub snapshot: Option<LatestRunSnapshot>,
     /// The instance fetching a new answer right now, so the others wait for it.
@@ -401,7 +401,7 @@ pub struct LatestRun {
     pub full_pass_at: Option<i64>,
 }
 
-impl LatestRun {
+impl StoredLatestRun {
     /// When the oldest pending event was received.
     pub fn pending_since(&self) -> Option<i64> {
         self.pending_events.iter().map(|e| e.at).min()
@@ -514,7 +514,7 @@ fn readable<T>(property: Option<Property<T>>) -> Option<T> {
 }
 
 impl LatestRunEntity {
-    pub(super) fn from_latest_run(value: &LatestRun) -> Self {
+    pub(super) fn from_latest_run(value: &StoredLatestRun) -> Self {
         let int = |v: Option<i64>| (v.map(Property::Value), int64_annotation(&v));
         let (event_budget, event_budget_type) = int(value.event_budget.map(|b| b.credit));
         let (event_budget_at, event_budget_at_type) = int(value.event_budget.map(|b| b.at));
@@ -567,7 +567,7 @@ impl LatestRunEntity {
 
     /// The entity's values; the snapshot is `Err` (naming the property) when it cannot be read,
     /// so the caller can treat it as absent and overwrite it.
-    pub(super) fn into_latest_run(self) -> (LatestRun, Result<(), StoreError>) {
+    pub(super) fn into_latest_run(self) -> (StoredLatestRun, Result<(), StoreError>) {
         let row = LATEST_RUN_ROW;
         let snapshot = (|| -> Result<Option<LatestRunSnapshot>, StoreError> {
             if self.body.is_none() && self.fetched_at.is_none() && self.no_public_run.is_none() {
@@ -615,7 +615,7 @@ impl LatestRunEntity {
             (Some(credit), Some(at)) => Some(EventBudget { credit, at }),
             _ => None,
         };
-        let value = LatestRun {
+        let value = StoredLatestRun {
             snapshot,
             refresh_lease: self.lease.lease(),
             rate_limits: readable(self.rate_limits),
@@ -748,7 +748,7 @@ mod tests {
             },
             Shown::NoPublicRun,
         ] {
-            let value = LatestRun {
+            let value = StoredLatestRun {
                 snapshot: Some(LatestRunSnapshot {
                     fetched_at: 1_760_000_000,
                     reconciled_at: Some(1_759_999_990),

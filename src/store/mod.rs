@@ -13,7 +13,7 @@ mod runs;
 
 pub use connection::parse_connection_string;
 pub use entities::{
-    Credentials, EventBudget, LatestRun, LatestRunSnapshot, PendingEvent, Shown, Subscription,
+    Credentials, EventBudget, LatestRunSnapshot, PendingEvent, Shown, StoredLatestRun, Subscription,
 };
 pub use runs::IndexedRun;
 
@@ -128,6 +128,24 @@ pub struct Store {
     table_ready: std::sync::Arc<OnceCell<()>>,
 }
 
+/// The HTTP client every table call goes through. azure_core's default client keeps no idle
+/// connections (`pool_max_idle_per_host(0)`, a workaround for a hyper hang fixed long ago), so
+/// each call would open a new connection and, on Azure, do a new TLS handshake. This one keeps
+/// a few idle connections per host for less than the 4 minutes after which Azure's load
+/// balancers drop idle ones, and bounds connecting and whole requests (the per-call deadline in
+/// [`Store`] still applies on top).
+fn pooled_http_client() -> Result<std::sync::Arc<dyn azure_core::HttpClient>, StoreError> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(16)
+        .pool_idle_timeout(Duration::from_secs(50))
+        .connect_timeout(Duration::from_secs(3))
+        .timeout(Duration::from_secs(10))
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|err| StoreError::Unavailable(format!("cannot build the HTTP client: {err}")))?;
+    Ok(std::sync::Arc::new(client))
+}
+
 impl Store {
     /// Builds the client; does no I/O (the table is created on first use).
     pub fn connect(settings: &StorageSettings) -> Result<Self, StoreError> {
@@ -141,6 +159,7 @@ impl Store {
         );
         let service = TableServiceClientBuilder::with_location(location, credentials)
             .retry(retry)
+            .transport(azure_core::TransportOptions::new(pooled_http_client()?))
             .build();
         Ok(Store {
             table: service.table_client(settings.table_name.clone()),
@@ -195,7 +214,7 @@ impl Store {
     /// every caller has an ETag to write with If-Match and a storage time to judge leases by.
     /// A snapshot that cannot be read is logged, naming the property, and read as none: the
     /// next write overwrites it.
-    pub async fn load_latest_run(&self) -> Result<Versioned<LatestRun>, StoreError> {
+    pub async fn load_latest_run(&self) -> Result<Versioned<StoredLatestRun>, StoreError> {
         for _ in 0..3 {
             if let Some(read) = self.read::<LatestRunEntity>(LATEST_RUN_ROW).await? {
                 let (value, problem) = read.value.into_latest_run();
@@ -208,7 +227,7 @@ impl Store {
                     read_at: read.read_at,
                 });
             }
-            let empty = LatestRunEntity::from_latest_run(&LatestRun::default());
+            let empty = LatestRunEntity::from_latest_run(&StoredLatestRun::default());
             match self.insert(&empty).await {
                 Ok(()) | Err(StoreError::Conflict) => continue,
                 Err(err) => return Err(err),
@@ -220,7 +239,7 @@ impl Store {
     }
 
     /// Reads the `latest-run` entity without creating it (the status command).
-    pub async fn peek_latest_run(&self) -> Result<Option<LatestRun>, StoreError> {
+    pub async fn peek_latest_run(&self) -> Result<Option<StoredLatestRun>, StoreError> {
         Ok(self
             .read::<LatestRunEntity>(LATEST_RUN_ROW)
             .await?
@@ -230,7 +249,7 @@ impl Store {
     /// Replaces the `latest-run` entity if it still has `etag`.
     pub async fn save_latest_run(
         &self,
-        value: &LatestRun,
+        value: &StoredLatestRun,
         etag: &Etag,
     ) -> Result<Etag, StoreError> {
         let entity = LatestRunEntity::from_latest_run(value);
@@ -239,7 +258,7 @@ impl Store {
 
     /// Writes the `latest-run` entity whatever is there (the tests' way to plant an entity; the
     /// app writes it with If-Match).
-    pub async fn replace_latest_run(&self, value: &LatestRun) -> Result<(), StoreError> {
+    pub async fn replace_latest_run(&self, value: &StoredLatestRun) -> Result<(), StoreError> {
         let entity = LatestRunEntity::from_latest_run(value);
         self.upsert(LATEST_RUN_ROW, &entity).await
     }
@@ -249,7 +268,7 @@ impl Store {
     /// again. Returns what the last call of `change` returned.
     pub async fn modify_latest_run<R>(
         &self,
-        change: impl FnMut(&mut LatestRun, i64) -> Change<R>,
+        change: impl FnMut(&mut StoredLatestRun, i64) -> Change<R>,
     ) -> Result<R, StoreError> {
         self.modify(change)
             .await?
@@ -524,7 +543,7 @@ trait Row: Clone + Send + Sync + Sized {
     ) -> impl Future<Output = Result<Etag, StoreError>> + Send;
 }
 
-impl Row for LatestRun {
+impl Row for StoredLatestRun {
     async fn load(store: &Store) -> Result<Option<Versioned<Self>>, StoreError> {
         store.load_latest_run().await.map(Some)
     }

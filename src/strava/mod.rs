@@ -17,6 +17,7 @@ pub use models::{
 pub use oauth::TokenGrant;
 pub use rate_limit::{Budget, RateLimitSnapshot, RateLimitTracker};
 
+use crate::clock::Clock;
 use serde::de::DeserializeOwned;
 use std::fmt;
 use std::sync::Arc;
@@ -32,6 +33,8 @@ pub struct StravaClient {
     http: reqwest::Client,
     base: Url,
     limits: Arc<RateLimitTracker>,
+    /// Dates the rate-limit windows of each answer.
+    clock: Clock,
 }
 
 impl fmt::Debug for StravaClient {
@@ -87,7 +90,14 @@ impl StravaClient {
             http,
             base,
             limits: Arc::new(RateLimitTracker::new()),
+            clock: Clock::system(),
         })
+    }
+
+    /// The same client dating answers by `clock` (the app's, which tests may move).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The Strava origin this client talks to.
@@ -119,7 +129,7 @@ impl StravaClient {
         track_rate: bool,
     ) -> Result<Answer, StravaError> {
         let response = request.send().await.map_err(StravaError::from_reqwest)?;
-        let now = crate::clock::Clock::system().now_datetime();
+        let now = self.clock.now_datetime();
         let status = response.status().as_u16();
         tracing::debug!(path = response.url().path(), status, "strava answered");
         let rate = if track_rate {

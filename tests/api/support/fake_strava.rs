@@ -80,17 +80,17 @@ const AFTER_FUTURE_SLACK: i64 = 86400;
 
 const JSON_CT: &str = "application/json; charset=utf-8";
 
-const SAMPLE_ACTIVITIES: &str = include_str!("../data/strava/athlete-activities.json");
-const SAMPLE_DETAIL: &str = include_str!("../data/strava/activity-detail-run.json");
-const SAMPLE_PHOTOS: &str = include_str!("../data/strava/activity-photos.json");
-const SAMPLE_STATS: &str = include_str!("../data/strava/athlete-stats.json");
-const SAMPLE_EXCHANGE: &str = include_str!("../data/strava/token-exchange-response.json");
-const ERR_BAD_CODE: &str = include_str!("../data/strava/error-400-bad-authorization-code.json");
-const ERR_BAD_REFRESH: &str = include_str!("../data/strava/error-400-bad-refresh-token.json");
-const ERR_INVALID_TOKEN: &str = include_str!("../data/strava/error-401-invalid-token.json");
-const ERR_MISSING_SCOPE: &str = include_str!("../data/strava/error-401-missing-scope.json");
-const ERR_NOT_FOUND: &str = include_str!("../data/strava/error-404-not-found.json");
-const ERR_500: &str = include_str!("../data/strava/error-500-generic.json");
+const SAMPLE_ACTIVITIES: &str = include_str!("../../data/strava/athlete-activities.json");
+const SAMPLE_DETAIL: &str = include_str!("../../data/strava/activity-detail-run.json");
+const SAMPLE_PHOTOS: &str = include_str!("../../data/strava/activity-photos.json");
+const SAMPLE_STATS: &str = include_str!("../../data/strava/athlete-stats.json");
+const SAMPLE_EXCHANGE: &str = include_str!("../../data/strava/token-exchange-response.json");
+const ERR_BAD_CODE: &str = include_str!("../../data/strava/error-400-bad-authorization-code.json");
+const ERR_BAD_REFRESH: &str = include_str!("../../data/strava/error-400-bad-refresh-token.json");
+const ERR_INVALID_TOKEN: &str = include_str!("../../data/strava/error-401-invalid-token.json");
+const ERR_MISSING_SCOPE: &str = include_str!("../../data/strava/error-401-missing-scope.json");
+const ERR_NOT_FOUND: &str = include_str!("../../data/strava/error-404-not-found.json");
+const ERR_500: &str = include_str!("../../data/strava/error-500-generic.json");
 
 /// Which endpoints a fault applies to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -22,7 +22,7 @@
 //! the binary's whole log. `a_restartable_azurite_keeps_what_was_written_just_before_the_stop`
 //! checks the test harness's Azurite, not the app, and scans nothing.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -363,7 +363,7 @@ async fn azurite_killed_under_load_and_restarted_hangs_nothing_loses_no_token_an
     // The write paths work again: the timer rotates and saves the tokens; a new run is
     // fetched, stored and served by every instance.
     let mut renamed =
-        serde_json::from_str::<Vec<Value>>(include_str!("data/strava/athlete-activities.json"))
+        serde_json::from_str::<Vec<Value>>(include_str!("../data/strava/athlete-activities.json"))
             .expect("sample");
     for activity in &mut renamed {
         if activity["id"] == first["id"] {

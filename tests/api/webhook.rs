@@ -4,7 +4,7 @@
 //! forged events. Against real Azurite and the fake Strava, which validates callbacks and
 //! delivers events over real sockets as Strava does.
 
-mod support;
+use crate::support;
 
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -44,7 +44,7 @@ async fn subscribed_app(strava: &FakeStrava, settings: TestSettings) -> TestApp 
 }
 
 fn sample_activities() -> Vec<Value> {
-    serde_json::from_str(include_str!("data/strava/athlete-activities.json")).expect("sample")
+    serde_json::from_str(include_str!("../data/strava/athlete-activities.json")).expect("sample")
 }
 
 /// The sample list with a new public run on top (started a day after the sample's newest).

@@ -46,7 +46,7 @@ pub const RESPONSE_KEYS: [&str; 19] = [
 /// The GetLatestRun response body, version 1: an explicit allow-list, so nothing else
 /// Strava sends can leak.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LatestRun {
+pub struct LatestRunView {
     /// Strava's activity id.
     pub id: i64,
     /// The activity's title.
@@ -99,10 +99,10 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Strin
     Option::<String>::deserialize(d).map(Some)
 }
 
-impl LatestRun {
+impl LatestRunView {
     /// Same run, marked stale (Strava unreachable; this is the last good answer).
-    pub fn into_stale(self) -> LatestRun {
-        LatestRun {
+    pub fn into_stale(self) -> LatestRunView {
+        LatestRunView {
             stale: true,
             ..self
         }
@@ -223,9 +223,9 @@ pub fn build_latest_run(
     photo_url: Option<String>,
     ytd_run_distance: f64,
     fetched_at: OffsetDateTime,
-) -> LatestRun {
+) -> LatestRunView {
     let distance = finite_or_zero(activity.distance);
-    LatestRun {
+    LatestRunView {
         id: activity.id,
         name: activity.name.clone(),
         distance,
@@ -256,9 +256,9 @@ pub fn build_from_index(
     run: &IndexedRun,
     year_distance: f64,
     fetched_at: OffsetDateTime,
-) -> LatestRun {
+) -> LatestRunView {
     let distance = finite_or_zero(run.distance);
-    LatestRun {
+    LatestRunView {
         id: run.id,
         name: run.name.clone(),
         distance,
@@ -285,15 +285,15 @@ pub fn build_from_index(
     }
 }
 
-impl LatestRun {
+impl LatestRunView {
     /// With the route sketch of `activity`, cut around its start and end by `zone` (null without
     /// a usable polyline, or with too little left outside the zone).
     pub fn with_route_shape(
         self,
         activity: &SummaryActivity,
         zone: &route_shape::PrivacyZone,
-    ) -> LatestRun {
-        LatestRun {
+    ) -> LatestRunView {
+        LatestRunView {
             route_shape: Some(
                 activity
                     .summary_polyline
@@ -312,9 +312,9 @@ mod tests {
     use std::collections::BTreeSet;
     use time::macros::datetime;
 
-    const ACTIVITIES: &str = include_str!("../tests/data/strava/athlete-activities.json");
-    const DETAIL: &str = include_str!("../tests/data/strava/activity-detail-run.json");
-    const PHOTOS: &str = include_str!("../tests/data/strava/activity-photos.json");
+    const ACTIVITIES: &str = include_str!("../../tests/data/strava/athlete-activities.json");
+    const DETAIL: &str = include_str!("../../tests/data/strava/activity-detail-run.json");
+    const PHOTOS: &str = include_str!("../../tests/data/strava/activity-photos.json");
 
     const PLACEHOLDER: &str =
         "https://d3nn82uaxijpm6.cloudfront.net/assets/media/placeholder-photo@4x-d0b3.png";
@@ -639,7 +639,7 @@ mod tests {
         );
     }
 
-    fn built_sample() -> LatestRun {
+    fn built_sample() -> LatestRunView {
         let list = activities();
         let picked = pick_latest_run(&list, &runs()).expect("a run");
         let photo = choose_photo_url(Some(&detail()), &photos());
@@ -768,7 +768,7 @@ mod tests {
         let stale = fresh.clone().into_stale();
         assert!(stale.stale);
         assert_eq!(
-            LatestRun {
+            LatestRunView {
                 stale: false,
                 ..stale
             },
@@ -794,7 +794,7 @@ mod tests {
         assert_eq!(encoded.get("route_shape"), Some(&Value::Null));
         for run in [with, without, built_sample()] {
             let text = serde_json::to_string(&run).expect("encodes");
-            let back: LatestRun = serde_json::from_str(&text).expect("decodes");
+            let back: LatestRunView = serde_json::from_str(&text).expect("decodes");
             assert_eq!(back, run);
         }
     }
@@ -803,7 +803,7 @@ mod tests {
     fn round_trips_through_json() {
         let built = built_sample();
         let text = serde_json::to_string(&built).expect("encodes");
-        let back: LatestRun = serde_json::from_str(&text).expect("decodes");
+        let back: LatestRunView = serde_json::from_str(&text).expect("decodes");
         assert_eq!(back, built);
     }
 }

@@ -74,7 +74,7 @@ pub struct PastedCode {
 }
 
 /// Accepts the full redirect URL, its query string, or the bare code.
-pub fn parse_pasted(text: &str) -> Result<PastedCode, SetupError> {
+pub(crate) fn parse_pasted(text: &str) -> Result<PastedCode, SetupError> {
     let text = text.trim();
     if text.is_empty() {
         return Err(SetupError::Input("nothing was pasted".into()));

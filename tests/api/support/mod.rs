@@ -9,6 +9,7 @@ pub mod fake_strava;
 pub mod outage;
 pub mod raw_table;
 pub mod storage_proxy;
+pub mod tcp_proxy;
 
 /// Parses a response body as JSON, showing the body when it is not.
 pub fn json(bytes: &[u8]) -> serde_json::Value {

@@ -4,7 +4,7 @@
 //! an error, and no setting or secret ever appears. Text logs carry no colour codes when stdout
 //! is not a terminal.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::collections::BTreeMap;

@@ -9,7 +9,7 @@
 //! the preflight; the CORS test here adds lookalike origins, several listed origins and every
 //! public route's error answers.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 use strava_latest_run::server::ServerLimits;

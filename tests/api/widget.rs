@@ -7,7 +7,7 @@
 //! `tests/browser/widget.e2e.mjs` (playwright-core driving Debian's chromium), which asserts and
 //! exits non-zero on a failure.
 
-mod support;
+use crate::support;
 
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -92,7 +92,7 @@ fn header(response: &reqwest::Response, name: &str) -> String {
 async fn the_widget_files_are_served_with_types_cache_etag_and_cors_in_both_forms() {
     let strava = FakeStrava::start().await;
     let app = TestApp::spawn(TestSettings::new(&strava.base_url())).await;
-    let script = include_str!("../widget/latest-run.js");
+    let script = include_str!("../../web/latest-run.js");
 
     let response = app.get("/api/widget/latest-run.js").await;
     assert_eq!(response.status(), 200);
@@ -140,7 +140,7 @@ async fn the_widget_files_are_served_with_types_cache_etag_and_cors_in_both_form
     assert_ne!(header(&year_script, "etag"), etag);
     assert_eq!(
         year_script.text().await.expect("body"),
-        include_str!("../widget/running-year.js")
+        include_str!("../../web/running-year.js")
     );
 
     let demo = app.get("/api/widget/demo.html").await;
@@ -214,10 +214,10 @@ async fn the_widget_files_are_served_with_types_cache_etag_and_cors_in_both_form
 #[tokio::test]
 async fn the_widget_scripts_stay_within_their_size_budgets_and_set_no_html() {
     for (name, script, budget) in [
-        ("latest-run.js", include_str!("../widget/latest-run.js"), 6),
+        ("latest-run.js", include_str!("../../web/latest-run.js"), 6),
         (
             "running-year.js",
-            include_str!("../widget/running-year.js"),
+            include_str!("../../web/running-year.js"),
             8,
         ),
     ] {
@@ -927,7 +927,7 @@ fn morning_of(day: &str) -> i64 {
 }
 
 /// The year the fixture's runs make, by the view model itself: what the app must answer.
-fn expected_running_year() -> strava_latest_run::widget::year::RunningYear {
+fn expected_running_year() -> strava_latest_run::view::year::RunningYearView {
     let runs: Vec<_> = YEAR_RUNS
         .iter()
         .map(
@@ -954,7 +954,7 @@ fn expected_running_year() -> strava_latest_run::widget::year::RunningYear {
         .collect();
     let format = time::macros::format_description!("[year]-[month]-[day]");
     let today = time::Date::parse(YEAR_TODAY, &format).expect("today");
-    strava_latest_run::widget::year::build_running_year(
+    strava_latest_run::view::year::build_running_year(
         &runs,
         2026,
         today,
@@ -1021,8 +1021,8 @@ async fn the_running_year_in_headless_chromium_on_a_page_of_another_origin() {
     })
     .await;
     // The app's answer is the view model's year of the same runs.
-    let year: strava_latest_run::widget::year::RunningYear =
-        serde_json::from_value(answer).expect("a RunningYear");
+    let year: strava_latest_run::view::year::RunningYearView =
+        serde_json::from_value(answer).expect("a RunningYearView");
     let expected = expected_running_year();
     assert_eq!(
         (

@@ -10,7 +10,7 @@ use super::svg::{
     clean, decimal, escape, figures, head, Theme, Units, DARK, KICKER, LEFT, LIGHT, RIGHT, SMALL,
 };
 use super::text_fit::{fit, Style};
-use super::year::RunningYear;
+use super::year::RunningYearView;
 use std::collections::HashMap;
 use std::fmt::Write;
 use time::{Date, Duration, Month};
@@ -55,7 +55,7 @@ pub fn level(metres: f64) -> u8 {
 }
 
 /// The card for `year`.
-pub fn render_year(year: &RunningYear, theme: Theme, units: Units) -> String {
+pub fn render_year(year: &RunningYearView, theme: Theme, units: Units) -> String {
     let length = |metres: f64, decimals: usize| {
         let metres = if metres.is_finite() { metres } else { 0.0 };
         format!(
@@ -152,7 +152,7 @@ pub fn render_year(year: &RunningYear, theme: Theme, units: Units) -> String {
 
 /// One square per day of the year, in columns of Monday-to-Sunday weeks, with the months named
 /// under the column of their first day. Days after this week (the answer's last week) are dimmed.
-fn heat_map(svg: &mut String, year: &RunningYear) {
+fn heat_map(svg: &mut String, year: &RunningYearView) {
     let (Ok(first), Ok(last)) = (
         Date::from_calendar_date(year.year, Month::January, 1),
         Date::from_calendar_date(year.year, Month::December, 31),
@@ -228,7 +228,7 @@ mod tests {
     use super::*;
     use crate::store::tests_support::run;
     use crate::store::IndexedRun;
-    use crate::widget::year::build_running_year;
+    use crate::view::year::build_running_year;
     use quick_xml::events::Event;
     use time::macros::{date, datetime};
 
@@ -237,7 +237,7 @@ mod tests {
     }
 
     /// 2026 up to Saturday 6 June: a three-day streak ending today, a gap, a long run.
-    fn sample() -> RunningYear {
+    fn sample() -> RunningYearView {
         let mut runs = vec![
             on(1, "2026-01-01", 5_000.0),
             on(2, "2026-01-03", 12_500.0),

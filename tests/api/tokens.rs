@@ -2,7 +2,7 @@
 //! refresh, concurrent instances, storage outages, `handler setup`/`status`, and no secret in
 //! any output. Against real Azurite and the fake Strava, over real sockets.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -10,7 +10,7 @@ use time::{Date, Duration, Month, OffsetDateTime};
 
 /// The `GetRunningYear` response body, version 1.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunningYear {
+pub struct RunningYearView {
     /// Always 1.
     pub version: u32,
     /// The calendar year, in the athlete's local time.
@@ -164,7 +164,7 @@ pub fn build_running_year(
     year: i32,
     today: Date,
     fetched_at: OffsetDateTime,
-) -> RunningYear {
+) -> RunningYearView {
     let first = Date::from_calendar_date(year, Month::January, 1).unwrap_or(Date::MIN);
     let last = Date::from_calendar_date(year, Month::December, 31).unwrap_or(Date::MAX);
     // Up to today in the current year; the whole year for a past one; nothing for a future one.
@@ -222,7 +222,7 @@ pub fn build_running_year(
     let mut run_weeks: Vec<Date> = run_days.iter().map(|d| monday_of(*d)).collect();
     run_weeks.dedup();
     let (current_weeks, longest_weeks) = streaks(&run_weeks, Duration::weeks(1), monday_of(end));
-    RunningYear {
+    RunningYearView {
         version: 1,
         year,
         totals,
@@ -264,7 +264,7 @@ mod tests {
         run(id, &format!("{day}T07:00:00Z"), distance)
     }
 
-    fn year_of(runs: &[IndexedRun], today: Date) -> RunningYear {
+    fn year_of(runs: &[IndexedRun], today: Date) -> RunningYearView {
         build_running_year(runs, 2026, today, datetime!(2026-06-01 12:00 UTC))
     }
 

@@ -2,7 +2,7 @@
 //! not-configured answer, ETag conflicts, malformed input, the binary's start and stop, and the
 //! config files against the official schemas.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::time::Duration;
@@ -778,4 +778,40 @@ fn config_files_validate_against_the_official_schemas() {
     )
     .expect("write");
     assert!(!validate("function.schema.json", broken.to_str().expect("utf8")).is_empty());
+}
+
+#[tokio::test]
+async fn a_burst_of_table_calls_reuses_storage_connections() {
+    // Azurite behind a proxy that counts the TCP connections the store opens.
+    let azurite = support::azurite::Azurite::shared();
+    let proxy = support::tcp_proxy::CountingTcpProxy::start(azurite.port()).await;
+    let settings = TestSettings::new(NO_STRAVA).with(
+        "AzureWebJobsStorage",
+        support::azurite::connection_string_for_port(proxy.port()),
+    );
+    let store = settings.store();
+    store
+        .replace_credentials(&sample_credentials("refresh-pooled"))
+        .await
+        .expect("save");
+    let mut operations = 1;
+    // One after another, then bursts of ten at once: what a round of saves and a crowd of cold
+    // visitors look like.
+    for _ in 0..30 {
+        let read = store.load_credentials().await.expect("load");
+        assert!(read.is_some(), "the credentials were saved");
+        operations += 1;
+    }
+    for _ in 0..5 {
+        let burst = (0..10).map(|_| store.load_credentials());
+        for read in futures_util::future::join_all(burst).await {
+            assert!(read.expect("load").is_some());
+            operations += 1;
+        }
+    }
+    let connections = proxy.connections();
+    assert!(
+        connections * 4 <= operations,
+        "{connections} storage connections for {operations} table calls: idle connections are not reused"
+    );
 }

@@ -17,10 +17,10 @@ use serde_json::{json, Map, Value};
 use strava_latest_run::latest_run::etag_of;
 use strava_latest_run::strava::Photo;
 use strava_latest_run::strava::SummaryActivity;
-use strava_latest_run::widget::route_shape::{sketch, PrivacyZone, Sketch};
-use strava_latest_run::widget::svg::{self, Theme, Units};
-use strava_latest_run::widget::{
-    build_latest_run, choose_photo_url, pick_latest_run, LatestRun, RESPONSE_KEYS,
+use strava_latest_run::view::route_shape::{sketch, PrivacyZone, Sketch};
+use strava_latest_run::view::svg::{self, Theme, Units};
+use strava_latest_run::view::{
+    build_latest_run, choose_photo_url, pick_latest_run, LatestRunView, RESPONSE_KEYS,
 };
 use time::OffsetDateTime;
 
@@ -297,7 +297,7 @@ proptest! {
                 prop_assert!(!text.contains(word), "{word} in {text}");
             }
         }
-        let again: LatestRun = serde_json::from_str(&body).expect("re-reads");
+        let again: LatestRunView = serde_json::from_str(&body).expect("re-reads");
         prop_assert_eq!(again, run);
     }
 

@@ -1,7 +1,7 @@
 //! GetLatestRun against the fake Strava and real Azurite: the pick, the photo, the response and
 //! its headers in both forms, privacy, failures, and the cache that keeps visitors off Strava.
 
-mod support;
+use crate::support;
 
 use serde_json::{json, Value};
 use std::time::Duration;

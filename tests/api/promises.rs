@@ -4,7 +4,7 @@
 //! states around them: corrupt entities, incomplete credentials and the shared read budget.
 //! Against real Azurite (directly or behind a fault-injecting proxy) and the fake Strava.
 
-mod support;
+use crate::support;
 
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -42,7 +42,7 @@ async fn newest_token_stored(store: &Store, strava: &FakeStrava, deadline: Durat
 }
 
 fn sample_activities() -> Vec<Value> {
-    serde_json::from_str(include_str!("data/strava/athlete-activities.json")).expect("sample")
+    serde_json::from_str(include_str!("../data/strava/athlete-activities.json")).expect("sample")
 }
 
 /// The sample's activities with the one public run of `id` given another visibility.

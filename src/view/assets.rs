@@ -1,4 +1,4 @@
-//! The widget's front end, embedded in the binary at build time (`widget/` at the crate root):
+//! The widget's front end, embedded in the binary at build time (`web/` at the crate root):
 //! the `<latest-run>` and `<running-year>` modules and their demo page, served by the `Widget`
 //! function.
 
@@ -18,17 +18,17 @@ pub const ASSETS: [Asset; 3] = [
     Asset {
         file: "latest-run.js",
         content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../../widget/latest-run.js"),
+        body: include_bytes!("../../web/latest-run.js"),
     },
     Asset {
         file: "running-year.js",
         content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../../widget/running-year.js"),
+        body: include_bytes!("../../web/running-year.js"),
     },
     Asset {
         file: "demo.html",
         content_type: "text/html; charset=utf-8",
-        body: include_bytes!("../../widget/demo.html"),
+        body: include_bytes!("../../web/demo.html"),
     },
 ];
 

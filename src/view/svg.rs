@@ -8,7 +8,7 @@
 //! never broken. A view beside the JSON one: it knows nothing of HTTP.
 
 use super::text_fit::{fit, Style};
-use super::LatestRun;
+use super::LatestRunView;
 use std::fmt::Write;
 
 /// The card's width in CSS pixels (also its `width` attribute).
@@ -162,7 +162,7 @@ pub(super) const DARK: &str =
     ".bg{fill:#17191e;stroke:#33363d}.fg{fill:#f1f2f4}.mu{fill:#b4b8c0}.tr{fill:#3a3d45}";
 
 /// The card for `run`.
-pub fn render(run: &LatestRun, theme: Theme, units: Units) -> String {
+pub fn render(run: &LatestRunView, theme: Theme, units: Units) -> String {
     // Path data as `route_shape` makes it: commands, digits, dots and spaces only.
     let shape = run
         .route_shape
@@ -444,8 +444,8 @@ pub(crate) mod tests {
     use super::*;
 
     /// A sample run (also the latest-run service's, for its cards).
-    pub(crate) fn run() -> LatestRun {
-        LatestRun {
+    pub(crate) fn run() -> LatestRunView {
+        LatestRunView {
             id: 16128930471,
             name: "Tiergarten tempo + coffee".into(),
             distance: 8412.6,

@@ -700,10 +700,8 @@ fn funcignore_keeps_everything_but_host_json_the_handler_and_the_functions_out()
             continue;
         }
         let is_function = entry.path().join("function.json").is_file();
-        // widget/ (two small files, also embedded in the binary) is uploaded: a pattern for it
-        // would also drop the Widget function's folder on a case-insensitive file system.
         assert!(
-            name == "host.json" || name == "handler" || name == "widget" || is_function,
+            name == "host.json" || name == "handler" || is_function,
             "{name} would be uploaded by func azure functionapp publish: add it to .funcignore"
         );
         kept.insert(name);

@@ -10,7 +10,7 @@ pub const UTC_OFFSET: i64 = 3600;
 
 fn sample_run() -> Value {
     let list: Vec<Value> =
-        serde_json::from_str(include_str!("../data/strava/athlete-activities.json"))
+        serde_json::from_str(include_str!("../../data/strava/athlete-activities.json"))
             .expect("sample");
     list.into_iter()
         .find(|a| a["id"] == json!(16128930471_i64))
