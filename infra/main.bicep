@@ -3,7 +3,7 @@
 // App running the Rust custom handler, and optionally Application Insights.
 //
 // azuredeploy.json beside this file is the ARM JSON of this template (written by hand to match
-// it: see README, "Deploy to Azure"); tests/infra.rs keeps the two in agreement and holds the
+// it: see docs/deploy.md, "Deploy to Azure"); tests/api/infra.rs keeps the two in agreement and holds the
 // app settings to exactly the ones the app reads (src/config.rs, setting_names()).
 
 @description('Name of the Function App; also the host name: https://<appName>.azurewebsites.net.')

@@ -1,4 +1,4 @@
-//! Settings (the app settings README lists): read once at start-up from the environment and from
+//! Settings (the app settings docs/deploy.md lists): read once at start-up from the environment and from
 //! `local.settings.json` `Values` when that file is present, the environment winning as Core
 //! Tools does. The name → value pairs are decoded by serde into one struct of the settings by
 //! their exact names, then each is validated: a missing or malformed setting is one

@@ -34,7 +34,7 @@ impl ServerLimits {
     /// send a head of a few hundred bytes in one packet, at once; 10 s still lets a slow mobile
     /// link lose the packet three times (TCP retries after 1, 2 and 4 s). hyper's own default is
     /// 30 s. As it is also the idle timeout, a reverse proxy in front should keep its idle
-    /// upstream connections for less (README, "Standalone on a server").
+    /// upstream connections for less (docs/deploy.md, "Behind a reverse proxy").
     pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
     /// The header-read timeout behind a Functions host, the only peer (on loopback): 5 minutes.
@@ -57,7 +57,7 @@ impl ServerLimits {
 
     /// The most header lines in one request: 100. Not configured here: it is hyper's built-in
     /// cap, kept because setting any cap makes hyper allocate its header table on the heap for
-    /// every request (about 5% slower, says its documentation). `tests/edges.rs` checks it. The
+    /// every request (about 5% slower, says its documentation). `tests/api/edges.rs` checks it. The
     /// host sends about 15.
     pub const MAX_HEADERS: usize = 100;
 

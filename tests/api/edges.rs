@@ -478,7 +478,7 @@ async fn heads_over_the_caps_get_431_and_the_server_keeps_serving() {
         )
     };
 
-    // Within the caps: served (the caps are where README says).
+    // Within the caps: served (the caps are where docs/operations.md says).
     let many: String = (0..ServerLimits::MAX_HEADERS - 3)
         .map(|i| format!("X-Edge-{i}: {i}\r\n"))
         .collect();
@@ -556,7 +556,7 @@ enum Route {
     Unknown,
 }
 
-/// The documented routes (README), their equivalents, and near misses.
+/// The documented routes (docs/api.md), their equivalents, and near misses.
 fn route_table() -> Vec<(String, Route)> {
     use Route::*;
     let get_latest_run = ReadOnly(200, None);

@@ -1,4 +1,4 @@
-//! Fault injection against the real parts, proving that the widget degrades as the README says
+//! Fault injection against the real parts, proving that the widget degrades as docs/operations.md says
 //! and no token is lost where one can be kept:
 //! - a. the real Azurite killed under load and restarted on its port: no request hangs, the
 //!   warm instance serves its answer and a cold one a `503 storage_unavailable` JSON; the timer

@@ -1,5 +1,5 @@
 // End-to-end checks of the <running-year> widget and the running year's SVG card in headless
-// Chromium, run by tests/widget.rs, which starts the app on 6 June 2026 (it serves the script and
+// Chromium, run by tests/api/widget.rs, which starts the app on 6 June 2026 (it serves the script and
 // GetRunningYear from its activity index, filled from a fake Strava), an app that is not
 // connected, a server drawing the app's year with the card renderer, and a blog on another
 // origin, and passes their addresses as one JSON argument: {blog, app, card, script, today,

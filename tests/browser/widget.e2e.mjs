@@ -1,5 +1,5 @@
 // End-to-end checks of the <latest-run> widget and the SVG card in headless Chromium, run by
-// tests/widget.rs, which starts the apps and a blog on another origin and passes their addresses
+// tests/api/widget.rs, which starts the apps and a blog on another origin and passes their addresses
 // as one JSON argument: {blog, apps: {photo, hostile}, names: {latin, cjk, emoji, arabic, hebrew},
 // errors: {code: app}, errorWords: {code: sentence}, hostileName, chromium, axe, screenshots}.
 // Every check prints one line; the process exits non-zero when any failed.
