@@ -555,6 +555,182 @@ mod tests {
         assert!(!activity.is_public());
     }
 
+    /// One activity decoded from `{"id": 1, <fields>}` as text, as the client decodes a body.
+    fn summary_from_text(fields: &str) -> Result<SummaryActivity, serde_json::Error> {
+        serde_json::from_str(&format!(r#"{{"id": 1, {fields}}}"#))
+    }
+
+    fn summary_with(key: &str, odd: Value) -> SummaryActivity {
+        let mut value = first_activity();
+        value[key] = odd;
+        serde_json::from_value(value).expect("decodes")
+    }
+
+    #[test]
+    fn nulls_wrong_types_and_strings_for_numbers_drop_only_their_field() {
+        for odd in [Value::Null, json!(5), json!(["x"]), json!({"a": "b"})] {
+            assert_eq!(summary_with("name", odd.clone()).name, "", "{odd}");
+            assert_eq!(summary_with("sport_type", odd.clone()).sport_type, None);
+            assert_eq!(summary_with("type", odd.clone()).activity_type, None);
+            assert_eq!(summary_with("timezone", odd.clone()).timezone, None);
+            assert_eq!(summary_with("visibility", odd.clone()).visibility, None);
+            assert_eq!(
+                summary_with("start_date_local", odd.clone()).start_date_local,
+                None
+            );
+        }
+        for odd in [
+            Value::Null,
+            json!("48210.5"),
+            json!(true),
+            json!([]),
+            json!({}),
+        ] {
+            assert_eq!(summary_with("distance", odd.clone()).distance, 0.0, "{odd}");
+            assert_eq!(summary_with("moving_time", odd.clone()).moving_time, 0);
+            assert_eq!(summary_with("elapsed_time", odd.clone()).elapsed_time, 0);
+            let activity = summary_with("total_elevation_gain", odd.clone());
+            assert_eq!(activity.total_elevation_gain, None);
+            assert_eq!(
+                summary_with("average_speed", odd.clone()).average_speed,
+                None
+            );
+            assert_eq!(summary_with("kudos_count", odd.clone()).kudos_count, None);
+            let activity = summary_with("total_photo_count", odd.clone());
+            assert_eq!(activity.total_photo_count, None);
+        }
+        for odd in [Value::Null, json!("true"), json!(1), json!([true])] {
+            assert_eq!(summary_with("private", odd.clone()).private, None, "{odd}");
+            assert_eq!(summary_with("manual", odd.clone()).manual, None);
+        }
+        // Numbers in the right form are kept, integers from any number.
+        assert_eq!(summary_with("moving_time", json!(2.5)).moving_time, 3);
+        assert_eq!(summary_with("moving_time", json!(-2.5)).moving_time, -3);
+        assert_eq!(summary_with("distance", json!(7)).distance, 7.0);
+        assert_eq!(
+            summary_with("kudos_count", json!(17.0)).kudos_count,
+            Some(17)
+        );
+    }
+
+    #[test]
+    fn numbers_out_of_range() {
+        // Beyond an i64: no count, a zero time.
+        let activity =
+            summary_from_text(r#""kudos_count": 1e300, "moving_time": -1e300"#).expect("decodes");
+        assert_eq!((activity.kudos_count, activity.moving_time), (None, 0));
+        let activity =
+            summary_from_text(r#""kudos_count": 18446744073709551615"#).expect("decodes");
+        assert_eq!(activity.kudos_count, None);
+        let activity = summary_from_text(r#""kudos_count": 9223372036854775807"#).expect("decodes");
+        assert_eq!(activity.kudos_count, Some(i64::MAX));
+        let activity = summary_from_text(r#""distance": 1e308"#).expect("decodes");
+        assert_eq!(activity.distance, 1e308);
+        assert!(summary_from_text(r#""id": 1e300"#).is_err());
+        // A number no f64 holds breaks the document in any field that is read (an unknown key
+        // is skipped unread).
+        for field in [
+            r#""distance": 1e999"#,
+            r#""kudos_count": 1e999"#,
+            r#""sport_type": 1e999"#,
+            r#""name": -1e999"#,
+            r#""start_date": 1e999"#,
+            r#""map": {"summary_polyline": 1e999}"#,
+        ] {
+            assert!(summary_from_text(field).is_err(), "{field}");
+        }
+        assert!(summary_from_text(r#""start_latlng": 1e999"#).is_ok());
+    }
+
+    #[test]
+    fn a_repeated_key_counts_last_inside_a_lenient_field_and_fails_at_the_top() {
+        let detail: DetailedActivity = serde_json::from_str(
+            r#"{"id": 1, "photos": {"count": 1, "count": 2, "primary": {"urls": {"600": "a", "600": "b"}}}}"#,
+        )
+        .expect("decodes");
+        let photos = detail.photos.expect("photos");
+        assert_eq!(photos.count, Some(2));
+        assert_eq!(photos.primary.expect("primary").urls["600"], "b");
+        let stats: AthleteStats =
+            serde_json::from_str(r#"{"ytd_run_totals": {"count": 1, "count": 2}}"#)
+                .expect("decodes");
+        assert_eq!(stats.ytd_run_totals.count, 2);
+        assert!(summary_from_text(r#""name": "a", "name": "b""#).is_err());
+    }
+
+    #[test]
+    fn objects_in_other_shapes() {
+        // serde reads a struct from an array too, field by field.
+        let stats: AthleteStats =
+            serde_json::from_value(json!({"ytd_run_totals": [3, 1000.5]})).expect("decodes");
+        assert_eq!(stats.ytd_run_totals.count, 3);
+        assert_eq!(stats.ytd_run_totals.distance, 1000.5);
+        let stats: AthleteStats =
+            serde_json::from_value(json!({"ytd_run_totals": "lots"})).expect("decodes");
+        assert_eq!(stats.ytd_run_totals, ActivityTotal::default());
+        let mut value = sample(DETAIL);
+        value["photos"] = json!([]);
+        let detail: DetailedActivity = serde_json::from_value(value.clone()).expect("decodes");
+        assert_eq!(detail.photos, Some(PhotosSummary::default()));
+        value["photos"] = json!({"primary": "x", "count": "3"});
+        let detail: DetailedActivity = serde_json::from_value(value).expect("decodes");
+        assert_eq!(detail.photos, Some(PhotosSummary::default()));
+
+        let athlete = |odd: Value| {
+            let mut value = first_activity();
+            value["athlete"] = odd;
+            serde_json::from_value::<SummaryActivity>(value)
+                .expect("decodes")
+                .athlete_id
+        };
+        assert_eq!(athlete(json!({"id": 5.4})), Some(5));
+        assert_eq!(athlete(json!({"id": "5"})), None);
+        assert_eq!(athlete(json!([5])), None);
+        assert_eq!(athlete(Value::Null), None);
+    }
+
+    #[test]
+    fn photo_maps_keep_only_well_formed_entries() {
+        let photos: Vec<Photo> = serde_json::from_value(json!([
+            {"urls": {"600": 5, "100": "u"}, "sizes": {
+                "600": [1, 2, 3], "100": [1.0, 2], "200": [1, 2], "300": "x", "400": [-1, 2]
+            }},
+            {"urls": [], "sizes": [[1, 2]]},
+        ]))
+        .expect("decodes");
+        assert_eq!(photos[0].urls, HashMap::from([("100".into(), "u".into())]));
+        assert_eq!(photos[0].sizes, HashMap::from([("200".into(), [1, 2])]));
+        assert!(photos[1].urls.is_empty() && photos[1].sizes.is_empty());
+    }
+
+    #[test]
+    fn any_non_null_placeholder_is_a_placeholder() {
+        let placeholder = |odd: Value| {
+            serde_json::from_value::<Photo>(json!({ "placeholder_image": odd }))
+                .expect("decodes")
+                .placeholder_image
+        };
+        assert_eq!(placeholder(Value::Null), None);
+        assert_eq!(placeholder(json!("")), Some(String::new()));
+        assert_eq!(placeholder(json!(5)), Some(String::new()));
+        assert_eq!(placeholder(json!({})), Some(String::new()));
+        assert_eq!(placeholder(json!({"a": 1, "b": "x"})), Some("x".into()));
+        let photo: Photo = serde_json::from_value(json!({})).expect("decodes");
+        assert_eq!(photo.placeholder_image, None);
+    }
+
+    #[test]
+    fn a_start_date_must_be_rfc_3339() {
+        let date = |odd: Value| summary_with("start_date", odd).start_date;
+        assert_eq!(
+            date(json!("2025-10-12T10:03:57+02:00")),
+            Some(datetime!(2025-10-12 08:03:57 UTC))
+        );
+        // The `time` crate's own serde form is no RFC 3339.
+        assert_eq!(date(json!("2025-10-12 8:03:57.0 +00:00:00")), None);
+        assert_eq!(date(json!(["2025-10-12T08:03:57Z"])), None);
+    }
+
     #[test]
     fn a_bad_start_date_does_not_sink_the_list() {
         let mut value = sample(ACTIVITIES);

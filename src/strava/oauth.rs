@@ -332,6 +332,32 @@ mod tests {
         assert_no_secrets(&err, &[CLIENT_SECRET, REFRESH_TOKEN]);
     }
 
+    #[test]
+    fn a_token_answer_needs_a_numeric_expiry_and_reads_the_athlete_leniently() {
+        let grant = |expiry: &str, athlete: &str| {
+            let body = format!(
+                r#"{{"access_token":"a","refresh_token":"r","expires_at":{expiry},"athlete":{athlete}}}"#
+            );
+            TokenGrant::from_body(200, body.as_bytes())
+        };
+        let read = grant("1.6", r#"{"id": 5, "firstname": 7}"#).expect("decodes");
+        assert_eq!(read.expires_at, 2);
+        let athlete = read.athlete.expect("athlete");
+        assert_eq!((athlete.id, athlete.firstname), (5, None));
+        for odd in ["[]", "null", r#"{"id": "5"}"#, r#""x""#] {
+            assert_eq!(grant("1", odd).expect(odd).athlete, None, "{odd}");
+        }
+        let err = grant(r#""1""#, "null").expect_err("a string expiry");
+        assert_eq!(
+            err.to_string(),
+            StravaError::UnexpectedBody {
+                status: 200,
+                detail: "JSON of an unexpected shape at line 1 column 56".into()
+            }
+            .to_string()
+        );
+    }
+
     #[tokio::test]
     async fn token_answers_missing_tokens_are_unexpected() {
         let (client, _) = fake_token(200, r#"{"access_token":"a","expires_at":1}"#).await;
