@@ -1,6 +1,6 @@
 //! Strava's OAuth 2.0 steps: the consent URL, exchanging the one-time code, and refreshing tokens.
 
-use super::models::{de_i64_strict, de_lenient, AthleteSummary};
+use super::models::{AthleteSummary, Lenient, WholeNumber};
 use super::{StravaClient, StravaError};
 use crate::secret::Secret;
 use reqwest::header::ACCEPT;
@@ -21,13 +21,15 @@ pub struct TokenGrant {
 }
 
 /// The wire form; its plain strings are wrapped into [`Secret`]s at once.
+#[serde_with::serde_as]
 #[derive(Deserialize)]
 struct TokenResponse {
     access_token: String,
     refresh_token: String,
-    #[serde(deserialize_with = "de_i64_strict")]
+    #[serde_as(as = "WholeNumber")]
     expires_at: i64,
-    #[serde(default, deserialize_with = "de_lenient")]
+    #[serde_as(as = "Lenient")]
+    #[serde(default)]
     athlete: Option<AthleteSummary>,
 }
 
