@@ -32,12 +32,14 @@
 //! - [`schedule`]: the standalone refresh schedule, read from `RefreshToken/function.json`.
 //! - [`config`]: settings from the environment and `local.settings.json`, read once.
 //! - [`clock`]: the one notion of "now".
+//! - [`backoff`]: retry delays for `backon` that double exactly.
 //! - [`secret`]: a string type that never prints its value.
 //!
 //! Outside the layers, compiled only with the `fuzzing` feature: `fuzzing`, one entry point
 //! per fuzz target, shared with the corpus replay test (it drives the layers from the top).
 
 pub mod app;
+pub mod backoff;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -15,6 +15,7 @@
 //!
 //! Domain logic only; the `StravaWebhook` function maps it to HTTP.
 
+use crate::backoff;
 use crate::clock::Clock;
 use crate::index::budget;
 use crate::latest_run::{EventError, LatestRunService};
@@ -22,6 +23,7 @@ use crate::store::{Change, PendingEvent, Store};
 use crate::strava::webhook::{Aspect, ObjectType, WebhookEvent};
 use crate::strava::StravaError;
 use crate::tokens::{TokenError, TokenKeeper};
+use backon::Retryable;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -36,6 +38,9 @@ const LOOKUP_PATIENCE: Duration = Duration::from_millis(300);
 const REPLY_AFTER: Duration = Duration::from_millis(1_200);
 /// How long the recorder keeps trying to write events while storage is down.
 const RECORD_GIVE_UP: Duration = Duration::from_secs(60);
+/// The first pause between those writes and the longest (doubled after each).
+const RECORD_PAUSE: Duration = Duration::from_millis(200);
+const RECORD_PAUSE_MAX: Duration = Duration::from_secs(5);
 /// At most this many events wait in the table; more are dropped (the next round covers them).
 const MAX_PENDING: usize = 64;
 /// An event recorded this long ago (seconds) and still pending is applied by any instance that
@@ -305,30 +310,21 @@ impl PushEvents {
     /// backoff for a minute.
     async fn write_batch(&self, batch: &[PendingEvent]) {
         let give_up = tokio::time::Instant::now() + RECORD_GIVE_UP;
-        let mut pause = Duration::from_millis(200);
-        loop {
-            let written = self
-                .0
-                .store
-                .modify_latest_run(|entity, _| {
-                    for event in batch {
-                        add_pending(&mut entity.pending_events, event.clone());
-                    }
-                    Change::Save(())
-                })
-                .await;
-            match written {
-                Ok(()) => return,
-                Err(err) if tokio::time::Instant::now() < give_up => {
-                    tracing::warn!(error = %err, "cannot record push events yet");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(5));
+        let write = || {
+            self.0.store.modify_latest_run(|entity, _| {
+                for event in batch {
+                    add_pending(&mut entity.pending_events, event.clone());
                 }
-                Err(err) => {
-                    tracing::error!(error = %err, "gave up recording push events in the table; this instance applies them");
-                    return;
-                }
-            }
+                Change::Save(())
+            })
+        };
+        let written = write
+            .retry(backoff::doubling(RECORD_PAUSE, RECORD_PAUSE_MAX))
+            .when(|_| tokio::time::Instant::now() < give_up)
+            .notify(|err, _| tracing::warn!(error = %err, "cannot record push events yet"))
+            .await;
+        if let Err(err) = written {
+            tracing::error!(error = %err, "gave up recording push events in the table; this instance applies them");
         }
     }
 

@@ -19,6 +19,7 @@ use crate::secret::Secret;
 use crate::store::{Credentials, Lease, Store, StoreError, Versioned};
 use crate::strava::{StravaClient, StravaError, TokenGrant};
 use azure_core::Etag;
+use backon::{ExponentialBuilder, Retryable};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,9 +38,14 @@ const LEASE_POLL_MAX: Duration = Duration::from_secs(1);
 const REFRESH_DEADLINE: Duration = Duration::from_secs(60);
 /// How long the persist step keeps trying before it leaves the tokens held in memory.
 const PERSIST_DEADLINE: Duration = Duration::from_secs(8);
-/// Backoff of the background retries of held tokens.
+/// Backoff of the background retries of held tokens: the wait before the first, then the
+/// waits after each failed one (doubling to a minute; whole seconds, which backon's builder
+/// doubles exactly), for as long as it takes.
 const HELD_RETRY_FIRST: Duration = Duration::from_secs(1);
-const HELD_RETRY_MAX: Duration = Duration::from_secs(60);
+const HELD_RETRY: ExponentialBuilder = ExponentialBuilder::new()
+    .with_min_delay(Duration::from_secs(2))
+    .with_max_delay(Duration::from_secs(60))
+    .without_max_times();
 
 /// An access token ready for an API call.
 #[derive(Clone, Debug)]
@@ -168,6 +174,9 @@ enum Persisted {
     /// The entity was deleted meanwhile (a reset): the tokens are dropped.
     Dropped,
 }
+
+/// Storage did not take the held tokens yet.
+struct StillHeld;
 
 /// The owner of the Strava tokens in this process; cheap to clone.
 #[derive(Clone)]
@@ -695,26 +704,29 @@ impl TokenKeeper {
         }
         let keeper = self.clone();
         tokio::spawn(async move {
-            let mut wait = HELD_RETRY_FIRST;
-            loop {
-                tokio::time::sleep(wait).await;
-                let mut state = keeper.0.state.lock().await;
-                if state.held.is_none() {
-                    break;
-                }
-                match keeper
-                    .persist_held_locked(&mut state, None, Duration::ZERO)
-                    .await
-                {
-                    Persisted::Held => wait = (wait * 2).min(HELD_RETRY_MAX),
-                    _ => {
-                        tracing::info!("persisted the Strava tokens that were held in memory");
-                        break;
-                    }
-                }
-            }
+            tokio::time::sleep(HELD_RETRY_FIRST).await;
+            // Endless: it ends once storage took the tokens (or nothing is held any more).
+            let _ = (|| keeper.persist_held_again()).retry(HELD_RETRY).await;
             keeper.0.held_retry_running.store(false, Ordering::Release);
         });
+    }
+
+    /// One background try to persist the held tokens; `Err` while storage still refuses them.
+    async fn persist_held_again(&self) -> Result<(), StillHeld> {
+        let mut state = self.0.state.lock().await;
+        if state.held.is_none() {
+            return Ok(());
+        }
+        match self
+            .persist_held_locked(&mut state, None, Duration::ZERO)
+            .await
+        {
+            Persisted::Held => Err(StillHeld),
+            _ => {
+                tracing::info!("persisted the Strava tokens that were held in memory");
+                Ok(())
+            }
+        }
     }
 
     /// Gives the lease back after a failed refresh so other instances need not wait it out.
@@ -724,5 +736,23 @@ impl TokenKeeper {
             released.refresh_lease = None;
             let _ = self.0.store.save_credentials(&released, etag).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use backon::BackoffBuilder;
+
+    #[test]
+    fn held_tokens_are_retried_after_1_2_4_8_16_32_then_every_60_seconds() {
+        let waits: Vec<Duration> = std::iter::once(HELD_RETRY_FIRST)
+            .chain(HELD_RETRY.build())
+            .take(9)
+            .collect();
+        assert_eq!(
+            waits,
+            [1, 2, 4, 8, 16, 32, 60, 60, 60].map(Duration::from_secs)
+        );
     }
 }

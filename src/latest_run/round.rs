@@ -8,10 +8,12 @@
 use super::answer::Known;
 use super::failure::FetchFailure;
 use super::LatestRunService;
+use crate::backoff;
 use crate::index::{year, Covers};
 use crate::store::{Lease, StoreError, StoredLatestRun};
 use crate::strava::models::SummaryActivity;
 use crate::strava::RateLimitSnapshot;
+use backon::Retryable;
 use std::collections::HashSet;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -48,6 +50,24 @@ pub(super) enum Wait {
     No,
 }
 
+/// What a look at the shared entity found.
+enum Look {
+    /// A stored answer to serve.
+    Answer(Known),
+    /// The entity as saved with this instance's lease: the round is this instance's to run.
+    Leased(StoredLatestRun),
+}
+
+/// Why a look found neither.
+enum Unleased {
+    /// Another instance holds the lease.
+    HeldByOther,
+    /// Another instance wrote between the read and the lease (If-Match failed).
+    Raced,
+    /// Storage failed, or the read budget is spent.
+    Failed(FetchFailure),
+}
+
 /// What a round's Strava part found.
 struct Listed {
     token: crate::tokens::AccessToken,
@@ -77,85 +97,91 @@ impl LatestRunService {
         wait: Wait,
     ) -> Result<Option<Known>, FetchFailure> {
         let deadline = Instant::now() + COLD_WAIT;
-        let mut poll = POLL_FIRST;
-        loop {
-            let read = match self.0.store.load_latest_run().await {
-                Ok(read) => read,
-                Err(err) => {
-                    tracing::warn!(error = %err, "cannot read the shared answer");
-                    return Err(FetchFailure::Storage(err));
-                }
-            };
-            if let Some(known) = read
-                .value
-                .snapshot
-                .as_ref()
-                .and_then(|s| Known::from_snapshot(s, self.next_sequence()))
-                .filter(|known| known.fits(self.0.settings.route_shape))
-            {
-                let current = self.current();
-                let newer = current
-                    .as_ref()
-                    .is_none_or(|c| known.fetched_at() > c.fetched_at());
-                // Cold: any stored answer beats waiting. Warm: only one fresher than ours.
-                if (wait == Wait::ForTheHolder && current.is_none())
-                    || (newer && !self.is_due(&known))
-                {
-                    return Ok(Some(known));
-                }
-            }
-            if let Some(until) = self.budget_spent_until(read.value.rate_limits.as_deref()) {
-                return Err(FetchFailure::BudgetSpent(until));
-            }
-            let held_by_other = read
-                .value
-                .refresh_lease
-                .as_ref()
-                .is_some_and(|l| l.blocks(&self.0.instance, read.read_at));
-            if held_by_other {
-                if wait == Wait::No || Instant::now() > deadline {
-                    return Ok(None);
-                }
-                tokio::time::sleep(poll).await;
-                poll = (poll * 2).min(POLL_MAX);
-                continue;
-            }
-            let mut leased = read.value.clone();
-            leased.refresh_lease =
-                Some(Lease::taken(&self.0.instance, read.read_at, LEASE_SECONDS));
-            match self.0.store.save_latest_run(&leased, &read.etag).await {
-                Ok(_) => {}
-                Err(StoreError::Conflict) => {
-                    // Another instance wrote first: read again, after a pause, within the deadline.
-                    if Instant::now() > deadline {
-                        return Ok(None);
+        // Looked at again, after a pause, while another instance holds the lease (only when
+        // waiting for it) or wrote first; never after the deadline.
+        let looked = (|| self.answer_or_lease(wait))
+            .retry(backoff::doubling(POLL_FIRST, POLL_MAX))
+            .when(|unleased| {
+                Instant::now() <= deadline
+                    && match unleased {
+                        Unleased::HeldByOther => wait == Wait::ForTheHolder,
+                        Unleased::Raced => true,
+                        Unleased::Failed(_) => false,
                     }
-                    tokio::time::sleep(poll).await;
-                    poll = (poll * 2).min(POLL_MAX);
-                    continue;
-                }
-                Err(err) => return Err(FetchFailure::Storage(err)),
+            })
+            .await;
+        let leased = match looked {
+            Ok(Look::Answer(known)) => return Ok(Some(known)),
+            Ok(Look::Leased(leased)) => leased,
+            Err(Unleased::HeldByOther | Unleased::Raced) => return Ok(None),
+            Err(Unleased::Failed(failure)) => return Err(failure),
+        };
+        // The round's time is when it started: a round that began later saw Strava later.
+        let started = self.now();
+        let generation = self.generation();
+        let touched_before = self.touched_so_far();
+        let listed = self.list_round(started, &leased).await;
+        // From here to the stored answer, no push event changes the index here.
+        let _one_change_at_a_time = self.0.publishing.lock().await;
+        let result = match listed {
+            Ok(listed) => self.reconcile(listed, started, touched_before).await,
+            Err(failure) => Err(failure),
+        };
+        // Nothing is written back for an athlete forgotten meanwhile (a deauthorization).
+        let result = match result {
+            Ok(_) if self.generation() != generation => Err(FetchFailure::Tokens(
+                crate::tokens::TokenError::NotConfigured,
+            )),
+            other => other,
+        };
+        self.store_round(result.as_ref().ok(), started).await;
+        result.map(|(known, _)| Some(known))
+    }
+
+    /// One look at the shared entity: a stored answer that will do, or the lease taken.
+    async fn answer_or_lease(&self, wait: Wait) -> Result<Look, Unleased> {
+        let read = match self.0.store.load_latest_run().await {
+            Ok(read) => read,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read the shared answer");
+                return Err(Unleased::Failed(FetchFailure::Storage(err)));
             }
-            // The round's time is when it started: a round that began later saw Strava later.
-            let started = self.now();
-            let generation = self.generation();
-            let touched_before = self.touched_so_far();
-            let listed = self.list_round(started, &leased).await;
-            // From here to the stored answer, no push event changes the index here.
-            let _one_change_at_a_time = self.0.publishing.lock().await;
-            let result = match listed {
-                Ok(listed) => self.reconcile(listed, started, touched_before).await,
-                Err(failure) => Err(failure),
-            };
-            // Nothing is written back for an athlete forgotten meanwhile (a deauthorization).
-            let result = match result {
-                Ok(_) if self.generation() != generation => Err(FetchFailure::Tokens(
-                    crate::tokens::TokenError::NotConfigured,
-                )),
-                other => other,
-            };
-            self.store_round(result.as_ref().ok(), started).await;
-            return result.map(|(known, _)| Some(known));
+        };
+        if let Some(known) = read
+            .value
+            .snapshot
+            .as_ref()
+            .and_then(|s| Known::from_snapshot(s, self.next_sequence()))
+            .filter(|known| known.fits(self.0.settings.route_shape))
+        {
+            let current = self.current();
+            let newer = current
+                .as_ref()
+                .is_none_or(|c| known.fetched_at() > c.fetched_at());
+            // Cold: any stored answer beats waiting. Warm: only one fresher than ours.
+            if (wait == Wait::ForTheHolder && current.is_none()) || (newer && !self.is_due(&known))
+            {
+                return Ok(Look::Answer(known));
+            }
+        }
+        if let Some(until) = self.budget_spent_until(read.value.rate_limits.as_deref()) {
+            return Err(Unleased::Failed(FetchFailure::BudgetSpent(until)));
+        }
+        let held_by_other = read
+            .value
+            .refresh_lease
+            .as_ref()
+            .is_some_and(|l| l.blocks(&self.0.instance, read.read_at));
+        if held_by_other {
+            return Err(Unleased::HeldByOther);
+        }
+        let mut leased = read.value.clone();
+        leased.refresh_lease = Some(Lease::taken(&self.0.instance, read.read_at, LEASE_SECONDS));
+        match self.0.store.save_latest_run(&leased, &read.etag).await {
+            Ok(_) => Ok(Look::Leased(leased)),
+            // Another instance wrote first: look again.
+            Err(StoreError::Conflict) => Err(Unleased::Raced),
+            Err(err) => Err(Unleased::Failed(FetchFailure::Storage(err))),
         }
     }
 

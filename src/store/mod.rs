@@ -23,11 +23,13 @@ pub(crate) mod tests_support {
     pub(crate) use super::runs::tests::run;
 }
 
+use crate::backoff;
 use crate::config::StorageSettings;
 use azure_core::error::ErrorKind;
 use azure_core::{Etag, StatusCode};
 use azure_data_tables::clients::{TableClient, TableServiceClientBuilder};
 use azure_data_tables::prelude::IfMatchCondition;
+use backon::RetryableWithContext;
 use entities::{CredentialsEntity, LatestRunEntity, SubscriptionEntity};
 use futures_util::StreamExt;
 use runs::RunEntity;
@@ -96,9 +98,12 @@ impl Lease {
 }
 
 /// How often a read-change-save is tried when other writers keep getting in first.
-const MODIFY_ATTEMPTS: u32 = 10;
-/// The first pause after a conflict (doubled after each, plus a few milliseconds per attempt).
+const MODIFY_ATTEMPTS: usize = 10;
+/// The first pause after a conflict and the longest (doubled after each), plus a few
+/// milliseconds per attempt so far.
 const MODIFY_PAUSE: Duration = Duration::from_millis(15);
+const MODIFY_PAUSE_MAX: Duration = Duration::from_millis(500);
+const MODIFY_PAUSE_STEP: Duration = Duration::from_millis(7);
 
 /// What a change made by [`Store::modify_latest_run`] or [`Store::modify_credentials`] asks
 /// for.
@@ -284,31 +289,48 @@ impl Store {
             .await
     }
 
-    /// The one read-change-save loop.
+    /// The one read-change-save loop: tried again, after a pause, only when the save lost the
+    /// race to another writer.
     async fn modify<T: Row, R>(
         &self,
-        mut change: impl FnMut(&mut T, i64) -> Change<R>,
+        change: impl FnMut(&mut T, i64) -> Change<R>,
     ) -> Result<Option<R>, StoreError> {
-        let mut pause = MODIFY_PAUSE;
-        for attempt in 0..MODIFY_ATTEMPTS {
-            let Some(read) = T::load(self).await? else {
-                return Ok(None);
-            };
-            let mut value = read.value.clone();
-            match change(&mut value, read.read_at) {
-                Change::Keep(result) => return Ok(Some(result)),
-                Change::Save(result) => match value.save(self, &read.etag).await {
-                    Ok(_) => return Ok(Some(result)),
-                    Err(StoreError::Conflict) if attempt + 1 < MODIFY_ATTEMPTS => {
-                        tokio::time::sleep(pause + Duration::from_millis(u64::from(attempt) * 7))
-                            .await;
-                        pause = (pause * 2).min(Duration::from_millis(500));
-                    }
-                    Err(err) => return Err(err),
-                },
-            }
+        let pauses = backoff::doubling(MODIFY_PAUSE, MODIFY_PAUSE_MAX)
+            .zip(0u32..)
+            .map(|(pause, attempt)| pause + MODIFY_PAUSE_STEP * attempt)
+            .take(MODIFY_ATTEMPTS - 1);
+        // `change` goes through every attempt as backon's context (each attempt borrows it).
+        let (_, modified) = (|mut change| async move {
+            let modified = self.modify_once(&mut change).await;
+            (change, modified)
+        })
+        .retry(pauses)
+        .context(change)
+        .when(|unfinished| matches!(unfinished, Unfinished::Raced))
+        .await;
+        modified.map_err(|unfinished| match unfinished {
+            Unfinished::Raced => StoreError::Conflict,
+            Unfinished::Failed(err) => err,
+        })
+    }
+
+    /// One read, change and save with If-Match.
+    async fn modify_once<T: Row, R>(
+        &self,
+        change: &mut impl FnMut(&mut T, i64) -> Change<R>,
+    ) -> Result<Option<R>, Unfinished> {
+        let Some(read) = T::load(self).await.map_err(Unfinished::Failed)? else {
+            return Ok(None);
+        };
+        let mut value = read.value.clone();
+        match change(&mut value, read.read_at) {
+            Change::Keep(result) => Ok(Some(result)),
+            Change::Save(result) => match value.save(self, &read.etag).await {
+                Ok(_) => Ok(Some(result)),
+                Err(StoreError::Conflict) => Err(Unfinished::Raced),
+                Err(err) => Err(Unfinished::Failed(err)),
+            },
         }
-        Err(StoreError::Conflict)
     }
 
     /// The activity index's runs of one local `year`, in no particular order. A run that cannot
@@ -529,6 +551,14 @@ impl Store {
             )),
         }
     }
+}
+
+/// Why one read-change-save did not finish.
+enum Unfinished {
+    /// Another writer saved since the read (If-Match failed): worth another read.
+    Raced,
+    /// Anything else, a failed read included: given up at once.
+    Failed(StoreError),
 }
 
 /// An entity [`Store::modify`] can read and save with If-Match.

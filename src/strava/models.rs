@@ -2,71 +2,92 @@
 //! maps, polylines and personal details are dropped at the client boundary by construction. The
 //! one exception, the list's `map.summary_polyline`, is kept in memory for the privacy-trimmed
 //! route sketch and never encoded again.
+//!
+//! A field of the wrong shape (null, a string for a number, ...) is dropped to its default
+//! (`Lenient`) instead of failing the whole list; only ids must be numbers (`WholeNumber`).
 
-use serde::de::{DeserializeOwned, Deserializer};
+use serde::de::{Deserializer, Error as _};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_with::{serde_as, DeserializeAs, MapSkipError, Same};
 use std::collections::HashMap;
+use std::marker::PhantomData;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 /// One activity as listed by `GET /athlete/activities` (Strava's SummaryActivity).
+#[serde_as]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SummaryActivity {
     /// Strava's activity id.
-    #[serde(deserialize_with = "de_i64_strict")]
+    #[serde_as(deserialize_as = "WholeNumber")]
     pub id: i64,
     /// The activity's title, `""` when absent or null.
-    #[serde(default, deserialize_with = "de_string_or_empty")]
+    #[serde_as(deserialize_as = "Lenient")]
+    #[serde(default)]
     pub name: String,
     /// Authoritative sport type (`Run`, `TrailRun`, `VirtualRun`, ...).
-    #[serde(default, deserialize_with = "de_lenient")]
+    #[serde_as(deserialize_as = "Lenient")]
+    #[serde(default)]
     pub sport_type: Option<String>,
     /// Deprecated coarse type (JSON key `type`).
-    #[serde(rename = "type", default, deserialize_with = "de_lenient")]
+    #[serde_as(deserialize_as = "Lenient")]
+    #[serde(rename = "type", default)]
     pub activity_type: Option<String>,
     /// Distance in metres.
-    #[serde(default, deserialize_with = "de_f64_or_zero")]
+    #[serde_as(deserialize_as = "Lenient")]
+    #[serde(default)]
     pub distance: f64,
     /// Moving time in seconds.
-    #[serde(default, deserialize_with = "de_i64_or_zero")]
+    #[serde_as(deserialize_as = "Lenient<WholeNumber>")]
+    #[serde(default)]
     pub moving_time: i64,
     /// Elapsed time in seconds.
-    #[serde(default, deserialize_with = "de_i64_or_zero")]
+    #[serde_as(deserialize_as = "Lenient<WholeNumber>")]
+    #[serde(default)]
     pub elapsed_time: i64,
     /// Elevation gain in metres.
-    #[serde(default, deserialize_with = "de_opt_f64")]
+    #[serde_as(deserialize_as = "Lenient")]
+    #[serde(default)]
     pub total_elevation_gain: Option<f64>,
     /// Start instant (UTC); `None` when absent or not RFC 3339.
-    #[serde(
-        default,
-        deserialize_with = "de_opt_rfc3339",
-        serialize_with = "time::serde::rfc3339::option::serialize"
+    #[serde_as(
+        serialize_as = "Option<Rfc3339>",
+        deserialize_as = "Lenient<Option<Rfc3339>>"
     )]
+    #[serde(default)]
     pub start_date: Option<OffsetDateTime>,
     /// The athlete's wall-clock start time, verbatim (its `Z` suffix does not mean UTC).
-    #[serde(default, deserialize_with = "de_lenient")]
+    #[serde_as(deserialize_as = "Lenient")]
+    #[serde(default)]
     pub start_date_local: Option<String>,
     /// Strava's time-zone label, e.g. `"(GMT+01:00) Europe/Berlin"`.
-    #[serde(default, deserialize_with = "de_lenient")]
+    #[serde_as(deserialize_as = "Lenient")]
+    #[serde(default)]
     pub timezone: Option<String>,
     /// Average speed in m/s.
-    #[serde(default, deserialize_with = "de_opt_f64")]
+    #[serde_as(deserialize_as = "Lenient")]
+    #[serde(default)]
     pub average_speed: Option<f64>,
     /// Number of kudos.
-    #[serde(default, deserialize_with = "de_opt_i64")]
+    #[serde_as(deserialize_as = "Lenient<Option<WholeNumber>>")]
+    #[serde(default)]
     pub kudos_count: Option<i64>,
     /// True for Only Me activities.
-    #[serde(default, deserialize_with = "de_lenient")]
+    #[serde_as(deserialize_as = "Lenient")]
+    #[serde(default)]
     pub private: Option<bool>,
     /// `"everyone"`, `"followers_only"` or `"only_me"`.
-    #[serde(default, deserialize_with = "de_lenient")]
+    #[serde_as(deserialize_as = "Lenient")]
+    #[serde(default)]
     pub visibility: Option<String>,
     /// True for manually entered activities.
-    #[serde(default, deserialize_with = "de_lenient")]
+    #[serde_as(deserialize_as = "Lenient")]
+    #[serde(default)]
     pub manual: Option<bool>,
     /// All photos (Strava and Instagram); `photo_count` counts Instagram only, so it is not kept.
-    #[serde(default, deserialize_with = "de_opt_i64")]
+    #[serde_as(deserialize_as = "Lenient<Option<WholeNumber>>")]
+    #[serde(default)]
     pub total_photo_count: Option<i64>,
     /// `map.summary_polyline`, for the route sketch only (`WIDGET_ROUTE_SHAPE`); never encoded.
     #[serde(
@@ -89,20 +110,14 @@ pub struct SummaryActivity {
 
 /// `map.summary_polyline` when it is a non-empty string (a hidden map or a treadmill has none).
 fn de_summary_polyline<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    Ok(match Value::deserialize(d)? {
-        Value::Object(map) => match map.get("summary_polyline") {
-            Some(Value::String(line)) if !line.is_empty() => Some(line.clone()),
-            _ => None,
-        },
-        _ => None,
-    })
+    let map = Value::deserialize(d)?;
+    let line = map.get("summary_polyline").and_then(Value::as_str);
+    Ok(line.filter(|line| !line.is_empty()).map(str::to_owned))
 }
 
+/// `athlete.id` when the athlete is an object with a numeric id.
 fn de_athlete_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
-    Ok(match Value::deserialize(d)? {
-        Value::Object(map) => map.get("id").and_then(number_i64),
-        _ => None,
-    })
+    Ok(Value::deserialize(d)?.get("id").and_then(number_i64))
 }
 
 impl SummaryActivity {
@@ -118,64 +133,81 @@ impl SummaryActivity {
 
 /// One activity from `GET /activities/{id}` (Strava's DetailedActivity), reduced to the summary
 /// fields plus the photo summary.
+#[serde_as]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DetailedActivity {
     /// The fields shared with the list form.
     #[serde(flatten)]
     pub summary: SummaryActivity,
     /// Photo summary; `None` when absent or malformed.
-    #[serde(default, deserialize_with = "de_lenient")]
+    #[serde_as(deserialize_as = "Lenient")]
+    #[serde(default)]
     pub photos: Option<PhotosSummary>,
 }
 
 /// The `photos` object of a detailed activity.
+#[serde_as]
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct PhotosSummary {
     /// The highlighted photo; null when the activity has none.
-    #[serde(default, deserialize_with = "de_lenient")]
+    #[serde_as(deserialize_as = "Lenient")]
+    #[serde(default)]
     pub primary: Option<PrimaryPhoto>,
     /// Number of photos.
-    #[serde(default, deserialize_with = "de_opt_i64")]
+    #[serde_as(deserialize_as = "Lenient<Option<WholeNumber>>")]
+    #[serde(default)]
     pub count: Option<i64>,
 }
 
 /// The primary photo of a detailed activity.
+#[serde_as]
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct PrimaryPhoto {
     /// Image URLs keyed by size (`"100"`, `"600"`); empty when null.
-    #[serde(default, deserialize_with = "de_string_map")]
+    #[serde_as(deserialize_as = "Lenient<MapSkipError<_, _>>")]
+    #[serde(default)]
     pub urls: HashMap<String, String>,
     /// 1 = Strava, 2 = Instagram.
-    #[serde(default, deserialize_with = "de_opt_i64")]
+    #[serde_as(deserialize_as = "Lenient<Option<WholeNumber>>")]
+    #[serde(default)]
     pub source: Option<i64>,
     /// Strava's photo id.
-    #[serde(default, deserialize_with = "de_lenient")]
+    #[serde_as(deserialize_as = "Lenient")]
+    #[serde(default)]
     pub unique_id: Option<String>,
 }
 
 /// One item of `GET /activities/{id}/photos` (its `location` is deliberately not decoded).
+#[serde_as]
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Photo {
     /// Strava's photo id.
-    #[serde(default, deserialize_with = "de_lenient")]
+    #[serde_as(deserialize_as = "Lenient")]
+    #[serde(default)]
     pub unique_id: Option<String>,
     /// Image URLs keyed by the requested size as a string; empty when null.
-    #[serde(default, deserialize_with = "de_string_map")]
+    #[serde_as(deserialize_as = "Lenient<MapSkipError<_, _>>")]
+    #[serde(default)]
     pub urls: HashMap<String, String>,
-    /// Pixel sizes `[width, height]` keyed like `urls`.
-    #[serde(default, deserialize_with = "de_sizes")]
+    /// Pixel sizes `[width, height]` keyed like `urls` (other entries are dropped).
+    #[serde_as(deserialize_as = "Lenient<MapSkipError<_, _>>")]
+    #[serde(default)]
     pub sizes: HashMap<String, [u32; 2]>,
     /// True for the activity's highlighted photo.
-    #[serde(default, deserialize_with = "de_lenient")]
+    #[serde_as(deserialize_as = "Lenient")]
+    #[serde(default)]
     pub default_photo: Option<bool>,
     /// Processing status (3 seen on ready photos).
-    #[serde(default, deserialize_with = "de_opt_i64")]
+    #[serde_as(deserialize_as = "Lenient<Option<WholeNumber>>")]
+    #[serde(default)]
     pub status: Option<i64>,
     /// 1 = Strava, 2 = Instagram.
-    #[serde(default, deserialize_with = "de_opt_i64")]
+    #[serde_as(deserialize_as = "Lenient<Option<WholeNumber>>")]
+    #[serde(default)]
     pub source: Option<i64>,
     /// 1 = photo, 2 = video (JSON key `type`).
-    #[serde(rename = "type", default, deserialize_with = "de_opt_i64")]
+    #[serde_as(deserialize_as = "Lenient<Option<WholeNumber>>")]
+    #[serde(rename = "type", default)]
     pub media_type: Option<i64>,
     /// Strava's placeholder while the photo is processed: the string itself, or the first string
     /// inside an object (its exact shape is undocumented); `None` when null or absent.
@@ -191,44 +223,55 @@ impl Photo {
 }
 
 /// `GET /athletes/{id}/stats`, reduced to the year-to-date running totals.
+#[serde_as]
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct AthleteStats {
     /// Year-to-date run totals (Everyone-visible activities only).
-    #[serde(default, deserialize_with = "de_total")]
+    #[serde_as(deserialize_as = "Lenient")]
+    #[serde(default)]
     pub ytd_run_totals: ActivityTotal,
 }
 
 /// Totals over a set of activities; every field defaults to 0.
+#[serde_as]
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 pub struct ActivityTotal {
     /// Number of activities.
-    #[serde(default, deserialize_with = "de_i64_or_zero")]
+    #[serde_as(deserialize_as = "Lenient<WholeNumber>")]
+    #[serde(default)]
     pub count: i64,
     /// Distance in metres.
-    #[serde(default, deserialize_with = "de_f64_or_zero")]
+    #[serde_as(deserialize_as = "Lenient")]
+    #[serde(default)]
     pub distance: f64,
     /// Moving time in seconds.
-    #[serde(default, deserialize_with = "de_i64_or_zero")]
+    #[serde_as(deserialize_as = "Lenient<WholeNumber>")]
+    #[serde(default)]
     pub moving_time: i64,
     /// Elapsed time in seconds.
-    #[serde(default, deserialize_with = "de_i64_or_zero")]
+    #[serde_as(deserialize_as = "Lenient<WholeNumber>")]
+    #[serde(default)]
     pub elapsed_time: i64,
     /// Elevation gain in metres.
-    #[serde(default, deserialize_with = "de_f64_or_zero")]
+    #[serde_as(deserialize_as = "Lenient")]
+    #[serde(default)]
     pub elevation_gain: f64,
 }
 
 /// The athlete, reduced to id and name.
+#[serde_as]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AthleteSummary {
     /// Strava's athlete id.
-    #[serde(deserialize_with = "de_i64_strict")]
+    #[serde_as(deserialize_as = "WholeNumber")]
     pub id: i64,
     /// First name.
-    #[serde(default, deserialize_with = "de_lenient")]
+    #[serde_as(deserialize_as = "Lenient")]
+    #[serde(default)]
     pub firstname: Option<String>,
     /// Last name.
-    #[serde(default, deserialize_with = "de_lenient")]
+    #[serde_as(deserialize_as = "Lenient")]
+    #[serde(default)]
     pub lastname: Option<String>,
 }
 
@@ -237,114 +280,55 @@ pub fn is_placeholder_url(url: &str) -> bool {
     url.contains("/assets/media/placeholder-photo")
 }
 
-// Field helpers. Each reads a `serde_json::Value` first so that a wrong type in one optional field
-// drops that field instead of failing the whole list.
+/// `T` (read through `TAs`), or `T::default()` when the value has another shape: null, a string
+/// for a number, an object for a string. The value is read as a `serde_json::Value` first, so a
+/// broken document (bad syntax, a number no f64 holds) still fails the whole decode and a key
+/// repeated inside an object counts last, as everywhere in `serde_json`; serde_with's
+/// `DefaultOnError` would hide the first and drop the object on the second.
+pub(super) struct Lenient<TAs = Same>(PhantomData<TAs>);
 
-/// Any `T`, or `None` when absent, null or of the wrong shape.
-pub(super) fn de_lenient<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: DeserializeOwned,
-{
-    let value = Value::deserialize(d)?;
-    Ok(serde_json::from_value(value).ok())
+impl<'de, T: Default, TAs: DeserializeAs<'de, T>> DeserializeAs<'de, T> for Lenient<TAs> {
+    fn deserialize_as<D: Deserializer<'de>>(d: D) -> Result<T, D::Error> {
+        let value = Value::deserialize(d)?;
+        Ok(TAs::deserialize_as(value).unwrap_or_default())
+    }
 }
 
-/// A number as f64, from an int or a float.
-fn number_f64(value: &Value) -> Option<f64> {
-    value.as_f64().filter(|n| n.is_finite())
+/// An integer from any JSON number, a float rounded (Strava sends `474287.0` for integer
+/// fields); anything else is an error, which only an id (the one thing a record is useless
+/// without) lets through.
+pub(super) struct WholeNumber;
+
+impl<'de> DeserializeAs<'de, i64> for WholeNumber {
+    fn deserialize_as<D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        number_i64(&Value::deserialize(d)?).ok_or_else(|| D::Error::custom("id is not a number"))
+    }
 }
 
-/// A number as i64; floats are rounded (Strava sends `474287.0` for integer fields).
+/// A number as i64; floats are rounded.
 fn number_i64(value: &Value) -> Option<i64> {
     if let Some(n) = value.as_i64() {
         return Some(n);
     }
-    let f = number_f64(value)?.round();
+    let f = value.as_f64()?.round();
     // Outside this range the cast would saturate and invent a value.
     (f >= i64::MIN as f64 && f <= i64::MAX as f64).then_some(f as i64)
 }
 
-fn de_opt_f64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
-    Ok(number_f64(&Value::deserialize(d)?))
-}
-
-fn de_f64_or_zero<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-    Ok(de_opt_f64(d)?.unwrap_or(0.0))
-}
-
-fn de_opt_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
-    Ok(number_i64(&Value::deserialize(d)?))
-}
-
-fn de_i64_or_zero<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
-    Ok(de_opt_i64(d)?.unwrap_or(0))
-}
-
-/// Ids are the one thing a record is useless without, so they must be numbers.
-pub(super) fn de_i64_strict<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
-    let value = Value::deserialize(d)?;
-    number_i64(&value).ok_or_else(|| serde::de::Error::custom("id is not a number"))
-}
-
-fn de_string_or_empty<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    Ok(de_lenient::<D, String>(d)?.unwrap_or_default())
-}
-
-fn de_opt_rfc3339<'de, D: Deserializer<'de>>(d: D) -> Result<Option<OffsetDateTime>, D::Error> {
-    let value = Value::deserialize(d)?;
-    Ok(value
-        .as_str()
-        .and_then(|s| OffsetDateTime::parse(s, &Rfc3339).ok()))
-}
-
-/// Keeps the entries whose values are strings; null or a non-object gives an empty map.
-fn de_string_map<'de, D: Deserializer<'de>>(d: D) -> Result<HashMap<String, String>, D::Error> {
-    let Value::Object(map) = Value::deserialize(d)? else {
-        return Ok(HashMap::new());
-    };
-    Ok(map
-        .into_iter()
-        .filter_map(|(key, value)| match value {
-            Value::String(url) => Some((key, url)),
-            _ => None,
-        })
-        .collect())
-}
-
-/// Keeps the entries shaped `[width, height]`.
-fn de_sizes<'de, D: Deserializer<'de>>(d: D) -> Result<HashMap<String, [u32; 2]>, D::Error> {
-    let Value::Object(map) = Value::deserialize(d)? else {
-        return Ok(HashMap::new());
-    };
-    Ok(map
-        .into_iter()
-        .filter_map(|(key, value)| {
-            let size: [u32; 2] = serde_json::from_value(value).ok()?;
-            Some((key, size))
-        })
-        .collect())
-}
-
+/// Any non-null value says "this is a placeholder"; its URL is the string, or an object's first
+/// string.
 fn de_placeholder<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     Ok(match Value::deserialize(d)? {
         Value::Null => None,
-        Value::String(s) => Some(s),
+        Value::String(url) => Some(url),
         Value::Object(map) => Some(
-            map.into_iter()
-                .find_map(|(_, v)| match v {
-                    Value::String(s) => Some(s),
-                    _ => None,
-                })
-                .unwrap_or_default(),
+            map.values()
+                .find_map(Value::as_str)
+                .unwrap_or("")
+                .to_owned(),
         ),
-        // Any other non-null value still says "this is a placeholder".
         _ => Some(String::new()),
     })
-}
-
-fn de_total<'de, D: Deserializer<'de>>(d: D) -> Result<ActivityTotal, D::Error> {
-    Ok(de_lenient::<D, ActivityTotal>(d)?.unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -553,6 +537,182 @@ mod tests {
         assert_eq!(activity.average_speed, None);
         assert_eq!(activity.private, None);
         assert!(!activity.is_public());
+    }
+
+    /// One activity decoded from `{"id": 1, <fields>}` as text, as the client decodes a body.
+    fn summary_from_text(fields: &str) -> Result<SummaryActivity, serde_json::Error> {
+        serde_json::from_str(&format!(r#"{{"id": 1, {fields}}}"#))
+    }
+
+    fn summary_with(key: &str, odd: Value) -> SummaryActivity {
+        let mut value = first_activity();
+        value[key] = odd;
+        serde_json::from_value(value).expect("decodes")
+    }
+
+    #[test]
+    fn nulls_wrong_types_and_strings_for_numbers_drop_only_their_field() {
+        for odd in [Value::Null, json!(5), json!(["x"]), json!({"a": "b"})] {
+            assert_eq!(summary_with("name", odd.clone()).name, "", "{odd}");
+            assert_eq!(summary_with("sport_type", odd.clone()).sport_type, None);
+            assert_eq!(summary_with("type", odd.clone()).activity_type, None);
+            assert_eq!(summary_with("timezone", odd.clone()).timezone, None);
+            assert_eq!(summary_with("visibility", odd.clone()).visibility, None);
+            assert_eq!(
+                summary_with("start_date_local", odd.clone()).start_date_local,
+                None
+            );
+        }
+        for odd in [
+            Value::Null,
+            json!("48210.5"),
+            json!(true),
+            json!([]),
+            json!({}),
+        ] {
+            assert_eq!(summary_with("distance", odd.clone()).distance, 0.0, "{odd}");
+            assert_eq!(summary_with("moving_time", odd.clone()).moving_time, 0);
+            assert_eq!(summary_with("elapsed_time", odd.clone()).elapsed_time, 0);
+            let activity = summary_with("total_elevation_gain", odd.clone());
+            assert_eq!(activity.total_elevation_gain, None);
+            assert_eq!(
+                summary_with("average_speed", odd.clone()).average_speed,
+                None
+            );
+            assert_eq!(summary_with("kudos_count", odd.clone()).kudos_count, None);
+            let activity = summary_with("total_photo_count", odd.clone());
+            assert_eq!(activity.total_photo_count, None);
+        }
+        for odd in [Value::Null, json!("true"), json!(1), json!([true])] {
+            assert_eq!(summary_with("private", odd.clone()).private, None, "{odd}");
+            assert_eq!(summary_with("manual", odd.clone()).manual, None);
+        }
+        // Numbers in the right form are kept, integers from any number.
+        assert_eq!(summary_with("moving_time", json!(2.5)).moving_time, 3);
+        assert_eq!(summary_with("moving_time", json!(-2.5)).moving_time, -3);
+        assert_eq!(summary_with("distance", json!(7)).distance, 7.0);
+        assert_eq!(
+            summary_with("kudos_count", json!(17.0)).kudos_count,
+            Some(17)
+        );
+    }
+
+    #[test]
+    fn numbers_out_of_range() {
+        // Beyond an i64: no count, a zero time.
+        let activity =
+            summary_from_text(r#""kudos_count": 1e300, "moving_time": -1e300"#).expect("decodes");
+        assert_eq!((activity.kudos_count, activity.moving_time), (None, 0));
+        let activity =
+            summary_from_text(r#""kudos_count": 18446744073709551615"#).expect("decodes");
+        assert_eq!(activity.kudos_count, None);
+        let activity = summary_from_text(r#""kudos_count": 9223372036854775807"#).expect("decodes");
+        assert_eq!(activity.kudos_count, Some(i64::MAX));
+        let activity = summary_from_text(r#""distance": 1e308"#).expect("decodes");
+        assert_eq!(activity.distance, 1e308);
+        assert!(summary_from_text(r#""id": 1e300"#).is_err());
+        // A number no f64 holds breaks the document in any field that is read (an unknown key
+        // is skipped unread).
+        for field in [
+            r#""distance": 1e999"#,
+            r#""kudos_count": 1e999"#,
+            r#""sport_type": 1e999"#,
+            r#""name": -1e999"#,
+            r#""start_date": 1e999"#,
+            r#""map": {"summary_polyline": 1e999}"#,
+        ] {
+            assert!(summary_from_text(field).is_err(), "{field}");
+        }
+        assert!(summary_from_text(r#""start_latlng": 1e999"#).is_ok());
+    }
+
+    #[test]
+    fn a_repeated_key_counts_last_inside_a_lenient_field_and_fails_at_the_top() {
+        let detail: DetailedActivity = serde_json::from_str(
+            r#"{"id": 1, "photos": {"count": 1, "count": 2, "primary": {"urls": {"600": "a", "600": "b"}}}}"#,
+        )
+        .expect("decodes");
+        let photos = detail.photos.expect("photos");
+        assert_eq!(photos.count, Some(2));
+        assert_eq!(photos.primary.expect("primary").urls["600"], "b");
+        let stats: AthleteStats =
+            serde_json::from_str(r#"{"ytd_run_totals": {"count": 1, "count": 2}}"#)
+                .expect("decodes");
+        assert_eq!(stats.ytd_run_totals.count, 2);
+        assert!(summary_from_text(r#""name": "a", "name": "b""#).is_err());
+    }
+
+    #[test]
+    fn objects_in_other_shapes() {
+        // serde reads a struct from an array too, field by field.
+        let stats: AthleteStats =
+            serde_json::from_value(json!({"ytd_run_totals": [3, 1000.5]})).expect("decodes");
+        assert_eq!(stats.ytd_run_totals.count, 3);
+        assert_eq!(stats.ytd_run_totals.distance, 1000.5);
+        let stats: AthleteStats =
+            serde_json::from_value(json!({"ytd_run_totals": "lots"})).expect("decodes");
+        assert_eq!(stats.ytd_run_totals, ActivityTotal::default());
+        let mut value = sample(DETAIL);
+        value["photos"] = json!([]);
+        let detail: DetailedActivity = serde_json::from_value(value.clone()).expect("decodes");
+        assert_eq!(detail.photos, Some(PhotosSummary::default()));
+        value["photos"] = json!({"primary": "x", "count": "3"});
+        let detail: DetailedActivity = serde_json::from_value(value).expect("decodes");
+        assert_eq!(detail.photos, Some(PhotosSummary::default()));
+
+        let athlete = |odd: Value| {
+            let mut value = first_activity();
+            value["athlete"] = odd;
+            serde_json::from_value::<SummaryActivity>(value)
+                .expect("decodes")
+                .athlete_id
+        };
+        assert_eq!(athlete(json!({"id": 5.4})), Some(5));
+        assert_eq!(athlete(json!({"id": "5"})), None);
+        assert_eq!(athlete(json!([5])), None);
+        assert_eq!(athlete(Value::Null), None);
+    }
+
+    #[test]
+    fn photo_maps_keep_only_well_formed_entries() {
+        let photos: Vec<Photo> = serde_json::from_value(json!([
+            {"urls": {"600": 5, "100": "u"}, "sizes": {
+                "600": [1, 2, 3], "100": [1.0, 2], "200": [1, 2], "300": "x", "400": [-1, 2]
+            }},
+            {"urls": [], "sizes": [[1, 2]]},
+        ]))
+        .expect("decodes");
+        assert_eq!(photos[0].urls, HashMap::from([("100".into(), "u".into())]));
+        assert_eq!(photos[0].sizes, HashMap::from([("200".into(), [1, 2])]));
+        assert!(photos[1].urls.is_empty() && photos[1].sizes.is_empty());
+    }
+
+    #[test]
+    fn any_non_null_placeholder_is_a_placeholder() {
+        let placeholder = |odd: Value| {
+            serde_json::from_value::<Photo>(json!({ "placeholder_image": odd }))
+                .expect("decodes")
+                .placeholder_image
+        };
+        assert_eq!(placeholder(Value::Null), None);
+        assert_eq!(placeholder(json!("")), Some(String::new()));
+        assert_eq!(placeholder(json!(5)), Some(String::new()));
+        assert_eq!(placeholder(json!({})), Some(String::new()));
+        assert_eq!(placeholder(json!({"a": 1, "b": "x"})), Some("x".into()));
+        let photo: Photo = serde_json::from_value(json!({})).expect("decodes");
+        assert_eq!(photo.placeholder_image, None);
+    }
+
+    #[test]
+    fn a_start_date_must_be_rfc_3339() {
+        let date = |odd: Value| summary_with("start_date", odd).start_date;
+        assert_eq!(
+            date(json!("2025-10-12T10:03:57+02:00")),
+            Some(datetime!(2025-10-12 08:03:57 UTC))
+        );
+        // The `time` crate's own serde form is no RFC 3339.
+        assert_eq!(date(json!("2025-10-12 8:03:57.0 +00:00:00")), None);
+        assert_eq!(date(json!(["2025-10-12T08:03:57Z"])), None);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Strava's OAuth 2.0 steps: the consent URL, exchanging the one-time code, and refreshing tokens.
 
-use super::models::{de_i64_strict, de_lenient, AthleteSummary};
+use super::models::{AthleteSummary, Lenient, WholeNumber};
 use super::{StravaClient, StravaError};
 use crate::secret::Secret;
 use reqwest::header::ACCEPT;
@@ -21,13 +21,15 @@ pub struct TokenGrant {
 }
 
 /// The wire form; its plain strings are wrapped into [`Secret`]s at once.
+#[serde_with::serde_as]
 #[derive(Deserialize)]
 struct TokenResponse {
     access_token: String,
     refresh_token: String,
-    #[serde(deserialize_with = "de_i64_strict")]
+    #[serde_as(as = "WholeNumber")]
     expires_at: i64,
-    #[serde(default, deserialize_with = "de_lenient")]
+    #[serde_as(as = "Lenient")]
+    #[serde(default)]
     athlete: Option<AthleteSummary>,
 }
 
@@ -330,6 +332,32 @@ mod tests {
         );
         // Here the echoed value is one the client never sent, so only shape handling hides it.
         assert_no_secrets(&err, &[CLIENT_SECRET, REFRESH_TOKEN]);
+    }
+
+    #[test]
+    fn a_token_answer_needs_a_numeric_expiry_and_reads_the_athlete_leniently() {
+        let grant = |expiry: &str, athlete: &str| {
+            let body = format!(
+                r#"{{"access_token":"a","refresh_token":"r","expires_at":{expiry},"athlete":{athlete}}}"#
+            );
+            TokenGrant::from_body(200, body.as_bytes())
+        };
+        let read = grant("1.6", r#"{"id": 5, "firstname": 7}"#).expect("decodes");
+        assert_eq!(read.expires_at, 2);
+        let athlete = read.athlete.expect("athlete");
+        assert_eq!((athlete.id, athlete.firstname), (5, None));
+        for odd in ["[]", "null", r#"{"id": "5"}"#, r#""x""#] {
+            assert_eq!(grant("1", odd).expect(odd).athlete, None, "{odd}");
+        }
+        let err = grant(r#""1""#, "null").expect_err("a string expiry");
+        assert_eq!(
+            err.to_string(),
+            StravaError::UnexpectedBody {
+                status: 200,
+                detail: "JSON of an unexpected shape at line 1 column 56".into()
+            }
+            .to_string()
+        );
     }
 
     #[tokio::test]
