@@ -564,6 +564,152 @@ mod tests {
     }
 
     #[test]
+    fn each_problem_reads_the_same_and_the_first_in_order_wins() {
+        let base = ("AzureWebJobsStorage", "UseDevelopmentStorage=true");
+        let storage_missing = "setting AzureWebJobsStorage: is missing: set it to a storage \
+                               connection string, or UseDevelopmentStorage=true for Azurite";
+        let not_a_connection_string = "is not a storage connection string (expected Key=Value \
+                                       pairs separated by ';')";
+        let table_name =
+            "setting STRAVA_TABLE_NAME: must be 3 to 63 letters or digits, starting with a letter";
+        let base_url = "setting STRAVA_BASE_URL: must be an http(s) URL without a query, \
+                        fragment or user name";
+        let sport_types = "setting WIDGET_SPORT_TYPES: must be a comma-separated list of Strava \
+                           sport types, e.g. Run,TrailRun";
+        let cache_seconds =
+            "setting WIDGET_CACHE_SECONDS: must be a whole number of seconds from 1 to 2592000";
+        let route_shape = "setting WIDGET_ROUTE_SHAPE: must be true or false";
+        let privacy_meters = "setting WIDGET_ROUTE_PRIVACY_METERS: must be a whole number of \
+                              metres from 200 to 10000 (default 500)";
+        let log_format = "setting LOG_FORMAT: must be text or json";
+        let log_filter = "setting RUST_LOG: is not a valid filter (e.g. info or handler=debug)";
+        let cases: &[(&[(&str, &str)], String)] = &[
+            (&[], storage_missing.into()),
+            (
+                &[("AzureWebJobsStorage", "nonsense")],
+                format!("setting AzureWebJobsStorage: {not_a_connection_string}"),
+            ),
+            (
+                &[("STRAVA_TABLE_CONNECTION", "AccountName=;AccountKey=eQ==")],
+                format!("setting STRAVA_TABLE_CONNECTION: {not_a_connection_string}"),
+            ),
+            (
+                &[("AzureWebJobsStorage", "AccountKey=eQ==")],
+                "setting AzureWebJobsStorage: needs AccountName and AccountKey (or a SAS), or \
+                 UseDevelopmentStorage=true for Azurite"
+                    .into(),
+            ),
+            (&[base, ("STRAVA_TABLE_NAME", "1bad")], table_name.into()),
+            (&[base, ("STRAVA_BASE_URL", "ftp://x")], base_url.into()),
+            (&[base, ("WIDGET_SPORT_TYPES", " , ")], sport_types.into()),
+            (&[base, ("WIDGET_CACHE_SECONDS", "0")], cache_seconds.into()),
+            (
+                &[base, ("WIDGET_ALLOWED_ORIGINS", "https://a.example/x")],
+                "setting WIDGET_ALLOWED_ORIGINS: 'https://a.example/x' is not an origin like \
+                 https://blog.example.org (or use *)"
+                    .into(),
+            ),
+            (
+                &[base, ("WIDGET_ALLOWED_ORIGINS", " , ")],
+                "setting WIDGET_ALLOWED_ORIGINS: is empty: use * or a comma-separated list of \
+                 origins"
+                    .into(),
+            ),
+            (&[base, ("WIDGET_ROUTE_SHAPE", "yes")], route_shape.into()),
+            (
+                &[base, ("WIDGET_ROUTE_PRIVACY_METERS", "199")],
+                privacy_meters.into(),
+            ),
+            (&[base, ("LOG_FORMAT", "xml")], log_format.into()),
+            (&[base, ("RUST_LOG", "=[[[")], log_filter.into()),
+            // Several problems: the first in the order of the settings above is reported.
+            (
+                &[("STRAVA_TABLE_NAME", "1bad"), ("RUST_LOG", "=[[[")],
+                storage_missing.into(),
+            ),
+            (
+                &[
+                    base,
+                    ("STRAVA_TABLE_NAME", "1bad"),
+                    ("STRAVA_BASE_URL", "x"),
+                ],
+                table_name.into(),
+            ),
+            (
+                &[base, ("STRAVA_BASE_URL", "x"), ("WIDGET_SPORT_TYPES", ";")],
+                base_url.into(),
+            ),
+            (
+                &[
+                    base,
+                    ("WIDGET_SPORT_TYPES", ";"),
+                    ("WIDGET_CACHE_SECONDS", "x"),
+                ],
+                sport_types.into(),
+            ),
+            (
+                &[
+                    base,
+                    ("WIDGET_CACHE_SECONDS", "x"),
+                    ("WIDGET_ALLOWED_ORIGINS", "x"),
+                ],
+                cache_seconds.into(),
+            ),
+            (
+                &[
+                    base,
+                    ("WIDGET_ALLOWED_ORIGINS", "x"),
+                    ("WIDGET_ROUTE_SHAPE", "x"),
+                ],
+                "setting WIDGET_ALLOWED_ORIGINS: 'x' is not an origin like \
+                 https://blog.example.org (or use *)"
+                    .into(),
+            ),
+            (
+                &[
+                    base,
+                    ("WIDGET_ROUTE_SHAPE", "x"),
+                    ("WIDGET_ROUTE_PRIVACY_METERS", "x"),
+                ],
+                route_shape.into(),
+            ),
+            (
+                &[
+                    base,
+                    ("WIDGET_ROUTE_PRIVACY_METERS", "x"),
+                    ("LOG_FORMAT", "x"),
+                ],
+                privacy_meters.into(),
+            ),
+            (
+                &[base, ("LOG_FORMAT", "x"), ("RUST_LOG", "=[[[")],
+                log_format.into(),
+            ),
+        ];
+        for (pairs, expected) in cases {
+            let err = Settings::from_raw(&raw(pairs)).expect_err(expected);
+            assert_eq!(&err.to_string(), expected, "{pairs:?}");
+        }
+    }
+
+    #[test]
+    fn choices_ignore_case() {
+        let base = ("AzureWebJobsStorage", "UseDevelopmentStorage=true");
+        for (value, shape) in [("TRUE", true), ("False", false), ("true", true)] {
+            let settings =
+                Settings::from_raw(&raw(&[base, ("WIDGET_ROUTE_SHAPE", value)])).expect(value);
+            assert_eq!(settings.route_shape, shape, "{value}");
+        }
+        for (value, format) in [("JSON", LogFormat::Json), ("Text", LogFormat::Text)] {
+            let settings = Settings::from_raw(&raw(&[base, ("LOG_FORMAT", value)])).expect(value);
+            assert_eq!(settings.log_format, format, "{value}");
+        }
+        let settings = Settings::from_raw(&raw(&[base])).expect("defaults");
+        assert!(!settings.route_shape);
+        assert_eq!(settings.log_filter, "info");
+    }
+
+    #[test]
     fn cache_seconds_are_bounded_to_thirty_days() {
         let base = ("AzureWebJobsStorage", "UseDevelopmentStorage=true");
         let settings = Settings::from_raw(&raw(&[base, ("WIDGET_CACHE_SECONDS", "2592000")]))
