@@ -1,8 +1,9 @@
 //! Settings (the app settings docs/deploy.md lists): read once at start-up from the environment and from
 //! `local.settings.json` `Values` when that file is present, the environment winning as Core
 //! Tools does. The name → value pairs are decoded by serde into one struct of the settings by
-//! their exact names, then each is validated: a missing or malformed setting is one
-//! [`ConfigError`] line naming it, never a panic (not even for a variable that is not UTF-8).
+//! their exact names, then each is validated by its own parser: a missing or malformed setting
+//! is one [`ConfigError`] line naming it, never a panic (not even for a variable that is not
+//! UTF-8).
 
 use crate::secret::Secret;
 use std::collections::HashMap;
@@ -273,145 +274,178 @@ pub const MAX_CACHE_SECONDS: u64 = 30 * 24 * 60 * 60;
 impl Settings {
     /// Validates every setting; the first problem found is the error.
     pub fn from_raw(raw: &RawSettings) -> Result<Self, ConfigError> {
-        let values = raw.decode()?;
-
-        let (setting_name, connection_string) = match (values.table_connection, values.web_jobs_storage) {
-            (Some(text), _) => ("STRAVA_TABLE_CONNECTION", text),
-            (None, Some(text)) => ("AzureWebJobsStorage", text),
-            (None, None) => {
-                return Err(ConfigError::new(
-                    "AzureWebJobsStorage",
-                    "is missing: set it to a storage connection string, or UseDevelopmentStorage=true for Azurite",
-                ))
-            }
-        };
-        check_connection_string(&connection_string)
-            .map_err(|problem| ConfigError::new(setting_name, problem))?;
-
-        let table_name = values.table_name.unwrap_or_else(|| "strava".to_owned());
-        if !is_valid_table_name(&table_name) {
-            return Err(ConfigError::new(
-                "STRAVA_TABLE_NAME",
-                "must be 3 to 63 letters or digits, starting with a letter",
-            ));
-        }
-
-        let base = values
-            .strava_base_url
-            .as_deref()
-            .unwrap_or("https://www.strava.com");
-        // The Strava client's own rules, so a URL it would refuse is named here, not at start-up.
-        let strava_base_url = url::Url::parse(base)
-            .ok()
-            .filter(|u| {
-                matches!(u.scheme(), "http" | "https")
-                    && !u.cannot_be_a_base()
-                    && u.host().is_some()
-                    && u.query().is_none()
-                    && u.fragment().is_none()
-                    && u.username().is_empty()
-                    && u.password().is_none()
-            })
-            .ok_or_else(|| {
-                ConfigError::new(
-                    "STRAVA_BASE_URL",
-                    "must be an http(s) URL without a query, fragment or user name",
-                )
-            })?;
-
-        let sport_types: Vec<String> = values
-            .sport_types
-            .as_deref()
-            .unwrap_or("Run,TrailRun,VirtualRun")
-            .split(',')
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
-            .collect();
-        if sport_types.is_empty()
-            || sport_types
-                .iter()
-                .any(|s| !s.chars().all(|c| c.is_ascii_alphanumeric()))
-        {
-            return Err(ConfigError::new(
-                "WIDGET_SPORT_TYPES",
-                "must be a comma-separated list of Strava sport types, e.g. Run,TrailRun",
-            ));
-        }
-
-        let cache_seconds = match values.cache_seconds.as_deref() {
-            None => 600,
-            Some(text) => text
-                .parse::<u64>()
-                .ok()
-                .filter(|n| (1..=MAX_CACHE_SECONDS).contains(n))
-                .ok_or_else(|| {
-                    ConfigError::new(
-                        "WIDGET_CACHE_SECONDS",
-                        format!("must be a whole number of seconds from 1 to {MAX_CACHE_SECONDS}"),
-                    )
-                })?,
-        };
-
-        let allowed_origins = parse_origins(values.allowed_origins.as_deref().unwrap_or("*"))?;
-
-        let route_shape = match values.route_shape.as_deref().unwrap_or("false") {
-            v if v.eq_ignore_ascii_case("true") => true,
-            v if v.eq_ignore_ascii_case("false") => false,
-            _ => {
-                return Err(ConfigError::new(
-                    "WIDGET_ROUTE_SHAPE",
-                    "must be true or false",
-                ))
-            }
-        };
-
-        let route_privacy_meters = match values.route_privacy_meters.as_deref() {
-            None => DEFAULT_ROUTE_PRIVACY_METERS,
-            Some(text) => text
-                .parse::<u32>()
-                .ok()
-                .filter(|n| (MIN_ROUTE_PRIVACY_METERS..=MAX_ROUTE_PRIVACY_METERS).contains(n))
-                .ok_or_else(|| {
-                    ConfigError::new(
-                        "WIDGET_ROUTE_PRIVACY_METERS",
-                        format!(
-                            "must be a whole number of metres from {MIN_ROUTE_PRIVACY_METERS} to {MAX_ROUTE_PRIVACY_METERS} (default {DEFAULT_ROUTE_PRIVACY_METERS})"
-                        ),
-                    )
-                })?,
-        };
-
-        let log_format = match values.log_format.as_deref().unwrap_or("text") {
-            f if f.eq_ignore_ascii_case("text") => LogFormat::Text,
-            f if f.eq_ignore_ascii_case("json") => LogFormat::Json,
-            _ => return Err(ConfigError::new("LOG_FORMAT", "must be text or json")),
-        };
-        let log_filter = values.log_filter.unwrap_or_else(|| "info".to_owned());
-        if tracing_subscriber::EnvFilter::try_new(&log_filter).is_err() {
-            return Err(ConfigError::new(
-                "RUST_LOG",
-                "is not a valid filter (e.g. info or handler=debug)",
-            ));
-        }
-
-        Ok(Settings {
-            storage: StorageSettings {
-                connection_string: Secret::new(connection_string),
-                setting_name,
-                table_name,
-            },
+        let SettingValues {
+            web_jobs_storage,
+            table_connection,
+            table_name,
             strava_base_url,
-            strava_timeout: Duration::from_secs(10),
             sport_types,
             cache_seconds,
             allowed_origins,
             route_shape,
             route_privacy_meters,
-            webhook_verify_token: values.webhook_verify_token.map(Secret::new),
+            webhook_verify_token,
             log_filter,
             log_format,
+        } = raw.decode()?;
+        // Fields are evaluated in the order written, which decides the problem reported first.
+        Ok(Settings {
+            storage: parse_storage(table_connection, web_jobs_storage, table_name)?,
+            strava_base_url: parse_strava_base_url(strava_base_url.as_deref())?,
+            strava_timeout: Duration::from_secs(10),
+            sport_types: parse_sport_types(sport_types.as_deref())?,
+            cache_seconds: parse_cache_seconds(cache_seconds.as_deref())?,
+            allowed_origins: parse_origins(allowed_origins.as_deref())?,
+            route_shape: parse_route_shape(route_shape.as_deref())?,
+            route_privacy_meters: parse_route_privacy_meters(route_privacy_meters.as_deref())?,
+            webhook_verify_token: webhook_verify_token.map(Secret::new),
+            log_format: parse_log_format(log_format.as_deref())?,
+            log_filter: parse_log_filter(log_filter)?,
         })
     }
+}
+
+/// `STRAVA_TABLE_CONNECTION`, else `AzureWebJobsStorage`, and `STRAVA_TABLE_NAME` (`strava`).
+fn parse_storage(
+    table_connection: Option<String>,
+    web_jobs_storage: Option<String>,
+    table_name: Option<String>,
+) -> Result<StorageSettings, ConfigError> {
+    let (setting_name, connection_string) = match (table_connection, web_jobs_storage) {
+        (Some(text), _) => ("STRAVA_TABLE_CONNECTION", text),
+        (None, Some(text)) => ("AzureWebJobsStorage", text),
+        (None, None) => {
+            return Err(ConfigError::new(
+                "AzureWebJobsStorage",
+                "is missing: set it to a storage connection string, or UseDevelopmentStorage=true for Azurite",
+            ))
+        }
+    };
+    check_connection_string(&connection_string)
+        .map_err(|problem| ConfigError::new(setting_name, problem))?;
+    let table_name = table_name.unwrap_or_else(|| "strava".to_owned());
+    if !is_valid_table_name(&table_name) {
+        return Err(ConfigError::new(
+            "STRAVA_TABLE_NAME",
+            "must be 3 to 63 letters or digits, starting with a letter",
+        ));
+    }
+    Ok(StorageSettings {
+        connection_string: Secret::new(connection_string),
+        setting_name,
+        table_name,
+    })
+}
+
+/// `STRAVA_BASE_URL` (`https://www.strava.com`), by the Strava client's own rules, so a URL
+/// it would refuse is named here, not at start-up.
+fn parse_strava_base_url(text: Option<&str>) -> Result<url::Url, ConfigError> {
+    url::Url::parse(text.unwrap_or("https://www.strava.com"))
+        .ok()
+        .filter(|u| {
+            matches!(u.scheme(), "http" | "https")
+                && !u.cannot_be_a_base()
+                && u.host().is_some()
+                && u.query().is_none()
+                && u.fragment().is_none()
+                && u.username().is_empty()
+                && u.password().is_none()
+        })
+        .ok_or_else(|| {
+            ConfigError::new(
+                "STRAVA_BASE_URL",
+                "must be an http(s) URL without a query, fragment or user name",
+            )
+        })
+}
+
+/// `WIDGET_SPORT_TYPES` (`Run,TrailRun,VirtualRun`): comma-separated names of letters and
+/// digits.
+fn parse_sport_types(text: Option<&str>) -> Result<Vec<String>, ConfigError> {
+    let sport_types: Vec<String> = text
+        .unwrap_or("Run,TrailRun,VirtualRun")
+        .split(',')
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if sport_types.is_empty()
+        || sport_types
+            .iter()
+            .any(|s| !s.chars().all(|c| c.is_ascii_alphanumeric()))
+    {
+        return Err(ConfigError::new(
+            "WIDGET_SPORT_TYPES",
+            "must be a comma-separated list of Strava sport types, e.g. Run,TrailRun",
+        ));
+    }
+    Ok(sport_types)
+}
+
+/// `WIDGET_CACHE_SECONDS` (600).
+fn parse_cache_seconds(text: Option<&str>) -> Result<u64, ConfigError> {
+    text.map_or(Ok(600), |text| {
+        number_in(text, 1..=MAX_CACHE_SECONDS).ok_or_else(|| {
+            ConfigError::new(
+                "WIDGET_CACHE_SECONDS",
+                format!("must be a whole number of seconds from 1 to {MAX_CACHE_SECONDS}"),
+            )
+        })
+    })
+}
+
+/// `WIDGET_ROUTE_SHAPE` (`false`).
+fn parse_route_shape(text: Option<&str>) -> Result<bool, ConfigError> {
+    choice(text.unwrap_or("false"), &[("true", true), ("false", false)])
+        .ok_or_else(|| ConfigError::new("WIDGET_ROUTE_SHAPE", "must be true or false"))
+}
+
+/// `WIDGET_ROUTE_PRIVACY_METERS` ([`DEFAULT_ROUTE_PRIVACY_METERS`]).
+fn parse_route_privacy_meters(text: Option<&str>) -> Result<u32, ConfigError> {
+    text.map_or(Ok(DEFAULT_ROUTE_PRIVACY_METERS), |text| {
+        number_in(text, MIN_ROUTE_PRIVACY_METERS..=MAX_ROUTE_PRIVACY_METERS).ok_or_else(|| {
+            ConfigError::new(
+                "WIDGET_ROUTE_PRIVACY_METERS",
+                format!(
+                    "must be a whole number of metres from {MIN_ROUTE_PRIVACY_METERS} to {MAX_ROUTE_PRIVACY_METERS} (default {DEFAULT_ROUTE_PRIVACY_METERS})"
+                ),
+            )
+        })
+    })
+}
+
+/// `LOG_FORMAT` (`text`).
+fn parse_log_format(text: Option<&str>) -> Result<LogFormat, ConfigError> {
+    let formats = [("text", LogFormat::Text), ("json", LogFormat::Json)];
+    choice(text.unwrap_or("text"), &formats)
+        .ok_or_else(|| ConfigError::new("LOG_FORMAT", "must be text or json"))
+}
+
+/// `RUST_LOG` (`info`).
+fn parse_log_filter(text: Option<String>) -> Result<String, ConfigError> {
+    let filter = text.unwrap_or_else(|| "info".to_owned());
+    match tracing_subscriber::EnvFilter::try_new(&filter) {
+        Ok(_) => Ok(filter),
+        Err(_) => Err(ConfigError::new(
+            "RUST_LOG",
+            "is not a valid filter (e.g. info or handler=debug)",
+        )),
+    }
+}
+
+/// `text` as a whole number within `range`.
+fn number_in<T: std::str::FromStr + PartialOrd>(
+    text: &str,
+    range: std::ops::RangeInclusive<T>,
+) -> Option<T> {
+    text.parse().ok().filter(|n| range.contains(n))
+}
+
+/// The value of the choice `text` names, ignoring ASCII case.
+fn choice<T: Copy>(text: &str, choices: &[(&str, T)]) -> Option<T> {
+    choices
+        .iter()
+        .find(|(name, _)| text.eq_ignore_ascii_case(name))
+        .map(|&(_, value)| value)
 }
 
 /// Accepts what the store can connect with (the same rules as `store`'s parser):
@@ -440,7 +474,9 @@ fn is_valid_table_name(name: &str) -> bool {
         && name.chars().all(|c| c.is_ascii_alphanumeric())
 }
 
-fn parse_origins(text: &str) -> Result<AllowedOrigins, ConfigError> {
+/// `WIDGET_ALLOWED_ORIGINS` (`*`).
+fn parse_origins(text: Option<&str>) -> Result<AllowedOrigins, ConfigError> {
+    let text = text.unwrap_or("*");
     if text.trim() == "*" {
         return Ok(AllowedOrigins::Any);
     }
@@ -561,6 +597,152 @@ mod tests {
         let err =
             Settings::from_raw(&raw(&[("AzureWebJobsStorage", "nonsense")])).expect_err("bad");
         assert_eq!(err.name, "AzureWebJobsStorage");
+    }
+
+    #[test]
+    fn each_problem_reads_the_same_and_the_first_in_order_wins() {
+        let base = ("AzureWebJobsStorage", "UseDevelopmentStorage=true");
+        let storage_missing = "setting AzureWebJobsStorage: is missing: set it to a storage \
+                               connection string, or UseDevelopmentStorage=true for Azurite";
+        let not_a_connection_string = "is not a storage connection string (expected Key=Value \
+                                       pairs separated by ';')";
+        let table_name =
+            "setting STRAVA_TABLE_NAME: must be 3 to 63 letters or digits, starting with a letter";
+        let base_url = "setting STRAVA_BASE_URL: must be an http(s) URL without a query, \
+                        fragment or user name";
+        let sport_types = "setting WIDGET_SPORT_TYPES: must be a comma-separated list of Strava \
+                           sport types, e.g. Run,TrailRun";
+        let cache_seconds =
+            "setting WIDGET_CACHE_SECONDS: must be a whole number of seconds from 1 to 2592000";
+        let route_shape = "setting WIDGET_ROUTE_SHAPE: must be true or false";
+        let privacy_meters = "setting WIDGET_ROUTE_PRIVACY_METERS: must be a whole number of \
+                              metres from 200 to 10000 (default 500)";
+        let log_format = "setting LOG_FORMAT: must be text or json";
+        let log_filter = "setting RUST_LOG: is not a valid filter (e.g. info or handler=debug)";
+        let cases: &[(&[(&str, &str)], String)] = &[
+            (&[], storage_missing.into()),
+            (
+                &[("AzureWebJobsStorage", "nonsense")],
+                format!("setting AzureWebJobsStorage: {not_a_connection_string}"),
+            ),
+            (
+                &[("STRAVA_TABLE_CONNECTION", "AccountName=;AccountKey=eQ==")],
+                format!("setting STRAVA_TABLE_CONNECTION: {not_a_connection_string}"),
+            ),
+            (
+                &[("AzureWebJobsStorage", "AccountKey=eQ==")],
+                "setting AzureWebJobsStorage: needs AccountName and AccountKey (or a SAS), or \
+                 UseDevelopmentStorage=true for Azurite"
+                    .into(),
+            ),
+            (&[base, ("STRAVA_TABLE_NAME", "1bad")], table_name.into()),
+            (&[base, ("STRAVA_BASE_URL", "ftp://x")], base_url.into()),
+            (&[base, ("WIDGET_SPORT_TYPES", " , ")], sport_types.into()),
+            (&[base, ("WIDGET_CACHE_SECONDS", "0")], cache_seconds.into()),
+            (
+                &[base, ("WIDGET_ALLOWED_ORIGINS", "https://a.example/x")],
+                "setting WIDGET_ALLOWED_ORIGINS: 'https://a.example/x' is not an origin like \
+                 https://blog.example.org (or use *)"
+                    .into(),
+            ),
+            (
+                &[base, ("WIDGET_ALLOWED_ORIGINS", " , ")],
+                "setting WIDGET_ALLOWED_ORIGINS: is empty: use * or a comma-separated list of \
+                 origins"
+                    .into(),
+            ),
+            (&[base, ("WIDGET_ROUTE_SHAPE", "yes")], route_shape.into()),
+            (
+                &[base, ("WIDGET_ROUTE_PRIVACY_METERS", "199")],
+                privacy_meters.into(),
+            ),
+            (&[base, ("LOG_FORMAT", "xml")], log_format.into()),
+            (&[base, ("RUST_LOG", "=[[[")], log_filter.into()),
+            // Several problems: the first in the order of the settings above is reported.
+            (
+                &[("STRAVA_TABLE_NAME", "1bad"), ("RUST_LOG", "=[[[")],
+                storage_missing.into(),
+            ),
+            (
+                &[
+                    base,
+                    ("STRAVA_TABLE_NAME", "1bad"),
+                    ("STRAVA_BASE_URL", "x"),
+                ],
+                table_name.into(),
+            ),
+            (
+                &[base, ("STRAVA_BASE_URL", "x"), ("WIDGET_SPORT_TYPES", ";")],
+                base_url.into(),
+            ),
+            (
+                &[
+                    base,
+                    ("WIDGET_SPORT_TYPES", ";"),
+                    ("WIDGET_CACHE_SECONDS", "x"),
+                ],
+                sport_types.into(),
+            ),
+            (
+                &[
+                    base,
+                    ("WIDGET_CACHE_SECONDS", "x"),
+                    ("WIDGET_ALLOWED_ORIGINS", "x"),
+                ],
+                cache_seconds.into(),
+            ),
+            (
+                &[
+                    base,
+                    ("WIDGET_ALLOWED_ORIGINS", "x"),
+                    ("WIDGET_ROUTE_SHAPE", "x"),
+                ],
+                "setting WIDGET_ALLOWED_ORIGINS: 'x' is not an origin like \
+                 https://blog.example.org (or use *)"
+                    .into(),
+            ),
+            (
+                &[
+                    base,
+                    ("WIDGET_ROUTE_SHAPE", "x"),
+                    ("WIDGET_ROUTE_PRIVACY_METERS", "x"),
+                ],
+                route_shape.into(),
+            ),
+            (
+                &[
+                    base,
+                    ("WIDGET_ROUTE_PRIVACY_METERS", "x"),
+                    ("LOG_FORMAT", "x"),
+                ],
+                privacy_meters.into(),
+            ),
+            (
+                &[base, ("LOG_FORMAT", "x"), ("RUST_LOG", "=[[[")],
+                log_format.into(),
+            ),
+        ];
+        for (pairs, expected) in cases {
+            let err = Settings::from_raw(&raw(pairs)).expect_err(expected);
+            assert_eq!(&err.to_string(), expected, "{pairs:?}");
+        }
+    }
+
+    #[test]
+    fn choices_ignore_case() {
+        let base = ("AzureWebJobsStorage", "UseDevelopmentStorage=true");
+        for (value, shape) in [("TRUE", true), ("False", false), ("true", true)] {
+            let settings =
+                Settings::from_raw(&raw(&[base, ("WIDGET_ROUTE_SHAPE", value)])).expect(value);
+            assert_eq!(settings.route_shape, shape, "{value}");
+        }
+        for (value, format) in [("JSON", LogFormat::Json), ("Text", LogFormat::Text)] {
+            let settings = Settings::from_raw(&raw(&[base, ("LOG_FORMAT", value)])).expect(value);
+            assert_eq!(settings.log_format, format, "{value}");
+        }
+        let settings = Settings::from_raw(&raw(&[base])).expect("defaults");
+        assert!(!settings.route_shape);
+        assert_eq!(settings.log_filter, "info");
     }
 
     #[test]

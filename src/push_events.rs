@@ -149,7 +149,8 @@ impl PushEvents {
     }
 
     /// Handles one event, answering [`REPLY_AFTER`] after it arrived; the work it starts goes
-    /// on after.
+    /// on after. No event field is a span field: an unsigned event's fields are anyone's text.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn receive(&self, event: &WebhookEvent) -> EventOutcome {
         let reply_at = tokio::time::Instant::now() + REPLY_AFTER;
         let outcome = self.take(event, reply_at).await;
@@ -254,6 +255,7 @@ impl PushEvents {
 
     /// Writes `event` to the table's pending events with the next batch, waiting for that
     /// batch until `until` at most (the writing goes on after).
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn record(&self, event: PendingEvent, until: tokio::time::Instant) {
         let batch = {
             let Ok(mut to_record) = self.0.to_record.lock() else {
@@ -433,6 +435,7 @@ impl PushEvents {
     }
 
     /// Applies one event; `Some(when)` to try it again then.
+    #[tracing::instrument(skip_all, fields(hide = queued.event.hide, adopted = queued.adopted))]
     async fn apply(&self, queued: &Queued) -> Option<i64> {
         let event = &queued.event;
         let now = self.0.clock.now();

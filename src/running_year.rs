@@ -113,6 +113,19 @@ impl RunningYearService {
         if let Some(cached) = self.cached(year, built_for) {
             return Ok(cached);
         }
+        self.build(year, today, &state).await
+    }
+
+    /// Builds the view of `year` from the index, one build at a time (a build that waited for
+    /// another takes its result).
+    #[tracing::instrument(level = "debug", skip_all, fields(year = year))]
+    async fn build(
+        &self,
+        year: i32,
+        today: Date,
+        state: &IndexState,
+    ) -> Result<Arc<YearAnswer>, RunningYearError> {
+        let built_for = (state.version, today);
         let _one_build_at_a_time = self.0.building.lock().await;
         if let Some(cached) = self.cached(year, built_for) {
             return Ok(cached);

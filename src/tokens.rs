@@ -146,7 +146,7 @@ struct State {
 }
 
 /// Why a refresh was asked for.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Need {
     /// Any token with time left will do (someone else's fresh refresh counts).
     UsableToken,
@@ -257,6 +257,7 @@ impl TokenKeeper {
     }
 
     /// An access token with more than five minutes left, refreshing first if needed.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn access_token(&self) -> Result<AccessToken, TokenError> {
         self.detached(Need::UsableToken, None)
             .await
@@ -264,6 +265,7 @@ impl TokenKeeper {
     }
 
     /// After Strava answered 401 to `rejected`: refresh once, unless another caller already did.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn access_token_after_rejection(
         &self,
         rejected: &Secret,
@@ -274,6 +276,7 @@ impl TokenKeeper {
     }
 
     /// Refreshes at Strava now (the timer), whatever the current token's expiry.
+    #[tracing::instrument(skip_all)]
     pub async fn refresh_now(&self) -> Result<RefreshOutcome, TokenError> {
         self.detached(Need::AskStrava, None)
             .await
@@ -282,6 +285,7 @@ impl TokenKeeper {
 
     /// Tries once more to persist tokens held in memory (graceful shutdown); whether none are
     /// left unsaved.
+    #[tracing::instrument(skip_all)]
     pub async fn persist_held(&self) -> bool {
         let mut state = self.0.state.lock().await;
         self.0.closing.store(true, Ordering::Release);
@@ -378,6 +382,7 @@ impl TokenKeeper {
     }
 
     /// The refresh protocol (read and lease → exchange → persist), one at a time per process.
+    #[tracing::instrument(level = "debug", skip_all, fields(need = ?need))]
     async fn refresh(
         &self,
         need: Need,

@@ -40,6 +40,7 @@ pub enum EventError {
 impl LatestRunService {
     /// Applies an activity created or changed at Strava (`event`), if it is `athlete_id`'s: one
     /// Strava call (the activity), never more, so the event budget counts calls.
+    #[tracing::instrument(skip_all)]
     pub async fn apply_activity_event(
         &self,
         event: &PendingEvent,
@@ -112,6 +113,7 @@ impl LatestRunService {
     /// Takes the activity `event` names out of the index and every answer at once (a delete,
     /// or made private): no Strava call, so a forged event can only hide a run until Strava's
     /// word (the next round, or an event for it) brings it back.
+    #[tracing::instrument(skip_all)]
     pub async fn hide_activity(&self, event: &PendingEvent) -> Result<(), EventError> {
         let _one_change_at_a_time = self.0.publishing.lock().await;
         let (this_year, offset) = self.this_year();

@@ -345,6 +345,7 @@ impl LatestRunService {
 
     /// Reads the table's word on push events and answers now (the timer does, so an event
     /// acknowledged by a killed instance is applied).
+    #[tracing::instrument(skip_all)]
     pub async fn catch_up(&self) {
         self.look_at_the_table().await;
     }
@@ -455,6 +456,9 @@ impl LatestRunService {
         }
     }
 
+    /// The answer on a cold start: from the table, or from the round this instance runs (or
+    /// waits for).
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn cold_answer(&self) -> Result<Arc<Answer>, LatestRunError> {
         let _one_at_a_time = self.0.fetching.lock().await;
         if let Some(known) = self.current() {
@@ -524,6 +528,7 @@ impl LatestRunService {
     }
 
     /// Refreshes the answer if it is due (the background task, and the timer's warm-up).
+    #[tracing::instrument(skip_all)]
     pub async fn refresh(&self) -> Warmed {
         let _one_at_a_time = self.0.fetching.lock().await;
         if self.current().is_some_and(|c| !self.is_due(&c)) {
