@@ -233,6 +233,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn rate_limits_are_dated_by_the_clients_clock() {
+        // The app's clock, not the machine's: tests move it, and the budget windows follow it.
+        let (base, _) = fake(200, ACTIVITIES, &NORMAL_LIMITS).await;
+        let ten_days = 10 * 86_400;
+        let client = client_for(&base).with_clock(crate::clock::Clock::skewed(ten_days));
+        let before = OffsetDateTime::now_utc();
+        client
+            .list_activities(&token(), 30, None)
+            .await
+            .expect("list");
+        let observed = client.rate_limits().expect("recorded").observed_at;
+        let skew = (observed - before).whole_seconds();
+        assert!(
+            (ten_days - 60..=ten_days + 60).contains(&skew),
+            "observed {skew} s after the machine's now, expected about {ten_days}"
+        );
+    }
+
+    #[tokio::test]
     async fn per_page_is_clamped() {
         let (base, seen) = fake(200, "[]", &[]).await;
         let list = client_for(&base)
