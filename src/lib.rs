@@ -29,6 +29,7 @@
 //! - [`host`]: the Functions host wire protocol and its adapters to the one request model.
 //! - [`http`]: the one request/response model and the client-facing errors with their one
 //!   mapping to HTTP.
+//! - [`logging`]: the process's one log subscriber, text or JSON lines.
 //! - [`schedule`]: the standalone refresh schedule, read from `RefreshToken/function.json`.
 //! - [`config`]: settings from the environment and `local.settings.json`, read once.
 //! - [`clock`]: the one notion of "now".
@@ -50,6 +51,7 @@ pub mod host;
 pub mod http;
 pub mod index;
 pub mod latest_run;
+pub mod logging;
 pub mod push_events;
 pub mod running_year;
 pub mod schedule;
