@@ -34,9 +34,15 @@ impl Clock {
         self.offset_seconds.fetch_add(seconds, Ordering::Relaxed);
     }
 
-    /// Now, as Unix seconds.
+    /// Now, as Unix seconds. Read on every widget request, so it skips the calendar arithmetic
+    /// of [`Clock::now_datetime`] (a clock before 1970 reads as 1970).
     pub fn now(&self) -> i64 {
-        self.now_datetime().unix_timestamp()
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| {
+                i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
+            });
+        since_epoch.saturating_add(self.offset_seconds.load(Ordering::Relaxed))
     }
 
     /// Now, as a date-time in UTC.
@@ -54,6 +60,19 @@ mod tests {
     fn a_skewed_clock_runs_ahead_by_its_offset() {
         let difference = Clock::skewed(45).now() - Clock::system().now();
         assert!((44..=46).contains(&difference), "{difference}");
+    }
+
+    #[test]
+    fn seconds_and_date_time_read_the_same_clock() {
+        for offset in [0, 45, -86_400, 365 * 86_400] {
+            let clock = Clock::skewed(offset);
+            let seconds = clock.now();
+            let date_time = clock.now_datetime().unix_timestamp();
+            assert!(
+                (0..=1).contains(&(date_time - seconds)),
+                "{offset}: {seconds} {date_time}"
+            );
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@
 
 use crate::app::App;
 use crate::config::{self, RawSettings, Settings};
-use crate::host::{HttpInvocationResponse, InvocationRequest};
+use crate::host::{self, body_literal, HttpInvocationResponse, HttpReplies, InvocationRequest};
 use crate::http::{ApiError, FunctionResponse};
 use crate::server::{self, Mode, MAX_BODY_BYTES};
 use crate::strava::webhook::{Aspect, ObjectType, WebhookEvent};
@@ -64,7 +64,8 @@ fn check_api_error(err: &ApiError) -> Outcome {
     Ok(())
 }
 
-/// The invocation parser: `InvocationRequest::parse`, then `http_request()` and `timer()`.
+/// The invocation parser: `InvocationRequest::parse`, then `http_request()` and `timer()`, and
+/// the one-pass [`host::http_request`], which must give the same request or the same error.
 /// Every failure is a `400` with a JSON error body; a request that parses is echoed back as
 /// `Outputs.res` (its headers as the reply's), which must serialize as JSON.
 pub fn invocation_request(data: &[u8]) -> Outcome {
@@ -77,12 +78,33 @@ pub fn invocation_request(data: &[u8]) -> Outcome {
             return check_api_error(&err);
         }
     };
-    match invocation.http_request() {
+    let one_pass = host::http_request(data);
+    match (&one_pass, invocation.http_request()) {
+        (Ok(fast), Ok(slow)) => {
+            // With several HTTP bindings either may be taken; with one, both must agree.
+            let same = fast.method == slow.method
+                && fast.query == slow.query
+                && fast.params == slow.params
+                && fast.headers == slow.headers
+                && fast.body == slow.body;
+            if invocation.data.len() == 1 && !same {
+                return fail("the one-pass and the two-pass decoders disagree");
+            }
+        }
+        (Err(fast), Err(slow)) if fast == &slow => {}
+        (fast, slow) => {
+            return fail(format!(
+                "the one-pass decoder says {fast:?}, the two-pass one {slow:?}"
+            ))
+        }
+    }
+    match one_pass {
         Ok(request) => {
             let mut response = FunctionResponse::json(StatusCode::OK, &serde_json::json!({}));
             response.headers = request.headers.clone();
             let logs = vec![String::from_utf8_lossy(&request.body).into_owned()];
-            let reply = HttpInvocationResponse::new(&response, &logs);
+            let body = body_literal(&response.body);
+            let reply = HttpInvocationResponse::new(&response, &body, &logs);
             let json = serde_json::to_vec(&reply)
                 .map_err(|err| format!("the reply does not serialize: {err}"))?;
             if serde_json::from_slice::<serde_json::Value>(&json).is_err() {
@@ -141,16 +163,14 @@ pub async fn forwarded_request(app: &App, data: &[u8]) -> Outcome {
     } else {
         Ok(request.body)
     };
-    let response = server::route(
-        app,
-        Mode::Host,
-        request.method,
-        request.uri.path(),
-        request.uri.query().unwrap_or(""),
-        request.headers,
+    let raw = server::RawRequest {
+        method: request.method,
+        path: request.uri.path(),
+        raw_query: request.uri.query().unwrap_or(""),
+        headers: request.headers,
         body,
-    )
-    .await;
+    };
+    let response = server::route(app, &HttpReplies::default(), Mode::Host, raw).await;
     let status = response.status();
     let content_type = response
         .headers()

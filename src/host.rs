@@ -9,7 +9,8 @@ use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::RwLock;
 use warp::http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 /// The body of `POST /{FunctionName}`. Bindings stay raw JSON until the one that is needed is
@@ -22,6 +23,55 @@ pub struct InvocationRequest<'a> {
     /// Trigger metadata; not used (everything needed is in `Data`).
     #[serde(rename = "Metadata", default)]
     pub metadata: Option<IgnoredAny>,
+}
+
+/// The envelope of an HTTP function's invocation as the host sends it, decoded in one pass:
+/// `Data` holds one binding, the HTTP trigger, whatever its name. Anything else (several
+/// bindings, a malformed one) is left to [`InvocationRequest`], which says what is wrong.
+#[derive(Deserialize)]
+struct HttpInvocation<'a> {
+    #[serde(rename = "Data", borrow)]
+    data: SoleBinding<HttpTriggerRequest<'a>>,
+    #[serde(rename = "Metadata", default)]
+    _metadata: Option<IgnoredAny>,
+}
+
+/// A JSON object with exactly one entry, whose value is a `T` (the key is not kept).
+struct SoleBinding<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for SoleBinding<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct SoleVisitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for SoleVisitor<T> {
+            type Value = SoleBinding<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object with one binding")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                use serde::de::Error;
+                if map.next_key::<IgnoredAny>()?.is_none() {
+                    return Err(A::Error::custom("no binding"));
+                }
+                let value = map.next_value()?;
+                if map.next_key::<IgnoredAny>()?.is_some() {
+                    return Err(A::Error::custom("more than one binding"));
+                }
+                Ok(SoleBinding(value))
+            }
+        }
+        deserializer.deserialize_map(SoleVisitor(std::marker::PhantomData))
+    }
+}
+
+/// The HTTP trigger's request of an invocation body (`POST /{Function}` of an HTTP function):
+/// the same answer, and the same errors, as [`InvocationRequest::parse`] followed by
+/// [`InvocationRequest::http_request`]. The host's usual envelope, one binding, is decoded in a
+/// single pass with nothing but the request's own parts allocated.
+pub fn http_request(body: &[u8]) -> Result<FunctionRequest, ApiError> {
+    match serde_json::from_slice::<HttpInvocation>(body) {
+        Ok(invocation) => invocation.data.0.into_function_request(),
+        Err(_) => InvocationRequest::parse(body)?.http_request(),
+    }
 }
 
 /// Which keys a binding's value has, to tell an HTTP trigger from a timer whatever its name.
@@ -181,8 +231,9 @@ pub struct HttpOutput<'a> {
     /// Status code (a number).
     #[serde(rename = "statusCode")]
     pub status_code: u16,
-    /// The body as a string (a JSON object here would be re-rendered indented by the host).
-    pub body: Cow<'a, str>,
+    /// The body as a JSON string (a JSON object here would be re-rendered indented by the
+    /// host), already escaped: see [`body_literal`] and [`BodyLiterals`].
+    pub body: &'a RawValue,
     /// String-valued headers, with their usual spelling.
     pub headers: SpelledHeaders<'a>,
 }
@@ -305,17 +356,14 @@ impl HttpTriggerRequest<'_> {
 }
 
 impl<'a> HttpInvocationResponse<'a> {
-    /// Wraps an HTTP function's response as `Outputs.res`.
-    pub fn new(response: &'a FunctionResponse, logs: &'a [String]) -> Self {
+    /// Wraps an HTTP function's response as `Outputs.res`, its body given as the JSON string
+    /// literal of `response.body` ([`body_literal`], or kept by [`BodyLiterals`]).
+    pub fn new(response: &'a FunctionResponse, body: &'a RawValue, logs: &'a [String]) -> Self {
         HttpInvocationResponse {
             outputs: HttpOutputs {
                 res: HttpOutput {
                     status_code: response.status.as_u16(),
-                    // Bodies here are JSON or text; the lossy path only guards against a bug.
-                    body: match std::str::from_utf8(&response.body) {
-                        Ok(text) => Cow::Borrowed(text),
-                        Err(_) => String::from_utf8_lossy(&response.body),
-                    },
+                    body,
                     headers: SpelledHeaders(&response.headers),
                 },
             },
@@ -323,6 +371,58 @@ impl<'a> HttpInvocationResponse<'a> {
             return_value: (),
         }
     }
+}
+
+/// A response body as a JSON string literal, the form `Outputs.res.body` takes. Bodies here are
+/// JSON or text; the lossy path only guards against a bug.
+pub fn body_literal(body: &[u8]) -> Box<RawValue> {
+    let text = match std::str::from_utf8(body) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(body),
+    };
+    // Writing a string cannot fail; the default (`null`) is only there to need no panic.
+    serde_json::value::to_raw_value(&*text).unwrap_or_default()
+}
+
+/// The rendered replies of the last few distinct HTTP answers (`{"Outputs":{"res":…},…}`, as
+/// bytes). The widget's answer is the same status, headers and body for every visitor until the
+/// run changes, and rendering it anew (escaping the body into a JSON string above all) was most
+/// of the cost of an invocation reply.
+#[derive(Debug, Default)]
+pub struct HttpReplies(RwLock<VecDeque<(FunctionResponse, Bytes)>>);
+
+impl HttpReplies {
+    /// How many answers are kept: the JSON answer, its SVG cards and an error or two.
+    const KEPT: usize = 4;
+
+    /// `response` wrapped as `Outputs.res` and rendered: the kept bytes when an equal response
+    /// (status, headers, body) was rendered lately.
+    pub fn render(&self, response: &FunctionResponse) -> Bytes {
+        if let Ok(kept) = self.0.read() {
+            if let Some((_, reply)) = kept.iter().find(|(kept, _)| kept == response) {
+                return reply.clone();
+            }
+        }
+        let body = body_literal(&response.body);
+        let reply = render(&HttpInvocationResponse::new(response, &body, &[]));
+        if let Ok(mut kept) = self.0.write() {
+            if kept.len() >= Self::KEPT {
+                kept.pop_back();
+            }
+            kept.push_front((response.clone(), reply.clone()));
+        }
+        reply
+    }
+}
+
+/// A reply to the host as JSON bytes.
+pub fn render(reply: &impl Serialize) -> Bytes {
+    let mut bytes = Vec::with_capacity(2048);
+    // Only a bug (a map with non-string keys) could fail; `{}` is still a reply the host reads.
+    if serde_json::to_writer(&mut bytes, reply).is_err() {
+        bytes = b"{}".to_vec();
+    }
+    Bytes::from(bytes)
 }
 
 /// `content-type` → `Content-Type`, `etag` → `ETag`.
@@ -453,12 +553,94 @@ mod tests {
     }
 
     #[test]
+    fn one_pass_decoding_gives_the_two_pass_answer() {
+        let compact = serde_json::from_str::<serde_json::Value>(HTTP_FIXTURE)
+            .expect("fixture")
+            .to_string();
+        let with_timer = compact.replacen(
+            "\"Data\":{",
+            "\"Data\":{\"myTimer\":{\"IsPastDue\":false},",
+            1,
+        );
+        let cases = [
+            HTTP_FIXTURE.to_owned(),
+            compact.clone(),
+            compact.replace("\"req\"", "\"request\""),
+            with_timer,
+            compact.replace("\"Method\":\"GET\"", "\"Method\":\"G T\""),
+            compact.replace("\"Query\":{", "\"Query\":{\"name\":\"first\","),
+            compact.replace("\"Data\":{\"req\":", "\"Data\":{\"req\":null,\"x\":"),
+            TIMER_FIXTURE.to_owned(),
+            "{\"Data\":{}}".to_owned(),
+            compact[..compact.len() - 1].to_owned(),
+        ];
+        for case in &cases {
+            let one_pass = http_request(case.as_bytes());
+            let two_pass = InvocationRequest::parse(case.as_bytes()).and_then(|i| i.http_request());
+            match (one_pass, two_pass) {
+                (Ok(fast), Ok(slow)) => {
+                    assert_eq!(fast.method, slow.method, "{case}");
+                    assert_eq!(fast.query, slow.query, "{case}");
+                    assert_eq!(fast.params, slow.params, "{case}");
+                    assert_eq!(fast.headers, slow.headers, "{case}");
+                    assert_eq!(fast.body, slow.body, "{case}");
+                }
+                (fast, slow) => assert_eq!(fast.err(), slow.err(), "{case}"),
+            }
+        }
+        let fixture = http_request(compact.as_bytes()).expect("the host's envelope");
+        assert_eq!(
+            fixture.headers["x-request-id"],
+            "7d1f0c3e-5b7a-4c1e-9a3b-2f4e6d8c0a11"
+        );
+    }
+
+    #[test]
+    fn rendered_replies_are_kept_per_answer_and_equal_a_fresh_rendering() {
+        let replies = HttpReplies::default();
+        let answer =
+            FunctionResponse::json(StatusCode::OK, &serde_json::json!({"name": "\"Run\""}))
+                .with_header(warp::http::header::ETAG, "\"abc\"");
+        let fresh = |response: &FunctionResponse| {
+            let body = body_literal(&response.body);
+            render(&HttpInvocationResponse::new(response, &body, &[]))
+        };
+        let first = replies.render(&answer);
+        assert_eq!(first, fresh(&answer));
+        let json: serde_json::Value = serde_json::from_slice(&first).expect("JSON");
+        assert_eq!(json["Outputs"]["res"]["body"], "{\"name\":\"\\\"Run\\\"\"}");
+        // The same answer again: the same bytes, not rendered anew.
+        assert_eq!(replies.render(&answer.clone()).as_ptr(), first.as_ptr());
+        // Any difference is another answer: status, a header, the body.
+        let mut other_status = answer.clone();
+        other_status.status = StatusCode::NOT_MODIFIED;
+        let other_header = answer
+            .clone()
+            .with_header(warp::http::header::VARY, "Origin");
+        let mut other_body = answer.clone();
+        other_body.body = Bytes::from_static(b"{}");
+        for other in [&other_status, &other_header, &other_body] {
+            let reply = replies.render(other);
+            assert_ne!(reply, first);
+            assert_eq!(reply, fresh(other));
+        }
+        // A fourth other answer pushes the first out: rendered anew, to the same bytes.
+        let mut fourth = answer.clone();
+        fourth.status = StatusCode::NOT_FOUND;
+        replies.render(&fourth);
+        let again = replies.render(&answer);
+        assert_ne!(again.as_ptr(), first.as_ptr());
+        assert_eq!(again, first);
+    }
+
+    #[test]
     fn http_reply_puts_the_body_as_a_string_and_headers_as_strings() {
         let response = FunctionResponse::json(StatusCode::OK, &serde_json::json!({"a": 1}))
             .with_header(warp::http::header::ETAG, "\"abc\"")
             .with_header(warp::http::header::ACCESS_CONTROL_ALLOW_ORIGIN, "*");
         let logs = vec!["ok".to_owned()];
-        let reply = HttpInvocationResponse::new(&response, &logs);
+        let body = body_literal(&response.body);
+        let reply = HttpInvocationResponse::new(&response, &body, &logs);
         let json = serde_json::to_value(&reply).expect("json");
         assert_eq!(json["Outputs"]["res"]["statusCode"], 200);
         assert_eq!(json["Outputs"]["res"]["body"], "{\"a\":1}");

@@ -10,7 +10,7 @@ pub use connections::ServerLimits;
 
 use crate::app::App;
 use crate::functions::{self, FunctionName};
-use crate::host::{HttpInvocationResponse, InvocationRequest, InvocationResponse};
+use crate::host::{self, HttpReplies, InvocationRequest, InvocationResponse};
 use crate::http::{ApiError, FunctionRequest};
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
@@ -59,7 +59,9 @@ pub fn routes(
     app: Arc<App>,
     mode: Mode,
 ) -> impl Filter<Extract = (Response<Bytes>,), Error = Infallible> + Clone + Send + Sync + 'static {
-    let with_app = warp::any().map(move || Arc::clone(&app));
+    // Shared by every connection: the invocation replies of the latest answers.
+    let http_replies = Arc::new(HttpReplies::default());
+    let with_app = warp::any().map(move || (Arc::clone(&app), Arc::clone(&http_replies)));
     warp::method()
         .and(warp::path::full())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
@@ -72,9 +74,16 @@ pub fn routes(
                   query: String,
                   headers: HeaderMap,
                   body,
-                  app: Arc<App>| async move {
+                  (app, http_replies): (Arc<App>, Arc<HttpReplies>)| async move {
                 let body = read_body(&headers, body).await;
-                route(&app, mode, method, path.as_str(), &query, headers, body).await
+                let request = RawRequest {
+                    method,
+                    path: path.as_str(),
+                    raw_query: &query,
+                    headers,
+                    body,
+                };
+                route(&app, &http_replies, mode, request).await
             },
         )
         .recover(|_rejection: warp::Rejection| async move {
@@ -129,18 +138,31 @@ where
         })
 }
 
-/// Routes one request whose body has been read (or failed to be read): the routing [`routes`]
-/// does after warp has taken the request apart. The fuzz targets (the `fuzzing` feature) drive
-/// it in-process with any path, query, headers and body.
+/// A request as warp has taken it apart, its body read (or failed to be read).
+pub(crate) struct RawRequest<'a> {
+    pub method: Method,
+    pub path: &'a str,
+    pub raw_query: &'a str,
+    pub headers: HeaderMap,
+    pub body: Result<Bytes, ApiError>,
+}
+
+/// Routes one request: the routing [`routes`] does after warp has taken the request apart. The
+/// fuzz targets (the `fuzzing` feature) drive it in-process with any path, query, headers and
+/// body.
 pub(crate) async fn route(
     app: &App,
+    http_replies: &HttpReplies,
     mode: Mode,
-    method: Method,
-    path: &str,
-    raw_query: &str,
-    headers: HeaderMap,
-    body: Result<Bytes, ApiError>,
+    request: RawRequest<'_>,
 ) -> Response<Bytes> {
+    let RawRequest {
+        method,
+        path,
+        raw_query,
+        headers,
+        body,
+    } = request;
     // One leading slash and at most one trailing one (`/api/GetLatestRun/` is the function, as
     // in the host's routing); any other empty segment (`//api/GetLatestRun`, `/api/x//`, `//`)
     // makes the path unknown rather than a second name for a route.
@@ -189,7 +211,9 @@ pub(crate) async fn route(
             Some(function) if method == Method::POST => match body {
                 Ok(body) => {
                     let span = functions::span(function, functions::invocation_id(&headers));
-                    invoke(app, function, &body).instrument(span).await
+                    invoke(app, http_replies, function, &body)
+                        .instrument(span)
+                        .await
                 }
                 Err(err) => err.to_response().into_http(),
             },
@@ -246,43 +270,49 @@ async fn call_public(
 }
 
 /// Handles the invocation form: parse the envelope, run the function, wrap its result.
-async fn invoke(app: &App, function: FunctionName, body: &[u8]) -> Response<Bytes> {
-    let invocation = match InvocationRequest::parse(body) {
-        Ok(invocation) => invocation,
-        Err(err) => return err.to_response().into_http(),
-    };
+async fn invoke(
+    app: &App,
+    http_replies: &HttpReplies,
+    function: FunctionName,
+    body: &[u8],
+) -> Response<Bytes> {
     if function.is_http() {
-        let request = match invocation.http_request() {
+        let request = match host::http_request(body) {
             Ok(request) => request,
             Err(err) => return err.to_response().into_http(),
         };
         let response = functions::call_http(app, function, request).await;
         // No log line per widget request: the host records every invocation and its status.
-        return invocation_reply(StatusCode::OK, &HttpInvocationResponse::new(&response, &[]));
+        return invocation_reply(StatusCode::OK, http_replies.render(&response));
     }
+    let invocation = match InvocationRequest::parse(body) {
+        Ok(invocation) => invocation,
+        Err(err) => return err.to_response().into_http(),
+    };
     let timer = match invocation.timer() {
         Ok(timer) => timer,
         Err(err) => return err.to_response().into_http(),
     };
-    match functions::call_timer(app, function, &timer).await {
-        Ok(logs) => invocation_reply(StatusCode::OK, &InvocationResponse::logs_only(logs)),
+    // Boxed: a timer's future is several KiB, and an unboxed one would make every request's
+    // future (the widget's GET included) that large, to be copied as it is set up.
+    match Box::pin(functions::call_timer(app, function, &timer)).await {
+        Ok(logs) => invocation_reply(
+            StatusCode::OK,
+            host::render(&InvocationResponse::logs_only(logs)),
+        ),
         Err(message) => {
             // The host drops Logs of a failed invocation, so the reason also goes to stdout.
             tracing::error!(function = function.as_str(), "{message}");
             invocation_reply(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                &InvocationResponse::logs_only(vec![message]),
+                host::render(&InvocationResponse::logs_only(vec![message])),
             )
         }
     }
 }
 
-fn invocation_reply(status: StatusCode, reply: &impl serde::Serialize) -> Response<Bytes> {
-    let mut body = Vec::with_capacity(2048);
-    if serde_json::to_writer(&mut body, reply).is_err() {
-        body = b"{}".to_vec();
-    }
-    let mut response = Response::new(Bytes::from(body));
+fn invocation_reply(status: StatusCode, reply: Bytes) -> Response<Bytes> {
+    let mut response = Response::new(reply);
     *response.status_mut() = status;
     // The host's formatter wants exactly application/json.
     response.headers_mut().insert(

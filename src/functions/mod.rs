@@ -14,6 +14,7 @@ pub mod widget;
 
 use crate::app::App;
 pub use crate::http::{FunctionRequest, FunctionResponse, TimerInfo, JSON_CONTENT_TYPE};
+use warp::http::HeaderName;
 
 /// The functions of the app, named as their folders (the invocation path) are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,8 +68,10 @@ impl FunctionName {
     }
 }
 
-/// The request header the Functions host sets on every request it sends for an invocation.
-pub const INVOCATION_ID_HEADER: &str = "x-azure-functions-invocationid";
+/// The request header the Functions host sets on every request it sends for an invocation (a
+/// `HeaderName`, so that looking it up does not parse the name on every request).
+pub static INVOCATION_ID_HEADER: HeaderName =
+    HeaderName::from_static("x-azure-functions-invocationid");
 
 /// The span one run of `function` is logged in: every event inside it (and inside the tasks
 /// it starts) carries `function` and `invocation_id` (in JSON logs under `span`). The id is
@@ -90,7 +93,7 @@ pub fn span(function: FunctionName, invocation_id: Option<&str>) -> tracing::Spa
 /// is not logged).
 pub fn invocation_id(headers: &warp::http::HeaderMap) -> Option<&str> {
     headers
-        .get(INVOCATION_ID_HEADER)
+        .get(&INVOCATION_ID_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|id| {
