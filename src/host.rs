@@ -8,6 +8,7 @@ use bytes::Bytes;
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use serde_with::serde_as;
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::sync::RwLock;
@@ -94,7 +95,9 @@ impl BindingKeys {
 }
 
 /// `Data.req` of an HTTP trigger in the invocation form. Strings are borrowed from the body
-/// where JSON allows (no escapes), and headers go straight into a `HeaderMap`.
+/// where JSON allows (no escapes), headers go straight into a `HeaderMap`, and the query and
+/// route parameters into lists of pairs in the order sent.
+#[serde_as]
 #[derive(Debug, Deserialize)]
 pub struct HttpTriggerRequest<'a> {
     /// The public URL, query included.
@@ -105,13 +108,15 @@ pub struct HttpTriggerRequest<'a> {
     pub method: Text<'a>,
     /// Decoded query; repeated keys arrive comma-joined.
     #[serde(rename = "Query", default)]
-    pub query: HashMap<String, String>,
+    #[serde_as(as = "serde_with::Map<_, _>")]
+    pub query: Vec<(String, String)>,
     /// Headers, each with its values as an array.
     #[serde(rename = "Headers", default, deserialize_with = "headers_from_arrays")]
     pub headers: HeaderMap,
     /// Route parameters (a missing optional one is null).
     #[serde(rename = "Params", default)]
-    pub params: HashMap<String, Option<String>>,
+    #[serde_as(as = "serde_with::Map<_, _>")]
+    pub params: Vec<(String, Option<String>)>,
     /// Claims identities; opaque and unused here.
     #[serde(rename = "Identities", default)]
     pub identities: Option<IgnoredAny>,
@@ -333,15 +338,13 @@ impl HttpTriggerRequest<'_> {
         let method = Method::from_bytes(self.method.0.as_bytes()).map_err(|_| {
             ApiError::BadRequest(format!("'{}' is not an HTTP method.", self.method.0))
         })?;
-        // Query is already decoded; sort for a stable order (the host's object has none).
-        let mut query: Vec<(String, String)> = self.query.into_iter().collect();
-        query.sort();
-        let mut params: Vec<(String, String)> = self
-            .params
+        // Query is already decoded; sorted by name for a stable order (the host's object has
+        // none). A name sent twice in one object keeps its last value, as a map would.
+        let query = last_of_each_name(self.query);
+        let params = last_of_each_name(self.params)
             .into_iter()
             .filter_map(|(name, value)| value.map(|value| (name, value)))
             .collect();
-        params.sort();
         Ok(FunctionRequest {
             method,
             query,
@@ -353,6 +356,15 @@ impl HttpTriggerRequest<'_> {
                 .unwrap_or_default(),
         })
     }
+}
+
+/// `pairs` sorted by name, each name once with the last value it had.
+fn last_of_each_name<V>(mut pairs: Vec<(String, V)>) -> Vec<(String, V)> {
+    // Reversed, a stable sort puts each name's last value first among its equals.
+    pairs.reverse();
+    pairs.sort_by(|a, b| a.0.cmp(&b.0));
+    pairs.dedup_by(|later, kept| later.0 == kept.0);
+    pairs
 }
 
 impl<'a> HttpInvocationResponse<'a> {
@@ -497,6 +509,22 @@ mod tests {
         assert_eq!(request.headers["accept"], "application/json");
         assert!(request.body.is_empty());
         assert!(invocation.timer().is_err());
+    }
+
+    #[test]
+    fn a_name_sent_twice_keeps_its_last_value_and_null_params_are_left_out() {
+        let envelope = r#"{"Data":{"req":{"Url":"http://x/api/widget/a","Method":"GET",
+            "Query":{"b":"1","a":"first","a":"last"},
+            "Params":{"file":"a","file":"latest-run.js","other":null}}}}"#;
+        let request = http_request(envelope.as_bytes()).expect("request");
+        assert_eq!(
+            request.query,
+            vec![("a".into(), "last".into()), ("b".into(), "1".into())]
+        );
+        assert_eq!(
+            request.params,
+            vec![("file".into(), "latest-run.js".into())]
+        );
     }
 
     #[test]

@@ -54,27 +54,36 @@ pub async fn run(
     connections::serve(listener, routes(app, mode), limits, shutdown).await;
 }
 
+/// The app and the invocation replies of its latest answers, shared by every connection.
+struct Shared {
+    app: Arc<App>,
+    http_replies: HttpReplies,
+}
+
 /// Every route of the app in `mode` as one filter that never rejects.
 pub fn routes(
     app: Arc<App>,
     mode: Mode,
 ) -> impl Filter<Extract = (Response<Bytes>,), Error = Infallible> + Clone + Send + Sync + 'static {
-    // Shared by every connection: the invocation replies of the latest answers.
-    let http_replies = Arc::new(HttpReplies::default());
-    let with_app = warp::any().map(move || (Arc::clone(&app), Arc::clone(&http_replies)));
+    // What every request needs, behind one reference count (each request takes one clone).
+    let shared = Arc::new(Shared {
+        app,
+        http_replies: HttpReplies::default(),
+    });
+    let with_shared = warp::any().map(move || Arc::clone(&shared));
     warp::method()
         .and(warp::path::full())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::header::headers_cloned())
         .and(warp::body::stream())
-        .and(with_app)
+        .and(with_shared)
         .then(
             move |method: Method,
                   path: FullPath,
                   query: String,
                   headers: HeaderMap,
                   body,
-                  (app, http_replies): (Arc<App>, Arc<HttpReplies>)| async move {
+                  shared: Arc<Shared>| async move {
                 let body = read_body(&headers, body).await;
                 let request = RawRequest {
                     method,
@@ -83,7 +92,7 @@ pub fn routes(
                     headers,
                     body,
                 };
-                route(&app, &http_replies, mode, request).await
+                route(&shared.app, &shared.http_replies, mode, request).await
             },
         )
         .recover(|_rejection: warp::Rejection| async move {
@@ -112,11 +121,27 @@ where
         return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
     }
     let read = async {
+        let unreadable = |_| ApiError::BadRequest("The request body could not be read.".into());
         let mut stream = std::pin::pin!(stream);
-        let mut body = BytesMut::new();
-        while let Some(chunk) = stream.next().await {
-            let mut chunk = chunk
-                .map_err(|_| ApiError::BadRequest("The request body could not be read.".into()))?;
+        // A body that arrives in one piece (the host's envelopes, most webhooks) is taken as it
+        // is, without a copy; only one in several pieces is put together.
+        let mut first = match stream.next().await {
+            None => return Ok(Bytes::new()),
+            Some(chunk) => chunk.map_err(unreadable)?,
+        };
+        if first.remaining() > MAX_BODY_BYTES {
+            return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
+        }
+        let first = first.copy_to_bytes(first.remaining());
+        let Some(second) = stream.next().await else {
+            return Ok(first);
+        };
+        let mut body =
+            BytesMut::with_capacity(declared.unwrap_or(0).clamp(first.len(), MAX_BODY_BYTES));
+        body.extend_from_slice(&first);
+        let mut next = Some(second);
+        while let Some(chunk) = next {
+            let mut chunk = chunk.map_err(unreadable)?;
             if body.len() + chunk.remaining() > MAX_BODY_BYTES {
                 return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
             }
@@ -126,6 +151,7 @@ where
                 let n = part.len();
                 chunk.advance(n);
             }
+            next = stream.next().await;
         }
         Ok(body.freeze())
     };
@@ -210,7 +236,7 @@ pub(crate) async fn route(
         [Some(name), None, None, None] if mode == Mode::Host => match FunctionName::parse(name) {
             Some(function) if method == Method::POST => match body {
                 Ok(body) => {
-                    let span = functions::span(function, functions::invocation_id(&headers));
+                    let span = functions::span(function, Some(&headers));
                     invoke(app, http_replies, function, &body)
                         .instrument(span)
                         .await
@@ -256,8 +282,7 @@ async fn call_public(
 ) -> Response<Bytes> {
     match body {
         Ok(body) => {
-            let span = functions::invocation_id(&request.headers)
-                .map(|id| functions::span(function, Some(id)));
+            let span = functions::forwarded_span(function, &request.headers);
             let call = functions::call_http(app, function, FunctionRequest { body, ..request });
             match span {
                 Some(span) => call.instrument(span).await,

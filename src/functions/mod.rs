@@ -14,7 +14,7 @@ pub mod widget;
 
 use crate::app::App;
 pub use crate::http::{FunctionRequest, FunctionResponse, TimerInfo, JSON_CONTENT_TYPE};
-use warp::http::HeaderName;
+use warp::http::{HeaderMap, HeaderName};
 
 /// The functions of the app, named as their folders (the invocation path) are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,10 +75,14 @@ pub static INVOCATION_ID_HEADER: HeaderName =
 
 /// The span one run of `function` is logged in: every event inside it (and inside the tasks
 /// it starts) carries `function` and `invocation_id` (in JSON logs under `span`). The id is
-/// the host's `X-Azure-Functions-InvocationId`; without one (standalone, or a direct call)
-/// the span has no id field.
-pub fn span(function: FunctionName, invocation_id: Option<&str>) -> tracing::Span {
-    match invocation_id {
+/// the host's `X-Azure-Functions-InvocationId` in `headers`; without one (standalone, or a
+/// timer the app runs itself) the span has no id field. With `info` off (as under load in
+/// `scripts/bench`) the span is off too, and the headers are not even looked at.
+pub fn span(function: FunctionName, headers: Option<&HeaderMap>) -> tracing::Span {
+    if !tracing::enabled!(tracing::Level::INFO) {
+        return tracing::Span::none();
+    }
+    match headers.and_then(invocation_id) {
         Some(id) => tracing::info_span!(
             "invocation",
             function = function.as_str(),
@@ -88,10 +92,19 @@ pub fn span(function: FunctionName, invocation_id: Option<&str>) -> tracing::Spa
     }
 }
 
+/// The span of a forwarded request: [`span`] when the host sent an invocation id, none
+/// otherwise (the widget's requests in standalone mode are not logged one by one).
+pub fn forwarded_span(function: FunctionName, headers: &HeaderMap) -> Option<tracing::Span> {
+    if !tracing::enabled!(tracing::Level::INFO) || !headers.contains_key(&INVOCATION_ID_HEADER) {
+        return None;
+    }
+    Some(span(function, Some(headers)))
+}
+
 /// The host's invocation id of a request, when it has one that looks like an id (the host
 /// sends a GUID; anything longer than 64 characters or with other than letters, digits and `-`
 /// is not logged).
-pub fn invocation_id(headers: &warp::http::HeaderMap) -> Option<&str> {
+pub fn invocation_id(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(&INVOCATION_ID_HEADER)
         .and_then(|v| v.to_str().ok())
