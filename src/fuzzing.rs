@@ -166,7 +166,10 @@ pub async fn forwarded_request(app: &App, data: &[u8]) -> Outcome {
     let raw = server::RawRequest {
         method: request.method,
         path: request.uri.path(),
-        raw_query: request.uri.query().unwrap_or(""),
+        // Decoded as warp's query filter decodes it (form_urlencoded, invalid UTF-8 replaced).
+        query: url::form_urlencoded::parse(request.uri.query().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect(),
         headers: request.headers,
         body,
     };

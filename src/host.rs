@@ -69,9 +69,13 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for SoleBinding<T> {
 /// [`InvocationRequest::http_request`]. The host's usual envelope, one binding, is decoded in a
 /// single pass with nothing but the request's own parts allocated.
 pub fn http_request(body: &[u8]) -> Result<FunctionRequest, ApiError> {
-    match serde_json::from_slice::<HttpInvocation>(body) {
-        Ok(invocation) => invocation.data.0.into_function_request(),
-        Err(_) => InvocationRequest::parse(body)?.http_request(),
+    // The whole body is checked for UTF-8 once, a word at a time, rather than string by string.
+    let one_pass = std::str::from_utf8(body)
+        .ok()
+        .and_then(|text| serde_json::from_str::<HttpInvocation>(text).ok());
+    match one_pass {
+        Some(invocation) => invocation.data.0.into_function_request(),
+        None => InvocationRequest::parse(body)?.http_request(),
     }
 }
 
@@ -616,6 +620,11 @@ mod tests {
                 (fast, slow) => assert_eq!(fast.err(), slow.err(), "{case}"),
             }
         }
+        // Bytes that are not UTF-8: the same 400 either way.
+        let not_utf8 = b"{\"Data\":{\"req\":{\"Url\":\"\xff\",\"Method\":\"GET\"}}}";
+        let two_pass = InvocationRequest::parse(not_utf8).and_then(|i| i.http_request());
+        assert_eq!(http_request(not_utf8).err(), two_pass.err());
+        assert!(http_request(not_utf8).is_err());
         let fixture = http_request(compact.as_bytes()).expect("the host's envelope");
         assert_eq!(
             fixture.headers["x-request-id"],

@@ -114,7 +114,7 @@ impl Application {
     /// the binary never calls this.
     #[doc(hidden)]
     pub fn with_header_read_timeout(mut self, timeout: std::time::Duration) -> Self {
-        self.limits.header_read_timeout = timeout;
+        self.limits.header_read_timeout = Some(timeout);
         self
     }
 

@@ -1,7 +1,7 @@
 //! Accepts TCP connections and serves each with hyper's HTTP/1.1 under [`ServerLimits`], so that
-//! a client that sends its request head slowly, or nothing at all, or sits idle on a kept-alive
-//! connection, is disconnected instead of held forever; stops accepting on shutdown and lets
-//! in-flight requests finish.
+//! (standalone, where anyone can connect) a client that sends its request head slowly, or
+//! nothing at all, or sits idle on a kept-alive connection, is disconnected instead of held
+//! forever; stops accepting on shutdown and lets in-flight requests finish.
 //!
 //! warp's own server builds hyper without a timer, and without a timer hyper's header-read
 //! timeout never fires; this loop is warp's (same accept-error handling), with the timer and the
@@ -25,8 +25,9 @@ use warp::Filter;
 pub struct ServerLimits {
     /// How long a connection may take to send a whole request head: from the connection's start,
     /// and again on a kept-alive connection from the end of the previous answer (so it is also
-    /// the idle timeout). [`ServerLimits::for_mode`] picks it; a test may set a shorter one.
-    pub header_read_timeout: Duration,
+    /// the idle timeout); none, no limit. [`ServerLimits::for_mode`] picks it; a test may set a
+    /// shorter one.
+    pub header_read_timeout: Option<Duration>,
 }
 
 impl ServerLimits {
@@ -36,12 +37,6 @@ impl ServerLimits {
     /// 30 s. As it is also the idle timeout, a reverse proxy in front should keep its idle
     /// upstream connections for less (docs/deploy.md, "Behind a reverse proxy").
     pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-
-    /// The header-read timeout behind a Functions host, the only peer (on loopback): 5 minutes.
-    /// The host keeps idle connections in its pool for a minute or two (.NET's default); closing
-    /// them sooner would race its reuse of one and fail that invocation. Nobody else reaches the
-    /// handler's port, so a slow head is no threat there.
-    pub const HOST_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(300);
 
     /// The largest request head (request line and header lines), in bytes: 64 KiB, above what
     /// the Functions host's Kestrel accepts by default (32 KiB of headers plus an 8 KiB request
@@ -66,12 +61,17 @@ impl ServerLimits {
     /// still be saved before the platform's own deadline (Functions and systemd allow 30 s).
     pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-    /// The limits for a server in `mode`.
+    /// The limits for a server in `mode`. Behind a Functions host there is no header-read
+    /// timeout. The host is the only peer, on loopback (nobody else reaches the handler's port,
+    /// so a slow head is no threat there); it keeps idle connections in its pool for a minute or
+    /// two (.NET's default) and closes them itself, and closing one first would race its reuse
+    /// and fail that invocation. A timeout would also cost every request a timer set and
+    /// cancelled (about a twentieth of a warm answer's work, measured with `scripts/bench`).
     pub fn for_mode(mode: super::Mode) -> Self {
         ServerLimits {
             header_read_timeout: match mode {
-                super::Mode::Host => Self::HOST_HEADER_READ_TIMEOUT,
-                super::Mode::Standalone => Self::HEADER_READ_TIMEOUT,
+                super::Mode::Host => None,
+                super::Mode::Standalone => Some(Self::HEADER_READ_TIMEOUT),
             },
         }
     }
@@ -79,7 +79,7 @@ impl ServerLimits {
 
 /// Serves `filter` on every connection `listener` accepts until `shutdown` completes, then stops
 /// accepting and waits for the open connections: requests in flight finish, idle connections are
-/// closed, and one still sending its head is closed by its header-read timeout; after
+/// closed, and one still sending its head is closed by its header-read timeout, if any; after
 /// [`ServerLimits::SHUTDOWN_GRACE`] the rest are left to the process's exit.
 pub async fn serve<F>(
     listener: TcpListener,
@@ -90,10 +90,13 @@ pub async fn serve<F>(
     F: Filter<Extract = (Response<Bytes>,), Error = Infallible> + Clone + Send + Sync + 'static,
 {
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
+    http.header_read_timeout(limits.header_read_timeout)
         .max_header_size(ServerLimits::MAX_HEAD_BYTES)
         .max_buf_size(ServerLimits::MAX_BUFFER_BYTES);
+    if limits.header_read_timeout.is_some() {
+        // The timer only the timeout needs (hyper panics on a timeout without one).
+        http.timer(TokioTimer::new());
+    }
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -149,13 +152,14 @@ mod tests {
     use crate::server::Mode;
 
     #[test]
-    fn behind_a_host_idle_connections_outlive_the_hosts_pool_and_standalone_slow_heads_do_not() {
-        // .NET keeps idle pooled connections for 1 minute (2 in older versions): the handler
-        // must not close one the host may be about to reuse.
-        assert!(ServerLimits::for_mode(Mode::Host).header_read_timeout > Duration::from_secs(120));
+    fn behind_a_host_idle_connections_are_the_hosts_to_close_and_standalone_slow_heads_are_not() {
+        // .NET keeps idle pooled connections for 1 minute (2 in older versions) and closes them
+        // itself: the handler must not close one the host may be about to reuse.
+        assert_eq!(ServerLimits::for_mode(Mode::Host).header_read_timeout, None);
+        let standalone = ServerLimits::for_mode(Mode::Standalone).header_read_timeout;
         assert!(
-            ServerLimits::for_mode(Mode::Standalone).header_read_timeout
-                < ServerLimits::for_mode(Mode::Host).header_read_timeout
+            standalone.is_some_and(|t| t <= Duration::from_secs(30)),
+            "{standalone:?}"
         );
         assert!(ServerLimits::SHUTDOWN_GRACE < Duration::from_secs(30));
     }

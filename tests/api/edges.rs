@@ -443,8 +443,8 @@ async fn a_shutdown_behind_the_host_leaves_a_client_stuck_mid_head_after_its_gra
     let mut handler = HandlerProcess::spawn(&settings, &[]).await;
     handler.wait_ready().await;
 
-    // Behind a host the head timeout is minutes long: without a bound on the shutdown, this
-    // client would hold the process that long, and the held tokens would never be saved.
+    // Behind a host there is no head timeout: without a bound on the shutdown, this
+    // client would hold the process for good, and the held tokens would never be saved.
     let mut stuck = TcpStream::connect(host_port(&handler.address))
         .await
         .expect("connect");
