@@ -241,7 +241,7 @@ pub struct HttpOutput<'a> {
     #[serde(rename = "statusCode")]
     pub status_code: u16,
     /// The body as a JSON string (a JSON object here would be re-rendered indented by the
-    /// host), already escaped: see [`body_literal`] and [`BodyLiterals`].
+    /// host), already escaped: see [`body_literal`] and [`HttpReplies`].
     pub body: &'a RawValue,
     /// String-valued headers, with their usual spelling.
     pub headers: SpelledHeaders<'a>,
@@ -373,7 +373,7 @@ fn last_of_each_name<V>(mut pairs: Vec<(String, V)>) -> Vec<(String, V)> {
 
 impl<'a> HttpInvocationResponse<'a> {
     /// Wraps an HTTP function's response as `Outputs.res`, its body given as the JSON string
-    /// literal of `response.body` ([`body_literal`], or kept by [`BodyLiterals`]).
+    /// literal of `response.body` ([`body_literal`], or kept by [`HttpReplies`]).
     pub fn new(response: &'a FunctionResponse, body: &'a RawValue, logs: &'a [String]) -> Self {
         HttpInvocationResponse {
             outputs: HttpOutputs {
@@ -412,20 +412,30 @@ impl HttpReplies {
     const KEPT: usize = 4;
 
     /// `response` wrapped as `Outputs.res` and rendered: the kept bytes when an equal response
-    /// (status, headers, body) was rendered lately.
+    /// (status, headers, body) was rendered lately. Only answers with an ETag are kept: they are
+    /// the ones that repeat (the widget's answers and cards, their `304`s), and one-off replies
+    /// (a webhook's, an error) must not push them out.
     pub fn render(&self, response: &FunctionResponse) -> Bytes {
-        if let Ok(kept) = self.0.read() {
-            if let Some((_, reply)) = kept.iter().find(|(kept, _)| kept == response) {
-                return reply.clone();
+        let keep = response.headers.contains_key(warp::http::header::ETAG);
+        if keep {
+            if let Ok(kept) = self.0.read() {
+                if let Some((_, reply)) = kept.iter().find(|(kept, _)| kept == response) {
+                    return reply.clone();
+                }
             }
         }
         let body = body_literal(&response.body);
         let reply = render(&HttpInvocationResponse::new(response, &body, &[]));
-        if let Ok(mut kept) = self.0.write() {
-            if kept.len() >= Self::KEPT {
-                kept.pop_back();
+        if keep {
+            if let Ok(mut kept) = self.0.write() {
+                // Requests that missed together keep one copy.
+                if !kept.iter().any(|(kept, _)| kept == response) {
+                    if kept.len() >= Self::KEPT {
+                        kept.pop_back();
+                    }
+                    kept.push_front((response.clone(), reply.clone()));
+                }
             }
-            kept.push_front((response.clone(), reply.clone()));
         }
         reply
     }
@@ -661,6 +671,12 @@ mod tests {
             assert_ne!(reply, first);
             assert_eq!(reply, fresh(other));
         }
+        // Replies without an ETag (a webhook's, an error) are rendered each time and kept not.
+        let one_off = FunctionResponse::json(StatusCode::OK, &serde_json::json!({"ok": true}));
+        let one_off_reply = replies.render(&one_off);
+        assert_eq!(one_off_reply, fresh(&one_off));
+        assert_ne!(replies.render(&one_off).as_ptr(), one_off_reply.as_ptr());
+        assert_eq!(replies.render(&answer).as_ptr(), first.as_ptr());
         // A fourth other answer pushes the first out: rendered anew, to the same bytes.
         let mut fourth = answer.clone();
         fourth.status = StatusCode::NOT_FOUND;

@@ -6,7 +6,8 @@
 //! `tests/api/layers.rs`, reads this list and every `crate::` path in `src/` and fails on an
 //! upward use).
 //! - [`server`]: the warp routes and the connections they are served on; routes both request
-//!   forms, caps bodies, and limits how long and how large a request's head may be.
+//!   forms, caps bodies, and limits how large a request's head may be (and, standalone, how long
+//!   it may take).
 //! - [`functions`]: one module per function (`GetLatestRun`, `GetRunningYear`, `RefreshToken`,
 //!   `StravaWebhook`, `Widget`) and the dispatch; the only code that joins HTTP and the domain.
 //! - [`app`]: the shared state: the domain services, built once without I/O.

@@ -95,10 +95,10 @@ pub fn span(function: FunctionName, headers: Option<&HeaderMap>) -> tracing::Spa
 /// The span of a forwarded request: [`span`] when the host sent an invocation id, none
 /// otherwise (the widget's requests in standalone mode are not logged one by one).
 pub fn forwarded_span(function: FunctionName, headers: &HeaderMap) -> Option<tracing::Span> {
-    if !tracing::enabled!(tracing::Level::INFO) || !headers.contains_key(&INVOCATION_ID_HEADER) {
+    if !tracing::enabled!(tracing::Level::INFO) {
         return None;
     }
-    Some(span(function, Some(headers)))
+    invocation_id(headers).map(|_| span(function, Some(headers)))
 }
 
 /// The host's invocation id of a request, when it has one that looks like an id (the host
