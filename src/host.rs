@@ -419,7 +419,7 @@ impl HttpReplies {
         let keep = response.headers.contains_key(warp::http::header::ETAG);
         if keep {
             if let Ok(kept) = self.0.read() {
-                if let Some((_, reply)) = kept.iter().find(|(kept, _)| kept == response) {
+                if let Some((_, reply)) = kept.iter().find(|(kept, _)| same(kept, response)) {
                     return reply.clone();
                 }
             }
@@ -429,7 +429,7 @@ impl HttpReplies {
         if keep {
             if let Ok(mut kept) = self.0.write() {
                 // Requests that missed together keep one copy.
-                if !kept.iter().any(|(kept, _)| kept == response) {
+                if !kept.iter().any(|(kept, _)| same(kept, response)) {
                     if kept.len() >= Self::KEPT {
                         kept.pop_back();
                     }
@@ -439,6 +439,16 @@ impl HttpReplies {
         }
         reply
     }
+}
+
+/// Whether two responses are the same reply: status, body, and the same headers in the same
+/// order. Comparing in order needs no hashing; the app builds an answer's headers the same way
+/// each time, and headers merely reordered only cost a rendering, never a wrong reply.
+fn same(a: &FunctionResponse, b: &FunctionResponse) -> bool {
+    a.status == b.status
+        && a.body == b.body
+        && a.headers.len() == b.headers.len()
+        && a.headers.iter().eq(b.headers.iter())
 }
 
 /// A reply to the host as JSON bytes.

@@ -140,12 +140,14 @@ pub async fn call_http(
             )
             .await
         }
+        // Boxed: the webhook's future is the largest (it writes to the table), and unboxed it
+        // would make every request's future that large, the widget's included.
         FunctionName::StravaWebhook => {
-            strava_webhook::handle(
+            Box::pin(strava_webhook::handle(
                 &app.push_events,
                 app.webhook_verify_token.as_ref(),
                 &request,
-            )
+            ))
             .await
         }
         FunctionName::Widget => widget::handle(&app.allowed_origins, &request).await,
