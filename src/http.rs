@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use warp::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use warp::http::header::{CACHE_CONTROL, CONTENT_TYPE, IF_NONE_MATCH, ORIGIN};
 use warp::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
 /// An HTTP request to a function, after the edge adapters have removed the host's wrapping.
@@ -26,6 +26,11 @@ pub struct FunctionRequest {
 }
 
 impl FunctionRequest {
+    /// The request headers some function reads: `Origin` (CORS) and `If-None-Match` (`304`s).
+    /// The invocation form carries only these; the forwarded form carries every header. A
+    /// function that reads another header must have it added here.
+    pub const HEADERS_READ: [HeaderName; 2] = [ORIGIN, IF_NONE_MATCH];
+
     /// A route parameter's value.
     pub fn param(&self, name: &str) -> Option<&str> {
         self.params

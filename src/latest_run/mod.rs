@@ -433,8 +433,8 @@ impl LatestRunService {
     /// The answer to send: from memory (no I/O) when there is one; else from the table or,
     /// on a cold start, from Strava.
     pub async fn answer(&self) -> Result<Arc<Answer>, LatestRunError> {
-        self.look_at_the_table_now_and_then();
         if let Some(known) = self.current() {
+            self.look_at_the_table_now_and_then();
             if !self.is_due(&known) {
                 return known.into_result();
             }
@@ -445,7 +445,17 @@ impl LatestRunService {
         let service = self.clone();
         // In a task of its own: a visitor who hangs up must not cancel a token refresh. The
         // visitor waits at most COLD_REQUEST_DEADLINE; the round goes on and serves the next.
-        let round = tokio::spawn(async move { service.cold_answer().await }.in_current_span());
+        // The cold round reads the table itself; the regular look at it comes after, so that
+        // the two reads do not race on the way to the first answer (the one that loses opens a
+        // second storage connection, a round trip more on a real network).
+        let round = tokio::spawn(
+            async move {
+                let answer = service.cold_answer().await;
+                service.look_at_the_table_now_and_then();
+                answer
+            }
+            .in_current_span(),
+        );
         match tokio::time::timeout(COLD_REQUEST_DEADLINE, round).await {
             Ok(Ok(result)) => result,
             Ok(Err(err)) => {
