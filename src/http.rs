@@ -10,7 +10,7 @@ use warp::http::header::{CACHE_CONTROL, CONTENT_TYPE, IF_NONE_MATCH, ORIGIN};
 use warp::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
 /// An HTTP request to a function, after the edge adapters have removed the host's wrapping.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct FunctionRequest {
     /// The client's method.
     pub method: Method,

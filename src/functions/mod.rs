@@ -82,14 +82,7 @@ pub fn span(function: FunctionName, headers: Option<&HeaderMap>) -> tracing::Spa
     if !tracing::enabled!(tracing::Level::INFO) {
         return tracing::Span::none();
     }
-    match headers.and_then(invocation_id) {
-        Some(id) => tracing::info_span!(
-            "invocation",
-            function = function.as_str(),
-            invocation_id = id
-        ),
-        None => tracing::info_span!("invocation", function = function.as_str()),
-    }
+    span_with_id(function, headers.and_then(invocation_id))
 }
 
 /// The span of a forwarded request: [`span`] when the host sent an invocation id, none
@@ -98,7 +91,18 @@ pub fn forwarded_span(function: FunctionName, headers: &HeaderMap) -> Option<tra
     if !tracing::enabled!(tracing::Level::INFO) {
         return None;
     }
-    invocation_id(headers).map(|_| span(function, Some(headers)))
+    invocation_id(headers).map(|id| span_with_id(function, Some(id)))
+}
+
+fn span_with_id(function: FunctionName, invocation_id: Option<&str>) -> tracing::Span {
+    match invocation_id {
+        Some(id) => tracing::info_span!(
+            "invocation",
+            function = function.as_str(),
+            invocation_id = id
+        ),
+        None => tracing::info_span!("invocation", function = function.as_str()),
+    }
 }
 
 /// The host's invocation id of a request, when it has one that looks like an id (the host

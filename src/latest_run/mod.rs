@@ -446,8 +446,8 @@ impl LatestRunService {
         // In a task of its own: a visitor who hangs up must not cancel a token refresh. The
         // visitor waits at most COLD_REQUEST_DEADLINE; the round goes on and serves the next.
         // The cold round reads the table itself; the regular look at it comes after, so that
-        // the two reads do not race on the way to the first answer (the one that loses opens a
-        // second storage connection, a round trip more on a real network).
+        // the two reads do not race on the way to the first answer (the one that loses opens
+        // another storage connection, a round trip more on a real network).
         let round = tokio::spawn(
             async move {
                 let answer = service.cold_answer().await;

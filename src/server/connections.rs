@@ -66,7 +66,7 @@ impl ServerLimits {
     /// so a slow head is no threat there); it keeps idle connections in its pool for a minute or
     /// two (.NET's default) and closes them itself, and closing one first would race its reuse
     /// and fail that invocation. A timeout would also cost every request a timer set and
-    /// cancelled (about a twentieth of a warm answer's work, measured with `scripts/bench`).
+    /// cancelled (a twelfth of a warm answer's instructions, measured with `scripts/bench`).
     pub fn for_mode(mode: super::Mode) -> Self {
         ServerLimits {
             header_read_timeout: match mode {
