@@ -26,7 +26,7 @@ pub use events::{Applied, EventError};
 
 use crate::clock::Clock;
 use crate::index::{year, ActivityIndex, IndexView};
-use crate::store::{IndexedRun, PendingEvent, Store};
+use crate::store::{IndexedRun, PendingEvent, Store, StoredLatestRun};
 use crate::strava::{StravaClient, StravaError};
 use crate::tokens::{AccessToken, TokenKeeper};
 use crate::view::build_from_index;
@@ -368,15 +368,23 @@ impl LatestRunService {
         tokio::spawn(async move { service.look_at_the_table().await });
     }
 
+    /// What any read of the shared entity also tells: its push events that no instance has
+    /// applied yet go to the listener, and the regular look at the table is not due for a
+    /// while (the cold round's read then serves as the look, with no second read after it).
+    fn saw_the_table(&self, stored: &StoredLatestRun) {
+        self.0.last_look.store(self.now(), Ordering::Relaxed);
+        if !stored.pending_events.is_empty() {
+            if let Some(listener) = self.0.pending_listener.get() {
+                listener(stored.pending_events.clone());
+            }
+        }
+    }
+
     async fn look_at_the_table(&self) {
         let Ok(read) = self.0.store.load_latest_run().await else {
             return;
         };
-        if !read.value.pending_events.is_empty() {
-            if let Some(listener) = self.0.pending_listener.get() {
-                listener(read.value.pending_events.clone());
-            }
-        }
+        self.saw_the_table(&read.value);
         let generation = self.generation();
         match read.value.snapshot.as_ref() {
             Some(snapshot) => {
@@ -445,9 +453,10 @@ impl LatestRunService {
         let service = self.clone();
         // In a task of its own: a visitor who hangs up must not cancel a token refresh. The
         // visitor waits at most COLD_REQUEST_DEADLINE; the round goes on and serves the next.
-        // The cold round reads the table itself; the regular look at it comes after, so that
-        // the two reads do not race on the way to the first answer (the one that loses opens
-        // another storage connection, a round trip more on a real network).
+        // The cold round reads the table itself, and that read counts as the regular look (the
+        // look after it is not due then): two reads side by side would race on the way to the
+        // first answer (the one that loses opens another storage connection, a round trip more
+        // on a real network).
         let round = tokio::spawn(
             async move {
                 let answer = service.cold_answer().await;

@@ -147,6 +147,7 @@ impl LatestRunService {
                 return Err(Unleased::Failed(FetchFailure::Storage(err)));
             }
         };
+        self.saw_the_table(&read.value);
         if let Some(known) = read
             .value
             .snapshot
