@@ -68,7 +68,10 @@ impl CountingTcpProxy {
 
 /// Passes bytes both ways, each chunk from the client after `latency`.
 async fn relay(client: TcpStream, target_port: u16, latency: Duration) {
-    tokio::time::sleep(latency).await;
+    // A zero sleep still waits for the timer's next tick (a millisecond): none without latency.
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     let Ok(upstream) = TcpStream::connect(("127.0.0.1", target_port)).await else {
         return;
     };
@@ -83,7 +86,9 @@ async fn relay(client: TcpStream, target_port: u16, latency: Duration) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
-            tokio::time::sleep(latency).await;
+            if !latency.is_zero() {
+                tokio::time::sleep(latency).await;
+            }
             if upstream_write.write_all(&buffer[..n]).await.is_err() {
                 break;
             }
