@@ -315,7 +315,10 @@ impl PushEvents {
         let write = || {
             self.0.store.modify_latest_run(|entity, _| {
                 for event in batch {
-                    add_pending(&mut entity.pending_events, event.clone());
+                    if !add_pending(&mut entity.pending_events, event.clone()) {
+                        // No room: a reconciliation covers what was dropped, at once.
+                        entity.reconcile_after.get_or_insert(entity.index_clock);
+                    }
                 }
                 Change::Save(())
             })
@@ -468,16 +471,16 @@ impl PushEvents {
             self.0.latest_run.hide_activity(event).await
         } else {
             match self.take_budget(queued).await {
-                Ok(true) => self
+                Ok(Some(word)) => self
                     .0
                     .latest_run
-                    .apply_activity_event(event, event.owner_id)
+                    .apply_activity_event(event, event.owner_id, word)
                     .await
                     .map(|applied| {
                         tracing::info!(activity = event.id, ?applied, "push event applied");
                     }),
                 // Applied elsewhere, or covered by a round, meanwhile.
-                Ok(false) => Ok(()),
+                Ok(None) => Ok(()),
                 Err(wait) => return Some(now + wait),
             }
         };
@@ -494,9 +497,11 @@ impl PushEvents {
         }
     }
 
-    /// Takes one call from the shared event budget for `event`: `Ok(true)` taken, `Ok(false)`
-    /// the event is no longer pending (nothing taken), `Err(seconds)` until a call is there.
-    async fn take_budget(&self, queued: &Queued) -> Result<bool, i64> {
+    /// Takes one call from the shared event budget for `event`, and with it the word of the
+    /// read (a reading of the index clock, in the same write): `Ok(Some(word))` taken,
+    /// `Ok(None)` the event is no longer pending (nothing taken), `Err(seconds)` until a call is
+    /// there.
+    async fn take_budget(&self, queued: &Queued) -> Result<Option<i64>, i64> {
         let event = &queued.event;
         let taken = self
             .0
@@ -507,12 +512,13 @@ impl PushEvents {
                     .iter()
                     .any(|e| e.id == event.id && e.at >= event.at);
                 if queued.adopted && !pending {
-                    return Change::Keep(Ok(false));
+                    return Change::Keep(Ok(None));
                 }
                 match budget::take(entity.event_budget, read_at) {
                     Ok(after) => {
                         entity.event_budget = Some(after);
-                        Change::Save(Ok(true))
+                        entity.index_clock += 1;
+                        Change::Save(Ok(Some(entity.index_clock)))
                     }
                     Err(wait) => Change::Keep(Err(wait)),
                 }
@@ -580,26 +586,31 @@ impl PushEvents {
             }
         }
         tracing::warn!("the athlete revoked the app at Strava: the credentials are marked refused, the answer and the activity index dropped; run `handler setup` to connect again");
-        self.0.latest_run.forget();
+        // The answer first: from here no round or event stores one from an older word.
+        if let Err(err) = self.0.latest_run.take_answer_away().await {
+            tracing::error!(error = %err, "could not take the answer away after the deauthorization");
+        }
         if let Err(err) = self.0.latest_run.clear_index().await {
             tracing::error!(error = %err, "could not empty the activity index after the deauthorization");
-        }
-        if let Err(err) = self.0.store.delete_latest_run().await {
-            tracing::error!(error = %err, "could not delete the answer after the deauthorization");
         }
         self.0.athlete_id.store(0, Ordering::Relaxed);
     }
 }
 
 /// Adds `event` to the pending list: it replaces an earlier event for the same activity; past
-/// [`MAX_PENDING`] it is dropped (the next round covers it).
-fn add_pending(pending: &mut Vec<PendingEvent>, event: PendingEvent) {
+/// [`MAX_PENDING`] it is dropped (`false`: the caller asks for a reconciliation, which covers
+/// it).
+fn add_pending(pending: &mut Vec<PendingEvent>, event: PendingEvent) -> bool {
     if let Some(known) = pending.iter_mut().find(|e| e.id == event.id) {
         if known.at <= event.at {
             *known = event;
         }
+        true
     } else if pending.len() < MAX_PENDING {
         pending.push(event);
+        true
+    } else {
+        false
     }
 }
 

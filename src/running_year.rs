@@ -7,8 +7,9 @@
 //! keeps the index fresh; this one asks it to, as GetLatestRun does, on every request.
 //!
 //! Years served: the athlete's current local year, which the index holds in full, and the year
-//! before (as the index last knew it while it was current, kept up by the daily full pass until
-//! its last day). Earlier years are not indexed.
+//! before once a full pass indexed it in full (the first full pass of a year does: a fresh
+//! install, an upgrade, New Year); until then it is answered "not indexed", never partly.
+//! Earlier years are not indexed.
 
 use crate::clock::Clock;
 use crate::latest_run::{etag_of, Card, IndexState, LatestRunError, LatestRunService};
@@ -106,7 +107,10 @@ impl RunningYearService {
         let today = self.today(&state);
         let this_year = today.year();
         let year = year.unwrap_or(this_year);
-        if year > this_year || year < this_year - 1 {
+        // Last year is served only once a full pass indexed it in full, never partly.
+        let indexed =
+            year == this_year || (year == this_year - 1 && state.last_year_indexed == Some(year));
+        if !indexed {
             return Err(RunningYearError::YearNotIndexed(year));
         }
         let built_for = (state.version, today);

@@ -8,13 +8,18 @@
 pub mod budget;
 pub mod year;
 
-use crate::store::{IndexedRun, Store, StoreError};
+use crate::clock::Clock;
+use crate::store::{IndexedRun, Store, StoreError, Tombstone, Versioned};
 use crate::strava::models::SummaryActivity;
 use crate::view::route_shape;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 
 /// How many years back the newest run is looked for when this year has none.
 const LOOK_BACK_YEARS: i32 = 3;
+/// How often a write is tried when other writers keep changing the same entity first.
+const WRITE_ATTEMPTS: usize = 8;
+/// How long a tombstone is kept (days).
+const TOMBSTONE_DAYS: i64 = 2;
 
 /// The settings the index follows.
 #[derive(Clone, Debug)]
@@ -60,6 +65,7 @@ impl IndexView {
 pub struct ActivityIndex {
     store: Store,
     settings: IndexSettings,
+    clock: Clock,
 }
 
 /// The newest of `runs` by start (the id breaks ties, so the pick never depends on order).
@@ -69,8 +75,12 @@ pub fn newest(runs: &[IndexedRun]) -> Option<&IndexedRun> {
 
 impl ActivityIndex {
     /// The index kept in `store`.
-    pub fn new(store: Store, settings: IndexSettings) -> Self {
-        ActivityIndex { store, settings }
+    pub fn new(store: Store, settings: IndexSettings, clock: Clock) -> Self {
+        ActivityIndex {
+            store,
+            settings,
+            clock,
+        }
     }
 
     /// `activity` as an index entry when it belongs there (public, a run by sport type, with a
@@ -121,20 +131,22 @@ impl ActivityIndex {
                 route_shape::route_shape(polyline, activity.id, zone)
             }),
             hidden: false,
+            word: 0,
         })
     }
 
-    /// Brings the index in line with a list from Strava covering `covers`: listed public runs
-    /// are written (when changed), and indexed runs in the covered range that the list no longer
-    /// has (deleted, made private, changed sport) are removed. `this_year` bounds which years
-    /// are looked at when the list covers everything. Activities in `leave_alone` (changed by
-    /// push events since the list was asked for) are neither written nor removed.
+    /// Brings the index in line with a list from Strava covering `covers`, a word taken at
+    /// index-clock reading `word`: listed public runs are written (when changed), and indexed
+    /// runs whose *stored* start lies in the covered range that the list no longer has (deleted,
+    /// made private, changed sport) are removed. An entry holding a newer word (an event
+    /// applied on any instance after the list was asked for) is left as it is. `this_year` bounds
+    /// which years are looked at when the list covers everything.
     pub async fn reconcile(
         &self,
         listed: &[SummaryActivity],
         covers: Covers,
+        word: i64,
         this_year: i32,
-        leave_alone: &HashSet<i64>,
     ) -> Result<(), StoreError> {
         let oldest_year = match covers {
             Covers::From(from) => year::utc_year(from).min(this_year) - 1,
@@ -142,10 +154,10 @@ impl ActivityIndex {
         };
         let years: BTreeSet<i32> =
             (oldest_year.max(this_year - LOOK_BACK_YEARS)..=this_year).collect();
-        let mut existing: HashMap<i64, IndexedRun> = HashMap::new();
+        let mut existing: HashMap<i64, Versioned<IndexedRun>> = HashMap::new();
         for year in &years {
-            for run in self.store.load_runs(*year).await? {
-                existing.insert(run.id, run);
+            for run in self.store.load_runs_versioned(*year).await? {
+                existing.insert(run.value.id, run);
             }
         }
         // One version per activity (a list never repeats one, but if it did, the newest start
@@ -162,77 +174,215 @@ impl ActivityIndex {
                 })
                 .or_insert(activity);
         }
-        let mut kept = BTreeSet::new();
-        for activity in newest_listed.into_values() {
-            if leave_alone.contains(&activity.id) {
-                kept.insert(activity.id);
+        let mut written = Vec::new();
+        for activity in newest_listed.values() {
+            let previous = existing.get(&activity.id);
+            if previous.is_some_and(|p| p.value.word > word) {
                 continue;
             }
-            let previous = existing.get(&activity.id);
-            let Some(entry) = self.entry_of(activity, previous) else {
+            let Some(mut entry) = self.entry_of(activity, previous.map(|p| &p.value)) else {
+                // Listed, but not a public run (followers only, another sport).
+                if previous.is_some() {
+                    self.remove(activity.id, word, this_year).await?;
+                }
                 continue;
             };
-            kept.insert(entry.id);
-            if previous == Some(&entry) {
+            entry.word = word;
+            let unchanged = previous.is_some_and(|p| {
+                IndexedRun {
+                    word,
+                    ..p.value.clone()
+                } == entry
+            });
+            if unchanged {
                 continue;
             }
-            if let Some(previous) = previous.filter(|p| p.local_year() != entry.local_year()) {
-                self.store
-                    .delete_run(previous.local_year(), previous.id)
-                    .await?;
+            let same_year = previous.filter(|p| p.value.local_year() == entry.local_year());
+            match self
+                .store
+                .write_run(&entry, same_year.map(|p| &p.etag))
+                .await
+            {
+                Ok(()) if previous.is_none() || same_year.is_some() => written.push(entry),
+                // Moved to another year, or raced by another writer: the careful way.
+                Ok(()) | Err(StoreError::Conflict) => {
+                    if self.put(&entry, this_year).await? {
+                        written.push(entry);
+                    }
+                }
+                Err(err) => return Err(err),
             }
-            self.store.save_run(&entry).await?;
         }
         for run in existing.values() {
             let covered = match covers {
-                Covers::From(from) => run.start >= from,
+                Covers::From(from) => run.value.start >= from,
                 Covers::Everything => true,
             };
-            if covered && !kept.contains(&run.id) && !leave_alone.contains(&run.id) {
+            if covered && !newest_listed.contains_key(&run.value.id) && run.value.word <= word {
                 tracing::info!(
-                    activity = run.id,
+                    activity = run.value.id,
                     "a run left Strava's list: removed from the index"
                 );
-                self.store.delete_run(run.local_year(), run.id).await?;
+                self.remove(run.value.id, word, this_year).await?;
             }
+        }
+        // A hide applied meanwhile (on any instance) raised its tombstone before it looked for
+        // the entry: either it found what was just written, or the tombstone is seen here.
+        let tombstones = self.store.load_tombstones().await?;
+        let newer_hides: HashMap<i64, i64> = tombstones
+            .iter()
+            .filter(|t| t.value.word > word)
+            .map(|t| (t.value.id, t.value.word))
+            .collect();
+        for entry in &written {
+            if let Some(hide) = newer_hides.get(&entry.id) {
+                self.hide_in(entry.local_year(), entry.id, *hide).await?;
+            }
+        }
+        self.prune_tombstones(&tombstones).await;
+        Ok(())
+    }
+
+    /// Writes one entry (an event's activity, a run whose photo was looked up, a round's
+    /// listed run), unless the index holds a newer word about it, and removes its copies in
+    /// other years (a start date changed across New Year), in that order, so it is never
+    /// missing in between; a newer tombstone then takes it out again. Whether it stands.
+    pub async fn put(&self, entry: &IndexedRun, this_year: i32) -> Result<bool, StoreError> {
+        let year = entry.local_year();
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let existing = self.store.load_run(year, entry.id).await?;
+            if existing.as_ref().is_some_and(|e| e.value.word > entry.word) {
+                return Ok(false);
+            }
+            match self
+                .store
+                .write_run(entry, existing.as_ref().map(|e| &e.etag))
+                .await
+            {
+                Ok(()) => break,
+                Err(StoreError::Conflict) if attempts < WRITE_ATTEMPTS => continue,
+                Err(err) => return Err(err),
+            }
+        }
+        for other in (this_year - LOOK_BACK_YEARS)..=this_year {
+            if other != year && self.delete_older(other, entry.id, entry.word).await? {
+                // A newer word stands in another year: this entry is the older one.
+                self.delete_older(year, entry.id, entry.word).await?;
+                return Ok(false);
+            }
+        }
+        if let Some(tombstone) = self.store.load_tombstone(entry.id).await? {
+            if tombstone.value.word > entry.word {
+                self.hide_in(year, entry.id, tombstone.value.word).await?;
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Takes activity `id` out of the index for a word taken at `word` (Strava no longer lists
+    /// it, or its read says it is not a public run): a tombstone first, then every entry
+    /// holding an older word is deleted.
+    pub async fn remove(&self, id: i64, word: i64, this_year: i32) -> Result<(), StoreError> {
+        self.raise_tombstone(id, word).await?;
+        for year in (this_year - LOOK_BACK_YEARS)..=this_year {
+            self.delete_older(year, id, word).await?;
         }
         Ok(())
     }
 
-    /// Writes one entry (an event's activity, or a run whose photo was looked up), and removes
-    /// its copies in other years (a start date changed across New Year), in that order, so it is
-    /// never missing in between.
-    pub async fn put(&self, run: &IndexedRun, this_year: i32) -> Result<(), StoreError> {
-        self.store.save_run(run).await?;
+    /// Takes activity `id` out of every answer without Strava's word (a push event's delete
+    /// or made-private), at index-clock reading `word`: a tombstone first (so a create read
+    /// earlier and written later cannot bring it back), then its entries are marked hidden, so
+    /// the next reconciliation either brings it back (still listed) or removes it.
+    pub async fn hide(&self, id: i64, word: i64, this_year: i32) -> Result<(), StoreError> {
+        self.raise_tombstone(id, word).await?;
         for year in (this_year - LOOK_BACK_YEARS)..=this_year {
-            if year != run.local_year() {
-                self.store.delete_run(year, run.id).await?;
-            }
+            self.hide_in(year, id, word).await?;
         }
         Ok(())
     }
 
-    /// Takes activity `id` out of the index, wherever it is among the years looked at.
-    pub async fn remove(&self, id: i64, this_year: i32) -> Result<(), StoreError> {
-        for year in (this_year - LOOK_BACK_YEARS)..=this_year {
-            self.store.delete_run(year, id).await?;
-        }
-        Ok(())
-    }
-
-    /// Takes activity `id` out of every answer without Strava's word (a push event): marked
-    /// hidden, so the next reconciliation either brings it back (still listed) or removes it.
-    /// Whether it was shown before.
-    pub async fn hide(&self, id: i64, this_year: i32) -> Result<bool, StoreError> {
-        let mut shown = false;
-        for year in (this_year - LOOK_BACK_YEARS)..=this_year {
-            if let Some(mut run) = self.store.load_run(year, id).await? {
-                shown |= !run.hidden;
-                run.hidden = true;
-                self.store.save_run(&run).await?;
+    /// Marks the entry of `id` in `year` hidden at `word`, unless it holds a newer word.
+    async fn hide_in(&self, year: i32, id: i64, word: i64) -> Result<(), StoreError> {
+        for attempt in 1..=WRITE_ATTEMPTS {
+            let Some(existing) = self.store.load_run(year, id).await? else {
+                return Ok(());
+            };
+            if existing.value.word > word || (existing.value.hidden && existing.value.word == word)
+            {
+                return Ok(());
+            }
+            let hidden = IndexedRun {
+                hidden: true,
+                word,
+                ..existing.value
+            };
+            match self.store.write_run(&hidden, Some(&existing.etag)).await {
+                Err(StoreError::Conflict) if attempt < WRITE_ATTEMPTS => continue,
+                other => return other,
             }
         }
-        Ok(shown)
+        Err(StoreError::Conflict)
+    }
+
+    /// Deletes the entry of `id` in `year` unless it holds a word newer than `word`; whether a
+    /// newer one is there.
+    async fn delete_older(&self, year: i32, id: i64, word: i64) -> Result<bool, StoreError> {
+        for attempt in 1..=WRITE_ATTEMPTS {
+            let Some(existing) = self.store.load_run(year, id).await? else {
+                return Ok(false);
+            };
+            if existing.value.word > word {
+                return Ok(true);
+            }
+            match self
+                .store
+                .delete_run_if_match(year, id, &existing.etag)
+                .await
+            {
+                Err(StoreError::Conflict) if attempt < WRITE_ATTEMPTS => continue,
+                other => return other.map(|()| false),
+            }
+        }
+        Err(StoreError::Conflict)
+    }
+
+    /// Raises the tombstone of `id` to `word` (never lowers it).
+    async fn raise_tombstone(&self, id: i64, word: i64) -> Result<(), StoreError> {
+        for attempt in 1..=WRITE_ATTEMPTS {
+            let existing = self.store.load_tombstone(id).await?;
+            if existing.as_ref().is_some_and(|t| t.value.word >= word) {
+                return Ok(());
+            }
+            let tombstone = Tombstone {
+                id,
+                word,
+                at: self.clock.now(),
+            };
+            match self
+                .store
+                .write_tombstone(&tombstone, existing.as_ref().map(|t| &t.etag))
+                .await
+            {
+                Err(StoreError::Conflict) if attempt < WRITE_ATTEMPTS => continue,
+                other => return other,
+            }
+        }
+        Err(StoreError::Conflict)
+    }
+
+    /// Deletes tombstones older than [`TOMBSTONE_DAYS`]: every word that was in flight when
+    /// they were raised has long been written or given up. Best effort.
+    async fn prune_tombstones(&self, tombstones: &[Versioned<Tombstone>]) {
+        let before = self.clock.now() - TOMBSTONE_DAYS * 86_400;
+        for old in tombstones.iter().filter(|t| t.value.at < before) {
+            if let Err(err) = self.store.delete_tombstone(old.value.id, &old.etag).await {
+                tracing::debug!(error = %err, "could not prune a tombstone");
+            }
+        }
     }
 
     /// Removes every entry of the years looked at (a confirmed deauthorization).
@@ -282,6 +432,7 @@ mod tests {
                 sport_types: vec!["Run".into(), "TrailRun".into(), "VirtualRun".into()],
                 route_shape: None,
             },
+            Clock::system(),
         )
     }
 

@@ -19,9 +19,11 @@ pub(super) struct Stamp {
     /// window counts from this, so events, which change the answer often, never put a round
     /// off.
     pub(super) reconciled_at: i64,
-    /// The order this instance made or adopted answers in: a later one is never replaced by an
-    /// earlier one, even within one second.
-    pub(super) sequence: u64,
+    /// The index clock's reading it was published at (the shared counter in the `latest-run`
+    /// entity): answers are ordered by it on every instance, never by an instance's clock. An
+    /// answer that could not be stored holds the reading it was derived from, so any answer
+    /// published since replaces it.
+    pub(super) tick: i64,
 }
 
 /// A ready-to-send answer.
@@ -134,15 +136,6 @@ impl Known {
         self.stamp().reconciled_at
     }
 
-    /// Whether `other` holds the same answer (body, or "no public run").
-    pub(super) fn same_answer(&self, other: &Known) -> bool {
-        match (self, other) {
-            (Known::Run(a), Known::Run(b)) => a.body == b.body,
-            (Known::NoPublicRun(_), Known::NoPublicRun(_)) => true,
-            _ => false,
-        }
-    }
-
     pub(super) fn into_result(self) -> Result<Arc<Answer>, super::LatestRunError> {
         match self {
             Known::Run(answer) => Ok(answer),
@@ -180,13 +173,12 @@ impl Known {
     }
 
     /// `None` when the stored body is not an answer of this app (a hand edit): it is then
-    /// treated as absent and overwritten, never served. `sequence` orders it among this
-    /// instance's answers.
-    pub(super) fn from_snapshot(snapshot: &LatestRunSnapshot, sequence: u64) -> Option<Self> {
+    /// treated as absent and overwritten, never served.
+    pub(super) fn from_snapshot(snapshot: &LatestRunSnapshot) -> Option<Self> {
         let stamp = Stamp {
             fetched_at: snapshot.fetched_at,
             reconciled_at: snapshot.reconciled_at.unwrap_or(snapshot.fetched_at),
-            sequence,
+            tick: snapshot.tick,
         };
         match &snapshot.shown {
             Shown::Run { body, .. } => {
@@ -221,6 +213,7 @@ impl Known {
             shown,
             year: year.map(|(y, _)| y),
             utc_offset: year.map(|(_, o)| o),
+            tick: self.stamp().tick,
         })
     }
 }
@@ -244,7 +237,7 @@ mod tests {
         let stamp = Stamp {
             fetched_at: 0,
             reconciled_at: 0,
-            sequence: 0,
+            tick: 0,
         };
         let answer = Answer::from_run(run.clone(), stamp, None);
         let first = answer.card(Theme::Dark, Units::Imperial).expect("a card");
@@ -269,15 +262,15 @@ mod tests {
         let stamp = Stamp {
             fetched_at: 5,
             reconciled_at: 3,
-            sequence: 1,
+            tick: 7,
         };
         let known = Known::Run(Arc::new(Answer::from_run(run, stamp, Some((2026, 3600)))));
         let snapshot = known.to_snapshot().expect("a snapshot");
         assert_eq!(snapshot.year, Some(2026));
-        let back = Known::from_snapshot(&snapshot, 7).expect("readable");
+        let back = Known::from_snapshot(&snapshot).expect("readable");
         assert_eq!(back.year(), Some((2026, 3600)));
         assert_eq!(back.fetched_at(), 5);
         assert_eq!(back.reconciled_at(), 3);
-        assert_eq!(back.stamp().sequence, 7);
+        assert_eq!(back.stamp().tick, 7);
     }
 }

@@ -5,7 +5,7 @@
 //! applied, and when, is the push-event service's business.
 
 use super::failure::FetchFailure;
-use super::{LatestRunError, LatestRunService};
+use super::LatestRunService;
 use crate::store::{Change, PendingEvent, StoreError};
 use crate::strava::StravaError;
 use crate::tokens::AccessToken;
@@ -39,12 +39,15 @@ pub enum EventError {
 
 impl LatestRunService {
     /// Applies an activity created or changed at Strava (`event`), if it is `athlete_id`'s: one
-    /// Strava call (the activity), never more, so the event budget counts calls.
+    /// Strava call (the activity), never more, so the event budget counts calls. `word` is the
+    /// index clock's reading taken before the call: what the read says is written only over
+    /// older words.
     #[tracing::instrument(skip_all)]
     pub async fn apply_activity_event(
         &self,
         event: &PendingEvent,
         athlete_id: i64,
+        word: i64,
     ) -> Result<Applied, EventError> {
         let now = self.now();
         let failure = |failure: FetchFailure| EventError::Strava {
@@ -79,7 +82,7 @@ impl LatestRunService {
             Err(err) => return Err(failure(err)),
         };
         let _one_change_at_a_time = self.0.publishing.lock().await;
-        let (this_year, offset) = self.this_year();
+        let (this_year, _) = self.this_year();
         let applied = match detail {
             Some(detail) if detail.summary.athlete_id != Some(athlete_id) => {
                 tracing::warn!(
@@ -90,23 +93,26 @@ impl LatestRunService {
                 return Ok(Applied::NotTheAthletes);
             }
             Some(detail) => match self.0.index.entry_of(&detail.summary, None) {
-                Some(entry) => {
+                Some(mut entry) => {
+                    entry.word = word;
                     let entry = self.look_up_photo_in(None, entry, &detail).await;
                     self.0.index.put(&entry, this_year).await?;
                     Applied::Written
                 }
                 None => {
-                    self.0.index.remove(id, this_year).await?;
+                    self.0.index.remove(id, word, this_year).await?;
                     Applied::Removed
                 }
             },
             None => {
-                self.0.index.remove(id, this_year).await?;
+                self.0.index.remove(id, word, this_year).await?;
                 Applied::Removed
             }
         };
-        self.touch(id);
-        self.publish_locked(this_year, offset, event).await?;
+        self.publish(Some(word), None, |entity| {
+            entity.pending_events.retain(|e| !covers(event, e))
+        })
+        .await?;
         Ok(applied)
     }
 
@@ -116,15 +122,15 @@ impl LatestRunService {
     #[tracing::instrument(skip_all)]
     pub async fn hide_activity(&self, event: &PendingEvent) -> Result<(), EventError> {
         let _one_change_at_a_time = self.0.publishing.lock().await;
-        let (this_year, offset) = self.this_year();
-        let shown = self.0.index.hide(event.id, this_year).await?;
-        self.touch(event.id);
-        if shown {
-            self.publish_locked(this_year, offset, event).await?;
-        } else {
-            // Nothing shown changes: only the event is done with.
-            self.clear_event(event).await?;
-        }
+        let (this_year, _) = self.this_year();
+        let word = self.take_word().await?;
+        self.0.index.hide(event.id, word, this_year).await?;
+        // Published even when the run was hidden already: a hide whose publish failed before is
+        // published by its retry.
+        self.publish(None, None, |entity| {
+            entity.pending_events.retain(|e| !covers(event, e))
+        })
+        .await?;
         Ok(())
     }
 
@@ -176,57 +182,6 @@ impl LatestRunService {
         entry.photo_url = photo_url;
         entry.photo_checked = checked;
         entry
-    }
-
-    /// Derives the answer from the index now, holds it, and writes it for every instance
-    /// (unless a newer one is stored), clearing `applied` from the pending events. The caller
-    /// holds `publishing`. An event changes the answer, not its freshness: the window still
-    /// counts from the last reconciliation.
-    async fn publish_locked(
-        &self,
-        this_year: i32,
-        offset: i64,
-        applied: &PendingEvent,
-    ) -> Result<(), StoreError> {
-        let generation = self.generation();
-        let reconciled_at = match self.current() {
-            Some(current) => current.reconciled_at(),
-            None => self
-                .0
-                .store
-                .load_latest_run()
-                .await?
-                .value
-                .snapshot
-                .map_or(0, |s| s.reconciled_at.unwrap_or(s.fetched_at)),
-        };
-        let view = self.0.index.view(this_year).await?;
-        let known = self.derive(view, offset, reconciled_at, None).await;
-        if self.generation() != generation {
-            // The athlete was forgotten meanwhile (a deauthorization): nothing is published.
-            return Ok(());
-        }
-        self.set_current(generation, known.clone());
-        if let Ok(mut last) = self.0.last_error.write() {
-            if *last == Some(LatestRunError::NoPublicRun) {
-                *last = None;
-            }
-        }
-        let fetched_at = known.fetched_at();
-        self.0
-            .store
-            .modify_latest_run(|entity, _| {
-                let newer_stored = entity
-                    .snapshot
-                    .as_ref()
-                    .is_some_and(|s| s.fetched_at > fetched_at);
-                if !newer_stored {
-                    entity.snapshot = known.to_snapshot();
-                }
-                entity.pending_events.retain(|e| !covers(applied, e));
-                Change::Save(())
-            })
-            .await
     }
 }
 

@@ -33,6 +33,9 @@ pub(super) enum FetchFailure {
     /// The activity index could not be read or written.
     #[error("{0}")]
     Storage(StoreError),
+    /// Another instance took the round's lease over (this round outlasted it).
+    #[error("another instance took the round over")]
+    LeaseLost,
 }
 
 impl FetchFailure {
@@ -49,16 +52,17 @@ impl FetchFailure {
             FetchFailure::Authorization(_) => LatestRunError::StravaAuthorization,
             FetchFailure::RateLimited(_)
             | FetchFailure::BudgetSpent(_)
-            | FetchFailure::Strava(_) => LatestRunError::StravaUnavailable,
+            | FetchFailure::Strava(_)
+            | FetchFailure::LeaseLost => LatestRunError::StravaUnavailable,
         }
     }
 
     pub(super) fn quiet_until(&self, now: i64) -> i64 {
         match self {
             FetchFailure::RateLimited(Some(until)) | FetchFailure::BudgetSpent(until) => *until,
-            FetchFailure::Tokens(TokenError::Storage(_)) | FetchFailure::Storage(_) => {
-                now + RETRY_AFTER_STORAGE_FAILURE
-            }
+            FetchFailure::Tokens(TokenError::Storage(_))
+            | FetchFailure::Storage(_)
+            | FetchFailure::LeaseLost => now + RETRY_AFTER_STORAGE_FAILURE,
             _ => now + RETRY_AFTER_FAILURE,
         }
     }

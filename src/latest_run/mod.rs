@@ -26,7 +26,7 @@ pub use events::{Applied, EventError};
 
 use crate::clock::Clock;
 use crate::index::{year, ActivityIndex, IndexView};
-use crate::store::{IndexedRun, PendingEvent, Store, StoredLatestRun};
+use crate::store::{IndexedRun, PendingEvent, Store, StoreError, StoredLatestRun};
 use crate::strava::{StravaClient, StravaError};
 use crate::tokens::{AccessToken, TokenKeeper};
 use crate::view::build_from_index;
@@ -44,6 +44,8 @@ use tracing::Instrument;
 const LOOK_EVERY_SECONDS: i64 = 5;
 /// How long a visitor waits for a cold answer in all.
 const COLD_REQUEST_DEADLINE: Duration = Duration::from_secs(25);
+/// How often a publish is tried when other writers of the shared entity keep getting in first.
+const PUBLISH_ATTEMPTS: u32 = 10;
 
 /// Why no answer can be given.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -145,16 +147,22 @@ struct Inner {
     generation: AtomicU64,
     /// Who hears of events recorded in the table (the push-event service).
     pending_listener: OnceLock<PendingListener>,
-    /// The next [`Stamp::sequence`].
-    sequence: AtomicU64,
-    /// Activities push events changed here, with the [`Inner::touch_sequence`] of each change
-    /// (the newest few hundred): a round whose list is older than a change leaves that
-    /// activity alone.
-    touched: std::sync::Mutex<std::collections::VecDeque<(u64, i64)>>,
-    touch_sequence: AtomicU64,
+    /// What the last read of the shared entity said of the index.
+    seen: std::sync::Mutex<Seen>,
     /// Bumped whenever the answer held changes (a new derivation, marked stale, dropped): views
     /// built from the same index state ([`LatestRunService::index_state`]) know when to rebuild.
     answer_version: AtomicU64,
+}
+
+/// What the last read of the shared entity said of the index, kept for the answers' views.
+#[derive(Clone, Copy, Debug, Default)]
+struct Seen {
+    /// The athlete's offset from UTC by the stored answer (the year turns by it).
+    utc_offset: Option<i64>,
+    /// The year before the current one, when it is indexed in full.
+    last_year_indexed: Option<i32>,
+    /// A reconciliation is due at once (push events were dropped).
+    reconcile_due: bool,
 }
 
 /// What the answer held says of the index it was derived from, for other views of the index.
@@ -168,6 +176,8 @@ pub struct IndexState {
     pub stale: bool,
     /// The athlete's offset from UTC (seconds), as the newest run says (0 before any run).
     pub utc_offset: i64,
+    /// The year before the current one, when the index holds it in full.
+    pub last_year_indexed: Option<i32>,
 }
 
 impl LatestRunService {
@@ -186,6 +196,7 @@ impl LatestRunService {
                 sport_types: settings.sport_types.clone(),
                 route_shape: settings.route_shape.then(|| settings.route_privacy.clone()),
             },
+            clock.clone(),
         );
         LatestRunService(Arc::new(Inner {
             settings,
@@ -206,9 +217,7 @@ impl LatestRunService {
             generation: AtomicU64::new(0),
             pending_listener: OnceLock::new(),
             answer_version: AtomicU64::new(0),
-            sequence: AtomicU64::new(1),
-            touched: Default::default(),
-            touch_sequence: AtomicU64::new(0),
+            seen: Default::default(),
         }))
     }
 
@@ -230,39 +239,8 @@ impl LatestRunService {
         self.0.current.read().ok().and_then(|c| c.clone())
     }
 
-    /// The sequence number of the next answer made or adopted here.
-    fn next_sequence(&self) -> u64 {
-        self.0.sequence.fetch_add(1, Ordering::AcqRel)
-    }
-
-    /// Notes that a push event changed activity `id` (under `publishing`).
-    fn touch(&self, id: i64) {
-        let at = self.0.touch_sequence.fetch_add(1, Ordering::AcqRel) + 1;
-        if let Ok(mut touched) = self.0.touched.lock() {
-            touched.push_back((at, id));
-            while touched.len() > 512 {
-                touched.pop_front();
-            }
-        }
-    }
-
-    /// Where the touch count stands (a round notes it before it lists).
-    fn touched_so_far(&self) -> u64 {
-        self.0.touch_sequence.load(Ordering::Acquire)
-    }
-
-    /// The activities events changed since `so_far`.
-    fn touched_since(&self, so_far: u64) -> std::collections::HashSet<i64> {
-        self.0
-            .touched
-            .lock()
-            .map(|t| {
-                t.iter()
-                    .filter(|(at, _)| *at > so_far)
-                    .map(|(_, id)| *id)
-                    .collect()
-            })
-            .unwrap_or_default()
+    fn seen(&self) -> Seen {
+        self.0.seen.lock().map(|seen| *seen).unwrap_or_default()
     }
 
     /// The state of the index behind the answer held, without I/O; `None` before any answer.
@@ -274,15 +252,19 @@ impl LatestRunService {
             fetched_at: known.fetched_at(),
             stale: matches!(known, Known::Run(answer) if answer.is_stale()),
             utc_offset: known.year().map_or(0, |(_, offset)| offset),
+            last_year_indexed: self.seen().last_year_indexed,
         })
     }
 
-    /// The athlete's local year now, by the offset of the answer held (UTC before any).
+    /// The athlete's local year now, by the offset of the answer held, else of the answer the
+    /// table last held (UTC before any).
     fn this_year(&self) -> (i32, i64) {
         let offset = self
             .current()
             .and_then(|c| c.year())
-            .map_or(0, |(_, offset)| offset);
+            .map(|(_, offset)| offset)
+            .or(self.seen().utc_offset)
+            .unwrap_or(0);
         (year::local_year(self.now(), offset), offset)
     }
 
@@ -292,7 +274,7 @@ impl LatestRunService {
         if let Ok(mut current) = self.0.current.write() {
             let newer_held = current
                 .as_ref()
-                .is_some_and(|c| c.stamp().sequence > known.stamp().sequence);
+                .is_some_and(|c| c.stamp().tick > known.stamp().tick);
             if self.0.generation.load(Ordering::Acquire) == generation && !newer_held {
                 *current = Some(known);
                 self.0.answer_version.fetch_add(1, Ordering::AcqRel);
@@ -340,7 +322,7 @@ impl LatestRunService {
         let window_passed =
             self.now().saturating_sub(known.reconciled_at()) >= self.0.settings.cache_seconds;
         let year_turned = known.year_ends_at().is_some_and(|ends| self.now() >= ends);
-        window_passed || year_turned
+        window_passed || year_turned || self.seen().reconcile_due
     }
 
     /// Reads the table's word on push events and answers now (the timer does, so an event
@@ -373,10 +355,26 @@ impl LatestRunService {
     /// while (the cold round's read then serves as the look, with no second read after it).
     fn saw_the_table(&self, stored: &StoredLatestRun) {
         self.0.last_look.store(self.now(), Ordering::Relaxed);
+        self.note(stored);
         if !stored.pending_events.is_empty() {
             if let Some(listener) = self.0.pending_listener.get() {
                 listener(stored.pending_events.clone());
             }
+        }
+    }
+
+    /// Keeps what the shared entity says of the index (read, or just written here).
+    fn note(&self, stored: &StoredLatestRun) {
+        if let Ok(mut seen) = self.0.seen.lock() {
+            *seen = Seen {
+                utc_offset: stored
+                    .snapshot
+                    .as_ref()
+                    .and_then(|s| s.utc_offset)
+                    .or(seen.utc_offset),
+                last_year_indexed: stored.last_year_indexed,
+                reconcile_due: stored.reconcile_after.is_some(),
+            };
         }
     }
 
@@ -391,25 +389,22 @@ impl LatestRunService {
                 // Another instance published a newer answer (an event it applied): adopt it.
                 if let (Some(current), Some(stored)) = (
                     self.current(),
-                    Known::from_snapshot(snapshot, self.next_sequence())
-                        .filter(|k| k.fits(self.0.settings.route_shape)),
+                    Known::from_snapshot(snapshot).filter(|k| k.fits(self.0.settings.route_shape)),
                 ) {
-                    let newer = stored.fetched_at() > current.fetched_at()
-                        || (stored.fetched_at() == current.fetched_at()
-                            && !stored.same_answer(&current));
-                    if newer {
+                    if stored.stamp().tick > current.stamp().tick {
                         self.set_current(generation, stored);
                     }
                 }
             }
             None if self.current().is_some() => {
-                // The answer was wiped: by a confirmed deauthorization if the credentials are gone
-                // or marked refused.
-                let disconnected = match self.0.store.load_credentials().await {
-                    Ok(None) => true,
-                    Ok(Some(stored)) => stored.value.refused_at.is_some(),
-                    Err(_) => false,
-                };
+                // The answer was wiped: by a confirmed deauthorization if it says so, or if the
+                // credentials are gone or marked refused.
+                let disconnected = read.value.refused_word.is_some()
+                    || match self.0.store.load_credentials().await {
+                        Ok(None) => true,
+                        Ok(Some(stored)) => stored.value.refused_at.is_some(),
+                        Err(_) => false,
+                    };
                 if disconnected {
                     self.forget();
                     return;
@@ -598,51 +593,22 @@ impl LatestRunService {
         }
     }
 
-    /// The answer the index leads to now, for an index last reconciled at `reconciled_at`
-    /// (called under `publishing`, so answers are numbered in the order they were made). With a
-    /// token (a round), the latest run's photo is looked up when the index does not know it yet
-    /// (one call, two when the photo list must be read); without one (an event), the run shows
-    /// without it until a round does.
-    async fn derive(
-        &self,
-        view: IndexView,
-        utc_offset: i64,
-        reconciled_at: i64,
-        token: Option<&mut AccessToken>,
-    ) -> Known {
-        let year_distance = view.year_distance();
-        let Some(mut latest) = view.latest else {
-            return Known::NoPublicRun(Stamp {
-                fetched_at: self.now(),
-                reconciled_at,
-                sequence: self.next_sequence(),
-            });
-        };
-        if let Some(token) = token {
-            if !latest.photo_checked {
-                match self.look_up_photo(token, &latest).await {
-                    Ok(checked) => {
-                        latest = checked;
-                        if let Err(err) = self.0.index.put(&latest, view.year).await {
-                            tracing::warn!(error = %err, "could not keep the looked-up photo in the index");
-                        }
-                    }
-                    Err(err) => {
-                        tracing::warn!(error = %err, "could not look up the latest run's photo")
-                    }
-                }
-            }
-        }
-        // The offset of the newest run is the athlete's, as far as the app can know.
-        let offset = latest.utc_offset_seconds().unwrap_or(utc_offset);
+    /// The answer `view` leads to, for an index last reconciled at `reconciled_at`, published at
+    /// index-clock reading `tick`.
+    fn answer_of(&self, view: &IndexView, utc_offset: i64, reconciled_at: i64, tick: i64) -> Known {
         let stamp = Stamp {
             fetched_at: self.now(),
             reconciled_at,
-            sequence: self.next_sequence(),
+            tick,
         };
+        let Some(latest) = view.latest.as_ref() else {
+            return Known::NoPublicRun(stamp);
+        };
+        // The offset of the newest run is the athlete's, as far as the app can know.
+        let offset = latest.utc_offset_seconds().unwrap_or(utc_offset);
         let at = time::OffsetDateTime::from_unix_timestamp(stamp.fetched_at)
             .unwrap_or_else(|_| self.0.clock.now_datetime());
-        let mut run = build_from_index(&latest, year_distance, at);
+        let mut run = build_from_index(latest, view.year_distance(), at);
         if self.0.settings.route_shape {
             run.route_shape = Some(latest.route_shape.clone());
         }
@@ -651,6 +617,118 @@ impl LatestRunService {
             stamp,
             Some((view.year, offset)),
         )))
+    }
+
+    /// Derives the answer from the index as it is now and stores it for every instance with
+    /// the next reading of the index clock (If-Match: a publish that loses the race to another
+    /// writer reads the index again, so the last answer stored always comes from a read of the
+    /// index made after every change whose publish finished), then holds it here. `also` makes
+    /// the write's other changes to the shared entity (it runs on every attempt).
+    /// `strava_word`: the Strava word that changed the index (`None`: a hide, which is no word
+    /// of Strava's); no answer is stored from a word older than a confirmed deauthorization.
+    /// `reconciled_at`: when the index was last reconciled (`None`: as before; an event
+    /// changes the answer, not its freshness). `Ok(None)`: nothing may be stored.
+    async fn publish(
+        &self,
+        strava_word: Option<i64>,
+        reconciled_at: Option<i64>,
+        mut also: impl FnMut(&mut StoredLatestRun) + Send,
+    ) -> Result<Option<Known>, StoreError> {
+        let generation = self.generation();
+        for attempt in 1..=PUBLISH_ATTEMPTS {
+            let read = self.0.store.load_latest_run().await?;
+            self.saw_the_table(&read.value);
+            let mut entity = read.value.clone();
+            also(&mut entity);
+            let refused = entity
+                .refused_word
+                .is_some_and(|refused| strava_word.is_none_or(|word| word < refused));
+            let forgotten = self.generation() != generation;
+            let known = if refused || forgotten {
+                None
+            } else {
+                if strava_word.is_some() {
+                    // Strava answered a word newer than the refusal: connected again.
+                    entity.refused_word = None;
+                }
+                let offset = entity
+                    .snapshot
+                    .as_ref()
+                    .and_then(|s| s.utc_offset)
+                    .or(self.seen().utc_offset)
+                    .unwrap_or(0);
+                let view = self
+                    .0
+                    .index
+                    .view(year::local_year(self.now(), offset))
+                    .await?;
+                entity.index_clock += 1;
+                let reconciled_at = reconciled_at
+                    .or_else(|| self.current().map(|c| c.reconciled_at()))
+                    .or_else(|| {
+                        entity
+                            .snapshot
+                            .as_ref()
+                            .map(|s| s.reconciled_at.unwrap_or(s.fetched_at))
+                    })
+                    .unwrap_or(0);
+                let known = self.answer_of(&view, offset, reconciled_at, entity.index_clock);
+                entity.snapshot = known.to_snapshot();
+                Some(known)
+            };
+            match self.0.store.save_latest_run(&entity, &read.etag).await {
+                Ok(_) => {
+                    self.note(&entity);
+                    let Some(known) = known else {
+                        if refused {
+                            self.forget();
+                        }
+                        return Ok(None);
+                    };
+                    self.set_current(generation, known.clone());
+                    if let Ok(mut last) = self.0.last_error.write() {
+                        if *last == Some(LatestRunError::NoPublicRun) {
+                            *last = None;
+                        }
+                    }
+                    return Ok(Some(known));
+                }
+                Err(StoreError::Conflict) if attempt < PUBLISH_ATTEMPTS => {
+                    tokio::time::sleep(Duration::from_millis(10 * u64::from(attempt))).await;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Err(StoreError::Conflict)
+    }
+
+    /// Takes the next reading of the index clock: the word of a change about to be made
+    /// without Strava (a hide).
+    async fn take_word(&self) -> Result<i64, StoreError> {
+        self.0
+            .store
+            .modify_latest_run(|entity, _| {
+                entity.index_clock += 1;
+                crate::store::Change::Save(entity.index_clock)
+            })
+            .await
+    }
+
+    /// A confirmed deauthorization: the answer is taken out of the table first (with a reading
+    /// of the index clock no older Strava word may publish over), then out of memory.
+    pub async fn take_answer_away(&self) -> Result<(), StoreError> {
+        let taken = self
+            .0
+            .store
+            .modify_latest_run(|entity, _| {
+                entity.index_clock += 1;
+                entity.refused_word = Some(entity.index_clock);
+                entity.snapshot = None;
+                crate::store::Change::Save(())
+            })
+            .await;
+        self.forget();
+        taken
     }
 
     /// Empties the activity index (a confirmed deauthorization: nothing of the athlete's is kept

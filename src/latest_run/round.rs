@@ -1,18 +1,20 @@
 //! Rounds: the reconciliation of the activity index with Strava's list, one instance at a time.
-//! A round takes the `latest-run` entity's lease (If-Match), lists the newest activities (a page
-//! of [`NEWEST_PAGE`]; a full pass over the athlete's year, paged by [`FULL_PASS_PAGE`], once a
-//! day or when the year is not indexed yet), brings the index in line, derives the answer and
-//! writes it for every instance. It stops early when the read budget (the newest rate-limit
-//! headers any instance saw, kept in the table) is nearly spent.
+//! A round takes the `latest-run` entity's lease (If-Match) and with it a reading of the index
+//! clock, its word; lists the newest activities (a page of [`NEWEST_PAGE`]; a full pass,
+//! paged by [`FULL_PASS_PAGE`], over the athlete's year once a day, and over last year too when
+//! it is not indexed in full yet), renewing the lease between pages; brings the index in line
+//! (never over a newer word); confirms with one read a newest run older than what the list
+//! covered; and publishes the answer for every instance. It stops early when the read budget
+//! (the newest rate-limit headers any instance saw, kept in the table) is nearly spent.
 
 use super::answer::Known;
 use super::failure::FetchFailure;
 use super::LatestRunService;
 use crate::backoff;
 use crate::index::{year, Covers};
-use crate::store::{Lease, StoreError, StoredLatestRun};
+use crate::store::{Change, Lease, StoreError, StoredLatestRun};
 use crate::strava::models::SummaryActivity;
-use crate::strava::RateLimitSnapshot;
+use crate::strava::{RateLimitSnapshot, StravaError};
 use backon::Retryable;
 use std::collections::HashSet;
 use std::time::Duration;
@@ -40,6 +42,9 @@ const COLD_WAIT: Duration = Duration::from_secs(20);
 const SHORT_WINDOW_RESERVE: u32 = 8;
 /// Likewise for the daily window.
 const DAILY_WINDOW_RESERVE: u32 = 40;
+/// At most this many newest runs older than the listed range are confirmed in one round (one
+/// read each; a run found gone gives way to the next).
+const CONFIRM_AT_MOST: usize = 3;
 
 /// Whether to wait for another instance's fetch.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -54,8 +59,9 @@ pub(super) enum Wait {
 enum Look {
     /// A stored answer to serve.
     Answer(Known),
-    /// The entity as saved with this instance's lease: the round is this instance's to run.
-    Leased(StoredLatestRun),
+    /// The entity as saved with this instance's lease and the round's reading of the index
+    /// clock: the round is this instance's to run.
+    Leased(Box<StoredLatestRun>),
 }
 
 /// Why a look found neither.
@@ -74,14 +80,16 @@ struct Listed {
     activities: Vec<SummaryActivity>,
     covers: Covers,
     this_year: i32,
-    offset: i64,
+    /// The pass covered this year in full (and last year too, with `last_year`).
     full_pass: bool,
+    last_year: bool,
 }
 
 /// What a round did besides its answer, for the shared entity.
 struct Reconciled {
-    /// The local year now fully indexed by this round's full pass.
-    full_pass_year: Option<i32>,
+    /// The local year now fully indexed by this round's full pass, and whether last year is
+    /// too.
+    full_pass_year: Option<(i32, bool)>,
     /// The activities the round listed, and whether the list covered every activity.
     listed: HashSet<i64>,
     covers_everything: bool,
@@ -118,24 +126,79 @@ impl LatestRunService {
         };
         // The round's time is when it started: a round that began later saw Strava later.
         let started = self.now();
-        let generation = self.generation();
-        let touched_before = self.touched_so_far();
+        let word = leased.index_clock;
         let listed = self.list_round(started, &leased).await;
         // From here to the stored answer, no push event changes the index here.
         let _one_change_at_a_time = self.0.publishing.lock().await;
-        let result = match listed {
-            Ok(listed) => self.reconcile(listed, started, touched_before).await,
+        let reconciled = match listed {
+            Ok(listed) => self.reconcile(listed, word).await,
             Err(failure) => Err(failure),
         };
-        // Nothing is written back for an athlete forgotten meanwhile (a deauthorization).
-        let result = match result {
-            Ok(_) if self.generation() != generation => Err(FetchFailure::Tokens(
+        let limits = self
+            .0
+            .strava
+            .rate_limits()
+            .and_then(|r| serde_json::to_string(&r).ok());
+        let instance = self.0.instance.clone();
+        let release = move |entity: &mut StoredLatestRun| {
+            if entity
+                .refresh_lease
+                .as_ref()
+                .is_some_and(|l| l.owner == instance)
+            {
+                entity.refresh_lease = None;
+            }
+            if let Some(limits) = &limits {
+                entity.rate_limits = Some(limits.clone());
+            }
+        };
+        let reconciled = match reconciled {
+            Ok(reconciled) => reconciled,
+            Err(failure) => {
+                // Released also after a failure, so others need not wait it out.
+                let released = self
+                    .0
+                    .store
+                    .modify_latest_run(|entity, _| {
+                        release(entity);
+                        Change::Save(())
+                    })
+                    .await;
+                if let Err(err) = released {
+                    tracing::warn!(error = %err, "could not release the round's lease");
+                }
+                return Err(failure);
+            }
+        };
+        let published = self
+            .publish(Some(word), Some(started), |entity| {
+                release(entity);
+                if let Some((year, last_year)) = reconciled.full_pass_year {
+                    entity.indexed_year = Some(year);
+                    entity.full_pass_at = Some(started);
+                    if last_year {
+                        entity.last_year_indexed = Some(year - 1);
+                    } else if entity.last_year_indexed != Some(year - 1) {
+                        entity.last_year_indexed = None;
+                    }
+                }
+                if entity.reconcile_after.is_some_and(|after| after < word) {
+                    entity.reconcile_after = None;
+                }
+                entity.pending_events.retain(|event| {
+                    event.at >= started
+                        || !(reconciled.covers_everything || reconciled.listed.contains(&event.id))
+                });
+            })
+            .await;
+        match published {
+            Ok(Some(known)) => Ok(Some(known)),
+            // Refused meanwhile (a deauthorization), or this athlete was forgotten.
+            Ok(None) => Err(FetchFailure::Tokens(
                 crate::tokens::TokenError::NotConfigured,
             )),
-            other => other,
-        };
-        self.store_round(result.as_ref().ok(), started).await;
-        result.map(|(known, _)| Some(known))
+            Err(err) => Err(FetchFailure::Storage(err)),
+        }
     }
 
     /// One look at the shared entity: a stored answer that will do, or the lease taken.
@@ -152,13 +215,13 @@ impl LatestRunService {
             .value
             .snapshot
             .as_ref()
-            .and_then(|s| Known::from_snapshot(s, self.next_sequence()))
+            .and_then(Known::from_snapshot)
             .filter(|known| known.fits(self.0.settings.route_shape))
         {
             let current = self.current();
             let newer = current
                 .as_ref()
-                .is_none_or(|c| known.fetched_at() > c.fetched_at());
+                .is_none_or(|c| known.stamp().tick > c.stamp().tick);
             // Cold: any stored answer beats waiting. Warm: only one fresher than ours.
             if (wait == Wait::ForTheHolder && current.is_none()) || (newer && !self.is_due(&known))
             {
@@ -178,63 +241,13 @@ impl LatestRunService {
         }
         let mut leased = read.value.clone();
         leased.refresh_lease = Some(Lease::taken(&self.0.instance, read.read_at, LEASE_SECONDS));
+        // The round's word: taken before its list is asked for.
+        leased.index_clock += 1;
         match self.0.store.save_latest_run(&leased, &read.etag).await {
-            Ok(_) => Ok(Look::Leased(leased)),
+            Ok(_) => Ok(Look::Leased(Box::new(leased))),
             // Another instance wrote first: look again.
             Err(StoreError::Conflict) => Err(Unleased::Raced),
             Err(err) => Err(Unleased::Failed(FetchFailure::Storage(err))),
-        }
-    }
-
-    /// Writes a round's result for every instance and releases the lease, also after a
-    /// failure, so others need not wait it out; unless an answer at least as new is stored
-    /// (an event applied meanwhile, or a later round), which the round's may not replace, so a
-    /// slow round can never bring back a run found private or deleted since. Events the round
-    /// covered (their activity listed, or every activity listed) are cleared.
-    async fn store_round(&self, result: Option<&(Known, Reconciled)>, started: i64) {
-        let instance = self.0.instance.clone();
-        let limits = self
-            .0
-            .strava
-            .rate_limits()
-            .and_then(|r| serde_json::to_string(&r).ok());
-        let written = self
-            .0
-            .store
-            .modify_latest_run(|entity, _| {
-                if entity
-                    .refresh_lease
-                    .as_ref()
-                    .is_some_and(|l| l.owner == instance)
-                {
-                    entity.refresh_lease = None;
-                }
-                if let Some(limits) = &limits {
-                    entity.rate_limits = Some(limits.clone());
-                }
-                if let Some((known, reconciled)) = result {
-                    let newer_stored = entity
-                        .snapshot
-                        .as_ref()
-                        .is_some_and(|s| s.fetched_at > known.fetched_at());
-                    if !newer_stored {
-                        entity.snapshot = known.to_snapshot();
-                    }
-                    if let Some(year) = reconciled.full_pass_year {
-                        entity.indexed_year = Some(year);
-                        entity.full_pass_at = Some(started);
-                    }
-                    entity.pending_events.retain(|event| {
-                        event.at >= started
-                            || !(reconciled.covers_everything
-                                || reconciled.listed.contains(&event.id))
-                    });
-                }
-                crate::store::Change::Save(())
-            })
-            .await;
-        if let Err(err) = written {
-            tracing::warn!(error = %err, "could not store the latest run for other instances");
         }
     }
 
@@ -287,12 +300,16 @@ impl LatestRunService {
             .or_else(|| self.current().and_then(|c| c.year()).map(|(_, o)| o))
             .unwrap_or(0);
         let this_year = year::local_year(started, offset);
-        let full_pass = shared.indexed_year != Some(this_year)
+        // The first full pass of a year (a fresh install, an upgrade, New Year) covers last
+        // year too, so that last year is indexed in full before it is served.
+        let last_year = shared.indexed_year != Some(this_year)
+            || shared.last_year_indexed != Some(this_year - 1);
+        let full_pass = last_year
             || started.saturating_sub(shared.full_pass_at.unwrap_or(0)) >= FULL_PASS_EVERY;
-        let back_to = if full_pass {
-            year::year_start(this_year, offset)
-        } else {
-            i64::MAX
+        let back_to = match (full_pass, last_year) {
+            (false, _) => i64::MAX,
+            (true, false) => year::year_start(this_year, offset),
+            (true, true) => year::year_start(this_year - 1, offset),
         };
         let (activities, covers, complete) = self.list_back_to(&mut token, back_to).await?;
         if token.athlete_id.is_none() {
@@ -307,49 +324,129 @@ impl LatestRunService {
             activities,
             covers,
             this_year,
-            offset,
             // A pass cut short by the page limit does not count as the year's.
             full_pass: full_pass && complete,
+            last_year: full_pass && complete && last_year,
         })
     }
 
-    /// A round's index part (under `publishing`): the index brought in line with the list,
-    /// except for activities a push event changed since the list was asked for (the list may
-    /// not know of that change yet), and the answer derived.
-    async fn reconcile(
-        &self,
-        listed: Listed,
-        started: i64,
-        touched_before: u64,
-    ) -> Result<(Known, Reconciled), FetchFailure> {
+    /// A round's index part (under `publishing`): the index brought in line with the list at
+    /// the round's `word` (entries holding a newer word, from events applied meanwhile on any
+    /// instance, are left as they are); the newest run older than what the list covers
+    /// confirmed with one read; the latest run's photo looked up.
+    async fn reconcile(&self, listed: Listed, word: i64) -> Result<Reconciled, FetchFailure> {
         let Listed {
             mut token,
             activities,
             covers,
             this_year,
-            offset,
             full_pass,
+            last_year,
         } = listed;
-        let changed_by_events = self.touched_since(touched_before);
         self.0
             .index
-            .reconcile(&activities, covers, this_year, &changed_by_events)
+            .reconcile(&activities, covers, word, this_year)
             .await?;
-        let view = self.0.index.view(this_year).await?;
-        let known = self.derive(view, offset, started, Some(&mut token)).await;
-        let reconciled = Reconciled {
-            full_pass_year: full_pass.then_some(this_year),
+        self.confirm_older_latest(&mut token, covers, word, this_year)
+            .await?;
+        self.look_up_latest_photo(&mut token, this_year).await;
+        Ok(Reconciled {
+            full_pass_year: full_pass.then_some((this_year, last_year)),
             listed: activities.iter().map(|a| a.id).collect(),
             covers_everything: covers == Covers::Everything,
+        })
+    }
+
+    /// The newest indexed run, when it starts before what the list covered (it was not on the
+    /// list, so the list says nothing of it: made "Only you" behind a block of rides, say) and
+    /// Strava has said nothing of it since the round's word: read it (one call) and keep or
+    /// remove it; a run found gone gives way to the next, at most [`CONFIRM_AT_MOST`].
+    async fn confirm_older_latest(
+        &self,
+        token: &mut crate::tokens::AccessToken,
+        covers: Covers,
+        word: i64,
+        this_year: i32,
+    ) -> Result<(), FetchFailure> {
+        let Covers::From(from) = covers else {
+            return Ok(());
         };
-        Ok((known, reconciled))
+        for _ in 0..CONFIRM_AT_MOST {
+            let view = self.0.index.view(this_year).await?;
+            let Some(latest) = view.latest else {
+                return Ok(());
+            };
+            if latest.start >= from || latest.word >= word {
+                return Ok(());
+            }
+            let strava = &self.0.strava;
+            let id = latest.id;
+            let detail = match self
+                .with_token(token, |t| async move { strava.get_activity(&t, id).await })
+                .await
+            {
+                Ok(detail) => Some(detail),
+                Err(FetchFailure::Strava(StravaError::NotFound)) => None,
+                Err(err) => return Err(err),
+            };
+            let entry = detail.as_ref().and_then(|detail| {
+                self.0
+                    .index
+                    .entry_of(&detail.summary, Some(&latest))
+                    .filter(|_| {
+                        token
+                            .athlete_id
+                            .is_none_or(|athlete| detail.summary.athlete_id == Some(athlete))
+                    })
+            });
+            match (entry, detail) {
+                (Some(mut entry), Some(detail)) => {
+                    entry.word = word;
+                    let entry = self.look_up_photo_in(Some(token), entry, &detail).await;
+                    self.0.index.put(&entry, this_year).await?;
+                    return Ok(());
+                }
+                _ => {
+                    tracing::info!(
+                        activity = id,
+                        "the newest run is no longer a public run: removed from the index"
+                    );
+                    self.0.index.remove(id, word, this_year).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The latest run's photo, looked up once (its detail read, and the photo list when the
+    /// detail names none) and kept in the index under the run's own word. Best effort.
+    async fn look_up_latest_photo(&self, token: &mut crate::tokens::AccessToken, this_year: i32) {
+        let latest = match self.0.index.view(this_year).await {
+            Ok(view) => view.latest,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read the index for the latest run's photo");
+                return;
+            }
+        };
+        let Some(latest) = latest.filter(|l| !l.photo_checked) else {
+            return;
+        };
+        match self.look_up_photo(token, &latest).await {
+            Ok(checked) => {
+                if let Err(err) = self.0.index.put(&checked, this_year).await {
+                    tracing::warn!(error = %err, "could not keep the looked-up photo in the index");
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "could not look up the latest run's photo"),
+        }
     }
 
     /// The newest activities, page after page (each up to the oldest start of the page before,
     /// that second included: activities sharing it may not all have fitted), until a page
-    /// reaches back to `back_to` (Unix seconds) or the list ends; with `back_to` in the future,
-    /// one page of [`NEWEST_PAGE`]. Returns the activities, what they cover, and whether the
-    /// listing ended by itself (not at the page limit).
+    /// reaches back to `back_to` (Unix seconds) or the list ends (only an empty page says so:
+    /// Strava may answer a short page before the end); with `back_to` in the future, one page
+    /// of [`NEWEST_PAGE`]. The round's lease is renewed between pages. Returns the activities,
+    /// what they cover, and whether the listing ended by itself (not at the page limit).
     async fn list_back_to(
         &self,
         token: &mut crate::tokens::AccessToken,
@@ -363,33 +460,45 @@ impl LatestRunService {
             FULL_PASS_PAGE
         };
         let mut listed: Vec<SummaryActivity> = Vec::new();
+        let mut seen: HashSet<i64> = HashSet::new();
         let mut before: Option<i64> = None;
-        for _ in 0..FULL_PASS_MAX_PAGES {
+        for page_number in 0..FULL_PASS_MAX_PAGES {
+            if page_number > 0 {
+                self.renew_lease().await?;
+            }
             let page = self
                 .with_token(token, |t| async move {
                     strava.list_activities(&t, per_page, before).await
                 })
                 .await?;
+            if page.is_empty() {
+                // Only an empty page ends Strava's list.
+                return Ok((listed, Covers::Everything, true));
+            }
             let full = page.len() >= per_page as usize;
             // Never trust the order: the oldest start on the page is where it reaches back to.
             let oldest = page
                 .iter()
                 .filter_map(|a| a.start_date.map(|s| s.unix_timestamp()))
                 .min();
+            let new = page.iter().filter(|a| seen.insert(a.id)).count();
             listed.extend(page);
             match oldest {
-                // Strava's list ends with a short page.
-                _ if !full => return Ok((listed, Covers::Everything, true)),
-                // A full page without a single start: it says nothing of any time range.
+                // A page without a single start: it says nothing of any time range.
                 None => return Ok((listed, Covers::From(i64::MAX), true)),
                 Some(oldest) if one_page || oldest <= back_to => {
                     return Ok((listed, Covers::From(oldest), true))
                 }
-                // A page of one second only cannot move on: stop rather than loop.
-                Some(oldest) if before == Some(oldest.saturating_add(1)) => {
+                // A full page that brought something new may have cut its oldest second short:
+                // the next one starts within it. Otherwise the next starts before it (a page of
+                // only that second again has nothing more to give).
+                Some(oldest) if full && new > 0 => before = Some(oldest.saturating_add(1)),
+                // A full page of one second already listed cannot move on: stop rather than
+                // loop.
+                Some(oldest) if full && before == Some(oldest) => {
                     return Ok((listed, Covers::From(oldest), false))
                 }
-                Some(oldest) => before = Some(oldest.saturating_add(1)),
+                Some(oldest) => before = Some(oldest),
             }
         }
         let oldest = listed
@@ -398,5 +507,27 @@ impl LatestRunService {
             .min()
             .unwrap_or(i64::MAX);
         Ok((listed, Covers::From(oldest), false))
+    }
+
+    /// Extends this instance's round lease from now (storage time); a lease another instance
+    /// took meanwhile ends this round.
+    async fn renew_lease(&self) -> Result<(), FetchFailure> {
+        let instance = &self.0.instance;
+        let renewed = self
+            .0
+            .store
+            .modify_latest_run(|entity, read_at| match &entity.refresh_lease {
+                Some(lease) if lease.owner == *instance => {
+                    entity.refresh_lease = Some(Lease::taken(instance, read_at, LEASE_SECONDS));
+                    Change::Save(true)
+                }
+                _ => Change::Keep(false),
+            })
+            .await?;
+        if renewed {
+            Ok(())
+        } else {
+            Err(FetchFailure::LeaseLost)
+        }
     }
 }

@@ -350,6 +350,9 @@ pub struct LatestRunSnapshot {
     pub year: Option<i32>,
     /// The athlete's offset from UTC (seconds) that year is judged by.
     pub utc_offset: Option<i64>,
+    /// The index clock's reading it was published at: a later one replaces it on every
+    /// instance.
+    pub tick: i64,
 }
 
 /// A push event recorded for every instance until one applies it.
@@ -399,6 +402,19 @@ pub struct StoredLatestRun {
     pub indexed_year: Option<i32>,
     /// When the last full pass over the year started (Unix seconds).
     pub full_pass_at: Option<i64>,
+    /// The year before `indexed_year`, once a full pass indexed it in full too (the first full
+    /// pass of a year does): until then it is not served.
+    pub last_year_indexed: Option<i32>,
+    /// The index clock: a counter every word about the index and every published answer takes
+    /// a reading of (If-Match on this entity), so that words and answers are ordered the same on
+    /// every instance whatever their clocks say.
+    pub index_clock: i64,
+    /// The clock's reading when a confirmed deauthorization took the answer away: no answer
+    /// from an older Strava word may be stored after it.
+    pub refused_word: Option<i64>,
+    /// Push events were dropped (too many pending): a reconciliation whose word is newer than
+    /// this is due at once.
+    pub reconcile_after: Option<i64>,
 }
 
 impl StoredLatestRun {
@@ -502,6 +518,46 @@ pub(super) struct LatestRunEntity {
         skip_deserializing
     )]
     full_pass_at_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_year_indexed: Option<Int64>,
+    #[serde(
+        rename = "LastYearIndexed@odata.type",
+        skip_serializing_if = "Option::is_none",
+        skip_deserializing
+    )]
+    last_year_indexed_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    index_clock: Option<Int64>,
+    #[serde(
+        rename = "IndexClock@odata.type",
+        skip_serializing_if = "Option::is_none",
+        skip_deserializing
+    )]
+    index_clock_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refused_word: Option<Int64>,
+    #[serde(
+        rename = "RefusedWord@odata.type",
+        skip_serializing_if = "Option::is_none",
+        skip_deserializing
+    )]
+    refused_word_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reconcile_after: Option<Int64>,
+    #[serde(
+        rename = "ReconcileAfter@odata.type",
+        skip_serializing_if = "Option::is_none",
+        skip_deserializing
+    )]
+    reconcile_after_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    answer_tick: Option<Int64>,
+    #[serde(
+        rename = "AnswerTick@odata.type",
+        skip_serializing_if = "Option::is_none",
+        skip_deserializing
+    )]
+    answer_tick_type: Option<&'static str>,
     #[serde(flatten)]
     lease: LeaseProperties,
 }
@@ -520,6 +576,11 @@ impl LatestRunEntity {
         let (event_budget_at, event_budget_at_type) = int(value.event_budget.map(|b| b.at));
         let (indexed_year, indexed_year_type) = int(value.indexed_year.map(i64::from));
         let (full_pass_at, full_pass_at_type) = int(value.full_pass_at);
+        let (last_year_indexed, last_year_indexed_type) =
+            int(value.last_year_indexed.map(i64::from));
+        let (index_clock, index_clock_type) = int(Some(value.index_clock));
+        let (refused_word, refused_word_type) = int(value.refused_word);
+        let (reconcile_after, reconcile_after_type) = int(value.reconcile_after);
         let mut entity = LatestRunEntity {
             partition_key: PARTITION.into(),
             row_key: LATEST_RUN_ROW.into(),
@@ -533,6 +594,14 @@ impl LatestRunEntity {
             indexed_year_type,
             full_pass_at,
             full_pass_at_type,
+            last_year_indexed,
+            last_year_indexed_type,
+            index_clock,
+            index_clock_type,
+            refused_word,
+            refused_word_type,
+            reconcile_after,
+            reconcile_after_type,
             ..Default::default()
         };
         if let Some(at) = value
@@ -553,6 +622,7 @@ impl LatestRunEntity {
             (entity.year, entity.year_type) = int(snapshot.year.map(i64::from));
             (entity.reconciled_at, entity.reconciled_at_type) = int(snapshot.reconciled_at);
             (entity.utc_offset, entity.utc_offset_type) = int(snapshot.utc_offset);
+            (entity.answer_tick, entity.answer_tick_type) = int(Some(snapshot.tick));
             match &snapshot.shown {
                 Shown::Run { body, activity_id } => {
                     entity.body = Some(Property::Value(body.clone()));
@@ -588,6 +658,7 @@ impl LatestRunEntity {
                 shown,
                 year: optional(&self.year, "Year", row)?.and_then(|y| i32::try_from(y).ok()),
                 utc_offset: optional(&self.utc_offset, "UtcOffset", row)?,
+                tick: optional(&self.answer_tick, "AnswerTick", row)?.unwrap_or(0),
             }))
         })();
         let (snapshot, problem) = match snapshot {
@@ -623,6 +694,10 @@ impl LatestRunEntity {
             event_budget,
             indexed_year: readable(self.indexed_year).and_then(|y| i32::try_from(y).ok()),
             full_pass_at: readable(self.full_pass_at),
+            last_year_indexed: readable(self.last_year_indexed).and_then(|y| i32::try_from(y).ok()),
+            index_clock: readable(self.index_clock).unwrap_or(0),
+            refused_word: readable(self.refused_word),
+            reconcile_after: readable(self.reconcile_after),
         };
         (value, problem)
     }
@@ -755,6 +830,7 @@ mod tests {
                     shown,
                     year: Some(2025),
                     utc_offset: Some(7200),
+                    tick: 41,
                 }),
                 refresh_lease: None,
                 rate_limits: Some("{}".into()),
@@ -771,6 +847,10 @@ mod tests {
                 }),
                 indexed_year: Some(2025),
                 full_pass_at: Some(1_759_990_000),
+                last_year_indexed: Some(2024),
+                index_clock: 42,
+                refused_word: Some(40),
+                reconcile_after: Some(39),
             };
             let entity =
                 serde_json::to_value(LatestRunEntity::from_latest_run(&value)).expect("json");

@@ -15,7 +15,7 @@ pub use connection::parse_connection_string;
 pub use entities::{
     Credentials, EventBudget, LatestRunSnapshot, PendingEvent, Shown, StoredLatestRun, Subscription,
 };
-pub use runs::IndexedRun;
+pub use runs::{IndexedRun, Tombstone};
 
 /// Values the unit tests of other modules build entries from.
 #[cfg(test)]
@@ -32,7 +32,7 @@ use azure_data_tables::prelude::IfMatchCondition;
 use backon::RetryableWithContext;
 use entities::{CredentialsEntity, LatestRunEntity, SubscriptionEntity};
 use futures_util::StreamExt;
-use runs::RunEntity;
+use runs::{RunEntity, TombstoneEntity};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::future::Future;
@@ -336,14 +336,80 @@ impl Store {
     /// The activity index's runs of one local `year`, in no particular order. A run that cannot
     /// be read is logged, naming the property, and left out.
     pub async fn load_runs(&self, year: i32) -> Result<Vec<IndexedRun>, StoreError> {
+        Ok(self
+            .load_runs_versioned(year)
+            .await?
+            .into_iter()
+            .map(|read| read.value)
+            .collect())
+    }
+
+    /// Like [`Store::load_runs`], each run with the ETag its next write is made with.
+    pub async fn load_runs_versioned(
+        &self,
+        year: i32,
+    ) -> Result<Vec<Versioned<IndexedRun>>, StoreError> {
+        let rows = self
+            .query_partition(&IndexedRun::partition_of(year))
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(row, etag, entity)| {
+                match serde_json::from_value::<RunEntity>(entity)
+                    .map_err(|_| not_ours("activity index"))
+                    .and_then(IndexedRun::try_from)
+                {
+                    Ok(value) => Some(Versioned {
+                        value,
+                        etag,
+                        read_at: 0,
+                    }),
+                    Err(err) => {
+                        tracing::warn!(%row, error = %err, "skipping an index entry");
+                        None
+                    }
+                }
+            })
+            .collect())
+    }
+
+    /// Every tombstone of the index (unreadable ones are logged and left out).
+    pub async fn load_tombstones(&self) -> Result<Vec<Versioned<Tombstone>>, StoreError> {
+        let rows = self.query_partition(Tombstone::PARTITION).await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(row, etag, entity)| {
+                match serde_json::from_value::<TombstoneEntity>(entity)
+                    .map_err(|_| not_ours("tombstone"))
+                    .and_then(Tombstone::try_from)
+                {
+                    Ok(value) => Some(Versioned {
+                        value,
+                        etag,
+                        read_at: 0,
+                    }),
+                    Err(err) => {
+                        tracing::warn!(%row, error = %err, "skipping a tombstone");
+                        None
+                    }
+                }
+            })
+            .collect())
+    }
+
+    /// Every entity of one partition: its row key, its ETag and its properties.
+    async fn query_partition(
+        &self,
+        partition: &str,
+    ) -> Result<Vec<(String, Etag, serde_json::Value)>, StoreError> {
         self.ensure_table().await?;
-        let filter = format!("PartitionKey eq '{}'", IndexedRun::partition_of(year));
+        let filter = format!("PartitionKey eq '{partition}'");
         let mut pages = self
             .table
             .query()
             .filter(filter)
             .into_stream::<serde_json::Value>();
-        let mut runs = Vec::new();
+        let mut rows = Vec::new();
         loop {
             let page = match tokio::time::timeout(self.deadline, pages.next()).await {
                 Ok(Some(page)) => page.map_err(classify)?,
@@ -360,69 +426,194 @@ impl Store {
                     .and_then(|r| r.as_str())
                     .unwrap_or_default()
                     .to_owned();
-                match serde_json::from_value::<RunEntity>(entity)
-                    .map_err(|_| StoreError::Corrupt {
-                        row: "activity index",
-                        problem: "it is not an entity of this app".into(),
-                    })
-                    .and_then(IndexedRun::try_from)
-                {
-                    Ok(run) => runs.push(run),
-                    Err(err) => tracing::warn!(%row, error = %err, "skipping an index entry"),
-                }
+                let etag = entity
+                    .get("odata.etag")
+                    .and_then(|e| e.as_str())
+                    .unwrap_or_default()
+                    .to_owned();
+                rows.push((row, Etag::from(etag), entity));
             }
         }
-        Ok(runs)
+        Ok(rows)
     }
 
-    /// One run of the index of `year`; `None` when it is not there (or cannot be read, which is
-    /// logged naming the property).
-    pub async fn load_run(&self, year: i32, id: i64) -> Result<Option<IndexedRun>, StoreError> {
-        self.ensure_table().await?;
-        let get = self
-            .table
-            .partition_key_client(IndexedRun::partition_of(year))
-            .entity_client(IndexedRun::row_of(id))
-            .get::<RunEntity>()
-            .into_future();
-        match self.bounded(get).await {
-            Ok(response) => match IndexedRun::try_from(response.entity) {
-                Ok(run) => Ok(Some(run)),
+    /// One run of the index of `year` with its ETag; `None` when it is not there (or cannot be
+    /// read, which is logged naming the property).
+    pub async fn load_run(
+        &self,
+        year: i32,
+        id: i64,
+    ) -> Result<Option<Versioned<IndexedRun>>, StoreError> {
+        let read = self
+            .read_in::<RunEntity>(&IndexedRun::partition_of(year), &IndexedRun::row_of(id))
+            .await;
+        match read {
+            Ok(Some(read)) => match IndexedRun::try_from(read.value) {
+                Ok(value) => Ok(Some(Versioned {
+                    value,
+                    etag: read.etag,
+                    read_at: read.read_at,
+                })),
                 Err(err) => {
                     tracing::warn!(activity = id, error = %err, "skipping an index entry");
                     Ok(None)
                 }
             },
+            Ok(None) | Err(StoreError::Corrupt { .. }) => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Writes one run into the index (its year's partition): inserted when `etag` is `None`
+    /// ([`StoreError::Conflict`] if it exists meanwhile), else replaced if it still has `etag`.
+    pub async fn write_run(&self, run: &IndexedRun, etag: Option<&Etag>) -> Result<(), StoreError> {
+        let entity = RunEntity::from(run);
+        self.write_in(&entity.partition_key, &entity.row_key, &entity, etag)
+            .await
+    }
+
+    /// Removes activity `id` from the index of `year` if it still has `etag`; absent is fine.
+    pub async fn delete_run_if_match(
+        &self,
+        year: i32,
+        id: i64,
+        etag: &Etag,
+    ) -> Result<(), StoreError> {
+        self.delete_in(
+            &IndexedRun::partition_of(year),
+            &IndexedRun::row_of(id),
+            Some(etag),
+        )
+        .await
+    }
+
+    /// Removes activity `id` from the index of `year` whatever it holds; absent is fine.
+    pub async fn delete_run(&self, year: i32, id: i64) -> Result<(), StoreError> {
+        self.delete_in(
+            &IndexedRun::partition_of(year),
+            &IndexedRun::row_of(id),
+            None,
+        )
+        .await
+    }
+
+    /// The tombstone of activity `id`, with its ETag.
+    pub async fn load_tombstone(
+        &self,
+        id: i64,
+    ) -> Result<Option<Versioned<Tombstone>>, StoreError> {
+        let read = self
+            .read_in::<TombstoneEntity>(Tombstone::PARTITION, &IndexedRun::row_of(id))
+            .await;
+        match read {
+            Ok(Some(read)) => match Tombstone::try_from(read.value) {
+                Ok(value) => Ok(Some(Versioned {
+                    value,
+                    etag: read.etag,
+                    read_at: read.read_at,
+                })),
+                Err(_) => Ok(None),
+            },
+            Ok(None) | Err(StoreError::Corrupt { .. }) => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Writes a tombstone: inserted when `etag` is `None`, else replaced if it still has `etag`.
+    pub async fn write_tombstone(
+        &self,
+        tombstone: &Tombstone,
+        etag: Option<&Etag>,
+    ) -> Result<(), StoreError> {
+        let entity = TombstoneEntity::from(tombstone);
+        self.write_in(&entity.partition_key, &entity.row_key, &entity, etag)
+            .await
+    }
+
+    /// Removes a tombstone if it still has `etag`; absent is fine.
+    pub async fn delete_tombstone(&self, id: i64, etag: &Etag) -> Result<(), StoreError> {
+        self.delete_in(Tombstone::PARTITION, &IndexedRun::row_of(id), Some(etag))
+            .await
+    }
+
+    /// Reads one entity of any partition with its ETag and the service's time.
+    async fn read_in<T: DeserializeOwned + Send + Sync + 'static>(
+        &self,
+        partition: &str,
+        row: &str,
+    ) -> Result<Option<Versioned<T>>, StoreError> {
+        self.ensure_table().await?;
+        let get = self
+            .table
+            .partition_key_client(partition)
+            .entity_client(row)
+            .get::<T>()
+            .into_future();
+        match self.bounded(get).await {
+            Ok(response) => Ok(Some(Versioned {
+                value: response.entity,
+                etag: response.etag,
+                read_at: response
+                    .common_storage_response_headers
+                    .date
+                    .unix_timestamp(),
+            })),
             Err(err) if http_status(&err) == Some(StatusCode::NotFound) => Ok(None),
-            Err(err) if matches!(err.kind(), ErrorKind::DataConversion) => Ok(None),
+            Err(err) if matches!(err.kind(), ErrorKind::DataConversion) => {
+                Err(not_ours("activity index"))
+            }
             Err(err) => Err(classify(err)),
         }
     }
 
-    /// Writes one run into the index (its year's partition) whatever is there.
-    pub async fn save_run(&self, run: &IndexedRun) -> Result<(), StoreError> {
+    /// Inserts (`etag` `None`) or replaces if-match one entity of any partition.
+    async fn write_in<T: Serialize + DeserializeOwned + Send + Sync + 'static>(
+        &self,
+        partition: &str,
+        row: &str,
+        entity: &T,
+        etag: Option<&Etag>,
+    ) -> Result<(), StoreError> {
         self.ensure_table().await?;
-        let entity = RunEntity::from(run);
-        let write = self
-            .table
-            .partition_key_client(&entity.partition_key)
-            .entity_client(&entity.row_key)
-            .insert_or_replace(&entity)
-            .map_err(|err| StoreError::Unavailable(err.to_string()))?;
-        self.bounded(write.into_future()).await.map_err(classify)?;
+        match etag {
+            None => {
+                let insert = self
+                    .table
+                    .insert::<_, serde_json::Value>(entity)
+                    .map_err(|err| StoreError::Unavailable(err.to_string()))?;
+                self.bounded(insert.into_future()).await.map_err(classify)?;
+            }
+            Some(etag) => {
+                let update = self
+                    .table
+                    .partition_key_client(partition)
+                    .entity_client(row)
+                    .update(entity, IfMatchCondition::Etag(etag.clone()))
+                    .map_err(|err| StoreError::Unavailable(err.to_string()))?;
+                self.bounded(update.into_future()).await.map_err(classify)?;
+            }
+        }
         Ok(())
     }
 
-    /// Removes activity `id` from the index of `year`; absent is fine.
-    pub async fn delete_run(&self, year: i32, id: i64) -> Result<(), StoreError> {
+    /// Deletes one entity of any partition, if it still has `etag` (any, without one); absent
+    /// is fine.
+    async fn delete_in(
+        &self,
+        partition: &str,
+        row: &str,
+        etag: Option<&Etag>,
+    ) -> Result<(), StoreError> {
         self.ensure_table().await?;
-        let delete = self
+        let mut delete = self
             .table
-            .partition_key_client(IndexedRun::partition_of(year))
-            .entity_client(IndexedRun::row_of(id))
-            .delete()
-            .into_future();
-        match self.bounded(delete).await {
+            .partition_key_client(partition)
+            .entity_client(row)
+            .delete();
+        if let Some(etag) = etag {
+            delete = delete.if_match(IfMatchCondition::Etag(etag.clone()));
+        }
+        match self.bounded(delete.into_future()).await {
             Ok(_) => Ok(()),
             Err(err) if http_status(&err) == Some(StatusCode::NotFound) => Ok(()),
             Err(err) => Err(classify(err)),
@@ -588,6 +779,14 @@ impl Row for Credentials {
     }
     async fn save(&self, store: &Store, etag: &Etag) -> Result<Etag, StoreError> {
         store.save_credentials(self, etag).await
+    }
+}
+
+/// An entity that is not one this app wrote.
+fn not_ours(row: &'static str) -> StoreError {
+    StoreError::Corrupt {
+        row,
+        problem: "it is not an entity of this app".into(),
     }
 }
 

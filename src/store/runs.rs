@@ -55,6 +55,10 @@ pub struct IndexedRun {
     /// brings it back or removes it; kept meanwhile so what was looked up (the photo) is not
     /// looked up again.
     pub hidden: bool,
+    /// The index clock's reading when the Strava word this entry holds was taken (before the
+    /// list call or the activity read that said it, or when a hide was applied): a writer never
+    /// replaces a newer word with an older one.
+    pub word: i64,
 }
 
 impl IndexedRun {
@@ -193,6 +197,14 @@ pub(super) struct RunEntity {
     route_shape: Option<Text>,
     #[serde(skip_serializing_if = "Option::is_none")]
     hidden: Option<Flag>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    word_at: Option<Int64>,
+    #[serde(
+        rename = "WordAt@odata.type",
+        skip_serializing_if = "Option::is_none",
+        skip_deserializing
+    )]
+    word_at_type: Option<&'static str>,
 }
 
 fn double(value: Option<f64>) -> (Option<Double>, Option<&'static str>) {
@@ -238,6 +250,8 @@ impl From<&IndexedRun> for RunEntity {
             photo_checked: Some(Property::Value(run.photo_checked)),
             route_shape: run.route_shape.as_deref().and_then(text),
             hidden: run.hidden.then_some(Property::Value(true)),
+            word_at: Some(Property::Value(run.word)),
+            word_at_type: int64_annotation(&Some(run.word)),
         }
     }
 }
@@ -272,6 +286,87 @@ impl TryFrom<RunEntity> for IndexedRun {
             photo_checked: optional(&entity.photo_checked, "PhotoChecked", ROW)?.unwrap_or(false),
             route_shape: optional(&entity.route_shape, "RouteShape", ROW)?,
             hidden: optional(&entity.hidden, "Hidden", ROW)?.unwrap_or(false),
+            // Entries written before words were kept hold the oldest word there is.
+            word: optional(&entity.word_at, "WordAt", ROW)?.unwrap_or(0),
+        })
+    }
+}
+
+/// The index's word that an activity is not shown (deleted, made private, or gone from
+/// Strava's list), kept by activity id in the partition [`Tombstone::PARTITION`] whatever the
+/// activity's year: a word about the activity older than it (a create read before the delete and
+/// written after it) cannot bring the activity back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tombstone {
+    /// The activity.
+    pub id: i64,
+    /// The index clock's reading of the word that took it out.
+    pub word: i64,
+    /// When it was raised (Unix seconds, storage time): old tombstones are pruned.
+    pub at: i64,
+}
+
+impl Tombstone {
+    /// The partition tombstones live in.
+    pub const PARTITION: &'static str = "tombstones";
+}
+
+/// A tombstone as the table holds it.
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+pub(super) struct TombstoneEntity {
+    pub(super) partition_key: String,
+    pub(super) row_key: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    activity_id: Option<Int64>,
+    #[serde(
+        rename = "ActivityId@odata.type",
+        skip_serializing_if = "Option::is_none",
+        skip_deserializing
+    )]
+    activity_id_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    word_at: Option<Int64>,
+    #[serde(
+        rename = "WordAt@odata.type",
+        skip_serializing_if = "Option::is_none",
+        skip_deserializing
+    )]
+    word_at_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    raised_at: Option<Int64>,
+    #[serde(
+        rename = "RaisedAt@odata.type",
+        skip_serializing_if = "Option::is_none",
+        skip_deserializing
+    )]
+    raised_at_type: Option<&'static str>,
+}
+
+impl From<&Tombstone> for TombstoneEntity {
+    fn from(t: &Tombstone) -> Self {
+        TombstoneEntity {
+            partition_key: Tombstone::PARTITION.into(),
+            row_key: IndexedRun::row_of(t.id),
+            activity_id: Some(Property::Value(t.id)),
+            activity_id_type: int64_annotation(&Some(t.id)),
+            word_at: Some(Property::Value(t.word)),
+            word_at_type: int64_annotation(&Some(t.word)),
+            raised_at: Some(Property::Value(t.at)),
+            raised_at_type: int64_annotation(&Some(t.at)),
+        }
+    }
+}
+
+impl TryFrom<TombstoneEntity> for Tombstone {
+    type Error = StoreError;
+
+    fn try_from(entity: TombstoneEntity) -> Result<Self, StoreError> {
+        const ROW: &str = "tombstone";
+        Ok(Tombstone {
+            id: required(&entity.activity_id, "ActivityId", ROW)?,
+            word: required(&entity.word_at, "WordAt", ROW)?,
+            at: optional(&entity.raised_at, "RaisedAt", ROW)?.unwrap_or(0),
         })
     }
 }
@@ -306,6 +401,7 @@ pub(crate) mod tests {
             photo_checked: false,
             route_shape: None,
             hidden: false,
+            word: 0,
         }
     }
 

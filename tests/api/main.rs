@@ -14,6 +14,7 @@ mod layers;
 mod logging;
 mod promises;
 mod properties;
+mod scale_out;
 mod tokens;
 mod webhook;
 mod widget;

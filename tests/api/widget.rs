@@ -949,6 +949,7 @@ fn expected_running_year() -> strava_latest_run::view::year::RunningYearView {
                 photo_checked: true,
                 route_shape: None,
                 hidden: false,
+                word: 0,
             },
         )
         .collect();

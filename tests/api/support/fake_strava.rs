@@ -192,6 +192,13 @@ struct State {
     stats: Value,
     athlete: Value,
     latency: Duration,
+    /// Added to list answers only, after the list was read (a round's slow list).
+    list_latency: Duration,
+    /// Added to activity detail answers only, after the activity was read.
+    detail_latency: Duration,
+    /// At most this many activities per list page, whatever `per_page` asks (Strava may answer
+    /// a short page before the end of the list).
+    page_cap: Option<usize>,
     fault_oauth: Option<Fault>,
     fault_api: Option<Fault>,
     fail_next: VecDeque<(Scope, Fault, u32)>,
@@ -257,6 +264,9 @@ impl State {
             stats: parse_sample(SAMPLE_STATS),
             athlete: exchange["athlete"].clone(),
             latency: Duration::ZERO,
+            list_latency: Duration::ZERO,
+            detail_latency: Duration::ZERO,
+            page_cap: None,
             fault_oauth: None,
             fault_api: None,
             fail_next: VecDeque::new(),
@@ -954,6 +964,7 @@ fn list_activities(
         Some(n) if n <= 0 => 30,
         Some(n) => n.min(200),
     } as usize;
+    let per_page = state.page_cap.map_or(per_page, |cap| per_page.min(cap));
     let page = page.unwrap_or(1).max(1) as usize;
     let mut list: Vec<(i64, &Value)> = state
         .activities
@@ -992,6 +1003,7 @@ async fn handle(
             .await
             .into_response();
     }
+    let mut extra = Duration::ZERO;
     let (outcome, latency) = {
         let mut st = lock(&state);
         let outcome = match segments.as_slice() {
@@ -1005,11 +1017,16 @@ async fn handle(
             }
             ["api", "v3", rest @ ..] => {
                 let endpoint = api_endpoint(&method, rest);
+                extra = match endpoint {
+                    ApiEndpoint::Activities => st.list_latency,
+                    ApiEndpoint::Detail(_) => st.detail_latency,
+                    _ => Duration::ZERO,
+                };
                 handle_api(&mut st, endpoint, query.as_deref(), &headers)
             }
             _ => Outcome::Reply(route_not_found()),
         };
-        (outcome, st.latency)
+        (outcome, st.latency + extra)
     };
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -1292,6 +1309,22 @@ impl FakeStrava {
     /// Added to every answer (after the request has been processed).
     pub fn set_latency(&self, latency: Duration) {
         self.st().latency = latency;
+    }
+
+    /// Added to list answers only (after the list was read): a list read before a change at
+    /// Strava arrives after it.
+    pub fn set_list_latency(&self, latency: Duration) {
+        self.st().list_latency = latency;
+    }
+
+    /// Added to activity detail answers only (after the activity was read).
+    pub fn set_detail_latency(&self, latency: Duration) {
+        self.st().detail_latency = latency;
+    }
+
+    /// Answers at most `cap` activities per list page (`None`: as many as asked).
+    pub fn set_page_cap(&self, cap: Option<usize>) {
+        self.st().page_cap = cap;
     }
 
     /// Persistent until cleared with `None`. `Scope::All` sets (or clears) both scopes.

@@ -1,0 +1,406 @@
+//! The activity index under scale-out: two (or three) instances on one table, with a fake Strava
+//! whose answers arrive seconds after they were read, so that a round's list taken before a
+//! change at Strava is delivered after that change's event was applied on another instance.
+//! Single-instance tests cannot see these races: each test here names the one it pins.
+
+use crate::support;
+
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use support::activities;
+use support::app::{run_handler_command, TestApp, TestSettings};
+use support::credentials::connected;
+use support::fake_strava::{FakeStrava, ATHLETE_ID};
+
+const VERIFY_TOKEN: &str = "scale-out-verify-7c1e";
+/// How long a list answer takes to arrive after the list was read.
+const SLOW_LIST: Duration = Duration::from_secs(3);
+
+fn settings(strava: &FakeStrava, cache_seconds: u32) -> TestSettings {
+    TestSettings::new(&strava.base_url())
+        .with("STRAVA_WEBHOOK_VERIFY_TOKEN", VERIFY_TOKEN)
+        .with("WIDGET_CACHE_SECONDS", cache_seconds.to_string())
+}
+
+/// Two connected instances on one table, subscribed at the fake with `handler subscribe`.
+async fn two_instances(strava: &FakeStrava, settings: TestSettings) -> (TestApp, TestApp) {
+    let a = TestApp::spawn(settings).await;
+    a.store
+        .replace_credentials(&connected(strava))
+        .await
+        .expect("arrange");
+    let callback = format!("{}/api/StravaWebhook", a.address);
+    let (status, output) =
+        run_handler_command(&a.settings, &["subscribe", "--callback-url", &callback], "").await;
+    assert!(status.success(), "{output}");
+    let b = TestApp::spawn(a.settings.clone()).await;
+    (a, b)
+}
+
+/// Delivers `event` to `app`'s webhook, as Strava would.
+async fn deliver(strava: &FakeStrava, app: &TestApp, event: &Value) {
+    let callback = format!("{}/api/StravaWebhook", app.address);
+    let delivery = strava.deliver_event_to(&callback, event).await;
+    assert!(delivery.acknowledged, "{delivery:?}");
+}
+
+/// Waits until the fake has received more list calls than `seen`; when it did.
+async fn list_call_after(strava: &FakeStrava, seen: u32) -> Instant {
+    let until = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < until {
+        if strava.calls().activities > seen {
+            return Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no list call came (still {seen})");
+}
+
+/// Polls `app`'s latest run until `shows` holds (at most `seconds`).
+async fn latest_until(app: &TestApp, seconds: u64, shows: impl Fn(u16, &Value) -> bool) -> Value {
+    let (status, run) = app
+        .poll_json("/api/GetLatestRun", Duration::from_secs(seconds), |s, r| {
+            shows(s, r)
+        })
+        .await;
+    assert!(
+        shows(status, &run),
+        "not within {seconds} s: {status} {run}"
+    );
+    run
+}
+
+/// Reads every instance's latest run every 100 ms for `how_long`; the first answer that
+/// `forbidden` calls wrong fails the test.
+async fn never_during(
+    instances: &[&TestApp],
+    how_long: Duration,
+    what: &str,
+    forbidden: impl Fn(u16, &Value) -> bool,
+) {
+    let until = Instant::now() + how_long;
+    while Instant::now() < until {
+        for (n, app) in instances.iter().enumerate() {
+            let (status, body) = app.get_json("/api/GetLatestRun").await;
+            assert!(
+                !forbidden(status, &body),
+                "instance {n} serves {what}: {status} {body}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Whether an answer (status, body) is the one looked for.
+type Verdict = fn(u16, &Value) -> bool;
+
+/// What is changed at Strava while instance B's round waits for its list.
+#[derive(Clone, Copy, Debug)]
+enum Change {
+    Delete,
+    Rename,
+    Upload,
+}
+
+/// Instance B starts a round whose list is slow; meanwhile the change happens at Strava and its
+/// event reaches instance A, which applies it. When B's list (read before the change) arrives,
+/// B's round must not undo the change on any instance.
+async fn a_slow_round_on_one_instance_keeps_an_event_applied_on_the_other(change: Change) {
+    let strava = FakeStrava::start().await;
+    let now = support::now();
+    let older = activities::run(31, "Older run", now - 2 * 86_400, 8_000.0);
+    let shown = activities::run(32, "Shown run", now - 3_600, 10_000.0);
+    strava.set_activities(vec![shown.clone(), older]);
+    let cache_seconds = 6;
+    let (a, b) = two_instances(&strava, settings(&strava, cache_seconds)).await;
+    latest_until(&a, 10, |s, r| s == 200 && r["id"] == json!(32)).await;
+    latest_until(&b, 10, |s, r| s == 200 && r["id"] == json!(32)).await;
+
+    // B's round: its list is read now and arrives SLOW_LIST later.
+    strava.set_list_latency(SLOW_LIST);
+    tokio::time::sleep(Duration::from_secs(u64::from(cache_seconds) + 1)).await;
+    let seen = strava.calls().activities;
+    let _ = b.get_json("/api/GetLatestRun").await;
+    let listed = list_call_after(&strava, seen).await;
+
+    // The change at Strava, and its event to A, while B's list is on its way.
+    let (event, applied, undone): (Value, Verdict, Verdict) = match change {
+        Change::Delete => {
+            strava.remove_activity(32);
+            (
+                strava.event("activity", 32, "delete", json!({})),
+                |s, r| s == 200 && r["id"] == json!(31),
+                |_, r| r["id"] == json!(32),
+            )
+        }
+        Change::Rename => {
+            assert!(strava.update_activity(32, |a| a["name"] = json!("Renamed run")));
+            (
+                strava.event("activity", 32, "update", json!({"title": "Renamed run"})),
+                |s, r| s == 200 && r["name"] == "Renamed run",
+                |_, r| r["name"] == "Shown run",
+            )
+        }
+        Change::Upload => {
+            strava.add_activity(activities::run(33, "New upload", now - 600, 5_000.0));
+            (
+                strava.event("activity", 33, "create", json!({})),
+                |s, r| s == 200 && r["id"] == json!(33),
+                |_, r| r["id"] != json!(33),
+            )
+        }
+    };
+    deliver(&strava, &a, &event).await;
+    latest_until(&a, 5, applied).await;
+
+    // B's list arrives (read before the change) and its round ends; until the next round is
+    // due, every instance must still show the change.
+    let round_over = listed + SLOW_LIST + Duration::from_millis(700);
+    tokio::time::sleep(round_over.saturating_duration_since(Instant::now())).await;
+    let next_round_due = listed + Duration::from_secs(u64::from(cache_seconds));
+    never_during(
+        &[&a, &b],
+        next_round_due.saturating_duration_since(Instant::now()),
+        &format!("what the {change:?} undid"),
+        undone,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_slow_round_does_not_bring_back_a_run_deleted_through_another_instance() {
+    a_slow_round_on_one_instance_keeps_an_event_applied_on_the_other(Change::Delete).await;
+}
+
+#[tokio::test]
+async fn a_slow_round_does_not_bring_back_the_old_name_of_a_run_renamed_through_another_instance() {
+    a_slow_round_on_one_instance_keeps_an_event_applied_on_the_other(Change::Rename).await;
+}
+
+#[tokio::test]
+async fn a_slow_round_does_not_remove_a_new_upload_applied_through_another_instance() {
+    a_slow_round_on_one_instance_keeps_an_event_applied_on_the_other(Change::Upload).await;
+}
+
+#[tokio::test]
+async fn a_create_read_slowly_on_one_instance_and_its_delete_on_another_leave_nothing_shown() {
+    let strava = FakeStrava::start().await;
+    let now = support::now();
+    strava.set_activities(vec![activities::run(
+        41,
+        "Shown run",
+        now - 3_600,
+        10_000.0,
+    )]);
+    strava.set_list_latency(Duration::from_secs(1));
+    let (a, b) = two_instances(&strava, settings(&strava, 600)).await;
+    latest_until(&a, 10, |s, r| s == 200 && r["id"] == json!(41)).await;
+    latest_until(&b, 10, |s, r| s == 200 && r["id"] == json!(41)).await;
+
+    // The upload's create reaches A, whose read of it is slow; its delete reaches B meanwhile.
+    strava.set_detail_latency(SLOW_LIST);
+    strava.add_activity(activities::run(
+        42,
+        "Uploaded by mistake",
+        now - 60,
+        3_000.0,
+    ));
+    let reads = strava.calls().activity_detail;
+    deliver(
+        &strava,
+        &a,
+        &strava.event("activity", 42, "create", json!({})),
+    )
+    .await;
+    let until = Instant::now() + Duration::from_secs(10);
+    while strava.calls().activity_detail == reads && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(strava.calls().activity_detail > reads, "A read the upload");
+    let read_at = Instant::now();
+    strava.remove_activity(42);
+    deliver(
+        &strava,
+        &b,
+        &strava.event("activity", 42, "delete", json!({})),
+    )
+    .await;
+
+    // A's read (taken before the delete) arrives; the deleted upload must stay off.
+    let read_over = read_at + SLOW_LIST + Duration::from_millis(500);
+    tokio::time::sleep(read_over.saturating_duration_since(Instant::now())).await;
+    never_during(
+        &[&a, &b],
+        Duration::from_secs(6),
+        "the deleted upload",
+        |_, r| r["id"] == json!(42),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_run_older_than_the_newest_page_made_only_you_leaves_the_widget_at_the_next_round() {
+    let strava = FakeStrava::start().await;
+    let now = support::now();
+    // The owner's latest run, then 60 rides: the round's one page of 60 never reaches the run.
+    let mut list = vec![
+        activities::run(51, "Latest run", now - 3 * 86_400, 10_000.0),
+        activities::run(50, "Earlier run", now - 6 * 86_400, 7_000.0),
+    ];
+    for n in 0..60 {
+        list.push(activities::with(
+            activities::run(1_000 + n, "Ride", now - 2 * 86_400 + n * 600, 30_000.0),
+            |a| {
+                a["sport_type"] = json!("Ride");
+                a["type"] = json!("Ride");
+            },
+        ));
+    }
+    strava.set_activities(list);
+    strava.set_list_latency(Duration::from_secs(1));
+    let cache_seconds = 4;
+    let (a, b) = two_instances(&strava, settings(&strava, cache_seconds)).await;
+    latest_until(&a, 15, |s, r| s == 200 && r["id"] == json!(51)).await;
+
+    // Made "Only you": an `activity:read` token gets no event for it.
+    assert!(strava.update_activity(51, |a| {
+        a["visibility"] = json!("only_me");
+        a["private"] = json!(true);
+    }));
+    tokio::time::sleep(Duration::from_secs(u64::from(cache_seconds) + 1)).await;
+    for app in [&a, &b] {
+        latest_until(app, 15, |s, r| s == 200 && r["id"] == json!(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn last_year_is_served_in_full_or_not_at_all() {
+    let strava = FakeStrava::start().await;
+    let now = support::now();
+    let (this_year, this_year_start) = activities::this_year(now);
+    let (_, last_year_start) = activities::this_year(this_year_start - 86_400);
+    let mut list = Vec::new();
+    // 30 runs this year, the newest an hour ago, one a day.
+    for n in 0..30 {
+        let start = (now - 3_600 - n * 86_400).max(this_year_start + 3_600 + n);
+        list.push(activities::run(10_000 + n, "This year", start, 5_000.0));
+    }
+    // 250 runs last year, spread over it.
+    let last_year_runs = 250;
+    let spacing = (this_year_start - last_year_start) / (last_year_runs + 1);
+    for n in 0..last_year_runs {
+        let start = last_year_start + 3_600 + n * spacing;
+        list.push(activities::run(20_000 + n, "Last year", start, 4_000.0));
+    }
+    strava.set_activities(list);
+    strava.set_list_latency(Duration::from_secs(1));
+    let (a, b) = two_instances(&strava, settings(&strava, 600)).await;
+    latest_until(&a, 20, |s, _| s == 200).await;
+    let path = format!("/api/GetRunningYear?year={}", this_year - 1);
+    for app in [&a, &b] {
+        let until = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (status, year) = app.get_json(&path).await;
+            match status {
+                200 => {
+                    assert_eq!(
+                        year["totals"]["count"],
+                        json!(last_year_runs),
+                        "last year served partly: {}",
+                        year["totals"]
+                    );
+                    assert_eq!(year["totals"]["distance"], json!(4_000.0 * 250.0));
+                    break;
+                }
+                404 => assert_eq!(year["error"], "year_not_indexed", "{year}"),
+                other => panic!("{other}: {year}"),
+            }
+            assert!(Instant::now() < until, "last year never served in full");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_deauthorization_during_another_instances_round_leaves_no_answer_anywhere() {
+    let strava = FakeStrava::start().await;
+    let now = support::now();
+    strava.set_activities(vec![activities::run(
+        61,
+        "Shown run",
+        now - 3_600,
+        10_000.0,
+    )]);
+    let cache_seconds = 6;
+    let (a, b) = two_instances(&strava, settings(&strava, cache_seconds)).await;
+    latest_until(&a, 10, |s, r| s == 200 && r["id"] == json!(61)).await;
+    latest_until(&b, 10, |s, r| s == 200 && r["id"] == json!(61)).await;
+
+    strava.set_list_latency(SLOW_LIST);
+    tokio::time::sleep(Duration::from_secs(u64::from(cache_seconds) + 1)).await;
+    let seen = strava.calls().activities;
+    let _ = b.get_json("/api/GetLatestRun").await;
+    let listed = list_call_after(&strava, seen).await;
+
+    // The athlete revokes the app; the deauthorization reaches A, which confirms it.
+    strava.revoke_all();
+    let deauthorize = strava.event(
+        "athlete",
+        ATHLETE_ID,
+        "update",
+        json!({"authorized": "false"}),
+    );
+    deliver(&strava, &a, &deauthorize).await;
+    latest_until(&a, 10, |s, r| s == 503 && r["error"] == "not_configured").await;
+
+    // B's round ends after the wipe: no instance, nor one started later, serves the run.
+    let round_over = listed + SLOW_LIST + Duration::from_millis(700);
+    tokio::time::sleep(round_over.saturating_duration_since(Instant::now())).await;
+    let c = TestApp::spawn(a.settings.clone()).await;
+    never_during(
+        &[&a, &b, &c],
+        Duration::from_secs(3),
+        "the revoked athlete's run",
+        |s, _| s == 200,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_short_page_is_not_the_end_of_stravas_list() {
+    let strava = FakeStrava::start().await;
+    let now = support::now();
+    let (_, this_year_start) = activities::this_year(now);
+    let runs: i64 = 45;
+    let spacing = ((now - this_year_start) / (runs + 1)).min(86_400);
+    let list = (0..runs)
+        .map(|n| activities::run(70_000 + n, "Run", now - 3_600 - n * spacing, 5_000.0))
+        .collect();
+    strava.set_activities(list);
+    let cache_seconds = 4;
+    let (a, b) = two_instances(&strava, settings(&strava, cache_seconds)).await;
+    let (status, year) = a.get_json("/api/GetRunningYear").await;
+    assert_eq!(status, 200, "{year}");
+    assert_eq!(year["totals"]["count"], json!(runs));
+
+    // Strava answers a page of 30 where 60 were asked: that is not the end of the list.
+    strava.set_page_cap(Some(30));
+    let seen = strava.calls().activities;
+    tokio::time::sleep(Duration::from_secs(u64::from(cache_seconds) + 1)).await;
+    let _ = b.get_json("/api/GetLatestRun").await;
+    list_call_after(&strava, seen).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for app in [&a, &b] {
+        let (status, year) = app
+            .poll_json("/api/GetRunningYear", Duration::from_secs(6), |_, y| {
+                y["totals"]["count"] != json!(runs)
+            })
+            .await;
+        assert_eq!(status, 200, "{year}");
+        assert_eq!(
+            year["totals"]["count"],
+            json!(runs),
+            "runs removed for a short page"
+        );
+    }
+}
