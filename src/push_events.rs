@@ -19,7 +19,7 @@ use crate::backoff;
 use crate::clock::Clock;
 use crate::index::budget;
 use crate::latest_run::{EventError, LatestRunService};
-use crate::store::{Change, PendingEvent, Store};
+use crate::store::{add_pending, Change, PendingEvent, Store, StoredLatestRun};
 use crate::strava::webhook::{Aspect, ObjectType, WebhookEvent};
 use crate::strava::StravaError;
 use crate::tokens::{TokenError, TokenKeeper};
@@ -41,8 +41,8 @@ const RECORD_GIVE_UP: Duration = Duration::from_secs(60);
 /// The first pause between those writes and the longest (doubled after each).
 const RECORD_PAUSE: Duration = Duration::from_millis(200);
 const RECORD_PAUSE_MAX: Duration = Duration::from_secs(5);
-/// At most this many events wait in the table; more are dropped (the next round covers them).
-const MAX_PENDING: usize = 64;
+/// At most this many events wait here to be applied (as many as in the table).
+const MAX_PENDING: usize = StoredLatestRun::MAX_PENDING;
 /// An event recorded this long ago (seconds) and still pending is applied by any instance that
 /// sees it (its receiver may have died).
 const ORPHAN_AFTER_SECONDS: i64 = 8;
@@ -139,13 +139,37 @@ impl PushEvents {
             recorder_running: AtomicBool::new(false),
             ids_lookup_running: AtomicBool::new(false),
         }));
-        let weak = Arc::downgrade(&events.0);
-        latest_run.on_pending_events(Box::new(move |pending| {
-            if let Some(inner) = weak.upgrade() {
-                PushEvents(inner).adopt_orphans(pending);
-            }
-        }));
+        events.follow_the_table(latest_run.subscribe());
         events
+    }
+
+    /// Follows the push events the keeper finds in the table (on every read of the shared
+    /// entity): those another instance recorded and did not apply are adopted here. The task
+    /// ends with the keeper; it holds this service only weakly, so the two can be dropped.
+    /// Without a runtime (an app built outside one) there is no follower.
+    fn follow_the_table(&self, mut published: watch::Receiver<crate::latest_run::Published>) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let weak = Arc::downgrade(&self.0);
+        runtime.spawn(async move {
+            let mut handled = 0;
+            while published.changed().await.is_ok() {
+                let (pending, read) = {
+                    let state = published.borrow_and_update();
+                    (state.pending.clone(), state.pending_read)
+                };
+                if read == handled {
+                    // Another change (an answer), not a new read of the table.
+                    continue;
+                }
+                handled = read;
+                let Some(inner) = weak.upgrade() else {
+                    return;
+                };
+                PushEvents(inner).adopt_orphans(pending.to_vec());
+            }
+        });
     }
 
     /// Handles one event, answering [`REPLY_AFTER`] after it arrived; the work it starts goes
@@ -315,10 +339,7 @@ impl PushEvents {
         let write = || {
             self.0.store.modify_latest_run(|entity, _| {
                 for event in batch {
-                    if !add_pending(&mut entity.pending_events, event.clone()) {
-                        // No room: a reconciliation covers what was dropped, at once.
-                        entity.reconcile_after.get_or_insert(entity.index_clock);
-                    }
+                    entity.record_event(event.clone());
                 }
                 Change::Save(())
             })
@@ -594,23 +615,6 @@ impl PushEvents {
             tracing::error!(error = %err, "could not empty the activity index after the deauthorization");
         }
         self.0.athlete_id.store(0, Ordering::Relaxed);
-    }
-}
-
-/// Adds `event` to the pending list: it replaces an earlier event for the same activity; past
-/// [`MAX_PENDING`] it is dropped (`false`: the caller asks for a reconciliation, which covers
-/// it).
-fn add_pending(pending: &mut Vec<PendingEvent>, event: PendingEvent) -> bool {
-    if let Some(known) = pending.iter_mut().find(|e| e.id == event.id) {
-        if known.at <= event.at {
-            *known = event;
-        }
-        true
-    } else if pending.len() < MAX_PENDING {
-        pending.push(event);
-        true
-    } else {
-        false
     }
 }
 

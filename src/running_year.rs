@@ -16,7 +16,6 @@ use crate::latest_run::{etag_of, Card, IndexState, LatestRunError, LatestRunServ
 use crate::store::Store;
 use crate::view::svg::{Theme, Units};
 use crate::view::year::{build_running_year, RunningYearView};
-use crate::view::year_card::render_year;
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
@@ -54,18 +53,18 @@ pub struct YearAnswer {
 }
 
 impl YearAnswer {
-    /// The view as the SVG card in `theme` and `units`, rendered once per view.
-    pub fn card(&self, theme: Theme, units: Units) -> Option<&Card> {
+    /// The view as a card in `theme` and `units`, drawn by `draw` (the caller's: the domain
+    /// draws nothing) once per view and kept.
+    pub fn card(
+        &self,
+        theme: Theme,
+        units: Units,
+        draw: impl FnOnce(&RunningYearView) -> String,
+    ) -> Option<&Card> {
         let slot = self
             .cards
             .get(theme.index() * Units::ALL.len() + units.index())?;
-        Some(slot.get_or_init(|| {
-            let body = render_year(&self.view, theme, units);
-            Card {
-                etag: Bytes::from(etag_of(body.as_bytes())),
-                body: Bytes::from(body),
-            }
-        }))
+        Some(slot.get_or_init(|| Card::new(draw(&self.view))))
     }
 }
 

@@ -10,7 +10,7 @@ use super::public_http::{cacheable, read_only};
 use crate::config::AllowedOrigins;
 use crate::http::{ApiError, FunctionRequest, FunctionResponse, JSON_CONTENT_TYPE};
 use crate::latest_run::{Answer, LatestRunError, LatestRunService};
-use crate::view::svg::{Theme, Units};
+use crate::view::svg::{self, Theme, Units};
 use warp::http::HeaderValue;
 
 /// Handles one widget request.
@@ -60,7 +60,7 @@ fn card(
     request: &FunctionRequest,
     cache_control: HeaderValue,
 ) -> FunctionResponse {
-    let Some(card) = answer.card(theme, units) else {
+    let Some(card) = answer.card(theme, units, |run| svg::render(run, theme, units)) else {
         // Every answer this app makes carries its run; never serve a card of nothing.
         return error_card(&ApiError::NoPublicRun, theme);
     };

@@ -9,6 +9,7 @@ use super::public_http::{cacheable, read_only};
 use crate::config::AllowedOrigins;
 use crate::http::{ApiError, FunctionRequest, FunctionResponse, JSON_CONTENT_TYPE};
 use crate::running_year::{RunningYearError, RunningYearService};
+use crate::view::year_card::render_year;
 use warp::http::HeaderValue;
 
 /// `year`: four digits, or absent.
@@ -59,20 +60,22 @@ pub async fn handle(
                 HeaderValue::from_static(JSON_CONTENT_TYPE),
                 cache_control.clone(),
             ),
-            Format::Svg(theme, units) => match answer.card(theme, units) {
-                Some(card) => {
-                    let mut response = cacheable(
-                        request,
-                        card.body.clone(),
-                        &card.etag,
-                        HeaderValue::from_static(SVG_CONTENT_TYPE),
-                        cache_control.clone(),
-                    );
-                    image_headers(&mut response);
-                    response
+            Format::Svg(theme, units) => {
+                match answer.card(theme, units, |view| render_year(view, theme, units)) {
+                    Some(card) => {
+                        let mut response = cacheable(
+                            request,
+                            card.body.clone(),
+                            &card.etag,
+                            HeaderValue::from_static(SVG_CONTENT_TYPE),
+                            cache_control.clone(),
+                        );
+                        image_headers(&mut response);
+                        response
+                    }
+                    None => error_card(&ApiError::NotFound, theme),
                 }
-                None => error_card(&ApiError::NotFound, theme),
-            },
+            }
         }
     })
     .await

@@ -12,7 +12,8 @@ use crate::clock::Clock;
 use crate::store::{IndexedRun, Store, StoreError, Tombstone, Versioned};
 use crate::strava::models::SummaryActivity;
 use crate::view::route_shape;
-use std::collections::{BTreeSet, HashMap};
+use azure_core::Etag;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// How many years back the newest run is looked for when this year has none.
 const LOOK_BACK_YEARS: i32 = 3;
@@ -175,6 +176,8 @@ impl ActivityIndex {
                 .or_insert(activity);
         }
         let mut written = Vec::new();
+        // New and changed entries that stay in their year, written in batches per year.
+        let mut batched: BTreeMap<i32, Vec<(IndexedRun, Option<Etag>)>> = BTreeMap::new();
         for activity in newest_listed.values() {
             let previous = existing.get(&activity.id);
             if previous.is_some_and(|p| p.value.word > word) {
@@ -197,20 +200,34 @@ impl ActivityIndex {
             if unchanged {
                 continue;
             }
-            let same_year = previous.filter(|p| p.value.local_year() == entry.local_year());
-            match self
-                .store
-                .write_run(&entry, same_year.map(|p| &p.etag))
-                .await
-            {
-                Ok(()) if previous.is_none() || same_year.is_some() => written.push(entry),
-                // Moved to another year, or raced by another writer: the careful way.
-                Ok(()) | Err(StoreError::Conflict) => {
+            match previous {
+                Some(p) if p.value.local_year() != entry.local_year() => {
+                    // Moved to another year (a start date edited across New Year).
                     if self.put(&entry, this_year).await? {
                         written.push(entry);
                     }
                 }
-                Err(err) => return Err(err),
+                _ => batched
+                    .entry(entry.local_year())
+                    .or_default()
+                    .push((entry, previous.map(|p| p.etag.clone()))),
+            }
+        }
+        for (year, entries) in batched {
+            for chunk in entries.chunks(Store::BATCH) {
+                match self.store.write_runs(year, chunk).await {
+                    Ok(()) => written.extend(chunk.iter().map(|(entry, _)| entry.clone())),
+                    // Another writer got in first somewhere in the batch: one by one, the
+                    // careful way (never over a newer word).
+                    Err(StoreError::Conflict) => {
+                        for (entry, _) in chunk {
+                            if self.put(entry, this_year).await? {
+                                written.push(entry.clone());
+                            }
+                        }
+                    }
+                    Err(err) => return Err(err),
+                }
             }
         }
         for run in existing.values() {

@@ -3,7 +3,7 @@
 //! public run) with the conversions to and from the table's snapshot.
 
 use crate::store::{LatestRunSnapshot, Shown};
-use crate::view::svg::{self, Theme, Units};
+use crate::view::svg::{Theme, Units};
 use crate::view::LatestRunView;
 use base64::Engine;
 use bytes::Bytes;
@@ -57,6 +57,16 @@ pub struct Card {
     pub etag: Bytes,
 }
 
+impl Card {
+    /// A drawn card with its ETag.
+    pub fn new(body: String) -> Card {
+        Card {
+            etag: Bytes::from(etag_of(body.as_bytes())),
+            body: Bytes::from(body),
+        }
+    }
+}
+
 impl Answer {
     pub(super) fn new(
         body: Bytes,
@@ -77,20 +87,20 @@ impl Answer {
         }
     }
 
-    /// The run as the SVG card in `theme` and `units`, rendered once per answer (`None` for an
-    /// answer without a run). An answer never changes, so neither does its card.
-    pub fn card(&self, theme: Theme, units: Units) -> Option<&Card> {
+    /// The run as a card in `theme` and `units`, drawn by `draw` (the caller's: the domain
+    /// draws nothing) once per answer and kept (`None` for an answer without a run). An answer
+    /// never changes, so neither does its card.
+    pub fn card(
+        &self,
+        theme: Theme,
+        units: Units,
+        draw: impl FnOnce(&LatestRunView) -> String,
+    ) -> Option<&Card> {
         let run = self.run.as_ref()?;
         let slot = self
             .cards
             .get(theme.index() * Units::ALL.len() + units.index())?;
-        Some(slot.get_or_init(|| {
-            let body = svg::render(run, theme, units);
-            Card {
-                etag: Bytes::from(etag_of(body.as_bytes())),
-                body: Bytes::from(body),
-            }
-        }))
+        Some(slot.get_or_init(|| Card::new(draw(run))))
     }
 
     pub(super) fn from_run(run: LatestRunView, stamp: Stamp, year: Option<(i32, i64)>) -> Self {
@@ -230,6 +240,7 @@ pub fn etag_of(body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::view::svg;
 
     #[test]
     fn a_card_is_rendered_once_per_answer_theme_and_units() {
@@ -240,8 +251,17 @@ mod tests {
             tick: 0,
         };
         let answer = Answer::from_run(run.clone(), stamp, None);
-        let first = answer.card(Theme::Dark, Units::Imperial).expect("a card");
-        let again = answer.card(Theme::Dark, Units::Imperial).expect("a card");
+        let draw = |theme, units| move |run: &LatestRunView| svg::render(run, theme, units);
+        let first = answer
+            .card(
+                Theme::Dark,
+                Units::Imperial,
+                draw(Theme::Dark, Units::Imperial),
+            )
+            .expect("a card");
+        let again = answer
+            .card(Theme::Dark, Units::Imperial, |_| unreachable!("drawn once"))
+            .expect("a card");
         assert_eq!(
             first.body.as_ptr(),
             again.body.as_ptr(),
@@ -249,11 +269,19 @@ mod tests {
         );
         assert_eq!(first.body, svg::render(&run, Theme::Dark, Units::Imperial));
         assert_eq!(first.etag, etag_of(&first.body));
-        let other = answer.card(Theme::Light, Units::Metric).expect("a card");
+        let other = answer
+            .card(
+                Theme::Light,
+                Units::Metric,
+                draw(Theme::Light, Units::Metric),
+            )
+            .expect("a card");
         assert_eq!(other.body, svg::render(&run, Theme::Light, Units::Metric));
         assert_ne!(other.etag, first.etag);
         let none = Answer::new(Bytes::from_static(b"{}"), stamp, None, None);
-        assert!(none.card(Theme::Auto, Units::Metric).is_none());
+        assert!(none
+            .card(Theme::Auto, Units::Metric, draw(Theme::Auto, Units::Metric))
+            .is_none());
     }
 
     #[test]

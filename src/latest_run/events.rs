@@ -63,11 +63,12 @@ impl LatestRunService {
         }
         let mut token = self
             .0
+            .parts
             .tokens
             .access_token()
             .await
             .map_err(|err| failure(FetchFailure::from(err)))?;
-        let strava = &self.0.strava;
+        let strava = &self.0.parts.strava;
         let id = event.id;
         let detail = match self
             .with_token(
@@ -92,27 +93,25 @@ impl LatestRunService {
                 self.clear_event(event).await?;
                 return Ok(Applied::NotTheAthletes);
             }
-            Some(detail) => match self.0.index.entry_of(&detail.summary, None) {
+            Some(detail) => match self.0.parts.index.entry_of(&detail.summary, None) {
                 Some(mut entry) => {
                     entry.word = word;
                     let entry = self.look_up_photo_in(None, entry, &detail).await;
-                    self.0.index.put(&entry, this_year).await?;
+                    self.0.parts.index.put(&entry, this_year).await?;
                     Applied::Written
                 }
                 None => {
-                    self.0.index.remove(id, word, this_year).await?;
+                    self.0.parts.index.remove(id, word, this_year).await?;
                     Applied::Removed
                 }
             },
             None => {
-                self.0.index.remove(id, word, this_year).await?;
+                self.0.parts.index.remove(id, word, this_year).await?;
                 Applied::Removed
             }
         };
-        self.publish(Some(word), None, |entity| {
-            entity.pending_events.retain(|e| !covers(event, e))
-        })
-        .await?;
+        self.publish(Some(word), None, |entity| entity.clear_applied(event))
+            .await?;
         Ok(applied)
     }
 
@@ -124,13 +123,11 @@ impl LatestRunService {
         let _one_change_at_a_time = self.0.publishing.lock().await;
         let (this_year, _) = self.this_year();
         let word = self.take_word().await?;
-        self.0.index.hide(event.id, word, this_year).await?;
+        self.0.parts.index.hide(event.id, word, this_year).await?;
         // Published even when the run was hidden already: a hide whose publish failed before is
         // published by its retry.
-        self.publish(None, None, |entity| {
-            entity.pending_events.retain(|e| !covers(event, e))
-        })
-        .await?;
+        self.publish(None, None, |entity| entity.clear_applied(event))
+            .await?;
         Ok(())
     }
 
@@ -138,10 +135,11 @@ impl LatestRunService {
     /// app after all).
     pub async fn clear_event(&self, event: &PendingEvent) -> Result<(), StoreError> {
         self.0
+            .parts
             .store
             .modify_latest_run(|entity, _| {
                 let before = entity.pending_events.len();
-                entity.pending_events.retain(|e| !covers(event, e));
+                entity.clear_applied(event);
                 if entity.pending_events.len() == before {
                     Change::Keep(())
                 } else {
@@ -166,7 +164,7 @@ impl LatestRunService {
         if photo_url.is_none() && more {
             match token {
                 Some(token) => {
-                    let strava = &self.0.strava;
+                    let strava = &self.0.parts.strava;
                     let id = entry.id;
                     let photos = self
                         .with_token(token, |t| async move {
@@ -183,11 +181,4 @@ impl LatestRunService {
         entry.photo_checked = checked;
         entry
     }
-}
-
-/// Whether applying `applied` also applies the recorded `event`: the same activity, recorded no
-/// later (an event recorded after it may say something newer), and not a hide cleared by
-/// reading the activity (a delete right after a create must still be applied).
-fn covers(applied: &PendingEvent, event: &PendingEvent) -> bool {
-    event.id == applied.id && event.at <= applied.at && (applied.hide || !event.hide)
 }

@@ -34,9 +34,9 @@ use answer::{Known, Stamp};
 use failure::{FetchFailure, RETRY_AFTER_FAILURE};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use tokio::sync::Mutex;
+use tokio::sync::{watch, Mutex};
 use tracing::Instrument;
 
 /// How often (seconds) a serving instance looks at the table for other instances' answers and
@@ -112,50 +112,70 @@ impl Warmed {
     }
 }
 
-/// Called with the push events the table holds that no instance has applied yet.
-pub type PendingListener = Box<dyn Fn(Vec<PendingEvent>) + Send + Sync>;
-
 /// The cached answer and the one place that asks Strava for it; cheap to clone.
 #[derive(Clone)]
 pub struct LatestRunService(Arc<Inner>);
 
 struct Inner {
+    /// What rounds and events work with.
+    parts: Parts,
+    /// What is published: the answer held, what the table last said of the index.
+    state: watch::Sender<Published>,
+    /// When Strava may be asked, and the rounds under way here.
+    pace: Pace,
+    /// One change of the index and its answer at a time in this process (rounds and events).
+    publishing: Mutex<()>,
+    /// Bumped by `forget`: a round that began before it must not bring an answer back.
+    generation: AtomicU64,
+}
+
+/// The settings and services the keeper works with.
+struct Parts {
     settings: LatestRunSettings,
     store: Store,
     index: ActivityIndex,
     strava: StravaClient,
     tokens: TokenKeeper,
     clock: Clock,
-    current: RwLock<Option<Known>>,
+    /// This process's name in leases.
+    instance: String,
+}
+
+/// When Strava may be asked and the table looked at, and the rounds under way here.
+struct Pace {
     /// Single flight: one round at a time, cold or background.
     fetching: Mutex<()>,
-    /// One change of the index and its answer at a time in this process (rounds and events).
-    publishing: Mutex<()>,
+    /// A background round is running.
     refresh_running: AtomicBool,
     /// No Strava call before this (after a failure, or until a rate-limit window resets).
     quiet_until: AtomicI64,
     /// No look at the table before this: another instance is fetching (not a failure, so the
     /// answer is not marked stale for it).
     look_again_at: AtomicI64,
-    /// The last cold-fetch error, answered to cold requests until `quiet_until`.
-    last_error: RwLock<Option<LatestRunError>>,
-    /// This process's name in leases.
-    instance: String,
     /// When this instance last looked at the table for answers and events of other instances.
     last_look: AtomicI64,
-    /// Bumped by `forget`: a round that began before it must not bring an answer back.
-    generation: AtomicU64,
-    /// Who hears of events recorded in the table (the push-event service).
-    pending_listener: OnceLock<PendingListener>,
-    /// What the last read of the shared entity said of the index.
-    seen: std::sync::Mutex<Seen>,
-    /// Bumped whenever the answer held changes (a new derivation, marked stale, dropped): views
-    /// built from the same index state ([`LatestRunService::index_state`]) know when to rebuild.
-    answer_version: AtomicU64,
+    /// The last cold-fetch error, answered to cold requests until `quiet_until`.
+    last_error: RwLock<Option<LatestRunError>>,
 }
 
+/// What the keeper publishes (a `watch` channel): the answer held, what the last read of the
+/// shared entity said of the index, and the push events it held that no instance has applied
+/// yet. Views read it without I/O; the push-event service follows it.
+#[derive(Clone, Debug, Default)]
+pub struct Published {
+    answer: Option<Known>,
+    /// Changes whenever the answer held changes.
+    pub version: u64,
+    seen: Seen,
+    /// The push events the shared entity held when it was last read (every read that holds
+    /// some sends them, so a pending event is looked at again until it is applied).
+    pub pending: Arc<[PendingEvent]>,
+    /// Counts the reads `pending` came from: followers act on a new read only, never twice on
+    /// one (an event applied since is no longer in the table).
+    pub pending_read: u64,
+}
 /// What the last read of the shared entity said of the index, kept for the answers' views.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Seen {
     /// The athlete's offset from UTC by the stored answer (the year turns by it).
     utc_offset: Option<i64>,
@@ -199,60 +219,61 @@ impl LatestRunService {
             clock.clone(),
         );
         LatestRunService(Arc::new(Inner {
-            settings,
-            store,
-            index,
-            strava,
-            tokens,
-            clock,
-            current: RwLock::new(None),
-            fetching: Mutex::new(()),
+            parts: Parts {
+                settings,
+                store,
+                index,
+                strava,
+                tokens,
+                clock,
+                instance,
+            },
+            state: watch::channel(Published::default()).0,
+            pace: Pace {
+                fetching: Mutex::new(()),
+                refresh_running: AtomicBool::new(false),
+                quiet_until: AtomicI64::new(0),
+                look_again_at: AtomicI64::new(0),
+                last_look: AtomicI64::new(0),
+                last_error: RwLock::new(None),
+            },
             publishing: Mutex::new(()),
-            refresh_running: AtomicBool::new(false),
-            quiet_until: AtomicI64::new(0),
-            look_again_at: AtomicI64::new(0),
-            last_error: RwLock::new(None),
-            instance,
-            last_look: AtomicI64::new(0),
             generation: AtomicU64::new(0),
-            pending_listener: OnceLock::new(),
-            answer_version: AtomicU64::new(0),
-            seen: Default::default(),
         }))
     }
 
     /// How long an answer is fresh (seconds).
     pub fn cache_seconds(&self) -> i64 {
-        self.0.settings.cache_seconds
+        self.0.parts.settings.cache_seconds
     }
 
-    /// Sets who hears of push events found in the table (once; later calls are ignored).
-    pub fn on_pending_events(&self, listener: PendingListener) {
-        let _ = self.0.pending_listener.set(listener);
+    /// Follows what is published (the push-event service watches the pending events).
+    pub fn subscribe(&self) -> watch::Receiver<Published> {
+        self.0.state.subscribe()
     }
 
     fn now(&self) -> i64 {
-        self.0.clock.now()
+        self.0.parts.clock.now()
     }
 
     fn current(&self) -> Option<Known> {
-        self.0.current.read().ok().and_then(|c| c.clone())
+        self.0.state.borrow().answer.clone()
     }
 
     fn seen(&self) -> Seen {
-        self.0.seen.lock().map(|seen| *seen).unwrap_or_default()
+        self.0.state.borrow().seen
     }
 
     /// The state of the index behind the answer held, without I/O; `None` before any answer.
     pub fn index_state(&self) -> Option<IndexState> {
-        let current = self.0.current.read().ok()?;
-        let known = current.as_ref()?;
+        let state = self.0.state.borrow();
+        let known = state.answer.as_ref()?;
         Some(IndexState {
-            version: self.0.answer_version.load(Ordering::Acquire),
+            version: state.version,
             fetched_at: known.fetched_at(),
             stale: matches!(known, Known::Run(answer) if answer.is_stale()),
             utc_offset: known.year().map_or(0, |(_, offset)| offset),
-            last_year_indexed: self.seen().last_year_indexed,
+            last_year_indexed: state.seen.last_year_indexed,
         })
     }
 
@@ -271,17 +292,18 @@ impl LatestRunService {
     /// Sets an answer derived in `generation`, unless `forget` ran since or a later answer is
     /// held already (an event applied while a round ran).
     fn set_current(&self, generation: u64, known: Known) -> bool {
-        if let Ok(mut current) = self.0.current.write() {
-            let newer_held = current
+        self.0.state.send_if_modified(|state| {
+            let newer_held = state
+                .answer
                 .as_ref()
                 .is_some_and(|c| c.stamp().tick > known.stamp().tick);
-            if self.0.generation.load(Ordering::Acquire) == generation && !newer_held {
-                *current = Some(known);
-                self.0.answer_version.fetch_add(1, Ordering::AcqRel);
-                return true;
+            if self.0.generation.load(Ordering::Acquire) != generation || newer_held {
+                return false;
             }
-        }
-        false
+            state.answer = Some(known);
+            state.version += 1;
+            true
+        })
     }
 
     fn generation(&self) -> u64 {
@@ -294,25 +316,26 @@ impl LatestRunService {
 
     /// Until when Strava is left alone (after a failure, or until a rate-limit window resets).
     fn quiet_until(&self) -> Option<i64> {
-        let until = self.0.quiet_until.load(Ordering::Relaxed);
+        let until = self.0.pace.quiet_until.load(Ordering::Relaxed);
         (self.now() < until).then_some(until)
     }
 
     /// The answer in memory is past its window and can no longer be refreshed for now: say
     /// so in it.
     fn mark_stale(&self) {
-        let window = self.0.settings.cache_seconds;
-        if let Ok(mut current) = self.0.current.write() {
-            if let Some(Known::Run(answer)) = current.as_ref() {
+        let window = self.0.parts.settings.cache_seconds;
+        let now = self.now();
+        self.0.state.send_if_modified(|state| match &state.answer {
+            Some(Known::Run(answer))
                 if !answer.is_stale()
-                    && self.now().saturating_sub(answer.stamp.reconciled_at) >= window
-                {
-                    let stale = Arc::new(answer.stale());
-                    *current = Some(Known::Run(stale));
-                    self.0.answer_version.fetch_add(1, Ordering::AcqRel);
-                }
+                    && now.saturating_sub(answer.stamp.reconciled_at) >= window =>
+            {
+                state.answer = Some(Known::Run(Arc::new(answer.stale())));
+                state.version += 1;
+                true
             }
-        }
+            _ => false,
+        });
     }
 
     /// Whether an answer needs a round now: its window (counted from the last reconciliation,
@@ -320,7 +343,7 @@ impl LatestRunService {
     /// counted.
     fn is_due(&self, known: &Known) -> bool {
         let window_passed =
-            self.now().saturating_sub(known.reconciled_at()) >= self.0.settings.cache_seconds;
+            self.now().saturating_sub(known.reconciled_at()) >= self.0.parts.settings.cache_seconds;
         let year_turned = known.year_ends_at().is_some_and(|ends| self.now() >= ends);
         window_passed || year_turned || self.seen().reconcile_due
     }
@@ -336,10 +359,11 @@ impl LatestRunService {
     /// push events of other instances, and for the credentials having been removed.
     fn look_at_the_table_now_and_then(&self) {
         let now = self.now();
-        let last = self.0.last_look.load(Ordering::Relaxed);
+        let last = self.0.pace.last_look.load(Ordering::Relaxed);
         if now.saturating_sub(last) < LOOK_EVERY_SECONDS
             || self
                 .0
+                .pace
                 .last_look
                 .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
                 .is_err()
@@ -354,32 +378,38 @@ impl LatestRunService {
     /// applied yet go to the listener, and the regular look at the table is not due for a
     /// while (the cold round's read then serves as the look, with no second read after it).
     fn saw_the_table(&self, stored: &StoredLatestRun) {
-        self.0.last_look.store(self.now(), Ordering::Relaxed);
+        self.0.pace.last_look.store(self.now(), Ordering::Relaxed);
         self.note(stored);
-        if !stored.pending_events.is_empty() {
-            if let Some(listener) = self.0.pending_listener.get() {
-                listener(stored.pending_events.clone());
-            }
-        }
+        let pending: Arc<[PendingEvent]> = stored.pending_events.clone().into();
+        self.0.state.send_if_modified(|state| {
+            // Sent on every read that holds events, so that waiting ones are looked at again.
+            let notify = !pending.is_empty() || !state.pending.is_empty();
+            state.pending = pending;
+            state.pending_read += 1;
+            notify
+        });
     }
 
     /// Keeps what the shared entity says of the index (read, or just written here).
     fn note(&self, stored: &StoredLatestRun) {
-        if let Ok(mut seen) = self.0.seen.lock() {
-            *seen = Seen {
+        self.0.state.send_if_modified(|state| {
+            let seen = Seen {
                 utc_offset: stored
                     .snapshot
                     .as_ref()
                     .and_then(|s| s.utc_offset)
-                    .or(seen.utc_offset),
+                    .or(state.seen.utc_offset),
                 last_year_indexed: stored.last_year_indexed,
                 reconcile_due: stored.reconcile_after.is_some(),
             };
-        }
+            let changed = seen != state.seen;
+            state.seen = seen;
+            changed
+        });
     }
 
     async fn look_at_the_table(&self) {
-        let Ok(read) = self.0.store.load_latest_run().await else {
+        let Ok(read) = self.0.parts.store.load_latest_run().await else {
             return;
         };
         self.saw_the_table(&read.value);
@@ -389,7 +419,8 @@ impl LatestRunService {
                 // Another instance published a newer answer (an event it applied): adopt it.
                 if let (Some(current), Some(stored)) = (
                     self.current(),
-                    Known::from_snapshot(snapshot).filter(|k| k.fits(self.0.settings.route_shape)),
+                    Known::from_snapshot(snapshot)
+                        .filter(|k| k.fits(self.0.parts.settings.route_shape)),
                 ) {
                     if stored.stamp().tick > current.stamp().tick {
                         self.set_current(generation, stored);
@@ -400,7 +431,7 @@ impl LatestRunService {
                 // The answer was wiped: by a confirmed deauthorization if it says so, or if the
                 // credentials are gone or marked refused.
                 let disconnected = read.value.refused_word.is_some()
-                    || match self.0.store.load_credentials().await {
+                    || match self.0.parts.store.load_credentials().await {
                         Ok(None) => true,
                         Ok(Some(stored)) => stored.value.refused_at.is_some(),
                         Err(_) => false,
@@ -420,14 +451,15 @@ impl LatestRunService {
     /// Drops every answer: the credentials are gone (a confirmed deauthorization), so the
     /// widget says "not connected" until `handler setup` runs again.
     pub fn forget(&self) {
-        if let Ok(mut current) = self.0.current.write() {
-            *current = None;
-            self.0.answer_version.fetch_add(1, Ordering::AcqRel);
-        }
-        if let Ok(mut last) = self.0.last_error.write() {
+        self.0.state.send_modify(|state| {
+            state.answer = None;
+            state.version += 1;
+        });
+        if let Ok(mut last) = self.0.pace.last_error.write() {
             *last = Some(LatestRunError::NotConfigured);
         }
         self.0
+            .pace
             .quiet_until
             .store(self.now() + RETRY_AFTER_FAILURE, Ordering::Relaxed);
         self.0.generation.fetch_add(1, Ordering::AcqRel);
@@ -474,12 +506,12 @@ impl LatestRunService {
     /// waits for).
     #[tracing::instrument(level = "debug", skip_all)]
     async fn cold_answer(&self) -> Result<Arc<Answer>, LatestRunError> {
-        let _one_at_a_time = self.0.fetching.lock().await;
+        let _one_at_a_time = self.0.pace.fetching.lock().await;
         if let Some(known) = self.current() {
             return known.into_result();
         }
         if self.quiet() {
-            if let Some(err) = self.0.last_error.read().ok().and_then(|e| e.clone()) {
+            if let Some(err) = self.0.pace.last_error.read().ok().and_then(|e| e.clone()) {
                 return Err(err);
             }
         }
@@ -500,9 +532,10 @@ impl LatestRunService {
             Err(failure) => {
                 let err = failure.error();
                 self.0
+                    .pace
                     .quiet_until
                     .store(failure.quiet_until(self.now()), Ordering::Relaxed);
-                if let Ok(mut last) = self.0.last_error.write() {
+                if let Ok(mut last) = self.0.pace.last_error.write() {
                     *last = Some(err.clone());
                 }
                 Err(err)
@@ -517,10 +550,10 @@ impl LatestRunService {
             self.mark_stale();
             return;
         }
-        if self.now() < self.0.look_again_at.load(Ordering::Relaxed) {
+        if self.now() < self.0.pace.look_again_at.load(Ordering::Relaxed) {
             return;
         }
-        if self.0.refresh_running.swap(true, Ordering::AcqRel) {
+        if self.0.pace.refresh_running.swap(true, Ordering::AcqRel) {
             return;
         }
         let service = self.clone();
@@ -534,7 +567,7 @@ impl LatestRunService {
                         self.0.store(false, Ordering::Release);
                     }
                 }
-                let _running = Running(&service.0.refresh_running);
+                let _running = Running(&service.0.pace.refresh_running);
                 service.refresh().await;
             }
             .in_current_span(),
@@ -544,7 +577,7 @@ impl LatestRunService {
     /// Refreshes the answer if it is due (the background task, and the timer's warm-up).
     #[tracing::instrument(skip_all)]
     pub async fn refresh(&self) -> Warmed {
-        let _one_at_a_time = self.0.fetching.lock().await;
+        let _one_at_a_time = self.0.pace.fetching.lock().await;
         if self.current().is_some_and(|c| !self.is_due(&c)) {
             return Warmed::AlreadyFresh;
         }
@@ -564,6 +597,7 @@ impl LatestRunService {
             Ok(None) => {
                 // Another instance is fetching; look at the table again shortly.
                 self.0
+                    .pace
                     .look_again_at
                     .store(self.now() + 1, Ordering::Relaxed);
                 Warmed::ByAnotherInstance
@@ -576,6 +610,7 @@ impl LatestRunService {
             Err(failure) => {
                 tracing::warn!(error = %failure, "refreshing the latest run failed; serving the last good answer marked stale");
                 self.0
+                    .pace
                     .quiet_until
                     .store(failure.quiet_until(self.now()), Ordering::Relaxed);
                 self.mark_stale();
@@ -587,7 +622,7 @@ impl LatestRunService {
     /// Strava requests left as this instance last saw them: (this 15-minute window, today),
     /// the smaller of the read and overall buckets; `None` before any API answer.
     pub fn strava_budget_left(&self) -> (Option<u32>, Option<u32>) {
-        match self.0.strava.rate_limits() {
+        match self.0.parts.strava.rate_limits() {
             Some(limits) => (limits.remaining_short(), limits.remaining_daily()),
             None => (None, None),
         }
@@ -607,9 +642,9 @@ impl LatestRunService {
         // The offset of the newest run is the athlete's, as far as the app can know.
         let offset = latest.utc_offset_seconds().unwrap_or(utc_offset);
         let at = time::OffsetDateTime::from_unix_timestamp(stamp.fetched_at)
-            .unwrap_or_else(|_| self.0.clock.now_datetime());
+            .unwrap_or_else(|_| self.0.parts.clock.now_datetime());
         let mut run = build_from_index(latest, view.year_distance(), at);
-        if self.0.settings.route_shape {
+        if self.0.parts.settings.route_shape {
             run.route_shape = Some(latest.route_shape.clone());
         }
         Known::Run(Arc::new(Answer::from_run(
@@ -636,7 +671,7 @@ impl LatestRunService {
     ) -> Result<Option<Known>, StoreError> {
         let generation = self.generation();
         for attempt in 1..=PUBLISH_ATTEMPTS {
-            let read = self.0.store.load_latest_run().await?;
+            let read = self.0.parts.store.load_latest_run().await?;
             self.saw_the_table(&read.value);
             let mut entity = read.value.clone();
             also(&mut entity);
@@ -659,6 +694,7 @@ impl LatestRunService {
                     .unwrap_or(0);
                 let view = self
                     .0
+                    .parts
                     .index
                     .view(year::local_year(self.now(), offset))
                     .await?;
@@ -676,7 +712,13 @@ impl LatestRunService {
                 entity.snapshot = known.to_snapshot();
                 Some(known)
             };
-            match self.0.store.save_latest_run(&entity, &read.etag).await {
+            match self
+                .0
+                .parts
+                .store
+                .save_latest_run(&entity, &read.etag)
+                .await
+            {
                 Ok(_) => {
                     self.note(&entity);
                     let Some(known) = known else {
@@ -686,7 +728,7 @@ impl LatestRunService {
                         return Ok(None);
                     };
                     self.set_current(generation, known.clone());
-                    if let Ok(mut last) = self.0.last_error.write() {
+                    if let Ok(mut last) = self.0.pace.last_error.write() {
                         if *last == Some(LatestRunError::NoPublicRun) {
                             *last = None;
                         }
@@ -706,6 +748,7 @@ impl LatestRunService {
     /// without Strava (a hide).
     async fn take_word(&self) -> Result<i64, StoreError> {
         self.0
+            .parts
             .store
             .modify_latest_run(|entity, _| {
                 entity.index_clock += 1;
@@ -719,6 +762,7 @@ impl LatestRunService {
     pub async fn take_answer_away(&self) -> Result<(), StoreError> {
         let taken = self
             .0
+            .parts
             .store
             .modify_latest_run(|entity, _| {
                 entity.index_clock += 1;
@@ -736,7 +780,7 @@ impl LatestRunService {
     pub async fn clear_index(&self) -> Result<(), crate::store::StoreError> {
         let _one_change_at_a_time = self.0.publishing.lock().await;
         let (this_year, _) = self.this_year();
-        self.0.index.clear(this_year).await
+        self.0.parts.index.clear(this_year).await
     }
 
     /// `run` with its photo looked up (its detail read).
@@ -745,7 +789,7 @@ impl LatestRunService {
         token: &mut AccessToken,
         run: &IndexedRun,
     ) -> Result<IndexedRun, FetchFailure> {
-        let strava = &self.0.strava;
+        let strava = &self.0.parts.strava;
         let id = run.id;
         let detail = self
             .with_token(token, |t| async move { strava.get_activity(&t, id).await })
@@ -769,6 +813,7 @@ impl LatestRunService {
             Err(StravaError::Unauthorized) => {
                 *token = self
                     .0
+                    .parts
                     .tokens
                     .access_token_after_rejection(&token.token)
                     .await?;

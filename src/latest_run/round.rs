@@ -136,10 +136,11 @@ impl LatestRunService {
         };
         let limits = self
             .0
+            .parts
             .strava
             .rate_limits()
             .and_then(|r| serde_json::to_string(&r).ok());
-        let instance = self.0.instance.clone();
+        let instance = self.0.parts.instance.clone();
         let release = move |entity: &mut StoredLatestRun| {
             if entity
                 .refresh_lease
@@ -158,6 +159,7 @@ impl LatestRunService {
                 // Released also after a failure, so others need not wait it out.
                 let released = self
                     .0
+                    .parts
                     .store
                     .modify_latest_run(|entity, _| {
                         release(entity);
@@ -185,10 +187,7 @@ impl LatestRunService {
                 if entity.reconcile_after.is_some_and(|after| after < word) {
                     entity.reconcile_after = None;
                 }
-                entity.pending_events.retain(|event| {
-                    event.at >= started
-                        || !(reconciled.covers_everything || reconciled.listed.contains(&event.id))
-                });
+                entity.clear_listed(started, &reconciled.listed, reconciled.covers_everything);
             })
             .await;
         match published {
@@ -203,7 +202,7 @@ impl LatestRunService {
 
     /// One look at the shared entity: a stored answer that will do, or the lease taken.
     async fn answer_or_lease(&self, wait: Wait) -> Result<Look, Unleased> {
-        let read = match self.0.store.load_latest_run().await {
+        let read = match self.0.parts.store.load_latest_run().await {
             Ok(read) => read,
             Err(err) => {
                 tracing::warn!(error = %err, "cannot read the shared answer");
@@ -216,7 +215,7 @@ impl LatestRunService {
             .snapshot
             .as_ref()
             .and_then(Known::from_snapshot)
-            .filter(|known| known.fits(self.0.settings.route_shape))
+            .filter(|known| known.fits(self.0.parts.settings.route_shape))
         {
             let current = self.current();
             let newer = current
@@ -235,15 +234,25 @@ impl LatestRunService {
             .value
             .refresh_lease
             .as_ref()
-            .is_some_and(|l| l.blocks(&self.0.instance, read.read_at));
+            .is_some_and(|l| l.blocks(&self.0.parts.instance, read.read_at));
         if held_by_other {
             return Err(Unleased::HeldByOther);
         }
         let mut leased = read.value.clone();
-        leased.refresh_lease = Some(Lease::taken(&self.0.instance, read.read_at, LEASE_SECONDS));
+        leased.refresh_lease = Some(Lease::taken(
+            &self.0.parts.instance,
+            read.read_at,
+            LEASE_SECONDS,
+        ));
         // The round's word: taken before its list is asked for.
         leased.index_clock += 1;
-        match self.0.store.save_latest_run(&leased, &read.etag).await {
+        match self
+            .0
+            .parts
+            .store
+            .save_latest_run(&leased, &read.etag)
+            .await
+        {
             Ok(_) => Ok(Look::Leased(Box::new(leased))),
             // Another instance wrote first: look again.
             Err(StoreError::Conflict) => Err(Unleased::Raced),
@@ -255,13 +264,13 @@ impl LatestRunService {
     /// instance or (through the table) any other: until when.
     pub(super) fn budget_spent_until(&self, shared: Option<&str>) -> Option<i64> {
         let shared = shared.and_then(|text| serde_json::from_str::<RateLimitSnapshot>(text).ok());
-        let own = self.0.strava.rate_limits();
+        let own = self.0.parts.strava.rate_limits();
         let snapshot = match (own, shared) {
             (Some(own), Some(shared)) if shared.observed_at > own.observed_at => shared,
             (Some(own), _) => own,
             (None, shared) => shared?,
         };
-        let at = self.0.clock.now_datetime();
+        let at = self.0.parts.clock.now_datetime();
         if let Some(until) = snapshot.blocked_until(at) {
             return Some(until.unix_timestamp());
         }
@@ -292,7 +301,7 @@ impl LatestRunService {
         started: i64,
         shared: &StoredLatestRun,
     ) -> Result<Listed, FetchFailure> {
-        let mut token = self.0.tokens.access_token().await?;
+        let mut token = self.0.parts.tokens.access_token().await?;
         let offset = shared
             .snapshot
             .as_ref()
@@ -304,7 +313,9 @@ impl LatestRunService {
         // year too, so that last year is indexed in full before it is served.
         let last_year = shared.indexed_year != Some(this_year)
             || shared.last_year_indexed != Some(this_year - 1);
+        // Push events were dropped (too many pending): they may be about any run of the year.
         let full_pass = last_year
+            || shared.reconcile_after.is_some()
             || started.saturating_sub(shared.full_pass_at.unwrap_or(0)) >= FULL_PASS_EVERY;
         let back_to = match (full_pass, last_year) {
             (false, _) => i64::MAX,
@@ -315,7 +326,7 @@ impl LatestRunService {
         if token.athlete_id.is_none() {
             // Hand-made credentials: the list says whose activities these are.
             if let Some(athlete) = activities.iter().find_map(|a| a.athlete_id) {
-                self.0.tokens.learn_athlete_id(athlete).await;
+                self.0.parts.tokens.learn_athlete_id(athlete).await;
                 token.athlete_id = Some(athlete);
             }
         }
@@ -344,6 +355,7 @@ impl LatestRunService {
             last_year,
         } = listed;
         self.0
+            .parts
             .index
             .reconcile(&activities, covers, word, this_year)
             .await?;
@@ -372,14 +384,14 @@ impl LatestRunService {
             return Ok(());
         };
         for _ in 0..CONFIRM_AT_MOST {
-            let view = self.0.index.view(this_year).await?;
+            let view = self.0.parts.index.view(this_year).await?;
             let Some(latest) = view.latest else {
                 return Ok(());
             };
             if latest.start >= from || latest.word >= word {
                 return Ok(());
             }
-            let strava = &self.0.strava;
+            let strava = &self.0.parts.strava;
             let id = latest.id;
             let detail = match self
                 .with_token(token, |t| async move { strava.get_activity(&t, id).await })
@@ -391,6 +403,7 @@ impl LatestRunService {
             };
             let entry = detail.as_ref().and_then(|detail| {
                 self.0
+                    .parts
                     .index
                     .entry_of(&detail.summary, Some(&latest))
                     .filter(|_| {
@@ -403,7 +416,7 @@ impl LatestRunService {
                 (Some(mut entry), Some(detail)) => {
                     entry.word = word;
                     let entry = self.look_up_photo_in(Some(token), entry, &detail).await;
-                    self.0.index.put(&entry, this_year).await?;
+                    self.0.parts.index.put(&entry, this_year).await?;
                     return Ok(());
                 }
                 _ => {
@@ -411,7 +424,7 @@ impl LatestRunService {
                         activity = id,
                         "the newest run is no longer a public run: removed from the index"
                     );
-                    self.0.index.remove(id, word, this_year).await?;
+                    self.0.parts.index.remove(id, word, this_year).await?;
                 }
             }
         }
@@ -421,7 +434,7 @@ impl LatestRunService {
     /// The latest run's photo, looked up once (its detail read, and the photo list when the
     /// detail names none) and kept in the index under the run's own word. Best effort.
     async fn look_up_latest_photo(&self, token: &mut crate::tokens::AccessToken, this_year: i32) {
-        let latest = match self.0.index.view(this_year).await {
+        let latest = match self.0.parts.index.view(this_year).await {
             Ok(view) => view.latest,
             Err(err) => {
                 tracing::warn!(error = %err, "cannot read the index for the latest run's photo");
@@ -433,7 +446,7 @@ impl LatestRunService {
         };
         match self.look_up_photo(token, &latest).await {
             Ok(checked) => {
-                if let Err(err) = self.0.index.put(&checked, this_year).await {
+                if let Err(err) = self.0.parts.index.put(&checked, this_year).await {
                     tracing::warn!(error = %err, "could not keep the looked-up photo in the index");
                 }
             }
@@ -452,7 +465,7 @@ impl LatestRunService {
         token: &mut crate::tokens::AccessToken,
         back_to: i64,
     ) -> Result<(Vec<SummaryActivity>, Covers, bool), FetchFailure> {
-        let strava = &self.0.strava;
+        let strava = &self.0.parts.strava;
         let one_page = back_to == i64::MAX;
         let per_page = if one_page {
             NEWEST_PAGE
@@ -512,9 +525,10 @@ impl LatestRunService {
     /// Extends this instance's round lease from now (storage time); a lease another instance
     /// took meanwhile ends this round.
     async fn renew_lease(&self) -> Result<(), FetchFailure> {
-        let instance = &self.0.instance;
+        let instance = &self.0.parts.instance;
         let renewed = self
             .0
+            .parts
             .store
             .modify_latest_run(|entity, read_at| match &entity.refresh_lease {
                 Some(lease) if lease.owner == *instance => {

@@ -418,9 +418,62 @@ pub struct StoredLatestRun {
 }
 
 impl StoredLatestRun {
+    /// At most this many push events wait in the table; past it, a reconciliation is asked
+    /// for instead (it covers every event).
+    pub const MAX_PENDING: usize = 64;
+
     /// When the oldest pending event was received.
     pub fn pending_since(&self) -> Option<i64> {
         self.pending_events.iter().map(|e| e.at).min()
+    }
+
+    /// Records `event` for every instance; with no room left, asks for a reconciliation.
+    pub fn record_event(&mut self, event: PendingEvent) {
+        if !add_pending(&mut self.pending_events, event) {
+            self.reconcile_after.get_or_insert(self.index_clock);
+        }
+    }
+
+    /// Clears the pending events applying `applied` also applied.
+    pub fn clear_applied(&mut self, applied: &PendingEvent) {
+        self.pending_events.retain(|e| !applied.covers(e));
+    }
+
+    /// Clears the pending events a round that started at `started` covered: received before
+    /// it, about an activity it listed (or, with `everything`, any).
+    pub fn clear_listed(
+        &mut self,
+        started: i64,
+        listed: &std::collections::HashSet<i64>,
+        everything: bool,
+    ) {
+        self.pending_events
+            .retain(|event| event.at >= started || !(everything || listed.contains(&event.id)));
+    }
+}
+
+/// Adds `event` to a pending list: it replaces an earlier event for the same activity; past
+/// [`StoredLatestRun::MAX_PENDING`] it is not added (`false`).
+pub fn add_pending(pending: &mut Vec<PendingEvent>, event: PendingEvent) -> bool {
+    if let Some(known) = pending.iter_mut().find(|e| e.id == event.id) {
+        if known.at <= event.at {
+            *known = event;
+        }
+        true
+    } else if pending.len() < StoredLatestRun::MAX_PENDING {
+        pending.push(event);
+        true
+    } else {
+        false
+    }
+}
+
+impl PendingEvent {
+    /// Whether applying this event also applies the recorded `event`: the same activity,
+    /// recorded no later (an event recorded after it may say something newer), and not a hide
+    /// cleared by reading the activity (a delete right after a create must still be applied).
+    pub fn covers(&self, event: &PendingEvent) -> bool {
+        event.id == self.id && event.at <= self.at && (self.hide || !event.hide)
     }
 }
 

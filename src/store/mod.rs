@@ -13,7 +13,8 @@ mod runs;
 
 pub use connection::parse_connection_string;
 pub use entities::{
-    Credentials, EventBudget, LatestRunSnapshot, PendingEvent, Shown, StoredLatestRun, Subscription,
+    add_pending, Credentials, EventBudget, LatestRunSnapshot, PendingEvent, Shown, StoredLatestRun,
+    Subscription,
 };
 pub use runs::{IndexedRun, Tombstone};
 
@@ -471,6 +472,57 @@ impl Store {
         self.write_in(&entity.partition_key, &entity.row_key, &entity, etag)
             .await
     }
+
+    /// Writes runs of one local `year` in entity-group transactions of up to
+    /// [`Store::BATCH`] (one request each): each inserted when its ETag is `None`, else
+    /// replaced if it still has it. A transaction is all or nothing: when any of its writes
+    /// raced another writer, none of them is made and the answer is [`StoreError::Conflict`].
+    pub async fn write_runs(
+        &self,
+        year: i32,
+        runs: &[(IndexedRun, Option<Etag>)],
+    ) -> Result<(), StoreError> {
+        self.ensure_table().await?;
+        let partition = self
+            .table
+            .partition_key_client(IndexedRun::partition_of(year));
+        for chunk in runs.chunks(Self::BATCH) {
+            let mut transaction = partition.transaction();
+            for (run, etag) in chunk {
+                let entity = RunEntity::from(run);
+                let added = match etag {
+                    None => transaction.insert(&entity),
+                    Some(etag) => transaction.update(
+                        entity.row_key.clone(),
+                        &entity,
+                        Some(IfMatchCondition::Etag(etag.clone())),
+                    ),
+                };
+                transaction = added.map_err(|err| StoreError::Unavailable(err.to_string()))?;
+            }
+            let response = self
+                .bounded(transaction.into_future())
+                .await
+                .map_err(classify)?;
+            // The batch answers 202 whatever became of its writes: each one's status says.
+            for operation in &response.operation_responses {
+                let status = u16::from(operation.status_code);
+                match status {
+                    200..=299 => {}
+                    409 | 412 => return Err(StoreError::Conflict),
+                    other => {
+                        return Err(StoreError::Unavailable(format!(
+                            "storage answered {other} in a batch"
+                        )))
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The most writes one entity-group transaction may hold.
+    pub const BATCH: usize = 100;
 
     /// Removes activity `id` from the index of `year` if it still has `etag`; absent is fine.
     pub async fn delete_run_if_match(

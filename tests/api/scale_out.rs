@@ -404,3 +404,91 @@ async fn a_short_page_is_not_the_end_of_stravas_list() {
         );
     }
 }
+
+#[tokio::test]
+async fn more_pending_events_than_the_table_keeps_bring_a_reconciliation_not_a_loss() {
+    let strava = FakeStrava::start().await;
+    let now = support::now();
+    strava.set_activities(vec![activities::run(
+        80,
+        "Shown run",
+        now - 86_400,
+        5_000.0,
+    )]);
+    let (a, b) = two_instances(&strava, settings(&strava, 600)).await;
+    latest_until(&a, 10, |s, r| s == 200 && r["id"] == json!(80)).await;
+
+    // 70 uploads at once: more events than the table keeps pending, and far more than the
+    // event budget reads at once (10, then one every 36 s).
+    let uploads: i64 = 70;
+    for n in 0..uploads {
+        strava.add_activity(activities::run(
+            81 + n,
+            "Upload",
+            now - 3_600 + n * 10,
+            1_000.0,
+        ));
+    }
+    let strava = &strava;
+    let deliveries = (0..uploads).map(|n| {
+        let event = strava.event("activity", 81 + n, "create", json!({}));
+        let target = if n % 2 == 0 { &a } else { &b };
+        async move { deliver(strava, target, &event).await }
+    });
+    futures_util::future::join_all(deliveries).await;
+
+    // Whatever did not fit is covered by a reconciliation at once, not by tomorrow's full pass.
+    for app in [&a, &b] {
+        let (status, year) = app
+            .poll_json("/api/GetRunningYear", Duration::from_secs(20), |_, y| {
+                y["totals"]["count"] == json!(uploads + 1)
+            })
+            .await;
+        assert_eq!(status, 200, "{year}");
+        assert_eq!(
+            year["totals"]["count"],
+            json!(uploads + 1),
+            "{}",
+            year["totals"]
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_full_pass_longer_than_the_lease_runs_once() {
+    let strava = FakeStrava::start().await;
+    let now = support::now();
+    let (_, this_year_start) = activities::this_year(now);
+    // 1,500 runs this year: a full pass of 8 pages of 200 (and the empty one).
+    let runs: i64 = 1_500;
+    let spacing = (now - 3_600 - this_year_start) / runs;
+    strava.set_activities(
+        (0..runs)
+            .map(|n| activities::run(100_000 + n, "Run", now - 3_600 - n * spacing, 3_000.0))
+            .collect(),
+    );
+    // Each page arrives 4.5 s after it was read: the pass outlasts the 30 s lease.
+    strava.set_list_latency(Duration::from_millis(4_500));
+    let (a, b) = two_instances(&strava, settings(&strava, 600)).await;
+    let first = tokio::spawn({
+        let client = a.client.clone();
+        let url = format!("{}/api/GetLatestRun", a.address);
+        async move { client.get(url).send().await.map(|r| r.status().as_u16()) }
+    });
+    list_call_after(&strava, 0).await;
+    // Instance B keeps asking while A's pass runs, and after its first 30 s.
+    let until = Instant::now() + Duration::from_secs(45);
+    while Instant::now() < until {
+        let _ = b.get_json("/api/GetLatestRun").await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let _ = first.await;
+    latest_until(&b, 60, |s, _| s == 200).await;
+    let (_, year) = b.get_json("/api/GetRunningYear").await;
+    assert_eq!(year["totals"]["count"], json!(runs), "{}", year["totals"]);
+    let calls = strava.calls().activities;
+    assert!(
+        calls <= 9,
+        "{calls} list calls: a second full pass ran while the first held its lease"
+    );
+}
