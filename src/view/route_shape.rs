@@ -8,8 +8,9 @@
 //! and the last point, not a distance along the path: a run that passes home again in the middle
 //! (a figure-eight, two loops, an out-and-back past the door) or opens with a lap of the block is
 //! cut wherever it comes near, and the path is broken there (separate subpaths, clipped where they
-//! cross the circle, no line drawn across it). A run that leaves the zone with one implausibly
-//! long step (a GPS jump at the start, or a long straight) protects the far end of that step too.
+//! cross the circle, no line drawn across it). A first GPS fix off the real start (by any
+//! distance), or a run that leaves the zone with one implausibly long step (a GPS jump, or a long
+//! straight), protects the far end of that step too.
 //! Each activity's radius is the setting plus a keyed amount of up to [`JITTER_METERS`] (from an
 //! HMAC-SHA256 of the activity id under a key the app keeps), so the loose ends of many runs do
 //! not draw a sharp circle around home.
@@ -30,7 +31,8 @@ pub const JITTER_METERS: f64 = 300.0;
 const MIN_KEPT_METERS: f64 = 100.0;
 /// Pieces shorter than this (a path grazing a zone's edge) are not drawn.
 const MIN_PIECE_METERS: f64 = 1.0;
-/// At most this many far ends of long steps are protected besides each end point.
+/// At most this many far ends of long steps are protected besides each end point and the point
+/// after it.
 const MAX_JUMPS: usize = 2;
 
 /// Mean Earth radius (m).
@@ -215,16 +217,17 @@ fn length(piece: &[Metres]) -> f64 {
     piece.windows(2).map(|w| distance(w[0], w[1])).sum()
 }
 
-/// The zone's centres at the route's start (`points` from that end): the first point, and,
-/// while the route is still near the start, the far end of each step longer than half the
-/// radius (a GPS jump, or a long straight out of the door: the point after it may be the real
-/// start, and lying just inside the first circle would not protect it), at most [`MAX_JUMPS`]
-/// of them.
+/// The zone's centres at the route's start (`points` from that end): the first point; the
+/// second, whatever the first step's length (a first fix off the real start by any distance:
+/// the second point may be the real start, and lying just inside the first circle would not
+/// protect it); and, while the route is still near the start, the far end of each later step
+/// longer than half the radius (a GPS jump, or a long straight out of the door), at most
+/// [`MAX_JUMPS`] of them.
 fn centres(points: &[Metres], radius: f64) -> impl Iterator<Item = Metres> {
-    let mut centres: Vec<Metres> = points.first().copied().into_iter().collect();
-    for step in points.windows(2) {
+    let mut centres: Vec<Metres> = points.iter().take(2).copied().collect();
+    for step in points.windows(2).skip(1) {
         let (from, to) = (step[0], step[1]);
-        if distance(from, to) > radius / 2.0 && centres.len() <= MAX_JUMPS {
+        if distance(from, to) > radius / 2.0 && centres.len() <= MAX_JUMPS + 1 {
             centres.push(to);
             continue;
         }
@@ -579,9 +582,10 @@ mod tests {
         // North-up: the route starts at the bottom and ends at the top, centred horizontally.
         assert_eq!(n[0], (50.0, 100.0));
         assert_eq!(n[n.len() - 1], (50.0, 0.0));
-        // Both ends are cut at their radius: 500–800 m from the first and the last point.
+        // Both ends are cut at their radius (500–800 m) from the point after the first one and
+        // the one before the last (the first step protects its far end).
         let (start, end) = zone().radii(7);
-        for (place, radius) in [(points[0], start), (points[30], end)] {
+        for (place, radius) in [(points[1], start), (points[29], end)] {
             let gap = nearest(&sketch, place);
             assert!((gap - radius).abs() < 5.0, "{gap} vs {radius}");
         }
@@ -642,5 +646,23 @@ mod tests {
         assert!(path
             .chars()
             .all(|c| c.is_ascii_digit() || " .ML".contains(c)));
+    }
+
+    /// A first GPS fix 380 m north of home, then 2.5 km due south from home: home, the second
+    /// point, is the real start.
+    const BOGUS_FIRST_FIX: &str =
+        "gwp_IsyspAjT?rD?rD?rD?rD?rD?rD?rD?pD?rD?rD?rD?rD?rD?rD?rD?rD?rD?rD?rD?rD?rD?rD?pD?rD?rD?";
+
+    #[test]
+    fn a_bogus_first_fix_of_any_length_still_protects_home() {
+        // The first fix lies well within the zone's radius of home: a short jump.
+        let sketch = sketch(BOGUS_FIRST_FIX, 42, &zone()).expect("a sketch");
+        let slack = 0.08 / sketch.units_per_metre() + 3.0;
+        let gap = nearest(&sketch, HOME);
+        assert!(
+            gap + slack >= DEFAULT_RADIUS_METERS,
+            "{gap:.0} m from home: {}",
+            sketch.path
+        );
     }
 }
