@@ -488,6 +488,7 @@ fn header_spelling(lowercase: &str) -> Cow<'static, str> {
         "access-control-allow-methods" => "Access-Control-Allow-Methods",
         "access-control-allow-headers" => "Access-Control-Allow-Headers",
         "access-control-max-age" => "Access-Control-Max-Age",
+        "x-content-type-options" => "X-Content-Type-Options",
         other => {
             return Cow::Owned(
                 other
