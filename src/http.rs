@@ -16,7 +16,9 @@ use warp::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 pub struct FunctionRequest {
     /// The client's method.
     pub method: Method,
-    /// Decoded query pairs, in order.
+    /// Decoded query pairs, in the order the client sent them, a repeated name's every value
+    /// included (the forwarded form's from the request line, the invocation form's from the URL
+    /// the host passes on).
     pub query: Vec<(String, String)>,
     /// Route parameters (`{file}` of `widget/{file}`): from the path in the forwarded form, from
     /// `Params` in the invocation form.
@@ -41,7 +43,8 @@ impl FunctionRequest {
             .map(|(_, v)| v.as_str())
     }
 
-    /// The first value of a query parameter.
+    /// A query parameter's value: the first one of a name sent twice, in either request form
+    /// (names compared exactly). Every function reads its parameters here.
     pub fn query_value(&self, name: &str) -> Option<&str> {
         self.query
             .iter()

@@ -32,13 +32,7 @@ pub async fn handle(
 
 /// The subscription's validation: echo the challenge if the verify token is ours.
 fn validate(verify_token: &Secret, request: &FunctionRequest) -> FunctionResponse {
-    let query = |name: &str| {
-        request
-            .query
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
+    let query = |name: &str| request.query_value(name);
     if query("hub.mode") != Some("subscribe") {
         return ApiError::BadRequest("Expected hub.mode=subscribe.".into()).to_response();
     }

@@ -1,6 +1,7 @@
 //! What every answer does alike, whichever way the request came (forwarded by the host, the
 //! host's invocation form, or standalone): JSON answers and JSON errors carry
-//! `X-Content-Type-Options: nosniff`.
+//! `X-Content-Type-Options: nosniff`, and a query parameter named twice means the same in both
+//! request forms (its first value).
 
 use crate::support;
 
@@ -181,4 +182,47 @@ async fn json_answers_and_errors_say_nosniff_in_every_form() {
             response.headers()
         );
     }
+}
+
+#[tokio::test]
+async fn a_query_parameter_named_twice_takes_its_first_value_in_both_forms() {
+    let strava = FakeStrava::start().await;
+    let app = connected_app(&strava, false).await;
+    for query in [
+        "format=svg&format=json",
+        "format=json&format=svg",
+        "format=svg&theme=dark&theme=light",
+        "format=svg&units=imperial&units=metric",
+        "format=svg&theme=dark&theme=purple",
+        "format=svg&theme=purple&theme=dark",
+        "format=svg&units=metric&Units=imperial",
+    ] {
+        let by_host = forwarded(
+            &app,
+            reqwest::Method::GET,
+            &format!("/api/GetLatestRun?{query}"),
+        )
+        .await;
+        let by_invocation =
+            invoked(&app, "GetLatestRun", host_envelope("GetLatestRun", query)).await;
+        assert_eq!(by_host, by_invocation, "{query}");
+    }
+    // The first value is the one taken.
+    let svg = forwarded(
+        &app,
+        reqwest::Method::GET,
+        "/api/GetLatestRun?format=svg&format=json&theme=dark&theme=light&units=imperial&units=metric",
+    )
+    .await;
+    assert_eq!(svg.status, 200);
+    assert_eq!(svg.content_type, "image/svg+xml");
+    assert!(svg.body.contains(".bg{fill:#17191e") && !svg.body.contains("#fff"));
+    assert!(svg.body.contains(" mi"), "{}", svg.body);
+    let bad = forwarded(
+        &app,
+        reqwest::Method::GET,
+        "/api/GetLatestRun?format=svg&theme=purple&theme=dark",
+    )
+    .await;
+    assert_eq!(bad.status, 400, "{bad:?}");
 }
