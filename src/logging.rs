@@ -3,9 +3,13 @@
 //! invocation's `function` and `invocation_id`. The client crates that log whole requests are
 //! capped by a filter of their own ([`client_caps`]) that every line must pass as well as
 //! `RUST_LOG`'s, so no directive, however specific, no span filter and no `trace` lifts the cap.
+//! A line that anyone on the internet can make the app write ([`LogLimit`]) is written at most
+//! once a minute.
 
 use crate::config::{LogFormat, Settings};
 use std::io::IsTerminal;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 use tracing::span;
 use tracing_subscriber::filter::{FilterExt, LevelFilter, Targets};
 use tracing_subscriber::fmt::format::JsonFields;
@@ -78,6 +82,42 @@ where
         .with_span_list(false)
         .and_then(InheritSpanFields);
     tracing_subscriber::registry().with(lines.with_filter(filter.and(client_caps())))
+}
+
+/// One kind of log line written at most once per [`LogLimit::INTERVAL`], however often what it
+/// reports happens (a flood of forged requests must not flood the log), with the count of those
+/// held back since the last one written.
+#[derive(Debug, Default)]
+pub struct LogLimit {
+    /// When a line was last written, and how many were held back since.
+    last: Mutex<Option<(Instant, u64)>>,
+}
+
+impl LogLimit {
+    /// At most one line of a kind this often.
+    pub const INTERVAL: Duration = Duration::from_secs(60);
+
+    /// Whether a line may be written now: `Some(held back)`, how many were not written since the
+    /// last one, when a line was not written in the last [`LogLimit::INTERVAL`]; `None` (and
+    /// this one counted as held back) otherwise.
+    pub fn admit(&self) -> Option<u64> {
+        self.admit_at(Instant::now())
+    }
+
+    fn admit_at(&self, now: Instant) -> Option<u64> {
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        match last.as_mut() {
+            Some((at, held_back)) if now.saturating_duration_since(*at) < Self::INTERVAL => {
+                *held_back += 1;
+                None
+            }
+            _ => {
+                let held_back = last.map_or(0, |(_, held_back)| held_back);
+                *last = Some((now, 0));
+                Some(held_back)
+            }
+        }
+    }
 }
 
 /// Gives a new span's JSON fields those of its parent (its own win): the JSON lines show only
@@ -179,6 +219,20 @@ mod tests {
         });
         let bytes = written.0.lock().expect("not poisoned").clone();
         assert!(String::from_utf8(bytes).is_ok_and(|t| t.contains("retrying")));
+    }
+
+    #[test]
+    fn a_limited_line_is_written_once_a_minute_with_the_count_held_back() {
+        let limit = LogLimit::default();
+        let start = Instant::now();
+        let at = |seconds: u64| start + Duration::from_secs(seconds);
+        assert_eq!(limit.admit_at(at(0)), Some(0));
+        assert_eq!(limit.admit_at(at(1)), None);
+        assert_eq!(limit.admit_at(at(59)), None);
+        assert_eq!(limit.admit_at(at(60)), Some(2));
+        assert_eq!(limit.admit_at(at(61)), None);
+        assert_eq!(limit.admit_at(at(500)), Some(1));
+        assert_eq!(limit.admit_at(at(600)), Some(0));
     }
 
     #[test]
