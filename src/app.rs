@@ -4,6 +4,7 @@
 use crate::clock::Clock;
 use crate::config::{AllowedOrigins, Settings};
 use crate::latest_run::{LatestRunService, LatestRunSettings};
+use crate::logging::LogLimit;
 use crate::push_events::PushEvents;
 use crate::running_year::RunningYearService;
 use crate::secret::Secret;
@@ -24,12 +25,24 @@ pub struct App {
     pub push_events: PushEvents,
     /// The webhook's shared secret, when configured.
     pub webhook_verify_token: Option<Secret>,
+    /// The webhook's log lines about requests it refuses, each kind at most once a minute.
+    pub webhook_refusals: WebhookRefusals,
     /// `Cache-Control` of GetLatestRun's answers, built once.
     pub answer_cache_control: warp::http::HeaderValue,
     /// CORS allow-list of the public functions.
     pub allowed_origins: AllowedOrigins,
     /// The app's clock.
     pub clock: Clock,
+}
+
+/// The log lines of the webhook that anyone can make it write, by kind (each at most once a
+/// minute, so a flood of forged requests does not flood the log).
+#[derive(Debug, Default)]
+pub struct WebhookRefusals {
+    /// An event that is not ours to take (another athlete's or subscription's, not an activity).
+    pub events: LogLimit,
+    /// A subscription validation with a wrong verify token.
+    pub verify_tokens: LogLimit,
 }
 
 /// Why the app could not be built.
@@ -98,6 +111,7 @@ impl App {
             running_year,
             push_events,
             webhook_verify_token: settings.webhook_verify_token.clone(),
+            webhook_refusals: WebhookRefusals::default(),
             answer_cache_control: crate::http::answer_cache_control(
                 i64::try_from(settings.cache_seconds).unwrap_or(i64::MAX),
             ),

@@ -110,7 +110,8 @@ pub struct HttpTriggerRequest<'a> {
     /// Upper-case verb.
     #[serde(rename = "Method", borrow)]
     pub method: Text<'a>,
-    /// Decoded query; repeated keys arrive comma-joined.
+    /// Decoded query, each name once (ignoring case), the values of a repeated one joined with
+    /// commas: read only when `Url` has no query (see [`query_of`]).
     #[serde(rename = "Query", default)]
     #[serde_as(as = "serde_with::Map<_, _>")]
     pub query: Vec<(String, String)>,
@@ -351,9 +352,7 @@ impl HttpTriggerRequest<'_> {
         let method = Method::from_bytes(self.method.0.as_bytes()).map_err(|_| {
             ApiError::BadRequest(format!("'{}' is not an HTTP method.", self.method.0))
         })?;
-        // Query is already decoded; sorted by name for a stable order (the host's object has
-        // none). A name sent twice in one object keeps its last value, as a map would.
-        let query = last_of_each_name(self.query);
+        let query = query_of(&self.url.0, self.query);
         let params = last_of_each_name(self.params)
             .into_iter()
             .filter_map(|(name, value)| value.map(|value| (name, value)))
@@ -369,6 +368,22 @@ impl HttpTriggerRequest<'_> {
                 .unwrap_or_default(),
         })
     }
+}
+
+/// The query of an invocation's request, as the forwarded form has it: the pairs of the URL's
+/// query as the client sent them, decoded as warp's query filter decodes a forwarded request
+/// (`form_urlencoded`), every value of a repeated name kept in order, so the functions take the
+/// same (first) value in both forms. The host's `Query` object (`object`) merges a repeated
+/// name's values into one, comma-joined, and drops the order; it is taken, pairs as sent, only
+/// when the URL has no query.
+fn query_of(url: &str, object: Vec<(String, String)>) -> Vec<(String, String)> {
+    let Some((_, query)) = url.split_once('?') else {
+        return object;
+    };
+    let query = query.split_once('#').map_or(query, |(query, _)| query);
+    url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect()
 }
 
 /// `pairs` sorted by name, each name once with the last value it had.
@@ -488,6 +503,7 @@ fn header_spelling(lowercase: &str) -> Cow<'static, str> {
         "access-control-allow-methods" => "Access-Control-Allow-Methods",
         "access-control-allow-headers" => "Access-Control-Allow-Headers",
         "access-control-max-age" => "Access-Control-Max-Age",
+        "x-content-type-options" => "X-Content-Type-Options",
         other => {
             return Cow::Owned(
                 other
@@ -540,8 +556,8 @@ mod tests {
         assert_eq!(
             request.query,
             vec![
-                ("lang".to_owned(), "en".to_owned()),
-                ("name".to_owned(), "Functions".to_owned())
+                ("name".to_owned(), "Functions".to_owned()),
+                ("lang".to_owned(), "en".to_owned())
             ]
         );
         // Read by no function, so not kept: Accept, Host, User-Agent, X-Request-Id.
@@ -569,19 +585,38 @@ mod tests {
     }
 
     #[test]
-    fn a_name_sent_twice_keeps_its_last_value_and_null_params_are_left_out() {
-        let envelope = r#"{"Data":{"req":{"Url":"http://x/api/widget/a","Method":"GET",
-            "Query":{"b":"1","a":"first","a":"last"},
+    fn the_query_is_the_urls_with_every_value_and_null_params_are_left_out() {
+        // As the host sends `?b=1&a=first&A=last`: its object merges `a` and `A`.
+        let envelope = r#"{"Data":{"req":{"Url":"http://x/api/widget/a?b=1&a=first&A=last%2C+x",
+            "Method":"GET","Query":{"b":"1","a":"first,last, x"},
             "Params":{"file":"a","file":"latest-run.js","other":null}}}}"#;
         let request = http_request(envelope.as_bytes()).expect("request");
         assert_eq!(
             request.query,
-            vec![("a".into(), "last".into()), ("b".into(), "1".into())]
+            vec![
+                ("b".into(), "1".into()),
+                ("a".into(), "first".into()),
+                ("A".into(), "last, x".into())
+            ]
         );
+        assert_eq!(request.query_value("a"), Some("first"));
         assert_eq!(
             request.params,
             vec![("file".into(), "latest-run.js".into())]
         );
+        // Without a query in the URL, the object's pairs as sent: a name twice, first one first.
+        let envelope = r#"{"Data":{"req":{"Url":"http://x/api/GetLatestRun","Method":"GET",
+            "Query":{"b":"1","a":"first","a":"last"}}}}"#;
+        let request = http_request(envelope.as_bytes()).expect("request");
+        assert_eq!(request.query_value("a"), Some("first"));
+        assert_eq!(request.query.len(), 3);
+        // An empty query in the URL is none, whatever the object says.
+        let envelope = r#"{"Data":{"req":{"Url":"http://x/api/GetLatestRun?","Method":"GET",
+            "Query":{"a":"1"}}}}"#;
+        assert!(http_request(envelope.as_bytes())
+            .expect("request")
+            .query
+            .is_empty());
     }
 
     #[test]

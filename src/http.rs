@@ -6,7 +6,9 @@
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use warp::http::header::{CACHE_CONTROL, CONTENT_TYPE, IF_NONE_MATCH, ORIGIN};
+use warp::http::header::{
+    CACHE_CONTROL, CONTENT_TYPE, IF_NONE_MATCH, ORIGIN, X_CONTENT_TYPE_OPTIONS,
+};
 use warp::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
 /// An HTTP request to a function, after the edge adapters have removed the host's wrapping.
@@ -14,7 +16,9 @@ use warp::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 pub struct FunctionRequest {
     /// The client's method.
     pub method: Method,
-    /// Decoded query pairs, in order.
+    /// Decoded query pairs, in the order the client sent them, a repeated name's every value
+    /// included (the forwarded form's from the request line, the invocation form's from the URL
+    /// the host passes on).
     pub query: Vec<(String, String)>,
     /// Route parameters (`{file}` of `widget/{file}`): from the path in the forwarded form, from
     /// `Params` in the invocation form.
@@ -39,7 +43,8 @@ impl FunctionRequest {
             .map(|(_, v)| v.as_str())
     }
 
-    /// The first value of a query parameter.
+    /// A query parameter's value: the first one of a name sent twice, in either request form
+    /// (names compared exactly). Every function reads its parameters here.
     pub fn query_value(&self, name: &str) -> Option<&str> {
         self.query
             .iter()
@@ -60,12 +65,13 @@ pub struct FunctionResponse {
 }
 
 impl FunctionResponse {
-    /// A JSON response with the app's content type.
+    /// A JSON response with the app's content type and [`NOSNIFF`].
     pub fn json(status: StatusCode, value: &impl Serialize) -> Self {
         // Serializing plain data structs cannot fail; fall back to an empty object to be safe.
         let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(JSON_CONTENT_TYPE));
+        headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static(NOSNIFF));
         FunctionResponse {
             status,
             headers,
@@ -92,6 +98,10 @@ impl FunctionResponse {
 
 /// The content type of every JSON answer.
 pub const JSON_CONTENT_TYPE: &str = "application/json; charset=utf-8";
+
+/// `X-Content-Type-Options` of every answer with a body (JSON, JSON errors, cards, widget
+/// files): a browser takes the content type as sent and never sniffs another one.
+pub const NOSNIFF: &str = "nosniff";
 
 /// An error answered to an HTTP client.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -259,6 +269,7 @@ mod tests {
     fn errors_become_json_with_code_and_sentence() {
         let response = ApiError::NotConfigured.to_response();
         assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers[X_CONTENT_TYPE_OPTIONS], NOSNIFF);
         let body: serde_json::Value = serde_json::from_slice(&response.body).expect("json");
         assert_eq!(body["error"], "not_configured");
         assert!(body["message"]

@@ -219,6 +219,10 @@ pub(crate) async fn route(
                 warp::http::header::CONTENT_TYPE,
                 warp::http::HeaderValue::from_static(crate::http::JSON_CONTENT_TYPE),
             );
+            ready.headers_mut().insert(
+                warp::http::header::X_CONTENT_TYPE_OPTIONS,
+                warp::http::HeaderValue::from_static(crate::http::NOSNIFF),
+            );
             ready
         }
         // The host's routing ignores case in the whole route: `/API/getlatestrun` is the function.

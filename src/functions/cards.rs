@@ -3,7 +3,7 @@
 //! (an image that says what is wrong, `200`, the code in `X-Widget-Error`), so an `<img>` or an
 //! image proxy never shows a broken image.
 
-use crate::http::{ApiError, FunctionRequest, FunctionResponse};
+use crate::http::{ApiError, FunctionRequest, FunctionResponse, NOSNIFF};
 use crate::view::svg::{self, Theme, Units};
 use bytes::Bytes;
 use warp::http::header::{
@@ -84,5 +84,5 @@ pub(super) fn image_headers(response: &mut FunctionResponse) {
     );
     response
         .headers
-        .insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        .insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static(NOSNIFF));
 }

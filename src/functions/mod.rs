@@ -150,6 +150,7 @@ pub async fn call_http(
             Box::pin(strava_webhook::handle(
                 &app.push_events,
                 app.webhook_verify_token.as_ref(),
+                &app.webhook_refusals,
                 &request,
             ))
             .await

@@ -2,17 +2,17 @@
 //! preflight, and cacheable answers with a strong ETag where `If-None-Match` gets a `304`.
 
 use crate::config::AllowedOrigins;
-use crate::http::{ApiError, FunctionRequest, FunctionResponse};
+use crate::http::{ApiError, FunctionRequest, FunctionResponse, NOSNIFF};
 use headers::{Header, HeaderMapExt};
 use warp::http::header::{
     ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
     ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, ALLOW, CACHE_CONTROL, CONTENT_TYPE,
-    ETAG, IF_NONE_MATCH, ORIGIN, VARY,
+    ETAG, IF_NONE_MATCH, ORIGIN, VARY, X_CONTENT_TYPE_OPTIONS,
 };
 use warp::http::{HeaderMap, HeaderValue, Method, StatusCode};
 
-/// A `200` with `body`, its content type, ETag and `Cache-Control`, or a `304` without a body
-/// when the request's `If-None-Match` matches `etag`.
+/// A `200` with `body`, its content type, `nosniff`, ETag and `Cache-Control`, or a `304`
+/// without a body when the request's `If-None-Match` matches `etag`.
 pub fn cacheable(
     request: &FunctionRequest,
     body: bytes::Bytes,
@@ -29,6 +29,7 @@ pub fn cacheable(
             .is_some_and(|etag| !if_none_match_passes(&request.headers, etag));
     let mut headers = HeaderMap::with_capacity(8);
     headers.insert(CONTENT_TYPE, content_type);
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static(NOSNIFF));
     if let Some(etag) = etag {
         headers.insert(ETAG, etag);
     }

@@ -2,8 +2,10 @@
 //! subscription's validation (`hub.mode=subscribe`, the verify token compared in constant time,
 //! the challenge echoed); `POST` takes an event, answers `200` within Strava's two seconds
 //! whatever happens next, always with the same body, and leaves the work to the push-event
-//! service.
+//! service. Anyone can send either, so the lines about refused ones (an event not ours, a wrong
+//! verify token) are written at most once a minute per kind, with how many were held back.
 
+use crate::app::WebhookRefusals;
 use crate::http::{ApiError, FunctionRequest, FunctionResponse};
 use crate::push_events::{EventOutcome, PushEvents};
 use crate::secret::Secret;
@@ -16,14 +18,15 @@ use warp::http::{Method, StatusCode};
 pub async fn handle(
     events: &PushEvents,
     verify_token: Option<&Secret>,
+    refusals: &WebhookRefusals,
     request: &FunctionRequest,
 ) -> FunctionResponse {
     let Some(verify_token) = verify_token else {
         return ApiError::WebhookNotConfigured.to_response();
     };
     match request.method {
-        Method::GET => validate(verify_token, request),
-        Method::POST => receive(events, request).await,
+        Method::GET => validate(verify_token, refusals, request),
+        Method::POST => receive(events, refusals, request).await,
         _ => ApiError::MethodNotAllowed
             .to_response()
             .with_header(ALLOW, "GET, POST"),
@@ -31,20 +34,23 @@ pub async fn handle(
 }
 
 /// The subscription's validation: echo the challenge if the verify token is ours.
-fn validate(verify_token: &Secret, request: &FunctionRequest) -> FunctionResponse {
-    let query = |name: &str| {
-        request
-            .query
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
+fn validate(
+    verify_token: &Secret,
+    refusals: &WebhookRefusals,
+    request: &FunctionRequest,
+) -> FunctionResponse {
+    let query = |name: &str| request.query_value(name);
     if query("hub.mode") != Some("subscribe") {
         return ApiError::BadRequest("Expected hub.mode=subscribe.".into()).to_response();
     }
     let offered = query("hub.verify_token").unwrap_or_default();
     if !bool::from(offered.as_bytes().ct_eq(verify_token.expose().as_bytes())) {
-        tracing::warn!("a webhook validation with a wrong verify token was refused");
+        if let Some(held_back) = refusals.verify_tokens.admit() {
+            tracing::warn!(
+                held_back,
+                "a webhook validation with a wrong verify token was refused (one such line a minute at most)"
+            );
+        }
         return ApiError::Forbidden.to_response();
     }
     let Some(challenge) = query("hub.challenge").filter(|c| !c.is_empty()) else {
@@ -57,13 +63,23 @@ fn validate(verify_token: &Secret, request: &FunctionRequest) -> FunctionRespons
 }
 
 /// An event: 200 once it is recorded (or known to be not ours), 400 if it is not an event.
-async fn receive(events: &PushEvents, request: &FunctionRequest) -> FunctionResponse {
+async fn receive(
+    events: &PushEvents,
+    refusals: &WebhookRefusals,
+    request: &FunctionRequest,
+) -> FunctionResponse {
     let event = match WebhookEvent::parse(&request.body) {
         Ok(event) => event,
         Err(message) => return ApiError::BadRequest(message).to_response(),
     };
     if let EventOutcome::Ignored(reason) = events.receive(&event).await {
-        tracing::info!(reason, "push event ignored");
+        if let Some(held_back) = refusals.events.admit() {
+            tracing::info!(
+                reason,
+                held_back,
+                "push event ignored (one such line a minute at most)"
+            );
+        }
     }
     // One reply for every accepted event, so the reply never tells right ids from wrong ones.
     FunctionResponse::json(StatusCode::OK, &serde_json::json!({ "status": "received" }))

@@ -9,7 +9,7 @@ use crate::http::{ApiError, FunctionRequest, FunctionResponse};
 use crate::latest_run::etag_of;
 use crate::view::assets::{self, Asset, ASSETS};
 use std::sync::OnceLock;
-use warp::http::header::{CONTENT_SECURITY_POLICY, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS};
+use warp::http::header::{CONTENT_SECURITY_POLICY, REFERRER_POLICY};
 use warp::http::HeaderValue;
 
 /// A day fresh, then a week served while revalidating: the URL carries no version, so a new
@@ -41,8 +41,8 @@ fn serve(asset: &'static Asset, request: &FunctionRequest) -> FunctionResponse {
         HeaderValue::from_static(asset.content_type),
         HeaderValue::from_static(CACHE_CONTROL),
     );
+    // `cacheable` says nosniff, as for every answer with a body.
     let headers = &mut response.headers;
-    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     if asset.content_type.starts_with("text/html") {
         headers.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(DEMO_CSP));
         headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));

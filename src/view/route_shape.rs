@@ -4,16 +4,21 @@
 //! 0–100 box. Only the shape leaves the server: no latitude, longitude, scale or orientation
 //! beyond north-up.
 //!
-//! The privacy zone ([`PrivacyZone`], `WIDGET_ROUTE_PRIVACY_METERS`) is a radius around the first
-//! and the last point, not a distance along the path: a run that passes home again in the middle
-//! (a figure-eight, two loops, an out-and-back past the door) or opens with a lap of the block is
-//! cut wherever it comes near, and the path is broken there (separate subpaths, clipped where they
-//! cross the circle, no line drawn across it). A run that leaves the zone with one implausibly
-//! long step (a GPS jump at the start, or a long straight) protects the far end of that step too.
-//! Each activity's radius is the setting plus a keyed amount of up to [`JITTER_METERS`] (from an
-//! HMAC-SHA256 of the activity id under a key the app keeps), so the loose ends of many runs do
-//! not draw a sharp circle around home.
-
+//! The privacy zone ([`PrivacyZone`], `WIDGET_ROUTE_PRIVACY_METERS`, the setting `r`) is a circle
+//! around the first and around the last point, not a distance along the path: a run that passes
+//! home again in the middle (a figure-eight, two loops, an out-and-back past the door) or opens
+//! with a lap of the block is cut wherever it comes near, and the path is broken there (separate
+//! subpaths, clipped where they cross the circle, no line drawn across it). A first GPS fix off
+//! the real start (by any distance), or a route that leaves the zone with one implausibly long
+//! step, protects the far end of that step too.
+//!
+//! No circle is centred on the point it protects: every centre is moved by the athlete's
+//! [`PrivacyOffset`] (a random direction, a quarter to half of `r` long, the same for every run),
+//! and each circle's radius is `1.5 r` plus a keyed amount of up to [`JITTER_METERS`] (from an
+//! HMAC-SHA256 of the activity id under a key the app keeps). So nothing is drawn within `r` of
+//! the start or the end, and the loose ends of many runs from one home lie on circles around a
+//! point that is not home: whoever fits their centre finds that point, a quarter to half of `r`
+//! away from home, however many runs they see.
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
@@ -23,25 +28,93 @@ pub const DEFAULT_RADIUS_METERS: f64 = 500.0;
 pub const MIN_RADIUS_METERS: f64 = 200.0;
 /// The largest privacy radius the app accepts.
 pub const MAX_RADIUS_METERS: f64 = 10_000.0;
-/// The most each activity's radius exceeds the setting by (the keyed, per-activity amount).
+/// Each zone's radius is this many times the setting (before the keyed amount), so that a
+/// centre moved by up to half the setting still keeps the setting's clearance around the point.
+pub const RADIUS_FACTOR: f64 = 1.5;
+/// The most each activity's radius exceeds [`RADIUS_FACTOR`] times the setting by (the keyed,
+/// per-activity amount).
 pub const JITTER_METERS: f64 = 300.0;
+/// The shortest offset of the zones' centres, as a fraction of the setting.
+pub const MIN_OFFSET_FRACTION: f64 = 0.25;
+/// The longest offset of the zones' centres, as a fraction of the setting.
+pub const MAX_OFFSET_FRACTION: f64 = 0.5;
 
 /// Less than this many metres of route left outside the zones: no sketch.
 const MIN_KEPT_METERS: f64 = 100.0;
 /// Pieces shorter than this (a path grazing a zone's edge) are not drawn.
 const MIN_PIECE_METERS: f64 = 1.0;
-/// At most this many far ends of long steps are protected besides each end point.
+/// At most this many far ends of long steps are protected besides each end point and the point
+/// after it.
 const MAX_JUMPS: usize = 2;
 
 /// Mean Earth radius (m).
 const EARTH_RADIUS: f64 = 6_371_008.8;
 
-/// The privacy zone around a route's start and end: a radius in metres and the key that varies
-/// it per activity. Its `Debug` never shows the key.
+/// Where the centre of every privacy zone of one athlete lies from the point it protects, in
+/// metres east and north. Made once per athlete from a random source
+/// ([`PrivacyOffset::from_random`]) and kept: the same offset for every run, so that the loose
+/// ends of many runs point at a place that is not home. Its `Debug` never shows the values (with
+/// a sketch matched to a map, they would give home away).
+#[derive(Clone, Copy, PartialEq)]
+pub struct PrivacyOffset {
+    /// Metres east (west when negative).
+    pub east_m: f64,
+    /// Metres north (south when negative).
+    pub north_m: f64,
+}
+
+impl std::fmt::Debug for PrivacyOffset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PrivacyOffset([redacted])")
+    }
+}
+
+impl PrivacyOffset {
+    /// An offset for the setting `radius_meters` (clamped as [`PrivacyZone::new`] clamps it)
+    /// from 16 random bytes: a direction uniform over the compass, a length from
+    /// [`MIN_OFFSET_FRACTION`] to [`MAX_OFFSET_FRACTION`] of the setting, uniform over the area
+    /// of that ring. The same bytes give the same offset.
+    pub fn from_random(radius_meters: f64, random: [u8; 16]) -> Self {
+        let setting = clamp_setting(radius_meters);
+        let direction = std::f64::consts::TAU * fraction(&random[..8]);
+        let (inner, outer) = (MIN_OFFSET_FRACTION * setting, MAX_OFFSET_FRACTION * setting);
+        let length =
+            (inner * inner + (outer * outer - inner * inner) * fraction(&random[8..])).sqrt();
+        PrivacyOffset {
+            east_m: length * direction.sin(),
+            north_m: length * direction.cos(),
+        }
+    }
+
+    /// Its length in metres.
+    pub fn length_m(&self) -> f64 {
+        self.east_m.hypot(self.north_m)
+    }
+
+    /// This offset with its length brought within a quarter to half of `setting`, its direction
+    /// kept (one made for another setting, or hand-edited); `None` without a direction (zero,
+    /// or not finite).
+    fn fitted(self, setting: f64) -> Option<Self> {
+        let length = self.length_m();
+        if !(length.is_finite() && length > 0.0) {
+            return None;
+        }
+        let fitted = length.clamp(MIN_OFFSET_FRACTION * setting, MAX_OFFSET_FRACTION * setting);
+        Some(PrivacyOffset {
+            east_m: self.east_m * fitted / length,
+            north_m: self.north_m * fitted / length,
+        })
+    }
+}
+
+/// The privacy zone around a route's start and end: the setting in metres, the key that varies
+/// each activity's radius, and the offset of the centres. Its `Debug` never shows the key or the
+/// offset.
 #[derive(Clone)]
 pub struct PrivacyZone {
     radius_meters: f64,
     key: [u8; 32],
+    offset: PrivacyOffset,
 }
 
 impl std::fmt::Debug for PrivacyZone {
@@ -53,49 +126,90 @@ impl std::fmt::Debug for PrivacyZone {
 }
 
 impl PrivacyZone {
-    /// A zone of at least `radius_meters` (never less than [`MIN_RADIUS_METERS`]), keyed by the
-    /// SHA-256 of `key_material`: a secret every instance of the app shares, so that all of them
-    /// draw the same sketch.
+    /// A zone for the setting `radius_meters` (never less than [`MIN_RADIUS_METERS`]), keyed by
+    /// the SHA-256 of `key_material`: a secret every instance of the app shares, so that all of
+    /// them draw the same sketch. Until [`PrivacyZone::with_offset`] gives it the athlete's kept
+    /// offset, the centres are moved by one derived from the key (the same on every instance,
+    /// but another one when the key changes).
     pub fn new(radius_meters: f64, key_material: &[u8]) -> Self {
-        let radius_meters = if radius_meters.is_finite() {
-            radius_meters.clamp(MIN_RADIUS_METERS, MAX_RADIUS_METERS)
-        } else {
-            DEFAULT_RADIUS_METERS
-        };
+        let radius_meters = clamp_setting(radius_meters);
+        let key: [u8; 32] = Sha256::digest(key_material).into();
+        let mut random = [0_u8; 16];
+        random.copy_from_slice(&keyed(&key, b"route-privacy-offset\0", &[])[..16]);
         PrivacyZone {
             radius_meters,
-            key: Sha256::digest(key_material).into(),
+            key,
+            offset: PrivacyOffset::from_random(radius_meters, random),
         }
     }
 
-    /// The configured radius (each activity's is up to [`JITTER_METERS`] more).
+    /// This zone with its centres moved by `offset`, the athlete's kept one. An offset made for
+    /// another setting has its length brought within a quarter to half of this one (its
+    /// direction kept), so the setting's clearance always holds; one without a direction (zero,
+    /// not finite) is not used.
+    pub fn with_offset(mut self, offset: PrivacyOffset) -> Self {
+        if let Some(fitted) = offset.fitted(self.radius_meters) {
+            self.offset = fitted;
+        }
+        self
+    }
+
+    /// The configured radius: nothing is drawn within it of a route's start or end. (Each
+    /// activity's circles are larger, see [`PrivacyZone::radii`].)
     pub fn radius_meters(&self) -> f64 {
         self.radius_meters
     }
 
-    /// The radii around the start and around the end of activity `activity_id`: the configured
-    /// radius plus a keyed amount in `[0, JITTER_METERS)` each, the same on every call.
+    /// The offset the centres are moved by.
+    pub fn offset(&self) -> PrivacyOffset {
+        self.offset
+    }
+
+    /// The radii of the circles around the start and around the end of activity `activity_id`:
+    /// [`RADIUS_FACTOR`] times the setting plus a keyed amount in `[0, JITTER_METERS)` each, the
+    /// same on every call.
     pub fn radii(&self, activity_id: i64) -> (f64, f64) {
-        let digest = match <Hmac<Sha256> as Mac>::new_from_slice(&self.key) {
-            Ok(mut mac) => {
-                mac.update(b"route-privacy-zone\0");
-                mac.update(&activity_id.to_be_bytes());
-                mac.finalize().into_bytes()
-            }
-            // HMAC takes a key of any length; never reached.
-            Err(_) => Default::default(),
-        };
-        let fraction = |bytes: &[u8]| -> f64 {
-            let mut word = [0_u8; 8];
-            word.copy_from_slice(&bytes[..8]);
-            // 53 bits: exactly representable, strictly below 1.
-            (u64::from_be_bytes(word) >> 11) as f64 / (1_u64 << 53) as f64
-        };
+        let digest = keyed(
+            &self.key,
+            b"route-privacy-zone\0",
+            &activity_id.to_be_bytes(),
+        );
+        let base = RADIUS_FACTOR * self.radius_meters;
         (
-            self.radius_meters + JITTER_METERS * fraction(&digest[..8]),
-            self.radius_meters + JITTER_METERS * fraction(&digest[8..16]),
+            base + JITTER_METERS * fraction(&digest[..8]),
+            base + JITTER_METERS * fraction(&digest[8..16]),
         )
     }
+}
+
+/// The setting within [`MIN_RADIUS_METERS`]–[`MAX_RADIUS_METERS`] ([`DEFAULT_RADIUS_METERS`]
+/// when it is not a number).
+fn clamp_setting(radius_meters: f64) -> f64 {
+    if radius_meters.is_finite() {
+        radius_meters.clamp(MIN_RADIUS_METERS, MAX_RADIUS_METERS)
+    } else {
+        DEFAULT_RADIUS_METERS
+    }
+}
+
+/// HMAC-SHA256 of `label` then `data` under `key`.
+fn keyed(key: &[u8; 32], label: &[u8], data: &[u8]) -> [u8; 32] {
+    match <Hmac<Sha256> as Mac>::new_from_slice(key) {
+        Ok(mut mac) => {
+            mac.update(label);
+            mac.update(data);
+            mac.finalize().into_bytes().into()
+        }
+        // HMAC takes a key of any length; never reached.
+        Err(_) => [0; 32],
+    }
+}
+
+/// The first 8 bytes as a number in `[0, 1)` (53 bits: exactly representable, strictly below 1).
+fn fraction(bytes: &[u8]) -> f64 {
+    let mut word = [0_u8; 8];
+    word.copy_from_slice(&bytes[..8]);
+    (u64::from_be_bytes(word) >> 11) as f64 / (1_u64 << 53) as f64
 }
 
 /// A point in metres east (`x`) and north (`y`) of the route's own origin.
@@ -133,10 +247,12 @@ pub fn sketch(summary_polyline: &str, activity_id: i64, zone: &PrivacyZone) -> O
     };
     let flat: Vec<Metres> = points.iter().map(|p| plane.metres(*p)).collect();
     let (start_radius, end_radius) = zone.radii(activity_id);
+    let offset = zone.offset();
+    let moved = |(x, y): Metres| (x + offset.east_m, y + offset.north_m);
     let mut circles: Vec<(Metres, f64)> = Vec::new();
-    circles.extend(centres(&flat, start_radius).map(|c| (c, start_radius)));
+    circles.extend(centres(&flat, start_radius).map(|c| (moved(c), start_radius)));
     let reversed: Vec<Metres> = flat.iter().rev().copied().collect();
-    circles.extend(centres(&reversed, end_radius).map(|c| (c, end_radius)));
+    circles.extend(centres(&reversed, end_radius).map(|c| (moved(c), end_radius)));
     let pieces = clip(&flat, &circles);
     let kept: f64 = pieces.iter().map(|piece| length(piece)).sum();
     if kept < MIN_KEPT_METERS {
@@ -215,16 +331,17 @@ fn length(piece: &[Metres]) -> f64 {
     piece.windows(2).map(|w| distance(w[0], w[1])).sum()
 }
 
-/// The zone's centres at the route's start (`points` from that end): the first point, and,
-/// while the route is still near the start, the far end of each step longer than half the
-/// radius (a GPS jump, or a long straight out of the door: the point after it may be the real
-/// start, and lying just inside the first circle would not protect it), at most [`MAX_JUMPS`]
-/// of them.
+/// The points the zone protects at the route's start (`points` from that end), before the
+/// offset moves the circles: the first point; the second, whatever the first step's length (a
+/// first fix off the real start by any distance: the second point may be the real start, and
+/// lying just inside the first circle would not protect it); and, while the route is still near
+/// the start, the far end of each later step longer than half the radius (a GPS jump, or a long
+/// straight out of the door), at most [`MAX_JUMPS`] of them.
 fn centres(points: &[Metres], radius: f64) -> impl Iterator<Item = Metres> {
-    let mut centres: Vec<Metres> = points.first().copied().into_iter().collect();
-    for step in points.windows(2) {
+    let mut centres: Vec<Metres> = points.iter().take(2).copied().collect();
+    for step in points.windows(2).skip(1) {
         let (from, to) = (step[0], step[1]);
-        if distance(from, to) > radius / 2.0 && centres.len() <= MAX_JUMPS {
+        if distance(from, to) > radius / 2.0 && centres.len() <= MAX_JUMPS + 1 {
             centres.push(to);
             continue;
         }
@@ -538,19 +655,19 @@ mod tests {
     }
 
     #[test]
-    fn each_radius_is_the_setting_plus_up_to_300_m() {
+    fn each_radius_is_one_and_a_half_times_the_setting_plus_up_to_300_m() {
         let zone = zone();
         let mut starts = Vec::new();
         for id in 0..200 {
             let (start, end) = zone.radii(id);
             assert_eq!(zone.radii(id), (start, end));
             for radius in [start, end] {
-                assert!((500.0..800.0).contains(&radius), "{radius}");
+                assert!((750.0..1050.0).contains(&radius), "{radius}");
             }
             starts.push(start);
         }
         // Spread over the whole band, not bunched.
-        let low = starts.iter().filter(|r| **r < 650.0).count();
+        let low = starts.iter().filter(|r| **r < 900.0).count();
         assert!((60..=140).contains(&low), "{low} of 200 below the middle");
         assert_eq!(
             PrivacyZone::new(50.0, b"k").radius_meters(),
@@ -558,7 +675,56 @@ mod tests {
         );
         assert_eq!(PrivacyZone::new(f64::NAN, b"k").radius_meters(), 500.0);
         let shown = format!("{zone:?}");
-        assert!(shown.contains("500") && !shown.contains("key:"), "{shown}");
+        assert!(
+            shown.contains("500") && !shown.contains("key:") && !shown.contains("offset"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn offsets_point_anywhere_a_quarter_to_half_the_setting_away() {
+        let mut random = Random(7);
+        let mut quadrants = [0; 4];
+        for _ in 0..400 {
+            let mut bytes = [0_u8; 16];
+            bytes[..8].copy_from_slice(&random.next().to_be_bytes());
+            bytes[8..].copy_from_slice(&random.next().to_be_bytes());
+            let offset = PrivacyOffset::from_random(800.0, bytes);
+            assert_eq!(offset, PrivacyOffset::from_random(800.0, bytes));
+            assert!(
+                (200.0..=400.0).contains(&offset.length_m()),
+                "{}",
+                offset.length_m()
+            );
+            let quadrant = usize::from(offset.east_m < 0.0) * 2 + usize::from(offset.north_m < 0.0);
+            quadrants[quadrant] += 1;
+        }
+        assert!(
+            quadrants.iter().all(|n| (70..=130).contains(n)),
+            "{quadrants:?}"
+        );
+        // Without a kept one, the key gives one; a kept one wins, fitted to the setting.
+        let keyed = zone().offset();
+        assert!((125.0..=250.0).contains(&keyed.length_m()));
+        assert_eq!(zone().offset(), keyed, "the same key, the same offset");
+        let kept = PrivacyOffset {
+            east_m: 30.0,
+            north_m: -40.0,
+        };
+        let zone = zone().with_offset(kept);
+        assert!((zone.offset().length_m() - 125.0).abs() < 1e-9);
+        assert!((zone.offset().east_m / zone.offset().north_m + 0.75).abs() < 1e-9);
+        let far = PrivacyOffset {
+            east_m: 0.0,
+            north_m: 900.0,
+        };
+        assert!((zone.clone().with_offset(far).offset().north_m - 250.0).abs() < 1e-9);
+        let none = PrivacyOffset {
+            east_m: 0.0,
+            north_m: f64::NAN,
+        };
+        assert_eq!(zone.clone().with_offset(none).offset(), zone.offset());
+        assert_eq!(format!("{kept:?}"), "PrivacyOffset([redacted])");
     }
 
     #[test]
@@ -567,7 +733,12 @@ mod tests {
         let points: Vec<(f64, f64)> = (0..=30)
             .map(|i| (HOME.0 + i as f64 * 0.001, HOME.1))
             .collect();
-        let sketch = sketch(&encode(&points), 7, &zone()).expect("a sketch");
+        // The centres 200 m east and 150 m south of the ends.
+        let zone = zone().with_offset(PrivacyOffset {
+            east_m: 200.0,
+            north_m: -150.0,
+        });
+        let sketch = sketch(&encode(&points), 7, &zone).expect("a sketch");
         let path = &sketch.path;
         assert!(path.starts_with('M') && path.contains(" L"), "{path}");
         let subs = subpaths(path);
@@ -579,11 +750,21 @@ mod tests {
         // North-up: the route starts at the bottom and ends at the top, centred horizontally.
         assert_eq!(n[0], (50.0, 100.0));
         assert_eq!(n[n.len() - 1], (50.0, 0.0));
-        // Both ends are cut at their radius: 500–800 m from the first and the last point.
-        let (start, end) = zone().radii(7);
-        for (place, radius) in [(points[0], start), (points[30], end)] {
+        // Both ends are cut where the line crosses the circle (750–1050 m) round the moved
+        // centre of the point after the first one and of the one before the last (the first
+        // step protects its far end): 150 m short of the chord's half from the second point,
+        // 150 m beyond it from the last but one.
+        let (start, end) = zone.radii(7);
+        let half_chord = |radius: f64| (radius * radius - 200.0 * 200.0).sqrt();
+        for (place, expected) in [
+            (points[1], half_chord(start) - 150.0),
+            (points[29], half_chord(end) + 150.0),
+        ] {
             let gap = nearest(&sketch, place);
-            assert!((gap - radius).abs() < 5.0, "{gap} vs {radius}");
+            assert!((gap - expected).abs() < 5.0, "{gap} vs {expected}");
+        }
+        for place in [points[0], points[30]] {
+            assert!(nearest(&sketch, place) >= DEFAULT_RADIUS_METERS);
         }
         for coordinate in ["52.5", "13.37", "5251", "1337"] {
             assert!(!path.contains(coordinate), "{coordinate} in {path}");
@@ -642,5 +823,254 @@ mod tests {
         assert!(path
             .chars()
             .all(|c| c.is_ascii_digit() || " .ML".contains(c)));
+    }
+
+    /// A first GPS fix 380 m north of home, then 2.5 km due south from home: home, the second
+    /// point, is the real start.
+    const BOGUS_FIRST_FIX: &str =
+        "gwp_IsyspAjT?rD?rD?rD?rD?rD?rD?rD?pD?rD?rD?rD?rD?rD?rD?rD?rD?rD?rD?rD?rD?rD?rD?pD?rD?rD?";
+
+    #[test]
+    fn a_bogus_first_fix_of_any_length_still_protects_home() {
+        // The first fix lies well within the zone's radius of home: a short jump.
+        let sketch = sketch(BOGUS_FIRST_FIX, 42, &zone()).expect("a sketch");
+        let slack = 0.08 / sketch.units_per_metre() + 3.0;
+        let gap = nearest(&sketch, HOME);
+        assert!(
+            gap + slack >= DEFAULT_RADIUS_METERS,
+            "{gap:.0} m from home: {}",
+            sketch.path
+        );
+    }
+
+    /// A small deterministic random source for the simulations (SplitMix64).
+    struct Random(u64);
+
+    impl Random {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+
+        /// Uniform in [0, 1).
+        fn unit(&mut self) -> f64 {
+            (self.next() >> 11) as f64 / (1_u64 << 53) as f64
+        }
+
+        /// Uniform in [low, high).
+        fn between(&mut self, low: f64, high: f64) -> f64 {
+            low + (high - low) * self.unit()
+        }
+
+        /// Normally distributed, mean 0, standard deviation `sigma`.
+        fn normal(&mut self, sigma: f64) -> f64 {
+            let u = self.unit().max(f64::MIN_POSITIVE);
+            sigma * (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * self.unit()).cos()
+        }
+    }
+
+    /// A round trip from home (metres east and north of it): a wobbly loop of 4.4–12.6 km
+    /// leaving in a random direction, a fix every 50 m or so, each off by a few metres of GPS
+    /// noise (the first and the last included).
+    fn round_trip(random: &mut Random) -> Vec<(f64, f64)> {
+        let heading = random.between(0.0, std::f64::consts::TAU);
+        let radius = random.between(700.0, 2000.0);
+        let (wobble, lobes) = (random.between(0.0, 0.25), random.between(1.0, 4.0).floor());
+        let centre = (radius * heading.sin(), radius * heading.cos());
+        // Home seen from the centre, then once round (either way).
+        let home_angle = (-centre.1).atan2(-centre.0);
+        let direction = if random.unit() < 0.5 { 1.0 } else { -1.0 };
+        let steps = (std::f64::consts::TAU * radius / 50.0).ceil() as usize;
+        (0..=steps)
+            .map(|i| {
+                let turned = std::f64::consts::TAU * i as f64 / steps as f64;
+                let angle = home_angle + direction * turned;
+                let r = radius * (1.0 + wobble * (lobes * turned / 2.0).sin().powi(2));
+                (
+                    centre.0 + r * angle.cos() + random.normal(3.0),
+                    centre.1 + r * angle.sin() + random.normal(3.0),
+                )
+            })
+            .collect()
+    }
+
+    /// Where a point of the sketch's box lies, in metres east and north of `home` (the inverse
+    /// of the projection that drew it): what someone who matched the sketch to a map knows.
+    fn on_the_ground(sketch: &Sketch, home: (f64, f64), (bx, by): (f64, f64)) -> (f64, f64) {
+        let per_degree = EARTH_RADIUS * std::f64::consts::PI / 180.0;
+        let frame = sketch.frame;
+        let x = (bx - frame.pad_x) / frame.scale + frame.min_x;
+        let y = frame.max_y - (by - frame.pad_y) / frame.scale;
+        let latitude = sketch.plane.origin.0 + y / per_degree;
+        let longitude = sketch.plane.origin.1 + x / (sketch.plane.squeeze * per_degree);
+        (
+            (longitude - home.1) * per_degree * home.0.to_radians().cos(),
+            (latitude - home.0) * per_degree,
+        )
+    }
+
+    /// Where a run's sketch leaves the start's zone and where it enters the end's.
+    type LooseEnds = ((f64, f64), (f64, f64));
+
+    /// The loose ends of a run's sketch, in metres east and north of `home`.
+    fn loose_ends(sketch: &Sketch, home: (f64, f64)) -> LooseEnds {
+        let pieces = subpaths(&sketch.path);
+        let first = pieces[0][0];
+        let last = *pieces[pieces.len() - 1].last().expect("a point");
+        (
+            on_the_ground(sketch, home, first),
+            on_the_ground(sketch, home, last),
+        )
+    }
+
+    /// The median of `values` (the upper one of an even count).
+    fn median(mut values: Vec<f64>) -> f64 {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    }
+
+    /// The attacker's guess at home from the loose ends of several runs: if both ends of a run
+    /// lie on one circle round home, home is on the perpendicular bisector of the two; the guess
+    /// is the point with the least median distance to those lines (tried at every crossing of
+    /// two lines, then refined).
+    fn guess_home(ends: &[LooseEnds]) -> (f64, f64) {
+        // Each line as a unit normal `n` and an offset `c`: n·X = c.
+        let lines: Vec<((f64, f64), f64)> = ends
+            .iter()
+            .filter_map(|(p, q)| {
+                let d = (q.0 - p.0, q.1 - p.1);
+                let length = d.0.hypot(d.1);
+                (length > 1.0).then(|| {
+                    let n = (d.0 / length, d.1 / length);
+                    (n, n.0 * (p.0 + q.0) / 2.0 + n.1 * (p.1 + q.1) / 2.0)
+                })
+            })
+            .collect();
+        let cost = |x: (f64, f64)| {
+            median(
+                lines
+                    .iter()
+                    .map(|(n, c)| (n.0 * x.0 + n.1 * x.1 - c).abs())
+                    .collect(),
+            )
+        };
+        let mut candidates: Vec<(f64, f64)> = ends
+            .iter()
+            .map(|(p, q)| ((p.0 + q.0) / 2.0, (p.1 + q.1) / 2.0))
+            .collect();
+        for (i, (n1, c1)) in lines.iter().enumerate() {
+            for (n2, c2) in &lines[i + 1..] {
+                let det = n1.0 * n2.1 - n1.1 * n2.0;
+                if det.abs() > 1e-6 {
+                    candidates.push(((c1 * n2.1 - c2 * n1.1) / det, (n1.0 * c2 - n2.0 * c1) / det));
+                }
+            }
+        }
+        let mut best = candidates
+            .into_iter()
+            .map(|x| (cost(x), x))
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(_, x)| x)
+            .unwrap_or_default();
+        let mut best_cost = cost(best);
+        let mut step = 32.0;
+        while step > 0.25 {
+            let around = [(1.0, 0.0), (-1.0, 0.0), (0.0, 1.0), (0.0, -1.0)].map(|(dx, dy)| {
+                let x = (best.0 + dx * step, best.1 + dy * step);
+                (cost(x), x)
+            });
+            match around.into_iter().min_by(|a, b| a.0.total_cmp(&b.0)) {
+                Some((c, x)) if c < best_cost => (best_cost, best) = (c, x),
+                _ => step /= 2.0,
+            }
+        }
+        best
+    }
+
+    /// The zone of simulated athlete `athlete`, with the setting `setting`: each athlete is an
+    /// app of its own, with its own key and its own offset, made once from `random`. `centred`:
+    /// circles centred on the points they protect instead (no offset), as they once were.
+    fn athletes_zone(
+        athlete: u64,
+        setting: f64,
+        random: &mut Random,
+        centred: bool,
+    ) -> PrivacyZone {
+        let mut bytes = [0_u8; 16];
+        bytes[..8].copy_from_slice(&random.next().to_be_bytes());
+        bytes[8..].copy_from_slice(&random.next().to_be_bytes());
+        let zone = PrivacyZone::new(setting, format!("athlete {athlete}").as_bytes())
+            .with_offset(PrivacyOffset::from_random(setting, bytes));
+        if centred {
+            PrivacyZone {
+                offset: PrivacyOffset {
+                    east_m: 0.0,
+                    north_m: 0.0,
+                },
+                ..zone
+            }
+        } else {
+            zone
+        }
+    }
+
+    /// For each of `runs` counts, the median over `athletes` athletes (homes spread over the
+    /// world, each with its own zone) of how far the guess from that many round trips lands from
+    /// home.
+    fn attack(athletes: u64, runs: &[usize], setting: f64, centred: bool) -> Vec<f64> {
+        let most = runs.iter().copied().max().unwrap_or(0);
+        let mut errors: Vec<Vec<f64>> = vec![Vec::new(); runs.len()];
+        for athlete in 0..athletes {
+            let mut random = Random(0x5EED_0000 + athlete);
+            let home = (random.between(-60.0, 60.0), random.between(-179.0, 179.0));
+            let zone = athletes_zone(athlete, setting, &mut random, centred);
+            let mut ends = Vec::new();
+            while ends.len() < most {
+                let run = round_trip(&mut random);
+                let per_degree = EARTH_RADIUS * std::f64::consts::PI / 180.0;
+                let points: Vec<(f64, f64)> = run
+                    .iter()
+                    .map(|(east, north)| {
+                        (
+                            home.0 + north / per_degree,
+                            home.1 + east / (per_degree * home.0.to_radians().cos()),
+                        )
+                    })
+                    .collect();
+                let id = (random.next() >> 12) as i64;
+                if let Some(sketch) = sketch(&encode(&points), id, &zone) {
+                    ends.push(loose_ends(&sketch, home));
+                }
+            }
+            for (i, count) in runs.iter().enumerate() {
+                let guess = guess_home(&ends[..*count]);
+                errors[i].push(guess.0.hypot(guess.1));
+            }
+        }
+        errors.into_iter().map(median).collect()
+    }
+
+    /// The attack on many sketches of round trips from one home (docs/route-sketch.md has the
+    /// figures; `cargo test --lib many_sketches -- --nocapture` prints them): with circles
+    /// centred on the ends, the bisectors of the loose ends meet at home; with the offset, at a
+    /// point a quarter to half of the setting away, however many runs are seen.
+    #[test]
+    fn many_sketches_do_not_give_home_away() {
+        let runs = [5, 10, 20, 50];
+        let centred = attack(24, &runs, DEFAULT_RADIUS_METERS, true);
+        let moved = attack(24, &runs, DEFAULT_RADIUS_METERS, false);
+        println!("median error of the guessed home over 24 athletes (setting 500 m):");
+        println!("runs | centred on the ends | centres moved by the offset");
+        for ((count, before), after) in runs.iter().zip(&centred).zip(&moved) {
+            println!("{count:>4} | {before:>17.0} m | {after:>25.0} m");
+        }
+        // The simulated attack works where nothing moves the centres…
+        assert!(centred[2] < 50.0, "{centred:?}");
+        // …and finds only the moved centre otherwise.
+        assert!(moved[2] >= 150.0, "{moved:?}");
+        assert!(moved.iter().all(|error| *error >= 125.0), "{moved:?}");
     }
 }

@@ -7,9 +7,13 @@
 //! or storage failing, …) as a card of the same size that says what is wrong, so an `<img>` is
 //! never broken. A view beside the JSON one: it knows nothing of HTTP.
 
-use super::text_fit::{fit, Style};
+use super::text_fit::{cut_to_chars, fit, Style};
 use super::LatestRunView;
 use std::fmt::Write;
+
+/// The most characters of an activity's name a card carries, in its text and in its `<title>`:
+/// a longer name is cut, ending in "…".
+pub const NAME_MAX_CHARS: usize = 100;
 
 /// The card's width in CSS pixels (also its `width` attribute).
 pub const WIDTH: u32 = 480;
@@ -175,7 +179,8 @@ pub fn render(run: &LatestRunView, theme: Theme, units: Units) -> String {
     } else {
         RIGHT - LEFT
     };
-    let name = fit(&clean(&run.name), beside, NAME);
+    let name_text = card_name(&run.name);
+    let name = fit(&name_text, beside, NAME);
     let distance = format!(
         "{} {}",
         decimal(run.distance / units.length(), 2),
@@ -222,8 +227,7 @@ pub fn render(run: &LatestRunView, theme: Theme, units: Units) -> String {
     let top = fit(&top, beside, KICKER);
     let style = style(theme);
     let title = format!(
-        "Latest run: {}, {distance} in {time}, {pace}{}",
-        clean(&run.name),
+        "Latest run: {name_text}, {distance} in {time}, {pace}{}",
         date.map(|d| format!(", {d}")).unwrap_or_default()
     );
 
@@ -380,9 +384,39 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-/// One line of text: line breaks and tabs become spaces, runs of spaces one.
-pub(super) fn clean(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
+/// An activity's name as a card shows it, in its text and its `<title>`: one line (line breaks
+/// and tabs become spaces, runs of spaces one), without the bidirectional controls that would
+/// reorder the card's text around them (U+202A–U+202E, U+2066–U+2069, U+200E, U+200F, U+061C),
+/// and cut to [`NAME_MAX_CHARS`].
+pub(super) fn card_name(name: &str) -> String {
+    let mut line = String::with_capacity(name.len().min(4 * NAME_MAX_CHARS));
+    let mut chars = 0;
+    // Word by word until the bound is passed: the rest of a long name is not even looked at.
+    for word in name.split_whitespace() {
+        if chars > NAME_MAX_CHARS {
+            break;
+        }
+        let word: String = word.chars().filter(|c| !is_bidi_control(*c)).collect();
+        if word.is_empty() {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push(' ');
+            chars += 1;
+        }
+        chars += word.chars().count();
+        line.push_str(&word);
+    }
+    cut_to_chars(&line, NAME_MAX_CHARS)
+}
+
+/// The explicit bidirectional formatting characters: embeddings, overrides and isolates, and the
+/// left-to-right, right-to-left and Arabic letter marks.
+fn is_bidi_control(c: char) -> bool {
+    matches!(
+        c,
+        '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}'
+    )
 }
 
 /// `8.41`, `1,654`: fixed decimals, thousands grouped with commas.
@@ -580,6 +614,69 @@ pub(crate) mod tests {
         long.name = "i".repeat(26);
         let narrow = render(&long, Theme::Light, Units::Metric);
         assert!(narrow.contains(&format!(r#"font-size="22">{}</text>"#, "i".repeat(26))));
+    }
+
+    /// The text of the card's `<title>`.
+    fn title_of(svg: &str) -> &str {
+        let start = svg.find(r#"<title id="title">"#).expect("a title") + 18;
+        let end = svg[start..].find("</title>").expect("closed") + start;
+        &svg[start..end]
+    }
+
+    #[test]
+    fn a_very_long_name_is_cut_to_a_bounded_length_in_the_text_and_the_title() {
+        let mut long = run();
+        long.name = "Marathon training "
+            .repeat(600)
+            .chars()
+            .take(10_000)
+            .collect();
+        let svg = render(&long, Theme::Light, Units::Metric);
+        let title = title_of(&svg);
+        // The name's part of the title: at most NAME_MAX_CHARS characters, ending in "…".
+        let name = title
+            .strip_prefix("Latest run: ")
+            .and_then(|t| t.split(", 8.41 km").next())
+            .expect("the name in the title");
+        assert!(name.chars().count() <= NAME_MAX_CHARS, "{name}");
+        assert!(
+            name.ends_with('…') && name.starts_with("Marathon training"),
+            "{name}"
+        );
+        assert!(
+            title.chars().count() < 250,
+            "{} characters",
+            title.chars().count()
+        );
+        assert!(svg.len() < 4_000, "{} bytes", svg.len());
+        // A name that fits the bound is kept whole.
+        let mut exact = run();
+        exact.name = "x".repeat(NAME_MAX_CHARS);
+        let svg = render(&exact, Theme::Light, Units::Metric);
+        assert!(
+            title_of(&svg).contains(&"x".repeat(NAME_MAX_CHARS)),
+            "{svg}"
+        );
+    }
+
+    #[test]
+    fn bidirectional_controls_are_taken_out_of_the_name() {
+        let controls = [
+            '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{202E}', '\u{2066}', '\u{2067}',
+            '\u{2068}', '\u{2069}', '\u{200E}', '\u{200F}', '\u{061C}',
+        ];
+        let mut spoofed = run();
+        spoofed.name = format!(
+            "Easy {} run{}",
+            controls.iter().collect::<String>(),
+            '\u{202E}'
+        );
+        for theme in Theme::ALL {
+            let svg = render(&spoofed, theme, Units::Metric);
+            assert!(!svg.contains(controls), "{svg:?}");
+            assert!(title_of(&svg).starts_with("Latest run: Easy run,"), "{svg}");
+            assert!(svg.contains(">Easy run</text>"), "{svg}");
+        }
     }
 
     #[test]

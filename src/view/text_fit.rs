@@ -90,6 +90,34 @@ pub fn fit(text: &str, max_width: f64, style: Style) -> Fitted {
     Fitted { text: cut, size }
 }
 
+/// `text` in at most `max_chars` characters: whole when it has no more, else cut with "…" (the
+/// "…", and the right-to-left mark [`fit`] puts after it for Hebrew and Arabic, counted) at a
+/// character boundary that never splits an emoji sequence or a letter from its marks.
+pub fn cut_to_chars(text: &str, max_chars: usize) -> String {
+    if text.chars().nth(max_chars).is_none() {
+        return text.to_owned();
+    }
+    let rtl = first_strong_is_rtl(text);
+    let budget = max_chars.saturating_sub(1 + usize::from(rtl));
+    let mut cut = String::new();
+    let mut used = 0;
+    for cluster in clusters(text) {
+        let count = cluster.chars().count();
+        if used + count > budget {
+            break;
+        }
+        used += count;
+        cut.push_str(cluster);
+    }
+    let kept = cut.trim_end().len();
+    cut.truncate(kept);
+    cut.push(ELLIPSIS);
+    if rtl {
+        cut.push(RLM);
+    }
+    cut
+}
+
 /// The estimated width of `text` in ems at font size 1, and how many glyphs letter spacing
 /// applies to.
 pub fn measure(text: &str) -> (f64, usize) {
@@ -304,6 +332,28 @@ mod tests {
         assert_eq!(clusters("🇩🇪🇫🇷"), vec!["🇩🇪", "🇫🇷"]);
         assert_eq!(clusters(family), vec![family]);
         assert_eq!(clusters("e\u{301}a"), vec!["e\u{301}", "a"]);
+    }
+
+    #[test]
+    fn a_cut_to_a_count_of_characters_keeps_clusters_whole() {
+        assert_eq!(cut_to_chars("Easy run", 8), "Easy run");
+        assert_eq!(cut_to_chars("Easy run", 7), "Easy r…");
+        assert_eq!(
+            cut_to_chars("Easy run", 6),
+            "Easy…",
+            "no space before the …"
+        );
+        let family = "👨\u{200D}👩\u{200D}👧";
+        let cut = cut_to_chars(&format!("ab{family}cd"), 6);
+        assert_eq!(
+            cut, "ab…",
+            "the family is five characters: kept whole or not at all"
+        );
+        let hebrew = cut_to_chars(&"ריצת בוקר ".repeat(20), 20);
+        assert!(
+            hebrew.ends_with("…\u{200F}") && hebrew.chars().count() <= 20,
+            "{hebrew}"
+        );
     }
 
     #[test]

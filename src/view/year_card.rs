@@ -7,7 +7,8 @@
 //! of HTTP.
 
 use super::svg::{
-    clean, decimal, escape, figures, head, Theme, Units, DARK, KICKER, LEFT, LIGHT, RIGHT, SMALL,
+    card_name, decimal, escape, figures, head, Theme, Units, DARK, KICKER, LEFT, LIGHT, RIGHT,
+    SMALL,
 };
 use super::text_fit::{fit, Style};
 use super::year::RunningYearView;
@@ -87,7 +88,7 @@ pub fn render_year(year: &RunningYearView, theme: Theme, units: Units) -> String
         },
         year.longest_run
             .as_ref()
-            .map(|r| format!(", longest run {longest} ({})", clean(&r.name)))
+            .map(|r| format!(", longest run {longest} ({})", card_name(&r.name)))
             .unwrap_or_default(),
     );
     let style = match theme {
@@ -353,6 +354,30 @@ mod tests {
         assert!(texts.iter().any(|t| t == "18.6 mi"), "{texts:?}");
         assert!(!imperial.contains(" km"));
         assert!(svg.starts_with(r#"<svg xmlns="http://www.w3.org/2000/svg" width="480" height="200" viewBox="0 0 480 200""#));
+    }
+
+    #[test]
+    fn the_longest_runs_name_is_bounded_and_without_bidirectional_controls() {
+        let mut long = sample();
+        if let Some(longest) = long.longest_run.as_mut() {
+            longest.name = format!("\u{202E}Long{}", "o".repeat(10_000));
+        }
+        let svg = render_year(&long, Theme::Auto, Units::Metric);
+        let (texts, _) = parse(&svg);
+        let title = texts
+            .iter()
+            .find(|t| t.starts_with("Running year"))
+            .expect("the title");
+        assert!(
+            title.chars().count() < 300,
+            "{} characters",
+            title.chars().count()
+        );
+        assert!(
+            title.contains("(Longooo") && title.contains("…)"),
+            "{title}"
+        );
+        assert!(!svg.contains('\u{202E}'));
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! What an operator reads: the real `handler` binary with `LOG_FORMAT=json` writes one JSON
 //! object a line, every line written during an invocation carries the host's invocation id and
 //! the function's name, each timer run writes one summary line, a client that hangs up is not
-//! an error, and no setting or secret ever appears. Text logs carry no colour codes when stdout
-//! is not a terminal.
+//! an error, and no setting or secret ever appears, whatever `RUST_LOG` lets through. Text logs
+//! carry no colour codes when stdout is not a terminal.
 
 use crate::support;
 
@@ -12,6 +12,7 @@ use std::time::Duration;
 use support::app::{fixture, HandlerProcess, TestSettings};
 use support::credentials::connected;
 use support::fake_strava::{FakeStrava, Fault, Scope, CLIENT_SECRET};
+use support::{assert_no_secret_among, azurite};
 use tokio::io::AsyncWriteExt;
 
 /// Posts an invocation body as the host does, with the given invocation id.
@@ -240,4 +241,100 @@ async fn text_logs_have_no_colour_codes_when_stdout_is_not_a_terminal() {
         .unwrap_or_else(|| panic!("a summary line:\n{output}"));
     assert!(summary.contains(id), "the id in the text line: {summary}");
     assert!(summary.contains("RefreshToken"), "{summary}");
+}
+
+/// Filters an operator might set to see more: a more specific directive for a client crate, a
+/// span filter, everything at trace, and the client crates named at trace.
+const GENEROUS_FILTERS: [&str; 5] = [
+    "azure_core::policies::transport=debug,info",
+    "info,[invocation]=debug",
+    "trace",
+    "reqwest=trace,hyper=trace,info",
+    "azure_data_tables=trace,azure_storage=trace,info",
+];
+
+/// Runs the `handler` binary with `RUST_LOG=filter` through a cold answer (Strava's API with the
+/// access token, a table write), a token refresh (the client secret and the refresh token to
+/// Strava, the new tokens to the table) and a second refresh: everything it wrote, and every
+/// secret it was given or saw.
+async fn log_of_a_run_with(filter: &str) -> (String, Vec<String>) {
+    let strava = FakeStrava::start().await;
+    strava.set_rotate_refresh_tokens(true);
+    let settings = TestSettings::new(&strava.base_url()).with("RUST_LOG", filter);
+    settings
+        .store()
+        .replace_credentials(&connected(&strava))
+        .await
+        .expect("arrange credentials");
+    let mut handler = HandlerProcess::spawn(&settings, &[]).await;
+    handler.wait_ready().await;
+    let address = handler.address.clone();
+    assert_eq!(
+        forwarded_get(
+            &address,
+            "/api/GetLatestRun",
+            "0f7c1d2e-6666-4a5b-8c9d-000000000006"
+        )
+        .await,
+        200,
+        "the cold answer with RUST_LOG={filter}"
+    );
+    for id in [
+        "0f7c1d2e-7777-4a5b-8c9d-000000000007",
+        "0f7c1d2e-8888-4a5b-8c9d-000000000008",
+    ] {
+        assert_eq!(
+            invoke(
+                &address,
+                "RefreshToken",
+                id,
+                fixture("timer-invocation-request.json")
+            )
+            .await,
+            200,
+            "a token refresh with RUST_LOG={filter}"
+        );
+    }
+    handler.terminate().await;
+    let mut secrets = strava.all_secrets();
+    secrets.push(CLIENT_SECRET.to_owned());
+    secrets.push(azurite::ACCOUNT_KEY.to_owned());
+    // The storage requests' signature header (`Authorization: SharedKey account:signature`).
+    secrets.push("SharedKey".to_owned());
+    (handler.output(), secrets)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_log_filter_lets_the_http_or_storage_clients_write_a_secret() {
+    let runs = futures_util::future::join_all(
+        GENEROUS_FILTERS
+            .iter()
+            .map(|filter| async move { (filter, log_of_a_run_with(filter).await) }),
+    )
+    .await;
+    for (filter, (output, secrets)) in &runs {
+        assert!(
+            secrets.len() >= 6,
+            "tokens were issued with RUST_LOG={filter}: {}",
+            secrets.len()
+        );
+        // The filter did let the app's own lines through.
+        assert!(
+            output.contains("RefreshToken run:"),
+            "RUST_LOG={filter} logged the run:\n{output}"
+        );
+    }
+    // Every filter that leaked is named; the first one's line is shown (secrets masked).
+    let leaked: Vec<&str> = runs
+        .iter()
+        .filter(|(_, (output, secrets))| secrets.iter().any(|s| output.contains(s.as_str())))
+        .map(|(filter, _)| **filter)
+        .collect();
+    for (filter, (output, secrets)) in &runs {
+        assert_no_secret_among(
+            &format!("the log with RUST_LOG={filter} (leaked with: {leaked:?})"),
+            output,
+            secrets,
+        );
+    }
 }

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod answers;
 mod edges;
 mod faults;
 mod foundation;

@@ -4,7 +4,8 @@
 //! - the built response (JSON and SVG card) never carries a coordinate, the polyline, a token or
 //!   a secret that Strava's answer held, and has only the allow-listed keys;
 //! - the route sketch never draws a point or a line within the privacy radius of the route's
-//!   start or end (nor of home behind a GPS jump at the start), in the sketch's own scale;
+//!   start or end (nor of home behind a bogus first fix of any length), whatever the offset of
+//!   the zones' centres, in the sketch's own scale;
 //! - ETag equality ⇔ body equality (`latest_run::etag_of`).
 //!
 //! Activities are generated as JSON objects and decoded as the client decodes them, so a missing
@@ -17,7 +18,7 @@ use serde_json::{json, Map, Value};
 use strava_latest_run::latest_run::etag_of;
 use strava_latest_run::strava::Photo;
 use strava_latest_run::strava::SummaryActivity;
-use strava_latest_run::view::route_shape::{sketch, PrivacyZone, Sketch};
+use strava_latest_run::view::route_shape::{sketch, PrivacyOffset, PrivacyZone, Sketch};
 use strava_latest_run::view::svg::{self, Theme, Units};
 use strava_latest_run::view::{
     build_latest_run, choose_photo_url, pick_latest_run, LatestRunView, RESPONSE_KEYS,
@@ -420,16 +421,24 @@ proptest! {
     fn the_route_sketch_never_comes_within_the_privacy_radius_of_the_start_or_the_end(
         home in (-70.0..70.0_f64, -179.0..179.0_f64),
         run in walk(),
-        jump in prop::option::of((0.0..std::f64::consts::TAU, 1000.0..5000.0_f64)),
+        jump in prop::option::of((0.0..std::f64::consts::TAU, 5.0..5000.0_f64)),
         radius in prop::sample::select(vec![200.0, 500.0, 800.0]),
         id in any::<i64>(),
+        offset in (0.0..std::f64::consts::TAU, 0.25..=0.5_f64),
     ) {
         let mut points = run;
-        // A bogus first fix far from home: home, the second point, is protected all the same.
+        // A bogus first fix near or far from home: home, the second point, is protected all the
+        // same.
         if let Some((bearing, length)) = jump {
             points.insert(0, (length * bearing.sin(), length * bearing.cos()));
         }
-        let zone = PrivacyZone::new(radius, b"AccountName=x;AccountKey=secret");
+        let (direction, fraction) = offset;
+        let zone = PrivacyZone::new(radius, b"AccountName=x;AccountKey=secret").with_offset(
+            PrivacyOffset {
+                east_m: fraction * radius * direction.sin(),
+                north_m: fraction * radius * direction.cos(),
+            },
+        );
         let Some(sketch) = sketch(&encode_around(home, &points), id, &zone) else {
             return Ok(());
         };

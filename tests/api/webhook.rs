@@ -911,3 +911,65 @@ async fn an_event_adding_or_deleting_a_run_changes_the_running_year_within_secon
         .await;
     assert_eq!(gone["totals"]["count"].as_u64(), Some(count), "{gone}");
 }
+
+#[tokio::test]
+async fn refused_events_and_wrong_verify_tokens_are_logged_at_most_once_a_minute_each() {
+    let strava = FakeStrava::start().await;
+    let settings = settings(&strava, 600);
+    settings
+        .store()
+        .replace_credentials(&connected(&strava))
+        .await
+        .expect("arrange credentials");
+    let mut handler = HandlerProcess::spawn(&settings, &[]).await;
+    handler.wait_ready().await;
+    let client = reqwest::Client::new();
+    let callback = format!("{}/api/StravaWebhook", handler.address);
+    let mut foreign = strava.event("activity", NEW_RUN_ID, "create", json!({}));
+    foreign["owner_id"] = json!(1234);
+    // Until the instance knows the stored ids, an event is taken (and dropped later): one event
+    // at a time until one is refused.
+    let until = Instant::now() + Duration::from_secs(15);
+    while !handler.output().contains("push event ignored") && Instant::now() < until {
+        let reply = client.post(&callback).json(&foreign).send().await;
+        assert_eq!(reply.expect("an answer").status(), 200);
+    }
+    // Then a flood of both: another athlete's events and validations with a guessed token.
+    let requests = (0..25).flat_map(|i| {
+        let post = client.post(&callback).json(&foreign).send();
+        let guess = client
+            .get(format!(
+                "{callback}?hub.mode=subscribe&hub.challenge=c{i}&hub.verify_token=guess{i}"
+            ))
+            .send();
+        [
+            Box::pin(async move { post.await.map(|r| r.status().as_u16()) })
+                as std::pin::Pin<Box<dyn std::future::Future<Output = _>>>,
+            Box::pin(async move { guess.await.map(|r| r.status().as_u16()) }),
+        ]
+    });
+    let statuses: Vec<u16> = futures_util::future::join_all(requests)
+        .await
+        .into_iter()
+        .map(|status| status.expect("an answer"))
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        25,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 403).count(),
+        25,
+        "{statuses:?}"
+    );
+    handler.terminate().await;
+    let output = handler.output();
+    for line in ["push event ignored", "wrong verify token"] {
+        assert_eq!(
+            output.matches(line).count(),
+            1,
+            "{line:?} once in a minute:\n{output}"
+        );
+    }
+}
