@@ -31,6 +31,64 @@ pub struct IndexSettings {
     pub route_shape: Option<route_shape::PrivacyZone>,
 }
 
+impl IndexSettings {
+    /// `activity` as an index entry when it belongs there, carrying over what `previous` knew of
+    /// its photo while the photo count is the same. It belongs there when it is public
+    /// ([`SummaryActivity::is_public`]), has a start, and its `sport_type` (the deprecated `type`
+    /// when `sport_type` is absent) is one of [`IndexSettings::sport_types`], exactly; manual and
+    /// trainer runs count. The entry is an allow-list: no coordinate or polyline of Strava's is
+    /// kept, only the route sketch cut by [`IndexSettings::route_shape`] when that is set.
+    pub fn entry_of(
+        &self,
+        activity: &SummaryActivity,
+        previous: Option<&IndexedRun>,
+    ) -> Option<IndexedRun> {
+        let sport = activity
+            .sport_type
+            .as_deref()
+            .or(activity.activity_type.as_deref())?;
+        if !activity.is_public() || !self.sport_types.iter().any(|s| s == sport) {
+            return None;
+        }
+        let start = activity.start_date?.unix_timestamp();
+        // Unknown (absent) counts as "may have photos": look once.
+        let photo_count = activity.total_photo_count.unwrap_or(-1);
+        let (photo_url, photo_checked) = match previous {
+            Some(p) if p.photo_checked && p.photo_count == photo_count => {
+                (p.photo_url.clone(), true)
+            }
+            _ => (None, photo_count == 0),
+        };
+        Some(IndexedRun {
+            id: activity.id,
+            name: activity.name.clone(),
+            sport_type: sport.to_owned(),
+            start,
+            start_date_local: activity.start_date_local.clone(),
+            timezone: activity.timezone.clone(),
+            distance: if activity.distance.is_finite() {
+                activity.distance
+            } else {
+                0.0
+            },
+            moving_time: activity.moving_time,
+            elapsed_time: activity.elapsed_time,
+            total_elevation_gain: activity.total_elevation_gain.filter(|n| n.is_finite()),
+            average_speed: activity.average_speed.filter(|n| n.is_finite()),
+            kudos_count: activity.kudos_count,
+            photo_count,
+            photo_url,
+            photo_checked,
+            route_shape: self.route_shape.as_ref().and_then(|zone| {
+                let polyline = activity.summary_polyline.as_deref()?;
+                route_shape::route_shape(polyline, activity.id, zone)
+            }),
+            hidden: false,
+            word: 0,
+        })
+    }
+}
+
 /// What a list of activities covers: everything from `from` on (Unix seconds), or, when the
 /// list ended before its page did, every activity there is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,56 +141,14 @@ impl ActivityIndex {
         }
     }
 
-    /// `activity` as an index entry when it belongs there (public, a run by sport type, with a
-    /// start), carrying over what `previous` knew of its photo while the photo count is the same.
+    /// `activity` as an index entry when it belongs there: [`IndexSettings::entry_of`] with
+    /// this index's settings.
     pub fn entry_of(
         &self,
         activity: &SummaryActivity,
         previous: Option<&IndexedRun>,
     ) -> Option<IndexedRun> {
-        let sport = activity
-            .sport_type
-            .as_deref()
-            .or(activity.activity_type.as_deref())?;
-        if !activity.is_public() || !self.settings.sport_types.iter().any(|s| s == sport) {
-            return None;
-        }
-        let start = activity.start_date?.unix_timestamp();
-        // Unknown (absent) counts as "may have photos": look once.
-        let photo_count = activity.total_photo_count.unwrap_or(-1);
-        let (photo_url, photo_checked) = match previous {
-            Some(p) if p.photo_checked && p.photo_count == photo_count => {
-                (p.photo_url.clone(), true)
-            }
-            _ => (None, photo_count == 0),
-        };
-        Some(IndexedRun {
-            id: activity.id,
-            name: activity.name.clone(),
-            sport_type: sport.to_owned(),
-            start,
-            start_date_local: activity.start_date_local.clone(),
-            timezone: activity.timezone.clone(),
-            distance: if activity.distance.is_finite() {
-                activity.distance
-            } else {
-                0.0
-            },
-            moving_time: activity.moving_time,
-            elapsed_time: activity.elapsed_time,
-            total_elevation_gain: activity.total_elevation_gain.filter(|n| n.is_finite()),
-            average_speed: activity.average_speed.filter(|n| n.is_finite()),
-            kudos_count: activity.kudos_count,
-            photo_count,
-            photo_url,
-            photo_checked,
-            route_shape: self.settings.route_shape.as_ref().and_then(|zone| {
-                let polyline = activity.summary_polyline.as_deref()?;
-                route_shape::route_shape(polyline, activity.id, zone)
-            }),
-            hidden: false,
-            word: 0,
-        })
+        self.settings.entry_of(activity, previous)
     }
 
     /// Brings the index in line with a list from Strava covering `covers`, a word taken at
