@@ -1,8 +1,9 @@
 //! Property tests (proptest) for the pieces with laws:
 //! - the pick of the latest public run never returns a non-public or non-run activity, whatever
 //!   the order, duplicates or missing fields, and always picks the newest eligible one;
-//! - the built response (JSON and SVG card) never carries a coordinate, the polyline, a token or
-//!   a secret that Strava's answer held, and has only the allow-listed keys;
+//! - the response built from an activity's index entry (JSON and SVG card, with and without the
+//!   route sketch) never carries a coordinate, the polyline, a token or a secret that Strava's
+//!   answer held, and has only the allow-listed keys;
 //! - the route sketch never draws a point or a line within the privacy radius of the route's
 //!   start or end (nor of home behind a GPS jump at the start), in the sketch's own scale;
 //! - ETag equality ⇔ body equality (`latest_run::etag_of`).
@@ -14,13 +15,16 @@
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use serde_json::{json, Map, Value};
+use strava_latest_run::index::{newest, IndexSettings, IndexView};
 use strava_latest_run::latest_run::etag_of;
+use strava_latest_run::store::IndexedRun;
 use strava_latest_run::strava::Photo;
 use strava_latest_run::strava::SummaryActivity;
 use strava_latest_run::view::route_shape::{sketch, PrivacyZone, Sketch};
 use strava_latest_run::view::svg::{self, Theme, Units};
 use strava_latest_run::view::{
-    build_latest_run, choose_photo_url, pick_latest_run, LatestRunView, RESPONSE_KEYS,
+    build_from_index, build_latest_run, choose_photo_url, pick_latest_run, LatestRunView,
+    RESPONSE_KEYS,
 };
 use time::OffsetDateTime;
 
@@ -145,6 +149,33 @@ fn sport_of(activity: &SummaryActivity) -> Option<&str> {
         .or(activity.activity_type.as_deref())
 }
 
+/// The index's settings: `sport_types`, and the route sketch's privacy zone when the sketch is
+/// enabled (`WIDGET_ROUTE_SHAPE=true`).
+fn index_settings(sport_types: Vec<String>, route_shape: bool) -> IndexSettings {
+    IndexSettings {
+        sport_types,
+        route_shape: route_shape.then(|| PrivacyZone::new(500.0, b"properties")),
+    }
+}
+
+/// The answer served while the index holds `entries` (this year's), built as the latest-run
+/// service builds it: the newest entry through the view's allow-list, with its route sketch
+/// (null when it has none) exactly when the sketch is enabled; `None` without a run.
+fn answer_of(entries: Vec<IndexedRun>, route_shape: bool) -> Option<LatestRunView> {
+    let view = IndexView {
+        year: 2025,
+        latest: newest(&entries).cloned(),
+        runs: entries,
+    };
+    let latest = view.latest.as_ref()?;
+    let fetched_at = OffsetDateTime::from_unix_timestamp(1_760_292_249).expect("time");
+    let mut run = build_from_index(latest, view.year_distance(), fetched_at);
+    if route_shape {
+        run.route_shape = Some(latest.route_shape.clone());
+    }
+    Some(run)
+}
+
 fn eligible(activity: &SummaryActivity) -> bool {
     activity.is_public()
         && sport_of(activity).is_some_and(|s| SPORT_TYPES.contains(&s))
@@ -200,8 +231,17 @@ fn token() -> impl Strategy<Value = String> {
 struct Leaky {
     activity: Value,
     polyline: String,
+    /// The route's points as Strava sent them, and as its polyline holds them (five decimals).
     coordinates: Vec<(f64, f64)>,
     secrets: Vec<String>,
+}
+
+/// How `number` reads to four decimals (about 10 m), truncated and rounded: a coordinate written
+/// at any finer precision contains one of them.
+fn four_decimals(number: f64) -> [String; 2] {
+    let long = format!("{number:.8}");
+    let cut = long.find('.').map_or(long.len(), |dot| dot + 5);
+    [long[..cut].to_owned(), format!("{number:.4}")]
 }
 
 fn leaky_activity() -> impl Strategy<Value = Leaky> {
@@ -244,6 +284,8 @@ fn leaky_activity() -> impl Strategy<Value = Leaky> {
             });
             let mut coordinates = route;
             coordinates.push(end);
+            let decoded = polyline::decode_polyline(&polyline, 5).expect("the polyline decodes");
+            coordinates.extend(decoded.0.iter().map(|point| (point.y, point.x)));
             Leaky {
                 activity,
                 polyline,
@@ -262,16 +304,16 @@ proptest! {
         route_shape in any::<bool>(),
     ) {
         let activities = decode(std::slice::from_ref(&leaky.activity));
-        let picked = pick_latest_run(&activities, &sport_types()).expect("a public run");
+        let settings = index_settings(sport_types(), route_shape);
+        let mut entry = settings.entry_of(&activities[0], None).expect("a public run is indexed");
+        // Its photo, looked up as a round or an event looks it up.
         let photos: Vec<Photo> = match leaky.activity.get("photo").and_then(Value::as_str) {
             Some(url) => serde_json::from_value(json!([{"urls": {"600": url}}])).expect("photos"),
             None => Vec::new(),
         };
-        let fetched_at = OffsetDateTime::from_unix_timestamp(1_760_292_249).expect("time");
-        let mut run = build_latest_run(picked, choose_photo_url(None, &photos), 123_456.7, fetched_at);
-        if route_shape {
-            run = run.with_route_shape(picked, &PrivacyZone::new(500.0, b"properties"));
-        }
+        entry.photo_url = choose_photo_url(None, &photos);
+        entry.photo_checked = true;
+        let run = answer_of(vec![entry], route_shape).expect("an answer");
         let body = serde_json::to_string(&run).expect("json");
         let card = svg::render(&run, Theme::Auto, Units::Metric);
         let json: Value = serde_json::from_str(&body).expect("json");
@@ -284,10 +326,9 @@ proptest! {
             }
             for (lat, lon) in &leaky.coordinates {
                 for number in [lat, lon] {
-                    let shown = format!("{number}");
-                    prop_assert!(!text.contains(&shown), "coordinate {shown} leaked: {text}");
-                    let six = format!("{number:.6}");
-                    prop_assert!(!text.contains(&six), "coordinate {six} leaked: {text}");
+                    for shown in four_decimals(*number) {
+                        prop_assert!(!text.contains(&shown), "coordinate {shown} leaked: {text}");
+                    }
                 }
             }
             for secret in &leaky.secrets {
