@@ -1,6 +1,7 @@
 //! Property tests (proptest) for the pieces with laws:
-//! - the pick of the latest public run never returns a non-public or non-run activity, whatever
-//!   the order, duplicates or missing fields, and always picks the newest eligible one;
+//! - the latest run the index answers with (an activity's index entry, the newest entry, the
+//!   view built from it) is never a non-public activity or one of a sport type not configured,
+//!   whatever the order, duplicates or missing fields, and is always the newest eligible one;
 //! - the response built from an activity's index entry (JSON and SVG card, with and without the
 //!   route sketch) never carries a coordinate, the polyline, a token or a secret that Strava's
 //!   answer held, and has only the allow-listed keys;
@@ -22,10 +23,7 @@ use strava_latest_run::strava::Photo;
 use strava_latest_run::strava::SummaryActivity;
 use strava_latest_run::view::route_shape::{sketch, PrivacyZone, Sketch};
 use strava_latest_run::view::svg::{self, Theme, Units};
-use strava_latest_run::view::{
-    build_from_index, build_latest_run, choose_photo_url, pick_latest_run, LatestRunView,
-    RESPONSE_KEYS,
-};
+use strava_latest_run::view::{build_from_index, choose_photo_url, LatestRunView, RESPONSE_KEYS};
 use time::OffsetDateTime;
 
 const SPORT_TYPES: [&str; 3] = ["Run", "TrailRun", "VirtualRun"];
@@ -176,38 +174,70 @@ fn answer_of(entries: Vec<IndexedRun>, route_shape: bool) -> Option<LatestRunVie
     Some(run)
 }
 
-fn eligible(activity: &SummaryActivity) -> bool {
+/// Whether `activity` is a public run of the `configured` sport types with a start: what the
+/// index holds.
+fn eligible(activity: &SummaryActivity, configured: &[String]) -> bool {
     activity.is_public()
-        && sport_of(activity).is_some_and(|s| SPORT_TYPES.contains(&s))
+        && sport_of(activity).is_some_and(|s| configured.iter().any(|c| c == s))
         && activity.start_date.is_some()
+}
+
+/// `WIDGET_SPORT_TYPES`: one or more names, among them one the lists never hold.
+fn configured_sport_types() -> impl Strategy<Value = Vec<String>> {
+    prop::sample::subsequence(vec!["Run", "TrailRun", "VirtualRun", "Walk", "Swim"], 1..=5)
+        .prop_map(|names| names.into_iter().map(String::from).collect())
 }
 
 proptest! {
     #![proptest_config(config())]
 
     #[test]
-    fn the_pick_is_always_a_public_run_and_the_newest_one(list in activity_list()) {
+    fn the_pick_is_always_a_public_run_and_the_newest_one(
+        list in activity_list(),
+        configured in configured_sport_types(),
+        route_shape in any::<bool>(),
+    ) {
         let activities = decode(&list);
-        let picked = pick_latest_run(&activities, &sport_types());
-        let newest = activities
+        let settings = index_settings(configured.clone(), route_shape);
+        let indexed: Vec<(&SummaryActivity, IndexedRun)> = activities
             .iter()
-            .filter(|a| eligible(a))
-            .map(|a| (a.start_date, a.id))
+            .filter_map(|a| Some((a, settings.entry_of(a, None)?)))
+            .collect();
+        let entries: Vec<IndexedRun> = indexed.iter().map(|(_, entry)| entry.clone()).collect();
+        let expected = activities
+            .iter()
+            .filter(|a| eligible(a, &configured))
+            .filter_map(|a| Some((a.start_date?.unix_timestamp(), a.id)))
             .max();
+        let picked = newest(&entries);
         match picked {
             Some(picked) => {
-                prop_assert!(picked.is_public(), "not public: {picked:?}");
-                let sport = sport_of(picked);
-                prop_assert!(sport.is_some_and(|s| SPORT_TYPES.contains(&s)), "not a run: {picked:?}");
-                prop_assert_eq!(Some((picked.start_date, picked.id)), newest);
+                let at = entries
+                    .iter()
+                    .position(|entry| std::ptr::eq(entry, picked))
+                    .expect("the pick is one of the entries");
+                let source = indexed[at].0;
+                prop_assert!(source.is_public(), "not public: {source:?}");
+                prop_assert!(eligible(source, &configured), "not a configured run: {source:?}");
+                prop_assert_eq!(Some(picked.sport_type.as_str()), sport_of(source));
+                prop_assert_eq!(Some((picked.start, picked.id)), expected);
             }
-            None => prop_assert_eq!(newest, None, "an eligible run was not picked"),
+            None => prop_assert_eq!(expected, None, "an eligible run was not indexed"),
+        }
+        // The answer is the pick's.
+        let answer = answer_of(entries.clone(), route_shape);
+        prop_assert_eq!(answer.as_ref().map(|run| run.id), picked.map(|run| run.id));
+        if let Some(run) = &answer {
+            prop_assert!(configured.contains(&run.sport_type), "{run:?}");
         }
         // The order does not matter: the reversed list picks the same (start, id).
-        let mut reversed = activities.clone();
-        reversed.reverse();
-        let again = pick_latest_run(&reversed, &sport_types()).map(|a| (a.start_date, a.id));
-        prop_assert_eq!(again, picked.map(|a| (a.start_date, a.id)));
+        let reversed: Vec<IndexedRun> = activities
+            .iter()
+            .rev()
+            .filter_map(|a| settings.entry_of(a, None))
+            .collect();
+        let again = newest(&reversed).map(|r| (r.start, r.id));
+        prop_assert_eq!(again, picked.map(|r| (r.start, r.id)));
     }
 }
 
@@ -372,11 +402,11 @@ proptest! {
         second in activity_list(),
         stale in any::<bool>(),
     ) {
-        let fetched_at = OffsetDateTime::from_unix_timestamp(1_760_292_249).expect("time");
+        let settings = index_settings(sport_types(), false);
         let body = |list: &[Value]| {
             let activities = decode(list);
-            pick_latest_run(&activities, &sport_types()).map(|picked| {
-                let run = build_latest_run(picked, None, 0.0, fetched_at);
+            let entries = activities.iter().filter_map(|a| settings.entry_of(a, None)).collect();
+            answer_of(entries, false).map(|run| {
                 let run = if stale { run.into_stale() } else { run };
                 serde_json::to_vec(&run).expect("json")
             })
