@@ -59,7 +59,7 @@ req("deep-path", "GET //api//GetLatestRun/x/y?%zz=1&&=\n")
 req("absolute-form", "GET http://localhost:7071/api/GetLatestRun?format=json\n")
 
 # strava_decoders: Strava's answers and error bodies.
-for f in ["athlete-activities.json", "activity-detail-run.json", "activity-photos.json", "athlete-stats.json",
+for f in ["athlete-activities.json", "activity-detail-run.json", "activity-photos.json",
           "token-exchange-response.json", "token-refresh-response.json", "error-400-bad-authorization-code.json",
           "error-400-bad-refresh-token.json", "error-401-invalid-token.json", "error-401-missing-scope.json",
           "error-404-not-found.json", "error-429.json", "error-500-generic.json"]:

@@ -7,7 +7,8 @@
 //!
 //! Targets: [`invocation_request`] (the host's envelope), [`forwarded_request`] (the server's
 //! routing of method, path, query, headers, `If-None-Match` and body, in-process),
-//! [`strava_decoders`] (Strava's JSON answers and error bodies, and the view built from them),
+//! [`strava_decoders`] (Strava's JSON answers and error bodies, and the index entries and the
+//! answer built from them),
 //! [`strava_rate_limit`] (rate-limit headers and a `429`'s body), [`webhook_event`],
 //! [`local_settings`] (`local.settings.json` and the settings read from it) and
 //! [`pasted_redirect`] (what `handler setup` reads from the owner).
@@ -16,14 +17,17 @@ use crate::app::App;
 use crate::config::{self, RawSettings, Settings};
 use crate::host::{self, HttpReplies, InvocationRequest};
 use crate::http::{ApiError, FunctionResponse};
+use crate::index::{newest, IndexSettings};
 use crate::server::{self, Mode, MAX_BODY_BYTES};
+use crate::store::IndexedRun;
 use crate::strava::webhook::{Aspect, ObjectType, WebhookEvent};
 use crate::strava::{
-    AthleteStats, AthleteSummary, DetailedActivity, Photo, RateLimitSnapshot, RateLimitTracker,
-    StravaError, SummaryActivity, TokenGrant,
+    AthleteSummary, DetailedActivity, Photo, RateLimitSnapshot, RateLimitTracker, StravaError,
+    SummaryActivity, TokenGrant,
 };
+use crate::view::route_shape::PrivacyZone;
 use crate::view::svg::{self, Theme, Units};
-use crate::view::{build_latest_run, choose_photo_url, pick_latest_run, LatestRunView};
+use crate::view::{build_from_index, choose_photo_url, LatestRunView};
 use bytes::Bytes;
 use std::sync::Arc;
 use time::OffsetDateTime;
@@ -256,46 +260,64 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-/// Strava's JSON answers, each decoded as the client decodes it: the activity list (then the
-/// pick of the latest run, the view built from it with its route sketch, and the SVG card), the
-/// detail (then the photo choice), the photo list, the stats, the athlete, the token answer, and
-/// the body as every error status's body.
+/// Strava's JSON answers, each decoded as the client decodes it: the activity list (then each
+/// activity's index entry, with its route sketch, the newest entry, the answer built from it as
+/// the latest-run service builds it, and the SVG cards), the detail (then its summary's entry
+/// with the chosen photo, and the answer built from it), the photo list, the athlete, the token
+/// answer, and the body as every error status's body.
 ///
-/// Invariants: the pick is public and of a configured sport type; the view re-reads as itself
-/// from its JSON and carries no map, polyline or token; a chosen photo is an http(s) URL; a token
-/// answer has both tokens; an error text never carries a secret after scrubbing.
+/// Invariants: an entry is made only of a public activity of a configured sport type with a
+/// start, and says that start and sport type; the answer re-reads as itself from its JSON, has no
+/// map, coordinate or token key, and none of its texts (nor its card, which is an SVG) holds a
+/// polyline Strava sent; a chosen photo is an http(s) URL; a token answer has both tokens; an
+/// error text never carries a secret after scrubbing.
 pub fn strava_decoders(data: &[u8]) -> Outcome {
-    let sport_types: Vec<String> = ["Run", "TrailRun", "VirtualRun"]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
+    let settings = IndexSettings {
+        sport_types: ["Run", "TrailRun", "VirtualRun"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect(),
+        route_shape: Some(PrivacyZone::new(500.0, b"fuzzing")),
+    };
     if let Ok(activities) = serde_json::from_slice::<Vec<SummaryActivity>>(data) {
-        if let Some(picked) = pick_latest_run(&activities, &sport_types) {
-            check_pick(picked, &sport_types)?;
-            let run = build_latest_run(picked, None, 1234.5, fixed_now()).with_route_shape(
-                picked,
-                &crate::view::route_shape::PrivacyZone::new(500.0, b"fuzzing"),
-            );
-            check_view(&run)?;
+        let mut entries = Vec::new();
+        for activity in &activities {
+            if let Some(entry) = settings.entry_of(activity, None) {
+                check_entry(activity, &entry, &settings.sport_types)?;
+                entries.push(entry);
+            }
+        }
+        let polylines = polylines_of(activities.iter());
+        if let Some(latest) = newest(&entries) {
+            let run = answer_of(latest, entries.iter().map(|r| r.distance).sum());
+            check_view(&run, &polylines)?;
             for theme in [Theme::Auto, Theme::Light, Theme::Dark] {
                 for units in [Units::Metric, Units::Imperial] {
                     let card = svg::render(&run, theme, units);
                     if !card.starts_with("<svg") {
                         return fail("the card is not an SVG");
                     }
+                    if polylines.iter().any(|p| card.contains(p)) {
+                        return fail("the card carries a polyline");
+                    }
                 }
             }
         }
     }
     if let Ok(detail) = serde_json::from_slice::<DetailedActivity>(data) {
-        check_photo(choose_photo_url(Some(&detail), &[]))?;
-        let run = build_latest_run(&detail.summary, None, 0.0, fixed_now());
-        check_view(&run)?;
+        let photo = choose_photo_url(Some(&detail), &[]);
+        check_photo(photo.clone())?;
+        if let Some(mut entry) = settings.entry_of(&detail.summary, None) {
+            check_entry(&detail.summary, &entry, &settings.sport_types)?;
+            entry.photo_url = photo;
+            entry.photo_checked = true;
+            let polylines = polylines_of([&detail.summary].into_iter());
+            check_view(&answer_of(&entry, entry.distance), &polylines)?;
+        }
     }
     if let Ok(photos) = serde_json::from_slice::<Vec<Photo>>(data) {
         check_photo(choose_photo_url(None, &photos))?;
     }
-    let _ = serde_json::from_slice::<AthleteStats>(data);
     let _ = serde_json::from_slice::<AthleteSummary>(data);
     match TokenGrant::from_body(200, data) {
         Ok(grant) => {
@@ -311,25 +333,46 @@ pub fn strava_decoders(data: &[u8]) -> Outcome {
     Ok(())
 }
 
-/// The pick must be public and of one of `sport_types` (by `sport_type`, else `type`).
-fn check_pick(picked: &SummaryActivity, sport_types: &[String]) -> Outcome {
-    let sport = picked
+/// The answer for `latest` as the latest-run service builds it with the route sketch enabled.
+fn answer_of(latest: &IndexedRun, year_distance: f64) -> LatestRunView {
+    LatestRunView {
+        route_shape: Some(latest.route_shape.clone()),
+        ..build_from_index(latest, year_distance, fixed_now())
+    }
+}
+
+/// An entry is made only of a public activity of one of `sport_types` (by `sport_type`, else
+/// `type`) with a start, and says that sport type and start.
+fn check_entry(activity: &SummaryActivity, entry: &IndexedRun, sport_types: &[String]) -> Outcome {
+    let sport = activity
         .sport_type
         .as_deref()
-        .or(picked.activity_type.as_deref());
-    if !picked.is_public() || !sport.is_some_and(|s| sport_types.iter().any(|t| t == s)) {
+        .or(activity.activity_type.as_deref());
+    if !activity.is_public() || !sport.is_some_and(|s| sport_types.iter().any(|t| t == s)) {
         return fail(format!(
-            "picked a non-public or non-run activity: {picked:?}"
+            "indexed a non-public or non-run activity: {activity:?}"
         ));
     }
-    if picked.start_date.is_none() {
-        return fail("picked an activity without a start date");
+    if activity.start_date.map(|s| s.unix_timestamp()) != Some(entry.start) {
+        return fail("indexed an activity without its start date");
+    }
+    if sport != Some(entry.sport_type.as_str()) {
+        return fail(format!("indexed {sport:?} as {}", entry.sport_type));
     }
     Ok(())
 }
 
-/// The view re-reads as itself and carries none of Strava's map, coordinates or tokens.
-fn check_view(run: &LatestRunView) -> Outcome {
+/// The polylines of `activities` long enough not to occur in an answer by chance.
+fn polylines_of<'a>(activities: impl Iterator<Item = &'a SummaryActivity>) -> Vec<&'a str> {
+    activities
+        .filter_map(|a| a.summary_polyline.as_deref())
+        .filter(|p| p.len() >= 8)
+        .collect()
+}
+
+/// The view re-reads as itself and carries none of Strava's map, coordinates or tokens, nor any
+/// of `polylines`.
+fn check_view(run: &LatestRunView, polylines: &[&str]) -> Outcome {
     let body = serde_json::to_vec(run).map_err(|err| format!("the view does not encode: {err}"))?;
     let again: LatestRunView =
         serde_json::from_slice(&body).map_err(|err| format!("the view does not re-read: {err}"))?;
@@ -355,6 +398,10 @@ fn check_view(run: &LatestRunView) -> Outcome {
         {
             return fail(format!("the view carries {key}"));
         }
+    }
+    let mut texts = object.values().filter_map(|v| v.as_str());
+    if texts.any(|text| polylines.iter().any(|p| text.contains(p))) {
+        return fail("the view carries a polyline");
     }
     Ok(())
 }

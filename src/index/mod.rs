@@ -32,6 +32,64 @@ pub struct IndexSettings {
     pub route_shape: Option<route_shape::PrivacyZone>,
 }
 
+impl IndexSettings {
+    /// `activity` as an index entry when it belongs there, carrying over what `previous` knew of
+    /// its photo while the photo count is the same. It belongs there when it is public
+    /// ([`SummaryActivity::is_public`]), has a start, and its `sport_type` (the deprecated `type`
+    /// when `sport_type` is absent) is one of [`IndexSettings::sport_types`], exactly; manual and
+    /// trainer runs count. The entry is an allow-list: no coordinate or polyline of Strava's is
+    /// kept, only the route sketch cut by [`IndexSettings::route_shape`] when that is set.
+    pub fn entry_of(
+        &self,
+        activity: &SummaryActivity,
+        previous: Option<&IndexedRun>,
+    ) -> Option<IndexedRun> {
+        let sport = activity
+            .sport_type
+            .as_deref()
+            .or(activity.activity_type.as_deref())?;
+        if !activity.is_public() || !self.sport_types.iter().any(|s| s == sport) {
+            return None;
+        }
+        let start = activity.start_date?.unix_timestamp();
+        // Unknown (absent) counts as "may have photos": look once.
+        let photo_count = activity.total_photo_count.unwrap_or(-1);
+        let (photo_url, photo_checked) = match previous {
+            Some(p) if p.photo_checked && p.photo_count == photo_count => {
+                (p.photo_url.clone(), true)
+            }
+            _ => (None, photo_count == 0),
+        };
+        Some(IndexedRun {
+            id: activity.id,
+            name: activity.name.clone(),
+            sport_type: sport.to_owned(),
+            start,
+            start_date_local: activity.start_date_local.clone(),
+            timezone: activity.timezone.clone(),
+            distance: if activity.distance.is_finite() {
+                activity.distance
+            } else {
+                0.0
+            },
+            moving_time: activity.moving_time,
+            elapsed_time: activity.elapsed_time,
+            total_elevation_gain: activity.total_elevation_gain.filter(|n| n.is_finite()),
+            average_speed: activity.average_speed.filter(|n| n.is_finite()),
+            kudos_count: activity.kudos_count,
+            photo_count,
+            photo_url,
+            photo_checked,
+            route_shape: self.route_shape.as_ref().and_then(|zone| {
+                let polyline = activity.summary_polyline.as_deref()?;
+                route_shape::route_shape(polyline, activity.id, zone)
+            }),
+            hidden: false,
+            word: 0,
+        })
+    }
+}
+
 /// What a list of activities covers: everything from `from` on (Unix seconds), or, when the
 /// list ended before its page did, every activity there is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,56 +142,14 @@ impl ActivityIndex {
         }
     }
 
-    /// `activity` as an index entry when it belongs there (public, a run by sport type, with a
-    /// start), carrying over what `previous` knew of its photo while the photo count is the same.
+    /// `activity` as an index entry when it belongs there: [`IndexSettings::entry_of`] with
+    /// this index's settings.
     pub fn entry_of(
         &self,
         activity: &SummaryActivity,
         previous: Option<&IndexedRun>,
     ) -> Option<IndexedRun> {
-        let sport = activity
-            .sport_type
-            .as_deref()
-            .or(activity.activity_type.as_deref())?;
-        if !activity.is_public() || !self.settings.sport_types.iter().any(|s| s == sport) {
-            return None;
-        }
-        let start = activity.start_date?.unix_timestamp();
-        // Unknown (absent) counts as "may have photos": look once.
-        let photo_count = activity.total_photo_count.unwrap_or(-1);
-        let (photo_url, photo_checked) = match previous {
-            Some(p) if p.photo_checked && p.photo_count == photo_count => {
-                (p.photo_url.clone(), true)
-            }
-            _ => (None, photo_count == 0),
-        };
-        Some(IndexedRun {
-            id: activity.id,
-            name: activity.name.clone(),
-            sport_type: sport.to_owned(),
-            start,
-            start_date_local: activity.start_date_local.clone(),
-            timezone: activity.timezone.clone(),
-            distance: if activity.distance.is_finite() {
-                activity.distance
-            } else {
-                0.0
-            },
-            moving_time: activity.moving_time,
-            elapsed_time: activity.elapsed_time,
-            total_elevation_gain: activity.total_elevation_gain.filter(|n| n.is_finite()),
-            average_speed: activity.average_speed.filter(|n| n.is_finite()),
-            kudos_count: activity.kudos_count,
-            photo_count,
-            photo_url,
-            photo_checked,
-            route_shape: self.settings.route_shape.as_ref().and_then(|zone| {
-                let polyline = activity.summary_polyline.as_deref()?;
-                route_shape::route_shape(polyline, activity.id, zone)
-            }),
-            hidden: false,
-            word: 0,
-        })
+        self.settings.entry_of(activity, previous)
     }
 
     /// Brings the index in line with a list from Strava covering `covers`, a word taken at
@@ -493,6 +509,138 @@ mod tests {
             .expect("entry");
         assert!(!changed.photo_checked, "a new photo is looked up again");
         assert_eq!(changed.photo_url, None);
+    }
+
+    /// The index's settings for `sport_types`, without the route sketch.
+    fn settings(sport_types: &[&str]) -> IndexSettings {
+        IndexSettings {
+            sport_types: sport_types.iter().map(|s| (*s).to_owned()).collect(),
+            route_shape: None,
+        }
+    }
+
+    const RUNS: [&str; 3] = ["Run", "TrailRun", "VirtualRun"];
+
+    /// The sample list with `change` made to its JSON, decoded as the client decodes it.
+    fn changed(change: impl FnOnce(&mut serde_json::Value)) -> Vec<SummaryActivity> {
+        let mut value: serde_json::Value = serde_json::from_str(include_str!(
+            "../../tests/data/strava/athlete-activities.json"
+        ))
+        .expect("sample");
+        change(&mut value);
+        serde_json::from_value(value).expect("decodes")
+    }
+
+    /// The id of the newest entry `settings` makes of `list`.
+    fn newest_id(settings: &IndexSettings, list: &[SummaryActivity]) -> Option<i64> {
+        let entries: Vec<IndexedRun> = list
+            .iter()
+            .filter_map(|a| settings.entry_of(a, None))
+            .collect();
+        newest(&entries).map(|r| r.id)
+    }
+
+    #[test]
+    fn the_newest_entry_of_the_sample_is_its_public_run_with_photos() {
+        // Newer, but only me (a run) and followers only (a ride).
+        assert_eq!(
+            newest_id(&settings(&RUNS), &activities()),
+            Some(16128930471)
+        );
+        let entry = settings(&RUNS)
+            .entry_of(&activities()[2], None)
+            .expect("entry");
+        assert_eq!(entry.photo_count, 3);
+        assert!(!entry.photo_checked, "its photo is looked up");
+        // Followers only, and newest: the public run before it.
+        let list = changed(|v| {
+            v[2]["start_date"] = "2025-10-13T06:00:00Z".into();
+            v[2]["visibility"] = "followers_only".into();
+        });
+        assert_eq!(newest_id(&settings(&RUNS), &list), Some(16110453318));
+    }
+
+    #[test]
+    fn a_run_counts_only_by_a_configured_sport_type() {
+        // The trail run (`type` Run) made newest.
+        let list = changed(|v| v[3]["start_date"] = "2025-10-13T06:00:00Z".into());
+        assert_eq!(newest_id(&settings(&RUNS), &list), Some(16110453318));
+        assert_eq!(newest_id(&settings(&["Run"]), &list), Some(16128930471));
+        // Without `sport_type`, the deprecated `type` counts (the virtual run's is VirtualRun).
+        let list = changed(|v| {
+            v[4]["start_date"] = "2025-10-13T06:00:00Z".into();
+            v[4].as_object_mut().expect("object").remove("sport_type");
+        });
+        assert_eq!(newest_id(&settings(&RUNS), &list), Some(16101877250));
+        let entry = settings(&RUNS).entry_of(&list[4], None).expect("entry");
+        assert_eq!(entry.sport_type, "VirtualRun");
+    }
+
+    #[test]
+    fn manual_and_trainer_runs_count_and_a_run_without_a_start_does_not() {
+        let list = changed(|v| {
+            let manual = v[2].as_object_mut().expect("object");
+            for key in [
+                "start_latlng",
+                "end_latlng",
+                "map",
+                "average_speed",
+                "kudos_count",
+            ] {
+                manual.remove(key);
+            }
+            manual.insert("manual".into(), true.into());
+            manual.insert("start_date".into(), "2025-10-13T06:00:00Z".into());
+        });
+        let entry = settings(&RUNS).entry_of(&list[2], None).expect("entry");
+        assert_eq!((entry.average_speed, entry.kudos_count), (None, None));
+        assert_eq!(newest_id(&settings(&RUNS), &list), Some(16128930471));
+        let list = changed(|v| v[2]["trainer"] = true.into());
+        assert_eq!(newest_id(&settings(&RUNS), &list), Some(16128930471));
+        let list = changed(|v| v[2]["start_date"] = serde_json::Value::Null);
+        assert_eq!(settings(&RUNS).entry_of(&list[2], None), None);
+        assert_eq!(newest_id(&settings(&RUNS), &list), Some(16110453318));
+    }
+
+    #[test]
+    fn nothing_public_gives_no_run() {
+        let list = changed(|v| {
+            for item in v.as_array_mut().expect("array") {
+                item["visibility"] = "only_me".into();
+                item["private"] = true.into();
+            }
+        });
+        assert_eq!(newest_id(&settings(&RUNS), &list), None);
+        assert_eq!(newest_id(&settings(&RUNS), &[]), None);
+        assert_eq!(newest_id(&settings(&[]), &activities()), None);
+    }
+
+    #[test]
+    fn the_route_sketch_is_kept_only_when_enabled() {
+        let run = activities()[2].clone();
+        assert!(run.summary_polyline.is_some());
+        assert_eq!(
+            settings(&RUNS)
+                .entry_of(&run, None)
+                .expect("entry")
+                .route_shape,
+            None
+        );
+        let sketching = IndexSettings {
+            route_shape: Some(route_shape::PrivacyZone::new(500.0, b"test key")),
+            ..settings(&RUNS)
+        };
+        let entry = sketching.entry_of(&run, None).expect("entry");
+        let path = entry.route_shape.expect("a sketch");
+        assert!(path.starts_with('M'), "{path}");
+        let polyline = run.summary_polyline.as_deref().expect("a polyline");
+        assert!(!path.contains(polyline));
+        let no_map = SummaryActivity {
+            summary_polyline: None,
+            ..run
+        };
+        let entry = sketching.entry_of(&no_map, None).expect("entry");
+        assert_eq!(entry.route_shape, None);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The Strava API reads the widget needs, each authorized with a bearer access token and each
 //! recording the answer's rate-limit headers, errors included.
 
-use super::models::{AthleteStats, AthleteSummary, DetailedActivity, Photo, SummaryActivity};
+use super::models::{AthleteSummary, DetailedActivity, Photo, SummaryActivity};
 use super::{Answer, StravaClient, StravaError};
 use crate::secret::Secret;
 use reqwest::header::ACCEPT;
@@ -68,20 +68,6 @@ impl StravaClient {
             .map_err(|e| e.scrub(&[access_token.expose()]))
     }
 
-    /// The athlete's totals (`GET /api/v3/athletes/{id}/stats`); `athlete_id` must be the
-    /// token's own athlete.
-    pub async fn athlete_stats(
-        &self,
-        access_token: &Secret,
-        athlete_id: i64,
-    ) -> Result<AthleteStats, StravaError> {
-        let id = athlete_id.to_string();
-        self.api_get(access_token, &["athletes", &id, "stats"], &[])
-            .await?
-            .decode()
-            .map_err(|e| e.scrub(&[access_token.expose()]))
-    }
-
     /// The token's athlete (`GET /api/v3/athlete`).
     pub async fn athlete(&self, access_token: &Secret) -> Result<AthleteSummary, StravaError> {
         self.api_get(access_token, &["athlete"], &[])
@@ -129,7 +115,6 @@ mod tests {
     const ACTIVITIES: &str = include_str!("../../tests/data/strava/athlete-activities.json");
     const DETAIL: &str = include_str!("../../tests/data/strava/activity-detail-run.json");
     const PHOTOS: &str = include_str!("../../tests/data/strava/activity-photos.json");
-    const STATS: &str = include_str!("../../tests/data/strava/athlete-stats.json");
     const BAD_TOKEN: &str = include_str!("../../tests/data/strava/error-401-invalid-token.json");
     const NO_SCOPE: &str = include_str!("../../tests/data/strava/error-401-missing-scope.json");
     const NOT_FOUND: &str = include_str!("../../tests/data/strava/error-404-not-found.json");
@@ -306,18 +291,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn gets_stats_and_athlete() {
-        let (base, seen) = fake(200, STATS, &NORMAL_LIMITS).await;
-        let stats = client_for(&base)
-            .athlete_stats(&token(), 51877240)
-            .await
-            .expect("stats");
-        assert_eq!(stats.ytd_run_totals.distance, 1654210.0);
-        assert_eq!(
-            seen.lock().expect("lock").path,
-            "/api/v3/athletes/51877240/stats"
-        );
-
+    async fn gets_the_athlete() {
         let (base, seen) = fake(
             200,
             r#"{"id":51877240,"firstname":"Mira","lastname":"K","city":"Berlin"}"#,

@@ -11,8 +11,8 @@ pub mod webhook;
 
 pub use error::StravaError;
 pub use models::{
-    is_placeholder_url, ActivityTotal, AthleteStats, AthleteSummary, DetailedActivity, Photo,
-    PhotosSummary, PrimaryPhoto, SummaryActivity,
+    is_placeholder_url, AthleteSummary, DetailedActivity, Photo, PhotosSummary, PrimaryPhoto,
+    SummaryActivity,
 };
 pub use oauth::TokenGrant;
 pub use rate_limit::{Budget, RateLimitSnapshot, RateLimitTracker};

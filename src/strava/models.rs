@@ -222,42 +222,6 @@ impl Photo {
     }
 }
 
-/// `GET /athletes/{id}/stats`, reduced to the year-to-date running totals.
-#[serde_as]
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct AthleteStats {
-    /// Year-to-date run totals (Everyone-visible activities only).
-    #[serde_as(deserialize_as = "Lenient")]
-    #[serde(default)]
-    pub ytd_run_totals: ActivityTotal,
-}
-
-/// Totals over a set of activities; every field defaults to 0.
-#[serde_as]
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
-pub struct ActivityTotal {
-    /// Number of activities.
-    #[serde_as(deserialize_as = "Lenient<WholeNumber>")]
-    #[serde(default)]
-    pub count: i64,
-    /// Distance in metres.
-    #[serde_as(deserialize_as = "Lenient")]
-    #[serde(default)]
-    pub distance: f64,
-    /// Moving time in seconds.
-    #[serde_as(deserialize_as = "Lenient<WholeNumber>")]
-    #[serde(default)]
-    pub moving_time: i64,
-    /// Elapsed time in seconds.
-    #[serde_as(deserialize_as = "Lenient<WholeNumber>")]
-    #[serde(default)]
-    pub elapsed_time: i64,
-    /// Elevation gain in metres.
-    #[serde_as(deserialize_as = "Lenient")]
-    #[serde(default)]
-    pub elevation_gain: f64,
-}
-
 /// The athlete, reduced to id and name.
 #[serde_as]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -340,7 +304,6 @@ mod tests {
     const ACTIVITIES: &str = include_str!("../../tests/data/strava/athlete-activities.json");
     const DETAIL: &str = include_str!("../../tests/data/strava/activity-detail-run.json");
     const PHOTOS: &str = include_str!("../../tests/data/strava/activity-photos.json");
-    const STATS: &str = include_str!("../../tests/data/strava/athlete-stats.json");
     const EXCHANGE: &str = include_str!("../../tests/data/strava/token-exchange-response.json");
 
     fn sample(text: &str) -> Value {
@@ -462,28 +425,6 @@ mod tests {
         assert!(!is_placeholder_url(
             "https://dgtzuqphqg23d.cloudfront.net/abc-768x576.jpg"
         ));
-    }
-
-    #[test]
-    fn decodes_stats_with_mixed_number_types() {
-        let stats: AthleteStats = serde_json::from_str(STATS).expect("decodes");
-        assert_eq!(
-            stats.ytd_run_totals,
-            ActivityTotal {
-                count: 171,
-                distance: 1654210.0,
-                moving_time: 560377,
-                elapsed_time: 579902,
-                elevation_gain: 9419.0,
-            }
-        );
-        let stats: AthleteStats = serde_json::from_str("{}").expect("decodes");
-        assert_eq!(stats.ytd_run_totals, ActivityTotal::default());
-        let stats: AthleteStats =
-            serde_json::from_value(json!({"ytd_run_totals": {"count": 2.6, "distance": null}}))
-                .expect("decodes");
-        assert_eq!(stats.ytd_run_totals.count, 3);
-        assert_eq!(stats.ytd_run_totals.distance, 0.0);
     }
 
     #[test]
@@ -636,24 +577,20 @@ mod tests {
         let photos = detail.photos.expect("photos");
         assert_eq!(photos.count, Some(2));
         assert_eq!(photos.primary.expect("primary").urls["600"], "b");
-        let stats: AthleteStats =
-            serde_json::from_str(r#"{"ytd_run_totals": {"count": 1, "count": 2}}"#)
-                .expect("decodes");
-        assert_eq!(stats.ytd_run_totals.count, 2);
         assert!(summary_from_text(r#""name": "a", "name": "b""#).is_err());
     }
 
     #[test]
     fn objects_in_other_shapes() {
         // serde reads a struct from an array too, field by field.
-        let stats: AthleteStats =
-            serde_json::from_value(json!({"ytd_run_totals": [3, 1000.5]})).expect("decodes");
-        assert_eq!(stats.ytd_run_totals.count, 3);
-        assert_eq!(stats.ytd_run_totals.distance, 1000.5);
-        let stats: AthleteStats =
-            serde_json::from_value(json!({"ytd_run_totals": "lots"})).expect("decodes");
-        assert_eq!(stats.ytd_run_totals, ActivityTotal::default());
         let mut value = sample(DETAIL);
+        value["photos"] = json!([null, 2.6]);
+        let detail: DetailedActivity = serde_json::from_value(value.clone()).expect("decodes");
+        let photos = detail.photos.expect("photos");
+        assert_eq!((photos.primary, photos.count), (None, Some(3)));
+        value["photos"] = json!("lots");
+        let detail: DetailedActivity = serde_json::from_value(value.clone()).expect("decodes");
+        assert_eq!(detail.photos, None);
         value["photos"] = json!([]);
         let detail: DetailedActivity = serde_json::from_value(value.clone()).expect("decodes");
         assert_eq!(detail.photos, Some(PhotosSummary::default()));

@@ -1,8 +1,10 @@
 //! Property tests (proptest) for the pieces with laws:
-//! - the pick of the latest public run never returns a non-public or non-run activity, whatever
-//!   the order, duplicates or missing fields, and always picks the newest eligible one;
-//! - the built response (JSON and SVG card) never carries a coordinate, the polyline, a token or
-//!   a secret that Strava's answer held, and has only the allow-listed keys;
+//! - the latest run the index answers with (an activity's index entry, the newest entry, the
+//!   view built from it) is never a non-public activity or one of a sport type not configured,
+//!   whatever the order, duplicates or missing fields, and is always the newest eligible one;
+//! - the response built from an activity's index entry (JSON and SVG card, with and without the
+//!   route sketch) never carries a coordinate, the polyline, a token or a secret that Strava's
+//!   answer held, and has only the allow-listed keys;
 //! - the route sketch never draws a point or a line within the privacy radius of the route's
 //!   start or end (nor of home behind a bogus first fix of any length), whatever the offset of
 //!   the zones' centres, in the sketch's own scale;
@@ -15,14 +17,14 @@
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use serde_json::{json, Map, Value};
+use strava_latest_run::index::{newest, IndexSettings, IndexView};
 use strava_latest_run::latest_run::etag_of;
+use strava_latest_run::store::IndexedRun;
 use strava_latest_run::strava::Photo;
 use strava_latest_run::strava::SummaryActivity;
 use strava_latest_run::view::route_shape::{sketch, PrivacyOffset, PrivacyZone, Sketch};
 use strava_latest_run::view::svg::{self, Theme, Units};
-use strava_latest_run::view::{
-    build_latest_run, choose_photo_url, pick_latest_run, LatestRunView, RESPONSE_KEYS,
-};
+use strava_latest_run::view::{build_from_index, choose_photo_url, LatestRunView, RESPONSE_KEYS};
 use time::OffsetDateTime;
 
 const SPORT_TYPES: [&str; 3] = ["Run", "TrailRun", "VirtualRun"];
@@ -146,38 +148,97 @@ fn sport_of(activity: &SummaryActivity) -> Option<&str> {
         .or(activity.activity_type.as_deref())
 }
 
-fn eligible(activity: &SummaryActivity) -> bool {
+/// The index's settings: `sport_types`, and the route sketch's privacy zone when the sketch is
+/// enabled (`WIDGET_ROUTE_SHAPE=true`).
+fn index_settings(sport_types: Vec<String>, route_shape: bool) -> IndexSettings {
+    IndexSettings {
+        sport_types,
+        route_shape: route_shape.then(|| PrivacyZone::new(500.0, b"properties")),
+    }
+}
+
+/// The answer served while the index holds `entries` (this year's), built as the latest-run
+/// service builds it: the newest entry through the view's allow-list, with its route sketch
+/// (null when it has none) exactly when the sketch is enabled; `None` without a run.
+fn answer_of(entries: Vec<IndexedRun>, route_shape: bool) -> Option<LatestRunView> {
+    let view = IndexView {
+        year: 2025,
+        latest: newest(&entries).cloned(),
+        runs: entries,
+    };
+    let latest = view.latest.as_ref()?;
+    let fetched_at = OffsetDateTime::from_unix_timestamp(1_760_292_249).expect("time");
+    let mut run = build_from_index(latest, view.year_distance(), fetched_at);
+    if route_shape {
+        run.route_shape = Some(latest.route_shape.clone());
+    }
+    Some(run)
+}
+
+/// Whether `activity` is a public run of the `configured` sport types with a start: what the
+/// index holds.
+fn eligible(activity: &SummaryActivity, configured: &[String]) -> bool {
     activity.is_public()
-        && sport_of(activity).is_some_and(|s| SPORT_TYPES.contains(&s))
+        && sport_of(activity).is_some_and(|s| configured.iter().any(|c| c == s))
         && activity.start_date.is_some()
+}
+
+/// `WIDGET_SPORT_TYPES`: one or more names, among them one the lists never hold.
+fn configured_sport_types() -> impl Strategy<Value = Vec<String>> {
+    prop::sample::subsequence(vec!["Run", "TrailRun", "VirtualRun", "Walk", "Swim"], 1..=5)
+        .prop_map(|names| names.into_iter().map(String::from).collect())
 }
 
 proptest! {
     #![proptest_config(config())]
 
     #[test]
-    fn the_pick_is_always_a_public_run_and_the_newest_one(list in activity_list()) {
+    fn the_pick_is_always_a_public_run_and_the_newest_one(
+        list in activity_list(),
+        configured in configured_sport_types(),
+        route_shape in any::<bool>(),
+    ) {
         let activities = decode(&list);
-        let picked = pick_latest_run(&activities, &sport_types());
-        let newest = activities
+        let settings = index_settings(configured.clone(), route_shape);
+        let indexed: Vec<(&SummaryActivity, IndexedRun)> = activities
             .iter()
-            .filter(|a| eligible(a))
-            .map(|a| (a.start_date, a.id))
+            .filter_map(|a| Some((a, settings.entry_of(a, None)?)))
+            .collect();
+        let entries: Vec<IndexedRun> = indexed.iter().map(|(_, entry)| entry.clone()).collect();
+        let expected = activities
+            .iter()
+            .filter(|a| eligible(a, &configured))
+            .filter_map(|a| Some((a.start_date?.unix_timestamp(), a.id)))
             .max();
+        let picked = newest(&entries);
         match picked {
             Some(picked) => {
-                prop_assert!(picked.is_public(), "not public: {picked:?}");
-                let sport = sport_of(picked);
-                prop_assert!(sport.is_some_and(|s| SPORT_TYPES.contains(&s)), "not a run: {picked:?}");
-                prop_assert_eq!(Some((picked.start_date, picked.id)), newest);
+                let at = entries
+                    .iter()
+                    .position(|entry| std::ptr::eq(entry, picked))
+                    .expect("the pick is one of the entries");
+                let source = indexed[at].0;
+                prop_assert!(source.is_public(), "not public: {source:?}");
+                prop_assert!(eligible(source, &configured), "not a configured run: {source:?}");
+                prop_assert_eq!(Some(picked.sport_type.as_str()), sport_of(source));
+                prop_assert_eq!(Some((picked.start, picked.id)), expected);
             }
-            None => prop_assert_eq!(newest, None, "an eligible run was not picked"),
+            None => prop_assert_eq!(expected, None, "an eligible run was not indexed"),
+        }
+        // The answer is the pick's.
+        let answer = answer_of(entries.clone(), route_shape);
+        prop_assert_eq!(answer.as_ref().map(|run| run.id), picked.map(|run| run.id));
+        if let Some(run) = &answer {
+            prop_assert!(configured.contains(&run.sport_type), "{run:?}");
         }
         // The order does not matter: the reversed list picks the same (start, id).
-        let mut reversed = activities.clone();
-        reversed.reverse();
-        let again = pick_latest_run(&reversed, &sport_types()).map(|a| (a.start_date, a.id));
-        prop_assert_eq!(again, picked.map(|a| (a.start_date, a.id)));
+        let reversed: Vec<IndexedRun> = activities
+            .iter()
+            .rev()
+            .filter_map(|a| settings.entry_of(a, None))
+            .collect();
+        let again = newest(&reversed).map(|r| (r.start, r.id));
+        prop_assert_eq!(again, picked.map(|r| (r.start, r.id)));
     }
 }
 
@@ -201,8 +262,17 @@ fn token() -> impl Strategy<Value = String> {
 struct Leaky {
     activity: Value,
     polyline: String,
+    /// The route's points as Strava sent them, and as its polyline holds them (five decimals).
     coordinates: Vec<(f64, f64)>,
     secrets: Vec<String>,
+}
+
+/// How `number` reads to four decimals (about 10 m), truncated and rounded: a coordinate written
+/// at any finer precision contains one of them.
+fn four_decimals(number: f64) -> [String; 2] {
+    let long = format!("{number:.8}");
+    let cut = long.find('.').map_or(long.len(), |dot| dot + 5);
+    [long[..cut].to_owned(), format!("{number:.4}")]
 }
 
 fn leaky_activity() -> impl Strategy<Value = Leaky> {
@@ -245,6 +315,8 @@ fn leaky_activity() -> impl Strategy<Value = Leaky> {
             });
             let mut coordinates = route;
             coordinates.push(end);
+            let decoded = polyline::decode_polyline(&polyline, 5).expect("the polyline decodes");
+            coordinates.extend(decoded.0.iter().map(|point| (point.y, point.x)));
             Leaky {
                 activity,
                 polyline,
@@ -263,16 +335,16 @@ proptest! {
         route_shape in any::<bool>(),
     ) {
         let activities = decode(std::slice::from_ref(&leaky.activity));
-        let picked = pick_latest_run(&activities, &sport_types()).expect("a public run");
+        let settings = index_settings(sport_types(), route_shape);
+        let mut entry = settings.entry_of(&activities[0], None).expect("a public run is indexed");
+        // Its photo, looked up as a round or an event looks it up.
         let photos: Vec<Photo> = match leaky.activity.get("photo").and_then(Value::as_str) {
             Some(url) => serde_json::from_value(json!([{"urls": {"600": url}}])).expect("photos"),
             None => Vec::new(),
         };
-        let fetched_at = OffsetDateTime::from_unix_timestamp(1_760_292_249).expect("time");
-        let mut run = build_latest_run(picked, choose_photo_url(None, &photos), 123_456.7, fetched_at);
-        if route_shape {
-            run = run.with_route_shape(picked, &PrivacyZone::new(500.0, b"properties"));
-        }
+        entry.photo_url = choose_photo_url(None, &photos);
+        entry.photo_checked = true;
+        let run = answer_of(vec![entry], route_shape).expect("an answer");
         let body = serde_json::to_string(&run).expect("json");
         let card = svg::render(&run, Theme::Auto, Units::Metric);
         let json: Value = serde_json::from_str(&body).expect("json");
@@ -285,10 +357,9 @@ proptest! {
             }
             for (lat, lon) in &leaky.coordinates {
                 for number in [lat, lon] {
-                    let shown = format!("{number}");
-                    prop_assert!(!text.contains(&shown), "coordinate {shown} leaked: {text}");
-                    let six = format!("{number:.6}");
-                    prop_assert!(!text.contains(&six), "coordinate {six} leaked: {text}");
+                    for shown in four_decimals(*number) {
+                        prop_assert!(!text.contains(&shown), "coordinate {shown} leaked: {text}");
+                    }
                 }
             }
             for secret in &leaky.secrets {
@@ -332,11 +403,11 @@ proptest! {
         second in activity_list(),
         stale in any::<bool>(),
     ) {
-        let fetched_at = OffsetDateTime::from_unix_timestamp(1_760_292_249).expect("time");
+        let settings = index_settings(sport_types(), false);
         let body = |list: &[Value]| {
             let activities = decode(list);
-            pick_latest_run(&activities, &sport_types()).map(|picked| {
-                let run = build_latest_run(picked, None, 0.0, fetched_at);
+            let entries = activities.iter().filter_map(|a| settings.entry_of(a, None)).collect();
+            answer_of(entries, false).map(|run| {
                 let run = if stale { run.into_stale() } else { run };
                 serde_json::to_vec(&run).expect("json")
             })
