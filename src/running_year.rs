@@ -12,13 +12,13 @@
 //! Earlier years are not indexed.
 
 use crate::clock::Clock;
-use crate::latest_run::{etag_of, Card, IndexState, LatestRunError, LatestRunService};
+use crate::latest_run::{etag_of, Card, Cards, IndexState, LatestRunError, LatestRunService};
 use crate::store::Store;
 use crate::view::svg::{Theme, Units};
 use crate::view::year::{build_running_year, RunningYearView};
 use bytes::Bytes;
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, RwLock};
 use time::{Date, OffsetDateTime};
 use tokio::sync::Mutex;
 
@@ -48,8 +48,8 @@ pub struct YearAnswer {
     pub view: RunningYearView,
     /// The index state and the athlete's day it was built for.
     built_for: (u64, Date),
-    /// The SVG cards of this view, rendered on first request, one per theme and units.
-    cards: [OnceLock<Card>; Theme::ALL.len() * Units::ALL.len()],
+    /// The SVG cards of this view, drawn on first request.
+    cards: Cards,
 }
 
 impl YearAnswer {
@@ -61,10 +61,7 @@ impl YearAnswer {
         units: Units,
         draw: impl FnOnce(&RunningYearView) -> String,
     ) -> Option<&Card> {
-        let slot = self
-            .cards
-            .get(theme.index() * Units::ALL.len() + units.index())?;
-        Some(slot.get_or_init(|| Card::new(draw(&self.view))))
+        self.cards.get(theme, units, || draw(&self.view))
     }
 }
 

@@ -44,8 +44,8 @@ pub struct Answer {
     pub(super) year_ends_at: Option<i64>,
     /// The run, to re-render it marked stale.
     run: Option<LatestRunView>,
-    /// The SVG cards of this answer, rendered on first request, one per theme and units.
-    cards: [OnceLock<Card>; Theme::ALL.len() * Units::ALL.len()],
+    /// The SVG cards of this answer, drawn on first request.
+    cards: Cards,
 }
 
 /// The answer as an SVG card in one theme and units: its bytes and their strong ETag.
@@ -64,6 +64,21 @@ impl Card {
             etag: Bytes::from(etag_of(body.as_bytes())),
             body: Bytes::from(body),
         }
+    }
+}
+
+/// The cards of one answer, one per theme and units, each drawn on first request (by the
+/// caller: the domain draws nothing) and kept; an answer never changes, so neither do they.
+#[derive(Clone, Debug, Default)]
+pub struct Cards([OnceLock<Card>; Theme::ALL.len() * Units::ALL.len()]);
+
+impl Cards {
+    /// The card in `theme` and `units`, drawn by `draw` the first time.
+    pub fn get(&self, theme: Theme, units: Units, draw: impl FnOnce() -> String) -> Option<&Card> {
+        let slot = self
+            .0
+            .get(theme.index() * Units::ALL.len() + units.index())?;
+        Some(slot.get_or_init(|| Card::new(draw())))
     }
 }
 
@@ -97,10 +112,7 @@ impl Answer {
         draw: impl FnOnce(&LatestRunView) -> String,
     ) -> Option<&Card> {
         let run = self.run.as_ref()?;
-        let slot = self
-            .cards
-            .get(theme.index() * Units::ALL.len() + units.index())?;
-        Some(slot.get_or_init(|| Card::new(draw(run))))
+        self.cards.get(theme, units, || draw(run))
     }
 
     pub(super) fn from_run(run: LatestRunView, stamp: Stamp, year: Option<(i32, i64)>) -> Self {

@@ -83,7 +83,7 @@ impl LatestRunService {
             Err(err) => return Err(failure(err)),
         };
         let _one_change_at_a_time = self.0.publishing.lock().await;
-        let (this_year, _) = self.this_year();
+        let (this_year, _) = self.this_year_now().await;
         let applied = match detail {
             Some(detail) if detail.summary.athlete_id != Some(athlete_id) => {
                 tracing::warn!(
@@ -121,7 +121,7 @@ impl LatestRunService {
     #[tracing::instrument(skip_all)]
     pub async fn hide_activity(&self, event: &PendingEvent) -> Result<(), EventError> {
         let _one_change_at_a_time = self.0.publishing.lock().await;
-        let (this_year, _) = self.this_year();
+        let (this_year, _) = self.this_year_now().await;
         let word = self.take_word().await?;
         self.0.parts.index.hide(event.id, word, this_year).await?;
         // Published even when the run was hidden already: a hide whose publish failed before is

@@ -21,7 +21,7 @@ mod events;
 mod failure;
 mod round;
 
-pub use answer::{etag_of, Answer, Card};
+pub use answer::{etag_of, Answer, Card, Cards};
 pub use events::{Applied, EventError};
 
 use crate::clock::Clock;
@@ -275,6 +275,18 @@ impl LatestRunService {
             utc_offset: known.year().map_or(0, |(_, offset)| offset),
             last_year_indexed: state.seen.last_year_indexed,
         })
+    }
+
+    /// The athlete's local year now, by the offset of the answer held, else of the answer the
+    /// table holds (read first when this instance has seen none: a new instance must not judge
+    /// the athlete's New Year in UTC); UTC before any answer.
+    async fn this_year_now(&self) -> (i32, i64) {
+        if self.current().is_none() && self.seen().utc_offset.is_none() {
+            if let Ok(read) = self.0.parts.store.load_latest_run().await {
+                self.saw_the_table(&read.value);
+            }
+        }
+        self.this_year()
     }
 
     /// The athlete's local year now, by the offset of the answer held, else of the answer the

@@ -350,39 +350,34 @@ impl Store {
         &self,
         year: i32,
     ) -> Result<Vec<Versioned<IndexedRun>>, StoreError> {
-        let rows = self
-            .query_partition(&IndexedRun::partition_of(year))
-            .await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(row, etag, entity)| {
-                match serde_json::from_value::<RunEntity>(entity)
-                    .map_err(|_| not_ours("activity index"))
-                    .and_then(IndexedRun::try_from)
-                {
-                    Ok(value) => Some(Versioned {
-                        value,
-                        etag,
-                        read_at: 0,
-                    }),
-                    Err(err) => {
-                        tracing::warn!(%row, error = %err, "skipping an index entry");
-                        None
-                    }
-                }
-            })
-            .collect())
+        self.load_partition::<RunEntity, _>(&IndexedRun::partition_of(year), "activity index")
+            .await
     }
 
     /// Every tombstone of the index (unreadable ones are logged and left out).
     pub async fn load_tombstones(&self) -> Result<Vec<Versioned<Tombstone>>, StoreError> {
-        let rows = self.query_partition(Tombstone::PARTITION).await?;
+        self.load_partition::<TombstoneEntity, _>(Tombstone::PARTITION, "tombstone")
+            .await
+    }
+
+    /// Every entity of one partition as the app's values with their ETags; one that cannot be
+    /// read (`what`, by its row key) is logged, naming the property, and left out.
+    async fn load_partition<E, T>(
+        &self,
+        partition: &str,
+        what: &'static str,
+    ) -> Result<Vec<Versioned<T>>, StoreError>
+    where
+        E: DeserializeOwned,
+        T: TryFrom<E, Error = StoreError>,
+    {
+        let rows = self.query_partition(partition).await?;
         Ok(rows
             .into_iter()
             .filter_map(|(row, etag, entity)| {
-                match serde_json::from_value::<TombstoneEntity>(entity)
-                    .map_err(|_| not_ours("tombstone"))
-                    .and_then(Tombstone::try_from)
+                match serde_json::from_value::<E>(entity)
+                    .map_err(|_| not_ours(what))
+                    .and_then(T::try_from)
                 {
                     Ok(value) => Some(Versioned {
                         value,
@@ -390,7 +385,7 @@ impl Store {
                         read_at: 0,
                     }),
                     Err(err) => {
-                        tracing::warn!(%row, error = %err, "skipping a tombstone");
+                        tracing::warn!(%row, error = %err, "skipping an entity of {what}");
                         None
                     }
                 }
@@ -446,7 +441,11 @@ impl Store {
         id: i64,
     ) -> Result<Option<Versioned<IndexedRun>>, StoreError> {
         let read = self
-            .read_in::<RunEntity>(&IndexedRun::partition_of(year), &IndexedRun::row_of(id))
+            .read_in::<RunEntity>(
+                &IndexedRun::partition_of(year),
+                &IndexedRun::row_of(id),
+                "activity index",
+            )
             .await;
         match read {
             Ok(Some(read)) => match IndexedRun::try_from(read.value) {
@@ -555,7 +554,7 @@ impl Store {
         id: i64,
     ) -> Result<Option<Versioned<Tombstone>>, StoreError> {
         let read = self
-            .read_in::<TombstoneEntity>(Tombstone::PARTITION, &IndexedRun::row_of(id))
+            .read_in::<TombstoneEntity>(Tombstone::PARTITION, &IndexedRun::row_of(id), "tombstone")
             .await;
         match read {
             Ok(Some(read)) => match Tombstone::try_from(read.value) {
@@ -593,6 +592,7 @@ impl Store {
         &self,
         partition: &str,
         row: &str,
+        what: &'static str,
     ) -> Result<Option<Versioned<T>>, StoreError> {
         self.ensure_table().await?;
         let get = self
@@ -611,9 +611,7 @@ impl Store {
                     .unix_timestamp(),
             })),
             Err(err) if http_status(&err) == Some(StatusCode::NotFound) => Ok(None),
-            Err(err) if matches!(err.kind(), ErrorKind::DataConversion) => {
-                Err(not_ours("activity index"))
-            }
+            Err(err) if matches!(err.kind(), ErrorKind::DataConversion) => Err(not_ours(what)),
             Err(err) => Err(classify(err)),
         }
     }
@@ -707,31 +705,13 @@ impl Store {
         }
     }
 
-    /// Reads and decodes one entity with its ETag and the service's time.
+    /// Reads and decodes one entity of the app's partition with its ETag and the service's
+    /// time.
     async fn read<T: DeserializeOwned + Send + Sync + 'static>(
         &self,
         row: &str,
     ) -> Result<Option<Versioned<T>>, StoreError> {
-        self.ensure_table().await?;
-        let client = self.entity_client(row);
-        match self.bounded(client.get::<T>().into_future()).await {
-            Ok(response) => Ok(Some(Versioned {
-                value: response.entity,
-                etag: response.etag,
-                read_at: response
-                    .common_storage_response_headers
-                    .date
-                    .unix_timestamp(),
-            })),
-            Err(err) if http_status(&err) == Some(StatusCode::NotFound) => Ok(None),
-            Err(err) if matches!(err.kind(), ErrorKind::DataConversion) => {
-                Err(StoreError::Corrupt {
-                    row: static_row(row),
-                    problem: "it is not an entity of this app".into(),
-                })
-            }
-            Err(err) => Err(classify(err)),
-        }
+        self.read_in(PARTITION, row, static_row(row)).await
     }
 
     /// Replaces an entity only if it still has `etag`.

@@ -60,13 +60,7 @@ async fn json_logs_carry_the_invocation_id_on_every_line_of_an_invocation() {
         .with("LOG_FORMAT", "json")
         // Debug for the app's own lines, so that a cold fetch writes some inside the request.
         .with("RUST_LOG", "info,strava_latest_run=debug");
-    settings
-        .store()
-        .replace_credentials(&connected(&strava))
-        .await
-        .expect("arrange credentials");
-    let mut handler = HandlerProcess::spawn(&settings, &[]).await;
-    handler.wait_ready().await;
+    let mut handler = HandlerProcess::spawn_connected(&settings, &strava).await;
     let address = handler.address.clone();
 
     // A cold widget request (it fetches from Strava), a timer run, a failing timer run, an
@@ -261,13 +255,7 @@ async fn log_of_a_run_with(filter: &str) -> (String, Vec<String>) {
     let strava = FakeStrava::start().await;
     strava.set_rotate_refresh_tokens(true);
     let settings = TestSettings::new(&strava.base_url()).with("RUST_LOG", filter);
-    settings
-        .store()
-        .replace_credentials(&connected(&strava))
-        .await
-        .expect("arrange credentials");
-    let mut handler = HandlerProcess::spawn(&settings, &[]).await;
-    handler.wait_ready().await;
+    let mut handler = HandlerProcess::spawn_connected(&settings, &strava).await;
     let address = handler.address.clone();
     assert_eq!(
         forwarded_get(

@@ -7,9 +7,9 @@ use crate::support;
 
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
+use strava_latest_run::clock::Clock;
 use support::activities;
-use support::app::{run_handler_command, TestApp, TestSettings};
-use support::credentials::connected;
+use support::app::{TestApp, TestSettings};
 use support::fake_strava::{FakeStrava, ATHLETE_ID};
 
 const VERIFY_TOKEN: &str = "scale-out-verify-7c1e";
@@ -24,15 +24,7 @@ fn settings(strava: &FakeStrava, cache_seconds: u32) -> TestSettings {
 
 /// Two connected instances on one table, subscribed at the fake with `handler subscribe`.
 async fn two_instances(strava: &FakeStrava, settings: TestSettings) -> (TestApp, TestApp) {
-    let a = TestApp::spawn(settings).await;
-    a.store
-        .replace_credentials(&connected(strava))
-        .await
-        .expect("arrange");
-    let callback = format!("{}/api/StravaWebhook", a.address);
-    let (status, output) =
-        run_handler_command(&a.settings, &["subscribe", "--callback-url", &callback], "").await;
-    assert!(status.success(), "{output}");
+    let a = TestApp::spawn_subscribed(strava, settings, Clock::system()).await;
     let b = TestApp::spawn(a.settings.clone()).await;
     (a, b)
 }
@@ -68,6 +60,25 @@ async fn latest_until(app: &TestApp, seconds: u64, shows: impl Fn(u16, &Value) -
         "not within {seconds} s: {status} {run}"
     );
     run
+}
+
+/// Both instances show run `id`; then, once the window has passed, instance B starts a round
+/// whose list is read at once and arrives [`SLOW_LIST`] later: when it was read.
+async fn slow_round_on_b(
+    strava: &FakeStrava,
+    a: &TestApp,
+    b: &TestApp,
+    id: i64,
+    cache_seconds: u32,
+) -> Instant {
+    for app in [a, b] {
+        latest_until(app, 10, |s, r| s == 200 && r["id"] == json!(id)).await;
+    }
+    strava.set_list_latency(SLOW_LIST);
+    tokio::time::sleep(Duration::from_secs(u64::from(cache_seconds) + 1)).await;
+    let seen = strava.calls().activities;
+    let _ = b.get_json("/api/GetLatestRun").await;
+    list_call_after(strava, seen).await
 }
 
 /// Reads every instance's latest run every 100 ms for `how_long`; the first answer that
@@ -113,15 +124,8 @@ async fn a_slow_round_on_one_instance_keeps_an_event_applied_on_the_other(change
     strava.set_activities(vec![shown.clone(), older]);
     let cache_seconds = 6;
     let (a, b) = two_instances(&strava, settings(&strava, cache_seconds)).await;
-    latest_until(&a, 10, |s, r| s == 200 && r["id"] == json!(32)).await;
-    latest_until(&b, 10, |s, r| s == 200 && r["id"] == json!(32)).await;
-
     // B's round: its list is read now and arrives SLOW_LIST later.
-    strava.set_list_latency(SLOW_LIST);
-    tokio::time::sleep(Duration::from_secs(u64::from(cache_seconds) + 1)).await;
-    let seen = strava.calls().activities;
-    let _ = b.get_json("/api/GetLatestRun").await;
-    let listed = list_call_after(&strava, seen).await;
+    let listed = slow_round_on_b(&strava, &a, &b, 32, cache_seconds).await;
 
     // The change at Strava, and its event to A, while B's list is on its way.
     let (event, applied, undone): (Value, Verdict, Verdict) = match change {
@@ -333,14 +337,8 @@ async fn a_deauthorization_during_another_instances_round_leaves_no_answer_anywh
     )]);
     let cache_seconds = 6;
     let (a, b) = two_instances(&strava, settings(&strava, cache_seconds)).await;
-    latest_until(&a, 10, |s, r| s == 200 && r["id"] == json!(61)).await;
-    latest_until(&b, 10, |s, r| s == 200 && r["id"] == json!(61)).await;
-
-    strava.set_list_latency(SLOW_LIST);
-    tokio::time::sleep(Duration::from_secs(u64::from(cache_seconds) + 1)).await;
-    let seen = strava.calls().activities;
-    let _ = b.get_json("/api/GetLatestRun").await;
-    let listed = list_call_after(&strava, seen).await;
+    // B's round: its list is read now and arrives SLOW_LIST later.
+    let listed = slow_round_on_b(&strava, &a, &b, 61, cache_seconds).await;
 
     // The athlete revokes the app; the deauthorization reaches A, which confirms it.
     strava.revoke_all();
@@ -491,4 +489,38 @@ async fn a_full_pass_longer_than_the_lease_runs_once() {
         calls <= 9,
         "{calls} list calls: a second full pass ran while the first held its lease"
     );
+}
+
+#[tokio::test]
+async fn at_new_year_an_instance_with_nothing_in_memory_judges_the_year_by_the_stored_offset() {
+    use time::macros::datetime;
+    // 23:30 UTC on New Year's Eve: already 00:30 on 1 January where the athlete runs (UTC+1).
+    let new_years_night = datetime!(2026-12-31 23:30 UTC).unix_timestamp();
+    let clock = Clock::skewed(new_years_night - support::now());
+    let strava = FakeStrava::start().await;
+    strava.set_activities(vec![
+        // The first run of the athlete's new year, ten minutes after their midnight.
+        activities::run(91, "New Year's run", new_years_night - 20 * 60, 5_000.0),
+        activities::run(
+            90,
+            "Last run of the old year",
+            new_years_night - 2 * 86_400,
+            8_000.0,
+        ),
+    ]);
+    let a = TestApp::spawn_subscribed(&strava, settings(&strava, 600), clock.clone()).await;
+    latest_until(&a, 20, |s, r| s == 200 && r["id"] == json!(91)).await;
+
+    // A new instance, with nothing in memory, gets the delete of the New Year's run.
+    let b = TestApp::spawn_with_clock(a.settings.clone(), clock).await;
+    strava.remove_activity(91);
+    deliver(
+        &strava,
+        &b,
+        &strava.event("activity", 91, "delete", json!({})),
+    )
+    .await;
+    for app in [&a, &b] {
+        latest_until(app, 10, |s, r| s == 200 && r["id"] == json!(90)).await;
+    }
 }

@@ -10,7 +10,6 @@ use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use support::activities;
 use support::app::{invoke_at, run_handler_command, HandlerProcess, TestApp, TestSettings};
-use support::credentials::connected;
 use support::fake_strava::FakeStrava;
 use support::json;
 use support::raw_table;
@@ -27,20 +26,7 @@ fn settings(strava: &FakeStrava, cache_seconds: u32) -> TestSettings {
 
 /// A connected app, subscribed at the fake with `handler subscribe`.
 async fn subscribed_app(strava: &FakeStrava, settings: TestSettings) -> TestApp {
-    let app = TestApp::spawn(settings).await;
-    app.store
-        .replace_credentials(&connected(strava))
-        .await
-        .expect("arrange");
-    let callback = format!("{}/api/StravaWebhook", app.address);
-    let (status, output) = run_handler_command(
-        &app.settings,
-        &["subscribe", "--callback-url", &callback],
-        "",
-    )
-    .await;
-    assert!(status.success(), "{output}");
-    app
+    TestApp::spawn_subscribed(strava, settings, strava_latest_run::clock::Clock::system()).await
 }
 
 fn sample_activities() -> Vec<Value> {
@@ -916,13 +902,7 @@ async fn an_event_adding_or_deleting_a_run_changes_the_running_year_within_secon
 async fn refused_events_and_wrong_verify_tokens_are_logged_at_most_once_a_minute_each() {
     let strava = FakeStrava::start().await;
     let settings = settings(&strava, 600);
-    settings
-        .store()
-        .replace_credentials(&connected(&strava))
-        .await
-        .expect("arrange credentials");
-    let mut handler = HandlerProcess::spawn(&settings, &[]).await;
-    handler.wait_ready().await;
+    let mut handler = HandlerProcess::spawn_connected(&settings, &strava).await;
     let client = reqwest::Client::new();
     let callback = format!("{}/api/StravaWebhook", handler.address);
     let mut foreign = strava.event("activity", NEW_RUN_ID, "create", json!({}));

@@ -135,6 +135,30 @@ impl TestApp {
         TestApp::start(settings, Mode::Host, None, clock).await
     }
 
+    /// Starts the app in host mode reading "now" from `clock`, connected to `strava` (its
+    /// credentials stored) and subscribed there with `handler subscribe`, so that the fake
+    /// delivers push events to it.
+    pub async fn spawn_subscribed(
+        strava: &super::fake_strava::FakeStrava,
+        settings: TestSettings,
+        clock: Clock,
+    ) -> TestApp {
+        let app = TestApp::spawn_with_clock(settings, clock).await;
+        app.store
+            .replace_credentials(&super::credentials::connected(strava))
+            .await
+            .expect("arrange credentials");
+        let callback = format!("{}/api/StravaWebhook", app.address);
+        let (status, output) = run_handler_command(
+            &app.settings,
+            &["subscribe", "--callback-url", &callback],
+            "",
+        )
+        .await;
+        assert!(status.success(), "{output}");
+        app
+    }
+
     async fn spawn_in(settings: TestSettings, mode: Mode) -> TestApp {
         TestApp::start(settings, mode, None, Clock::system()).await
     }
@@ -321,6 +345,21 @@ impl HandlerProcess {
     /// working directory (so no local.settings.json is read).
     pub async fn spawn(settings: &TestSettings, args: &[&str]) -> HandlerProcess {
         Self::spawn_with_env(settings, args, &[]).await
+    }
+
+    /// Stores credentials of `strava` and spawns `handler` (host mode), ready.
+    pub async fn spawn_connected(
+        settings: &TestSettings,
+        strava: &super::fake_strava::FakeStrava,
+    ) -> HandlerProcess {
+        settings
+            .store()
+            .replace_credentials(&super::credentials::connected(strava))
+            .await
+            .expect("arrange credentials");
+        let handler = HandlerProcess::spawn(settings, &[]).await;
+        handler.wait_ready().await;
+        handler
     }
 
     /// Like [`HandlerProcess::spawn`], with extra environment variables that need not be UTF-8.
