@@ -3,7 +3,7 @@
 
 use crate::clock::Clock;
 use crate::config::{AllowedOrigins, Settings};
-use crate::latest_run::{LatestRunService, LatestRunSettings};
+use crate::keeper::{IndexKeeper, LatestRunSettings};
 use crate::logging::LogLimit;
 use crate::push_events::PushEvents;
 use crate::running_year::RunningYearService;
@@ -18,7 +18,7 @@ pub struct App {
     /// The owner of the Strava tokens.
     pub tokens: TokenKeeper,
     /// The latest-run answer and its cache.
-    pub latest_run: LatestRunService,
+    pub keeper: IndexKeeper,
     /// The running-year views of the index.
     pub running_year: RunningYearService,
     /// Strava's push events.
@@ -83,7 +83,7 @@ impl App {
             instance.clone(),
             clock.clone(),
         );
-        let latest_run = LatestRunService::new(
+        let keeper = IndexKeeper::new(
             LatestRunSettings {
                 cache_seconds: i64::try_from(settings.cache_seconds).unwrap_or(i64::MAX),
                 sport_types: settings.sport_types.clone(),
@@ -102,12 +102,11 @@ impl App {
             instance,
             clock.clone(),
         );
-        let running_year =
-            RunningYearService::new(latest_run.clone(), store.clone(), clock.clone());
-        let push_events = PushEvents::new(store, tokens.clone(), latest_run.clone(), clock.clone());
+        let running_year = RunningYearService::new(keeper.clone(), store.clone(), clock.clone());
+        let push_events = PushEvents::new(store, tokens.clone(), keeper.clone(), clock.clone());
         Ok(App {
             tokens,
-            latest_run,
+            keeper,
             running_year,
             push_events,
             webhook_verify_token: settings.webhook_verify_token.clone(),

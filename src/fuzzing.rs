@@ -262,7 +262,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// Strava's JSON answers, each decoded as the client decodes it: the activity list (then each
 /// activity's index entry, with its route sketch, the newest entry, the answer built from it as
-/// the latest-run service builds it, and the SVG cards), the detail (then its summary's entry
+/// the index keeper builds it, and the SVG cards), the detail (then its summary's entry
 /// with the chosen photo, and the answer built from it), the photo list, the athlete, the token
 /// answer, and the body as every error status's body.
 ///
@@ -333,7 +333,7 @@ pub fn strava_decoders(data: &[u8]) -> Outcome {
     Ok(())
 }
 
-/// The answer for `latest` as the latest-run service builds it with the route sketch enabled.
+/// The answer for `latest` as the index keeper builds it with the route sketch enabled.
 fn answer_of(latest: &IndexedRun, year_distance: f64) -> LatestRunView {
     LatestRunView {
         route_shape: Some(latest.route_shape.clone()),

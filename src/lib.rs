@@ -15,11 +15,12 @@
 //!   `subscribe` and `unsubscribe` commands.
 //! - [`push_events`]: push-event bookkeeping: ids fail closed, record, apply one by one within
 //!   the shared event budget, verify deauthorizations.
-//! - [`running_year`]: the running-year service: one year's view of the activity index, cached
-//!   per year until the index changes.
-//! - [`latest_run`]: the latest-run service: the answer derived from the activity index, cached
-//!   in memory and in the table; reconciliation rounds (one per window, a full pass daily)
-//!   within the shared read budget; one push event applied; domain errors.
+//! - [`running_year`]: the running-year view: one year of the activity index, built when the
+//!   keeper's state changes and cached per year.
+//! - [`keeper`]: the index keeper: the one owner of the activity index's changes and the shared
+//!   `latest-run` entity (lease, index clock, stored answer); reconciliation rounds (one per
+//!   window, a full pass daily) within the shared read budget; one push event applied; publishes
+//!   the answer and its state for the views; domain errors.
 //! - [`index`]: the activity index: what Strava's list or an activity means for it, the
 //!   athlete's year, the event budget.
 //! - [`tokens`]: the token keeper: a valid access token, no rotated refresh token ever lost.
@@ -51,7 +52,7 @@ pub mod fuzzing;
 pub mod host;
 pub mod http;
 pub mod index;
-pub mod latest_run;
+pub mod keeper;
 pub mod logging;
 pub mod push_events;
 pub mod running_year;

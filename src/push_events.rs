@@ -18,7 +18,7 @@
 use crate::backoff;
 use crate::clock::Clock;
 use crate::index::budget;
-use crate::latest_run::{EventError, LatestRunService};
+use crate::keeper::{EventError, IndexKeeper};
 use crate::store::{add_pending, Change, PendingEvent, Store, StoredLatestRun};
 use crate::strava::webhook::{Aspect, ObjectType, WebhookEvent};
 use crate::strava::StravaError;
@@ -84,7 +84,7 @@ pub struct PushEvents(Arc<Inner>);
 struct Inner {
     store: Store,
     tokens: TokenKeeper,
-    latest_run: LatestRunService,
+    keeper: IndexKeeper,
     clock: Clock,
     /// The connected athlete and the stored subscription, once read (0: not known yet).
     athlete_id: AtomicI64,
@@ -116,16 +116,11 @@ impl Drop for Running<'_> {
 
 impl PushEvents {
     /// A receiver for the app's services; it also applies events other instances recorded.
-    pub fn new(
-        store: Store,
-        tokens: TokenKeeper,
-        latest_run: LatestRunService,
-        clock: Clock,
-    ) -> Self {
+    pub fn new(store: Store, tokens: TokenKeeper, keeper: IndexKeeper, clock: Clock) -> Self {
         let events = PushEvents(Arc::new(Inner {
             store,
             tokens,
-            latest_run: latest_run.clone(),
+            keeper: keeper.clone(),
             clock,
             athlete_id: AtomicI64::new(0),
             subscription_id: AtomicI64::new(0),
@@ -139,7 +134,7 @@ impl PushEvents {
             recorder_running: AtomicBool::new(false),
             ids_lookup_running: AtomicBool::new(false),
         }));
-        events.follow_the_table(latest_run.subscribe());
+        events.follow_the_table(keeper.subscribe());
         events
     }
 
@@ -147,7 +142,7 @@ impl PushEvents {
     /// entity): those another instance recorded and did not apply are adopted here. The task
     /// ends with the keeper; it holds this service only weakly, so the two can be dropped.
     /// Without a runtime (an app built outside one) there is no follower.
-    fn follow_the_table(&self, mut published: watch::Receiver<crate::latest_run::Published>) {
+    fn follow_the_table(&self, mut published: watch::Receiver<crate::keeper::Published>) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
@@ -363,7 +358,7 @@ impl PushEvents {
             if now.saturating_sub(event.at) >= APPLY_PATIENCE_SECONDS {
                 let events = self.clone();
                 tokio::spawn(async move {
-                    if let Err(err) = events.0.latest_run.clear_event(&event).await {
+                    if let Err(err) = events.0.keeper.clear_event(&event).await {
                         tracing::warn!(error = %err, "could not drop a push event that waited too long");
                     }
                 });
@@ -483,18 +478,18 @@ impl PushEvents {
                 activity = event.id,
                 "push event not applied: its ids are not the stored athlete's and subscription"
             );
-            if let Err(err) = self.0.latest_run.clear_event(event).await {
+            if let Err(err) = self.0.keeper.clear_event(event).await {
                 tracing::warn!(error = %err, "could not clear a foreign push event");
             }
             return None;
         }
         let result = if event.hide {
-            self.0.latest_run.hide_activity(event).await
+            self.0.keeper.hide_activity(event).await
         } else {
             match self.take_budget(queued).await {
                 Ok(Some(word)) => self
                     .0
-                    .latest_run
+                    .keeper
                     .apply_activity_event(event, event.owner_id, word)
                     .await
                     .map(|applied| {
@@ -608,10 +603,10 @@ impl PushEvents {
         }
         tracing::warn!("the athlete revoked the app at Strava: the credentials are marked refused, the answer and the activity index dropped; run `handler setup` to connect again");
         // The answer first: from here no round or event stores one from an older word.
-        if let Err(err) = self.0.latest_run.take_answer_away().await {
+        if let Err(err) = self.0.keeper.take_answer_away().await {
             tracing::error!(error = %err, "could not take the answer away after the deauthorization");
         }
-        if let Err(err) = self.0.latest_run.clear_index().await {
+        if let Err(err) = self.0.keeper.clear_index().await {
             tracing::error!(error = %err, "could not empty the activity index after the deauthorization");
         }
         self.0.athlete_id.store(0, Ordering::Relaxed);

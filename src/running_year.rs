@@ -3,7 +3,7 @@
 //! built once per year from the index's entries in the table and kept in memory, ready to send,
 //! until the latest-run answer changes (a round or a push event changed the index, on this
 //! instance or, seen within seconds, another) or the athlete's day turns (the weeks run "up to
-//! today" and the streaks count from today); a warm request does no I/O. The latest-run service
+//! today" and the streaks count from today); a warm request does no I/O. The index keeper
 //! keeps the index fresh; this one asks it to, as GetLatestRun does, on every request.
 //!
 //! Years served: the athlete's current local year, which the index holds in full, and the year
@@ -12,7 +12,7 @@
 //! Earlier years are not indexed.
 
 use crate::clock::Clock;
-use crate::latest_run::{etag_of, Card, Cards, IndexState, LatestRunError, LatestRunService};
+use crate::keeper::{etag_of, Card, Cards, IndexKeeper, IndexState, LatestRunError};
 use crate::store::Store;
 use crate::view::svg::{Theme, Units};
 use crate::view::year::{build_running_year, RunningYearView};
@@ -25,7 +25,7 @@ use tokio::sync::Mutex;
 /// Why no year view can be given.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RunningYearError {
-    /// The latest-run service could not give an answer (not connected, storage or Strava down
+    /// The index keeper could not give an answer (not connected, storage or Strava down
     /// with nothing held).
     #[error("{0}")]
     Index(LatestRunError),
@@ -70,7 +70,7 @@ impl YearAnswer {
 pub struct RunningYearService(Arc<Inner>);
 
 struct Inner {
-    latest_run: LatestRunService,
+    keeper: IndexKeeper,
     store: Store,
     clock: Clock,
     cache: RwLock<HashMap<i32, Arc<YearAnswer>>>,
@@ -79,10 +79,10 @@ struct Inner {
 }
 
 impl RunningYearService {
-    /// An empty cache over the index in `store`, kept fresh by `latest_run`.
-    pub fn new(latest_run: LatestRunService, store: Store, clock: Clock) -> Self {
+    /// An empty cache over the index in `store`, kept fresh by `keeper`.
+    pub fn new(keeper: IndexKeeper, store: Store, clock: Clock) -> Self {
         RunningYearService(Arc::new(Inner {
-            latest_run,
+            keeper,
             store,
             clock,
             cache: RwLock::new(HashMap::new()),
@@ -94,8 +94,8 @@ impl RunningYearService {
     pub async fn answer(&self, year: Option<i32>) -> Result<Arc<YearAnswer>, RunningYearError> {
         // Keeps the index fresh (a round when due) exactly as a GetLatestRun visit does; no I/O
         // when warm. "No public run" is an index like any other (a year of zeros).
-        let latest = self.0.latest_run.answer().await;
-        let state = match (self.0.latest_run.index_state(), latest) {
+        let latest = self.0.keeper.answer().await;
+        let state = match (self.0.keeper.index_state(), latest) {
             (Some(state), _) => state,
             (None, Err(err)) => return Err(RunningYearError::Index(err)),
             (None, Ok(_)) => return Err(RunningYearError::Index(LatestRunError::NotConfigured)),

@@ -1,6 +1,6 @@
 //! `GetLatestRun`: the widget's request. Answers the latest public run as JSON (the version 1
 //! response: the original widget's fields and more), or with `format=svg` as the SVG card,
-//! from the latest-run service, with an ETag
+//! from the index keeper's published answer, with an ETag
 //! (`If-None-Match` → 304), cache headers and CORS, and turns the service's errors into client
 //! errors: JSON ones with their status, or for `format=svg` an error card (`200`, an image that
 //! says what is wrong, the code in `X-Widget-Error`). On the warm path it does no I/O.
@@ -9,13 +9,13 @@ use super::cards::{error_card, image_headers, Format, SVG_CONTENT_TYPE};
 use super::public_http::{cacheable, read_only};
 use crate::config::AllowedOrigins;
 use crate::http::{ApiError, FunctionRequest, FunctionResponse, JSON_CONTENT_TYPE};
-use crate::latest_run::{Answer, LatestRunError, LatestRunService};
+use crate::keeper::{Answer, IndexKeeper, LatestRunError};
 use crate::view::svg::{self, Theme, Units};
 use warp::http::HeaderValue;
 
 /// Handles one widget request.
 pub async fn handle(
-    latest_run: &LatestRunService,
+    latest_run: &IndexKeeper,
     allowed_origins: &AllowedOrigins,
     cache_control: &HeaderValue,
     request: &FunctionRequest,

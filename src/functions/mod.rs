@@ -128,7 +128,7 @@ pub async fn call_http(
     match function {
         FunctionName::GetLatestRun => {
             get_latest_run::handle(
-                &app.latest_run,
+                &app.keeper,
                 &app.allowed_origins,
                 &app.answer_cache_control,
                 &request,
@@ -169,7 +169,7 @@ pub async fn call_timer(
 ) -> Result<Vec<String>, String> {
     match function {
         FunctionName::RefreshToken => {
-            refresh_token::run(&app.tokens, &app.latest_run, &app.clock, timer).await
+            refresh_token::run(&app.tokens, &app.keeper, &app.clock, timer).await
         }
         FunctionName::GetLatestRun
         | FunctionName::GetRunningYear

@@ -3,13 +3,13 @@
 
 use crate::clock::Clock;
 use crate::http::TimerInfo;
-use crate::latest_run::LatestRunService;
+use crate::keeper::IndexKeeper;
 use crate::tokens::{RefreshOutcome, TokenKeeper};
 
 /// Runs one timer invocation: the log lines on success, the reason on failure.
 pub async fn run(
     tokens: &TokenKeeper,
-    latest_run: &LatestRunService,
+    latest_run: &IndexKeeper,
     clock: &Clock,
     timer: &TimerInfo,
 ) -> Result<Vec<String>, String> {

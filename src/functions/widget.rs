@@ -6,7 +6,7 @@
 use super::public_http::{cacheable, read_only};
 use crate::config::AllowedOrigins;
 use crate::http::{ApiError, FunctionRequest, FunctionResponse};
-use crate::latest_run::etag_of;
+use crate::keeper::etag_of;
 use crate::view::assets::{self, Asset, ASSETS};
 use std::sync::OnceLock;
 use warp::http::header::{CONTENT_SECURITY_POLICY, REFERRER_POLICY};

@@ -477,7 +477,7 @@ fn day_of(text: &str) -> Option<String> {
 pub(crate) mod tests {
     use super::*;
 
-    /// A sample run (also the latest-run service's, for its cards).
+    /// A sample run (also the keeper's, for its cards).
     pub(crate) fn run() -> LatestRunView {
         LatestRunView {
             id: 16128930471,

@@ -18,7 +18,7 @@ use proptest::prelude::*;
 use proptest::test_runner::Config;
 use serde_json::{json, Map, Value};
 use strava_latest_run::index::{newest, IndexSettings, IndexView};
-use strava_latest_run::latest_run::etag_of;
+use strava_latest_run::keeper::etag_of;
 use strava_latest_run::store::IndexedRun;
 use strava_latest_run::strava::Photo;
 use strava_latest_run::strava::SummaryActivity;

@@ -9,7 +9,7 @@
 
 use super::answer::Known;
 use super::failure::FetchFailure;
-use super::LatestRunService;
+use super::IndexKeeper;
 use crate::backoff;
 use crate::index::{year, Covers};
 use crate::store::{Change, Lease, StoreError, StoredLatestRun};
@@ -95,7 +95,7 @@ struct Reconciled {
     covers_everything: bool,
 }
 
-impl LatestRunService {
+impl IndexKeeper {
     /// One answer for all instances: take a fresh one from the table, or take the entity's
     /// lease (If-Match) and run the round; an instance that loses the race reads the winner's
     /// answer. `None`: another instance holds the lease and `wait` said not to wait (or the

@@ -5,7 +5,7 @@
 //! applied, and when, is the push-event service's business.
 
 use super::failure::FetchFailure;
-use super::LatestRunService;
+use super::IndexKeeper;
 use crate::store::{Change, PendingEvent, StoreError};
 use crate::strava::StravaError;
 use crate::tokens::AccessToken;
@@ -37,7 +37,7 @@ pub enum EventError {
     Storage(#[from] StoreError),
 }
 
-impl LatestRunService {
+impl IndexKeeper {
     /// Applies an activity created or changed at Strava (`event`), if it is `athlete_id`'s: one
     /// Strava call (the activity), never more, so the event budget counts calls. `word` is the
     /// index clock's reading taken before the call: what the read says is written only over

@@ -1,18 +1,28 @@
-//! The latest-run service: the answer to "what is the owner's latest public run, and how far has
-//! the owner run this year?", derived from the activity index ([`crate::index`]) and cached so
-//! that a blog visit costs no Strava call: in memory as the ready-to-send body and ETag behind an
-//! `Arc`, and in the `latest-run` table entity so a new or restarted instance answers at once.
+//! The index keeper: the one owner of everything that changes the activity index
+//! ([`crate::index`]) and of the shared `latest-run` entity (its lease, its index clock, the
+//! answer stored there), on every instance of the app. It publishes its state on a
+//! `tokio::sync::watch` channel ([`Published`]): the answer to "what is the owner's latest public
+//! run, and how far has the owner run this year?" ready to send (body and ETag behind an `Arc`,
+//! so a blog visit costs no I/O and no Strava call), what the table last said of the index, and
+//! the push events waiting there. The answers are views of that state: GetLatestRun sends the
+//! answer, the running year is built from the index when the state changes, the functions draw
+//! the cards, the push-event service follows the waiting events.
 //!
-//! Two things change the index, and each publishes the answer it leads to at once, for every
-//! instance (the table's copy; other instances adopt a newer one within seconds):
+//! Two things change the index, on any instance, in any order, at the same time:
 //! - **Rounds** ([`round`]): once per `WIDGET_CACHE_SECONDS` while visitors come, one list call
 //!   reconciles the index with Strava's newest activities (this also catches a run made private
-//!   when no event says so); once a day, and when the year turns, a full pass over the year. One
-//!   instance at a time (a [`crate::store::Lease`]), within the read budget any instance last saw.
-//!   After the window the old answer is served at once while one background round runs, and is
-//!   marked stale when that round cannot run.
+//!   when no event says so); once a day, when the year turns and when push events had to be
+//!   dropped, a full pass. One instance at a time (a [`crate::store::Lease`], renewed between
+//!   pages), within the read budget any instance last saw. After the window the old answer is
+//!   served at once while one background round runs, and is marked stale when that round cannot
+//!   run.
 //! - **Push events** ([`events`]), one by one: an activity read with one call and written to or
-//!   removed from the index, or (a delete, made private) removed with no call at all.
+//!   removed from the index, or (a delete, made private) hidden with no call at all.
+//!
+//! So that several instances agree, every change carries a reading of the index clock (a counter
+//! in the shared entity, advanced with If-Match) taken before Strava was asked: the index never
+//! takes an older word over a newer one, a hide leaves a tombstone, and answers are stored and
+//! adopted in the clock's order (the rules: `docs/architecture.md`, "The index keeper").
 //!
 //! Errors are domain errors; the functions map them to HTTP.
 
@@ -83,7 +93,7 @@ pub struct LatestRunSettings {
     pub route_privacy: crate::view::route_shape::PrivacyZone,
 }
 
-/// What [`LatestRunService::refresh`] did, for the timer's summary line.
+/// What [`IndexKeeper::refresh`] did, for the timer's summary line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Warmed {
     /// The answer in memory was still fresh: nothing to do.
@@ -114,7 +124,7 @@ impl Warmed {
 
 /// The cached answer and the one place that asks Strava for it; cheap to clone.
 #[derive(Clone)]
-pub struct LatestRunService(Arc<Inner>);
+pub struct IndexKeeper(Arc<Inner>);
 
 struct Inner {
     /// What rounds and events work with.
@@ -200,7 +210,7 @@ pub struct IndexState {
     pub last_year_indexed: Option<i32>,
 }
 
-impl LatestRunService {
+impl IndexKeeper {
     /// An empty cache over the index in `store`.
     pub fn new(
         settings: LatestRunSettings,
@@ -218,7 +228,7 @@ impl LatestRunService {
             },
             clock.clone(),
         );
-        LatestRunService(Arc::new(Inner {
+        IndexKeeper(Arc::new(Inner {
             parts: Parts {
                 settings,
                 store,
