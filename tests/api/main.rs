@@ -5,6 +5,7 @@
 
 mod support;
 
+mod chaos;
 mod edges;
 mod faults;
 mod foundation;
