@@ -78,7 +78,8 @@
 //!
 //! `CHAOS_SCHEDULES=N` runs N schedules (default 30), `CHAOS_PARALLEL=N` that many at once
 //! (default 20); the seeds derive from `CHAOS_BASE_SEED` (default: the time). `CHAOS_SEED=S`
-//! runs only the schedule of seed S again (the same plan; the app's timing varies);
+//! runs only the schedule of seed S again (the same plan; the app's timing varies; several
+//! seeds, separated by spaces or commas, run each, and a seed given twice runs twice);
 //! `CHAOS_VERBOSE=1` prints the history of passing schedules too. A failing
 //! schedule prints its seed, its violations, the plan and what happened; the test ends with a
 //! summary line, `chaos summary: N schedules, P passed, F failed ...`, which `scripts/chaos`
@@ -105,9 +106,16 @@ fn number(name: &str) -> Option<u64> {
             instance applied, and instances stop adopting published answers while another \
             holds the round's lease (run it with scripts/chaos)"]
 async fn random_schedules_on_three_instances_never_show_what_strava_took_back_and_converge() {
-    let seeds: Vec<u64> = match number("CHAOS_SEED") {
-        Some(seed) => vec![seed],
-        None => {
+    let seeds: Vec<u64> = match std::env::var("CHAOS_SEED") {
+        Ok(list) => list
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse()
+                    .unwrap_or_else(|_| panic!("CHAOS_SEED holds seeds (whole numbers), not {s:?}"))
+            })
+            .collect(),
+        Err(_) => {
             let base = number("CHAOS_BASE_SEED").unwrap_or_else(|| {
                 std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -205,7 +213,7 @@ fn slow_note(report: &Report) -> String {
 /// A failed schedule: its seed, how to replay it, its violations, and its history.
 fn failure(report: &Report) -> String {
     let mut text = format!(
-        "chaos: seed {} FAILED ({:.1} s{}); replay with CHAOS_SEED={} cargo test --test api chaos -- --nocapture\nviolations:\n",
+        "chaos: seed {} FAILED ({:.1} s{}); replay with CHAOS_SEED={} cargo test --test api chaos -- --include-ignored --nocapture\nviolations:\n",
         report.seed,
         report.took.as_secs_f64(),
         slow_note(report),
