@@ -282,9 +282,8 @@ impl Schedule {
                 Route::LatestRun
             };
             let pause = Duration::from_millis(rng.range(120, 320));
-            if self.ask(&client, slot, route).await.is_none() {
-                // Down: look again shortly.
-            }
+            // While the slot has no instance running, this asks nothing: just wait.
+            let _ = self.ask(&client, slot, route).await;
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
                 _ = stop.changed() => {}
