@@ -596,18 +596,30 @@ pub fn safety(timeline: Timeline, truth: &Truth, log: &Log, reads: &[Read]) -> V
                             _ => 0,
                         };
                         if reported.insert((process.to_owned(), id, shown)) {
-                            violations.push(format!(
-                                "{process} answered {} (asked at {}, answered at {}); but by then \
-                                 {process} knew activity {id} as Strava held it at {} or later \
-                                 (from {}), and Strava's {id} was then {}: that answer fits no \
-                                 version of {id} from then until it answered",
-                                answer.outcome,
-                                s(sent),
-                                s(received),
-                                s(floor.0),
-                                floor.1,
-                                checker.state_at(id, floor.0),
-                            ));
+                            violations.push(if floor.0 == NEG_INF {
+                                format!(
+                                    "{process} answered {} (asked at {}, answered at {}); that \
+                                     answer fits no version activity {id} ever had until then \
+                                     (it was {})",
+                                    answer.outcome,
+                                    s(sent),
+                                    s(received),
+                                    checker.state_at(id, received),
+                                )
+                            } else {
+                                format!(
+                                    "{process} answered {} (asked at {}, answered at {}); but by \
+                                     then {process} knew activity {id} as Strava held it at {} or \
+                                     later (from {}), and Strava's {id} was then {}: that answer \
+                                     fits no version of {id} from then until it answered",
+                                    answer.outcome,
+                                    s(sent),
+                                    s(received),
+                                    s(floor.0),
+                                    floor.1,
+                                    checker.state_at(id, floor.0),
+                                )
+                            });
                         }
                         floors.insert(id, floor);
                     }
