@@ -23,6 +23,7 @@ pub const APPLY: Duration = Duration::from_secs(4);
 /// Added to [`APPLY`] for each event the same instance received in the [`QUEUE_WINDOW`] before
 /// (an instance applies its events one at a time).
 pub const APPLY_QUEUED: Duration = Duration::from_secs(1);
+/// How far back [`APPLY_QUEUED`] counts.
 pub const QUEUE_WINDOW: Duration = Duration::from_secs(10);
 /// How long after an instance published an answer every other instance serving visitors holds
 /// it: they look at the table every 5 s, in the background of a visit.

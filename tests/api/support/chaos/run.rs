@@ -420,7 +420,7 @@ fn visitor() -> reqwest::Client {
 pub async fn run(plan: &Plan, azurite_port: u16) -> Report {
     let epoch = Instant::now();
     let strava = FakeStrava::start().await;
-    // Every read counts against nothing that matters here: the read budget is not the subject.
+    // Strava's read limits are not the subject here: high enough never to be reached.
     strava.set_rate_limit((1_000_000, 10_000_000), (1_000_000, 10_000_000));
     strava.record_reads(true);
     let began = time::OffsetDateTime::now_utc().unix_timestamp();
