@@ -36,7 +36,12 @@
 //!   anything else; headers show the usage including the current request. With the default read
 //!   limit of 100 per 15 min the 100th call passes and the 101st gets 429.
 //! * Latency is added after the request is processed (state changes such as a rotation happen
-//!   even if the client gives up waiting).
+//!   even if the client gives up waiting), so a slow answer tells what Strava held when the
+//!   request arrived. The list and the detail endpoints can each be given a latency of their own
+//!   on top ([`FakeStrava::set_list_latency`], [`FakeStrava::set_detail_latency`]).
+//! * A path may start with `/caller/<name>` (a base URL from [`FakeStrava::base_url_for`]): the
+//!   rest is served as usual, and the name is kept in the log of reads
+//!   ([`FakeStrava::record_reads`]), so a test running several clients knows whose each read was.
 //! * Faults: a `fail_next` fault wins over a persistent one; both come before every other check
 //!   (auth, 429). `HtmlPage` answers look like a CDN error page and carry no rate-limit headers,
 //!   nor do `BareStatus` answers; other API faults do.
@@ -156,6 +161,29 @@ impl CallCounts {
     }
 }
 
+/// Which activity read a [`Read`] was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadKind {
+    /// `GET /athlete/activities`.
+    List,
+    /// `GET /activities/{id}`.
+    Detail(i64),
+}
+
+/// One list or detail read, as the log of reads keeps it.
+#[derive(Clone, Debug)]
+pub struct Read {
+    /// The `<name>` of a `/caller/<name>` path (empty without one).
+    pub caller: String,
+    pub kind: ReadKind,
+    /// When it arrived: what it answers is Strava's state at this instant.
+    pub arrived: std::time::Instant,
+    /// When its answer was sent (after any latency); `None` while it waits.
+    pub answered: Option<std::time::Instant>,
+    /// The answer's status.
+    pub status: u16,
+}
+
 #[derive(Clone, Debug)]
 struct AccessToken {
     token: String,
@@ -192,13 +220,13 @@ struct State {
     stats: Value,
     athlete: Value,
     latency: Duration,
-    /// Added to list answers only, after the list was read (a round's slow list).
     list_latency: Duration,
-    /// Added to activity detail answers only, after the activity was read.
     detail_latency: Duration,
     /// At most this many activities per list page, whatever `per_page` asks (Strava may answer
     /// a short page before the end of the list).
     page_cap: Option<usize>,
+    /// The log of list and detail reads, when a test asked for it.
+    reads: Option<Vec<Read>>,
     fault_oauth: Option<Fault>,
     fault_api: Option<Fault>,
     fail_next: VecDeque<(Scope, Fault, u32)>,
@@ -267,6 +295,7 @@ impl State {
             list_latency: Duration::ZERO,
             detail_latency: Duration::ZERO,
             page_cap: None,
+            reads: None,
             fault_oauth: None,
             fault_api: None,
             fail_next: VecDeque::new(),
@@ -996,16 +1025,24 @@ async fn handle(
     headers: HeaderMap,
     body: Vec<u8>,
 ) -> Response<String> {
-    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let mut segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let caller = match segments.as_slice() {
+        ["caller", name, ..] => {
+            let name = (*name).to_owned();
+            segments.drain(..2);
+            name
+        }
+        _ => String::new(),
+    };
     if let ["api", "v3", "push_subscriptions", rest @ ..] = segments.as_slice() {
         let params = request_params(query.as_deref(), &headers, &body);
         return push::handle(&state, &method, rest, &params)
             .await
             .into_response();
     }
-    let mut extra = Duration::ZERO;
-    let (outcome, latency) = {
+    let (outcome, latency, logged) = {
         let mut st = lock(&state);
+        let mut read = None;
         let outcome = match segments.as_slice() {
             ["oauth", "token"] | ["api", "v3", "oauth", "token"] if method == Method::POST => {
                 let params = request_params(query.as_deref(), &headers, &body);
@@ -1017,19 +1054,47 @@ async fn handle(
             }
             ["api", "v3", rest @ ..] => {
                 let endpoint = api_endpoint(&method, rest);
-                extra = match endpoint {
-                    ApiEndpoint::Activities => st.list_latency,
-                    ApiEndpoint::Detail(_) => st.detail_latency,
-                    _ => Duration::ZERO,
+                read = match endpoint {
+                    ApiEndpoint::Activities => Some(ReadKind::List),
+                    ApiEndpoint::Detail(id) => Some(ReadKind::Detail(id)),
+                    _ => None,
                 };
                 handle_api(&mut st, endpoint, query.as_deref(), &headers)
             }
             _ => Outcome::Reply(route_not_found()),
         };
-        (outcome, st.latency + extra)
+        let latency = st.latency
+            + match read {
+                Some(ReadKind::List) => st.list_latency,
+                Some(ReadKind::Detail(_)) => st.detail_latency,
+                None => Duration::ZERO,
+            };
+        let status = match &outcome {
+            Outcome::Reply(reply) => reply.status,
+            Outcome::Hang => 504,
+        };
+        let logged = match (read, st.reads.as_mut()) {
+            (Some(kind), Some(reads)) => {
+                reads.push(Read {
+                    caller,
+                    kind,
+                    arrived: std::time::Instant::now(),
+                    answered: None,
+                    status,
+                });
+                Some(reads.len() - 1)
+            }
+            _ => None,
+        };
+        (outcome, latency, logged)
     };
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
+    }
+    if let Some(at) = logged {
+        if let Some(read) = lock(&state).reads.as_mut().and_then(|r| r.get_mut(at)) {
+            read.answered = Some(std::time::Instant::now());
+        }
     }
     match outcome {
         Outcome::Reply(reply) => reply.into_response(),
@@ -1187,6 +1252,11 @@ impl FakeStrava {
         format!("http://{}", self.addr)
     }
 
+    /// A base URL whose reads the log of reads names `caller` (letters, digits, `-`, `_`).
+    pub fn base_url_for(&self, caller: &str) -> String {
+        format!("http://{}/caller/{caller}", self.addr)
+    }
+
     /// The address the server listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
@@ -1311,13 +1381,13 @@ impl FakeStrava {
         self.st().latency = latency;
     }
 
-    /// Added to list answers only (after the list was read): a list read before a change at
-    /// Strava arrives after it.
+    /// Added to every answer of the activity list, on top of [`FakeStrava::set_latency`]: the
+    /// list tells what Strava held when it was asked, and arrives that much later.
     pub fn set_list_latency(&self, latency: Duration) {
         self.st().list_latency = latency;
     }
 
-    /// Added to activity detail answers only (after the activity was read).
+    /// Likewise for the answers of `GET /activities/{id}`.
     pub fn set_detail_latency(&self, latency: Duration) {
         self.st().detail_latency = latency;
     }
@@ -1325,6 +1395,21 @@ impl FakeStrava {
     /// Answers at most `cap` activities per list page (`None`: as many as asked).
     pub fn set_page_cap(&self, cap: Option<usize>) {
         self.st().page_cap = cap;
+    }
+
+    /// Starts (or stops, and forgets) the log of list and detail reads.
+    pub fn record_reads(&self, on: bool) {
+        self.st().reads = on.then(Vec::new);
+    }
+
+    /// The log of list and detail reads so far, in order of arrival.
+    pub fn reads(&self) -> Vec<Read> {
+        self.st().reads.clone().unwrap_or_default()
+    }
+
+    /// The activities as the list holds them now.
+    pub fn activities(&self) -> Vec<Value> {
+        self.st().activities.clone()
     }
 
     /// Persistent until cleared with `None`. `Scope::All` sets (or clears) both scopes.

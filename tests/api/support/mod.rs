@@ -4,6 +4,7 @@
 pub mod activities;
 pub mod app;
 pub mod azurite;
+pub mod chaos;
 pub mod credentials;
 pub mod fake_strava;
 pub mod outage;

@@ -47,3 +47,8 @@ pub async fn get(settings: &TestSettings, row: &str) -> Option<Value> {
         .ok()
         .map(|r| r.entity)
 }
+
+/// Deletes the app's table with everything in it (whatever is there).
+pub async fn delete_table(settings: &TestSettings) {
+    let _ = table(settings).delete().await;
+}

@@ -39,7 +39,12 @@ struct Rules {
     held: u32,
     /// Added before every request (reads too) is passed on: a slow storage.
     latency: std::time::Duration,
+    /// Requests Azurite itself took [`SLOW_UPSTREAM`] or more to answer: when and until when.
+    slow: Vec<(std::time::Instant, std::time::Instant)>,
 }
+
+/// An answer from Azurite this late is noted (the machine is busy, or Azurite is).
+const SLOW_UPSTREAM: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// The proxy. Dropping it stops it.
 pub struct StorageProxy {
@@ -106,7 +111,14 @@ impl StorageProxy {
                                 request = request.header(name, value);
                             }
                         }
-                        match request.send().await {
+                        let sent = std::time::Instant::now();
+                        let answer = request.send().await;
+                        if sent.elapsed() >= SLOW_UPSTREAM {
+                            if let Ok(mut rules) = rules.lock() {
+                                rules.slow.push((sent, std::time::Instant::now()));
+                            }
+                        }
+                        match answer {
                             Ok(upstream) => {
                                 let status = upstream.status();
                                 let headers = upstream.headers().clone();
@@ -153,6 +165,15 @@ impl StorageProxy {
         if let Ok(mut rules) = self.rules.lock() {
             rules.latency = latency;
         }
+    }
+
+    /// The requests Azurite itself (not the latency set here) took half a second or more to
+    /// answer: when each was passed on, and when its answer came.
+    pub fn slow_requests(&self) -> Vec<(std::time::Instant, std::time::Instant)> {
+        self.rules
+            .lock()
+            .map(|r| r.slow.clone())
+            .unwrap_or_default()
     }
 
     /// The proxy's port (point a connection string's TableEndpoint here).
