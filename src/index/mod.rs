@@ -191,12 +191,23 @@ impl ActivityIndex {
                 })
                 .or_insert(activity);
         }
+        // Activities taken out by a newer word (a hide, a removal) are not written back: looked
+        // at before the writes, and again after them for a hide that raced them.
+        let taken_out: HashMap<i64, i64> = self
+            .store
+            .load_tombstones()
+            .await?
+            .iter()
+            .map(|t| (t.value.id, t.value.word))
+            .collect();
         let mut written = Vec::new();
         // New and changed entries that stay in their year, written in batches per year.
         let mut batched: BTreeMap<i32, Vec<(IndexedRun, Option<Etag>)>> = BTreeMap::new();
         for activity in newest_listed.values() {
             let previous = existing.get(&activity.id);
-            if previous.is_some_and(|p| p.value.word > word) {
+            if previous.is_some_and(|p| p.value.word > word)
+                || taken_out.get(&activity.id).is_some_and(|t| *t > word)
+            {
                 continue;
             }
             let Some(mut entry) = self.entry_of(activity, previous.map(|p| &p.value)) else {
@@ -282,6 +293,13 @@ impl ActivityIndex {
     /// missing in between; a newer tombstone then takes it out again. Whether it stands.
     pub async fn put(&self, entry: &IndexedRun, this_year: i32) -> Result<bool, StoreError> {
         let year = entry.local_year();
+        // Taken out by a newer word already: not written back, not even for a moment.
+        if let Some(tombstone) = self.store.load_tombstone(entry.id).await? {
+            if tombstone.value.word > entry.word {
+                self.hide_in(year, entry.id, tombstone.value.word).await?;
+                return Ok(false);
+            }
+        }
         let mut attempts = 0;
         loop {
             attempts += 1;

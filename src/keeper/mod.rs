@@ -396,12 +396,26 @@ impl IndexKeeper {
         tokio::spawn(async move { service.look_at_the_table().await });
     }
 
-    /// What any read of the shared entity also tells: its push events that no instance has
-    /// applied yet go to the listener, and the regular look at the table is not due for a
-    /// while (the cold round's read then serves as the look, with no second read after it).
+    /// What any read of the shared entity also tells: an answer another instance published
+    /// since the one held here (a higher reading of the index clock) is adopted, its push
+    /// events that no instance has applied yet are published for the push-event service, and
+    /// the regular look at the table is not due for a while (every read counts as the look: the
+    /// cold round's, and a round's that finds another instance holding the lease).
     fn saw_the_table(&self, stored: &StoredLatestRun) {
         self.0.pace.last_look.store(self.now(), Ordering::Relaxed);
         self.note(stored);
+        if let (Some(current), Some(newer)) = (
+            self.current(),
+            stored
+                .snapshot
+                .as_ref()
+                .and_then(Known::from_snapshot)
+                .filter(|k| k.fits(self.0.parts.settings.route_shape)),
+        ) {
+            if newer.stamp().tick > current.stamp().tick {
+                self.set_current(self.generation(), newer);
+            }
+        }
         let pending: Arc<[PendingEvent]> = stored.pending_events.clone().into();
         self.0.state.send_if_modified(|state| {
             // Sent on every read that holds events, so that waiting ones are looked at again.
@@ -435,20 +449,9 @@ impl IndexKeeper {
             return;
         };
         self.saw_the_table(&read.value);
-        let generation = self.generation();
         match read.value.snapshot.as_ref() {
-            Some(snapshot) => {
-                // Another instance published a newer answer (an event it applied): adopt it.
-                if let (Some(current), Some(stored)) = (
-                    self.current(),
-                    Known::from_snapshot(snapshot)
-                        .filter(|k| k.fits(self.0.parts.settings.route_shape)),
-                ) {
-                    if stored.stamp().tick > current.stamp().tick {
-                        self.set_current(generation, stored);
-                    }
-                }
-            }
+            // A newer answer another instance published was adopted on the read.
+            Some(_) => {}
             None if self.current().is_some() => {
                 // The answer was wiped: by a confirmed deauthorization if it says so, or if the
                 // credentials are gone or marked refused.
@@ -701,7 +704,11 @@ impl IndexKeeper {
                 .refused_word
                 .is_some_and(|refused| strava_word.is_none_or(|word| word < refused));
             let forgotten = self.generation() != generation;
-            let known = if refused || forgotten {
+            // An event before the first full pass filled the index would publish an answer
+            // from a part of it (no public run, or an older run as the latest): the pass
+            // publishes.
+            let unfilled = reconciled_at.is_none() && entity.indexed_year.is_none();
+            let known = if refused || forgotten || unfilled {
                 None
             } else {
                 if strava_word.is_some() {

@@ -77,7 +77,7 @@
 //! # Running it
 //!
 //! `CHAOS_SCHEDULES=N` runs N schedules (default 30), `CHAOS_PARALLEL=N` that many at once
-//! (default 20); the seeds derive from `CHAOS_BASE_SEED` (default: the time). `CHAOS_SEED=S`
+//! (default 8: the rest of the suite runs beside them on two cores); the seeds derive from `CHAOS_BASE_SEED` (default: the time). `CHAOS_SEED=S`
 //! runs only the schedule of seed S again (the same plan; the app's timing varies; several
 //! seeds, separated by spaces or commas, run each, and a seed given twice runs twice);
 //! `CHAOS_VERBOSE=1` prints the history of passing schedules too. A failing
@@ -102,9 +102,6 @@ fn number(name: &str) -> Option<u64> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the current code fails it: a round on one instance undoes push events another \
-            instance applied, and instances stop adopting published answers while another \
-            holds the round's lease (run it with scripts/chaos)"]
 async fn random_schedules_on_three_instances_never_show_what_strava_took_back_and_converge() {
     let seeds: Vec<u64> = match std::env::var("CHAOS_SEED") {
         Ok(list) => list
@@ -127,7 +124,7 @@ async fn random_schedules_on_three_instances_never_show_what_strava_took_back_an
         }
     };
     let verbose = number("CHAOS_VERBOSE").is_some_and(|v| v > 0);
-    let parallel = number("CHAOS_PARALLEL").unwrap_or(20).max(1) as usize;
+    let parallel = number("CHAOS_PARALLEL").unwrap_or(8).max(1) as usize;
     // An Azurite of its own: the other tests of the binary do not slow these schedules' storage.
     let azurite = tokio::task::spawn_blocking(Azurite::start)
         .await
@@ -213,7 +210,7 @@ fn slow_note(report: &Report) -> String {
 /// A failed schedule: its seed, how to replay it, its violations, and its history.
 fn failure(report: &Report) -> String {
     let mut text = format!(
-        "chaos: seed {} FAILED ({:.1} s{}); replay with CHAOS_SEED={} cargo test --test api chaos -- --include-ignored --nocapture\nviolations:\n",
+        "chaos: seed {} FAILED ({:.1} s{}); replay with CHAOS_SEED={} cargo test --test api chaos -- --nocapture\nviolations:\n",
         report.seed,
         report.took.as_secs_f64(),
         slow_note(report),

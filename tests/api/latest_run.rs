@@ -599,7 +599,9 @@ async fn two_instances_under_load_make_one_strava_round_per_window() {
     for worker in workers {
         served += worker.await.expect("worker");
     }
-    let rounds = strava.calls().activities;
+    // The first round is a full pass, whose list ends with an empty page: one call more, not
+    // one round more.
+    let rounds = strava.calls().activities.saturating_sub(1);
     // Answers are stamped in whole seconds, so the first window may end up to a second early,
     // and the last requests may start one more round as the load stops: the windows the load
     // touches, plus that one. Two instances each running their own rounds would make twice as
