@@ -257,19 +257,6 @@ impl ActivityIndex {
                 }
             }
         }
-        for run in existing.values() {
-            let covered = match covers {
-                Covers::From(from) => run.value.start >= from,
-                Covers::Everything => true,
-            };
-            if covered && !newest_listed.contains_key(&run.value.id) && run.value.word <= word {
-                tracing::info!(
-                    activity = run.value.id,
-                    "a run left Strava's list: removed from the index"
-                );
-                self.remove(run.value.id, word, this_year).await?;
-            }
-        }
         // A hide applied meanwhile (on any instance) raised its tombstone before it looked for
         // the entry: either it found what was just written, or the tombstone is seen here.
         let tombstones = self.store.load_tombstones().await?;
@@ -281,6 +268,19 @@ impl ActivityIndex {
         for entry in &written {
             if let Some(hide) = newer_hides.get(&entry.id) {
                 self.hide_in(entry.local_year(), entry.id, *hide).await?;
+            }
+        }
+        for run in existing.values() {
+            let covered = match covers {
+                Covers::From(from) => run.value.start >= from,
+                Covers::Everything => true,
+            };
+            if covered && !newest_listed.contains_key(&run.value.id) && run.value.word <= word {
+                tracing::info!(
+                    activity = run.value.id,
+                    "a run left Strava's list: removed from the index"
+                );
+                self.remove(run.value.id, word, this_year).await?;
             }
         }
         self.prune_tombstones(&tombstones).await;
@@ -434,6 +434,25 @@ impl ActivityIndex {
                 tracing::debug!(error = %err, "could not prune a tombstone");
             }
         }
+    }
+
+    /// Whether the index holds an entry (shown or hidden) of a run that starts before `before`
+    /// (Unix seconds), among the years looked at.
+    pub async fn holds_runs_before(&self, before: i64, this_year: i32) -> Result<bool, StoreError> {
+        for year in
+            ((this_year - LOOK_BACK_YEARS)..=this_year.min(year::utc_year(before) + 1)).rev()
+        {
+            if self
+                .store
+                .load_runs(year)
+                .await?
+                .iter()
+                .any(|run| run.start < before)
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Removes every entry of the years looked at (a confirmed deauthorization).

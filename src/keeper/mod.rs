@@ -753,6 +753,14 @@ impl IndexKeeper {
                     let Some(known) = known else {
                         if refused {
                             self.forget();
+                            if strava_word.is_some() {
+                                // A change listed or read before the deauthorization may have
+                                // written to the index after it was emptied: empty it again.
+                                let (this_year, _) = self.this_year();
+                                if let Err(err) = self.0.parts.index.clear(this_year).await {
+                                    tracing::warn!(error = %err, "could not empty the activity index after a refused publish");
+                                }
+                            }
                         }
                         return Ok(None);
                     };
@@ -797,6 +805,13 @@ impl IndexKeeper {
                 entity.index_clock += 1;
                 entity.refused_word = Some(entity.index_clock);
                 entity.snapshot = None;
+                // Nothing of the athlete's index is known any more: a new setup starts with a
+                // full pass, and no event publishes before it.
+                entity.indexed_year = None;
+                entity.last_year_indexed = None;
+                entity.full_pass_at = None;
+                entity.reconcile_after = None;
+                entity.pending_events.clear();
                 crate::store::Change::Save(())
             })
             .await;

@@ -153,6 +153,13 @@ impl IndexKeeper {
                 entity.rate_limits = Some(limits.clone());
             }
         };
+        // A long round (a full pass over a big year) renews its lease before it publishes.
+        let reconciled = match reconciled {
+            Ok(reconciled) if self.now().saturating_sub(started) > LEASE_SECONDS / 3 => {
+                self.renew_lease().await.map(|()| reconciled)
+            }
+            other => other,
+        };
         let reconciled = match reconciled {
             Ok(reconciled) => reconciled,
             Err(failure) => {
@@ -184,7 +191,10 @@ impl IndexKeeper {
                         entity.last_year_indexed = None;
                     }
                 }
-                if entity.reconcile_after.is_some_and(|after| after < word) {
+                // Dropped events are covered once a full pass has listed the year after them.
+                if reconciled.full_pass_year.is_some()
+                    && entity.reconcile_after.is_some_and(|after| after < word)
+                {
                     entity.reconcile_after = None;
                 }
                 entity.clear_listed(started, &reconciled.listed, reconciled.covers_everything);
@@ -196,7 +206,31 @@ impl IndexKeeper {
             Ok(None) => Err(FetchFailure::Tokens(
                 crate::tokens::TokenError::NotConfigured,
             )),
-            Err(err) => Err(FetchFailure::Storage(err)),
+            Err(err) => {
+                // Released, so others need not wait it out.
+                self.release_lease().await;
+                Err(FetchFailure::Storage(err))
+            }
+        }
+    }
+
+    /// Gives this instance's round lease back (best effort).
+    async fn release_lease(&self) {
+        let instance = &self.0.parts.instance;
+        let released = self
+            .0
+            .parts
+            .store
+            .modify_latest_run(|entity, _| match &entity.refresh_lease {
+                Some(lease) if lease.owner == *instance => {
+                    entity.refresh_lease = None;
+                    Change::Save(())
+                }
+                _ => Change::Keep(()),
+            })
+            .await;
+        if let Err(err) = released {
+            tracing::warn!(error = %err, "could not release the round's lease");
         }
     }
 
@@ -322,7 +356,41 @@ impl IndexKeeper {
             (true, false) => year::year_start(this_year, offset),
             (true, true) => year::year_start(this_year - 1, offset),
         };
-        let (activities, covers, complete) = self.list_back_to(&mut token, back_to).await?;
+        let (mut activities, mut covers, complete) = self.list_back_to(&mut token, back_to).await?;
+        // A short page is no proof of the end of the list: when the index holds runs older than
+        // what the page reached, one more page (before its oldest start) tells whether they
+        // are still there. Owners with fewer activities than a page pay this call only then.
+        if let Covers::From(from) = covers {
+            let short = !full_pass && activities.len() < NEWEST_PAGE as usize;
+            if short
+                && self
+                    .0
+                    .parts
+                    .index
+                    .holds_runs_before(from, this_year)
+                    .await?
+            {
+                let strava = &self.0.parts.strava;
+                let more = self
+                    .with_token(&mut token, |t| async move {
+                        strava.list_activities(&t, NEWEST_PAGE, Some(from)).await
+                    })
+                    .await?;
+                let oldest = more
+                    .iter()
+                    .filter_map(|a| a.start_date.map(|s| s.unix_timestamp()))
+                    .min();
+                covers = match oldest {
+                    _ if more.is_empty() => Covers::Everything,
+                    Some(oldest) if more.len() >= NEWEST_PAGE as usize => {
+                        Covers::From(oldest.saturating_add(1))
+                    }
+                    Some(oldest) => Covers::From(oldest),
+                    None => covers,
+                };
+                activities.extend(more);
+            }
+        }
         if token.athlete_id.is_none() {
             // Hand-made credentials: the list says whose activities these are.
             if let Some(athlete) = activities.iter().find_map(|a| a.athlete_id) {
@@ -335,8 +403,11 @@ impl IndexKeeper {
             activities,
             covers,
             this_year,
-            // A pass cut short by the page limit does not count as the year's.
-            full_pass: full_pass && complete,
+            // A pass cut short by the page limit counts for this year when it got back to the
+            // year's start; for last year only when it ended by itself.
+            full_pass: full_pass
+                && (complete
+                    || matches!(covers, Covers::From(from) if from <= year::year_start(this_year, offset))),
             last_year: full_pass && complete && last_year,
         })
     }
@@ -498,9 +569,16 @@ impl IndexKeeper {
             listed.extend(page);
             match oldest {
                 // A page without a single start: it says nothing of any time range.
-                None => return Ok((listed, Covers::From(i64::MAX), true)),
+                None => return Ok((listed, Covers::From(i64::MAX), false)),
                 Some(oldest) if one_page || oldest <= back_to => {
-                    return Ok((listed, Covers::From(oldest), true))
+                    // A full page may have cut its oldest second short: it covers only what
+                    // starts after it.
+                    let from = if full {
+                        oldest.saturating_add(1)
+                    } else {
+                        oldest
+                    };
+                    return Ok((listed, Covers::From(from), true));
                 }
                 // A full page that brought something new may have cut its oldest second short:
                 // the next one starts within it. Otherwise the next starts before it (a page of

@@ -472,50 +472,62 @@ impl Store {
             .await
     }
 
-    /// Writes runs of one local `year` in entity-group transactions of up to
-    /// [`Store::BATCH`] (one request each): each inserted when its ETag is `None`, else
-    /// replaced if it still has it. A transaction is all or nothing: when any of its writes
-    /// raced another writer, none of them is made and the answer is [`StoreError::Conflict`].
+    /// Writes up to [`Store::BATCH`] runs of one local `year` in one entity-group transaction
+    /// (one request): each inserted when its ETag is `None`, else replaced if it still has it.
+    /// A transaction is all or nothing: when any of its writes raced another writer, none of
+    /// them is made and the answer is [`StoreError::Conflict`].
     pub async fn write_runs(
         &self,
         year: i32,
         runs: &[(IndexedRun, Option<Etag>)],
     ) -> Result<(), StoreError> {
+        if runs.len() > Self::BATCH {
+            return Err(StoreError::Unavailable(format!(
+                "a batch holds at most {} writes",
+                Self::BATCH
+            )));
+        }
         self.ensure_table().await?;
-        let partition = self
+        let mut transaction = self
             .table
-            .partition_key_client(IndexedRun::partition_of(year));
-        for chunk in runs.chunks(Self::BATCH) {
-            let mut transaction = partition.transaction();
-            for (run, etag) in chunk {
-                let entity = RunEntity::from(run);
-                let added = match etag {
-                    None => transaction.insert(&entity),
-                    Some(etag) => transaction.update(
-                        entity.row_key.clone(),
-                        &entity,
-                        Some(IfMatchCondition::Etag(etag.clone())),
-                    ),
-                };
-                transaction = added.map_err(|err| StoreError::Unavailable(err.to_string()))?;
-            }
-            let response = self
-                .bounded(transaction.into_future())
-                .await
-                .map_err(classify)?;
-            // The batch answers 202 whatever became of its writes: each one's status says.
-            for operation in &response.operation_responses {
-                let status = u16::from(operation.status_code);
-                match status {
-                    200..=299 => {}
-                    409 | 412 => return Err(StoreError::Conflict),
-                    other => {
-                        return Err(StoreError::Unavailable(format!(
-                            "storage answered {other} in a batch"
-                        )))
-                    }
+            .partition_key_client(IndexedRun::partition_of(year))
+            .transaction();
+        for (run, etag) in runs {
+            let entity = RunEntity::from(run);
+            let added = match etag {
+                None => transaction.insert(&entity),
+                Some(etag) => transaction.update(
+                    entity.row_key.clone(),
+                    &entity,
+                    Some(IfMatchCondition::Etag(etag.clone())),
+                ),
+            };
+            transaction = added.map_err(|err| StoreError::Unavailable(err.to_string()))?;
+        }
+        let response = self
+            .bounded(transaction.into_future())
+            .await
+            .map_err(classify)?;
+        // The batch answers 202 whatever became of its writes: each one's status says (a
+        // failed batch names only the write that failed).
+        for operation in &response.operation_responses {
+            match u16::from(operation.status_code) {
+                200..=299 => {}
+                // Changed (412), inserted (409) or deleted (404) by another writer meanwhile.
+                404 | 409 | 412 => return Err(StoreError::Conflict),
+                other => {
+                    return Err(StoreError::Unavailable(format!(
+                        "storage answered {other} in a batch"
+                    )))
                 }
             }
+        }
+        if response.operation_responses.len() != runs.len() {
+            return Err(StoreError::Unavailable(format!(
+                "a batch of {} writes was answered for {}",
+                runs.len(),
+                response.operation_responses.len()
+            )));
         }
         Ok(())
     }
@@ -640,7 +652,9 @@ impl Store {
                     .entity_client(row)
                     .update(entity, IfMatchCondition::Etag(etag.clone()))
                     .map_err(|err| StoreError::Unavailable(err.to_string()))?;
-                self.bounded(update.into_future()).await.map_err(classify)?;
+                self.bounded(update.into_future())
+                    .await
+                    .map_err(classify_conditional)?;
             }
         }
         Ok(())
@@ -833,6 +847,15 @@ fn static_row(row: &str) -> &'static str {
 
 fn http_status(err: &azure_core::Error) -> Option<StatusCode> {
     err.as_http_error().map(|e| e.status())
+}
+
+/// Like [`classify`], for a write made with If-Match: an entity deleted since it was read (404)
+/// is a race lost like any other, worth a new read.
+fn classify_conditional(err: azure_core::Error) -> StoreError {
+    match http_status(&err) {
+        Some(StatusCode::NotFound) => StoreError::Conflict,
+        _ => classify(err),
+    }
 }
 
 fn classify(err: azure_core::Error) -> StoreError {

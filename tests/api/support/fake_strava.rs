@@ -182,6 +182,9 @@ pub struct Read {
     pub answered: Option<std::time::Instant>,
     /// The answer's status.
     pub status: u16,
+    /// A list read without `before`: the first page of a listing (a later page, with
+    /// `before`, tells only of activities older than it).
+    pub first_page: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -1081,6 +1084,9 @@ async fn handle(
                     arrived: std::time::Instant::now(),
                     answered: None,
                     status,
+                    first_page: !query
+                        .as_deref()
+                        .is_some_and(|q| q.split('&').any(|p| p.starts_with("before="))),
                 });
                 Some(reads.len() - 1)
             }

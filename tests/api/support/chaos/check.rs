@@ -232,6 +232,11 @@ impl Checker<'_> {
             else {
                 continue;
             };
+            // A round's knowledge dates from its first page: the later pages of a pass (with
+            // `before`) say nothing of the activities newer than them.
+            if !read.first_page {
+                continue;
+            }
             let Some(slot) = self.slot_of.get(&read.caller).copied() else {
                 continue;
             };
