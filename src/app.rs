@@ -1,6 +1,7 @@
 //! The app's shared state: the domain services and the settings the functions read, built once
 //! at start-up without any I/O.
 
+use crate::callback_secret::CallbackSecret;
 use crate::clock::Clock;
 use crate::config::{AllowedOrigins, Settings};
 use crate::keeper::{IndexKeeper, LatestRunSettings};
@@ -23,6 +24,8 @@ pub struct App {
     pub running_year: RunningYearService,
     /// Strava's push events.
     pub push_events: PushEvents,
+    /// The webhook callback's secret, which a push event must come with.
+    pub callback_secret: CallbackSecret,
     /// The webhook's shared secret, when configured.
     pub webhook_verify_token: Option<Secret>,
     /// The webhook's log lines about requests it refuses, each kind at most once a minute.
@@ -103,12 +106,15 @@ impl App {
             clock.clone(),
         );
         let running_year = RunningYearService::new(keeper.clone(), store.clone(), clock.clone());
-        let push_events = PushEvents::new(store, tokens.clone(), keeper.clone(), clock.clone());
+        let push_events =
+            PushEvents::new(store.clone(), tokens.clone(), keeper.clone(), clock.clone());
+        let callback_secret = CallbackSecret::new(store, push_events.clone());
         Ok(App {
             tokens,
             keeper,
             running_year,
             push_events,
+            callback_secret,
             webhook_verify_token: settings.webhook_verify_token.clone(),
             webhook_refusals: WebhookRefusals::default(),
             answer_cache_control: crate::http::answer_cache_control(

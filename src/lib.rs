@@ -13,6 +13,8 @@
 //! - [`app`]: the shared state: the domain services, built once without I/O.
 //! - [`cli`]: the command line: the serving modes and the one-shot `setup`, `status`,
 //!   `subscribe` and `unsubscribe` commands.
+//! - [`callback_secret`]: the webhook callback's secret: an event is taken only with the secret
+//!   `handler subscribe` stored (or on the bare path while none is).
 //! - [`push_events`]: push-event bookkeeping: ids fail closed, record, apply one by one within
 //!   the shared event budget, verify deauthorizations.
 //! - [`running_year`]: the running-year view: one year of the activity index, built when the
@@ -43,6 +45,7 @@
 
 pub mod app;
 pub mod backoff;
+pub mod callback_secret;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -35,7 +35,7 @@ const LOOKUP_PATIENCE: Duration = Duration::from_millis(300);
 /// When every accepted event is answered, counted from its arrival, whatever became of it:
 /// recorded, ignored or checked. The same time for all, so how long a reply takes never tells
 /// right ids from wrong ones (recording takes longer than ignoring); well inside Strava's 2 s.
-const REPLY_AFTER: Duration = Duration::from_millis(1_200);
+pub const REPLY_AFTER: Duration = Duration::from_millis(1_200);
 /// How long the recorder keeps trying to write events while storage is down.
 const RECORD_GIVE_UP: Duration = Duration::from_secs(60);
 /// The first pause between those writes and the longest (doubled after each).

@@ -1,6 +1,6 @@
 //! The HTTP server: one warp filter that accepts every request, reads its body with a size cap
-//! (chunked bodies included), and routes it: `GET /` readiness, `/api/{Function}` and
-//! `/api/widget/{file}` forwarded requests, and in host mode only `POST /{Function}`
+//! (chunked bodies included), and routes it: `GET /` readiness, `/api/{Function}`,
+//! `/api/StravaWebhook/{secret}` and `/api/widget/{file}` forwarded requests, and in host mode only `POST /{Function}`
 //! invocations. Anything else gets a JSON error; nothing panics. Connections, and the limits on
 //! a request's head, are [`connections`]' job.
 
@@ -234,6 +234,15 @@ pub(crate) async fn route(
                 }
                 None => ApiError::NotFound.to_response().into_http(),
             }
+        }
+        // `StravaWebhook/{secret?}`: the webhook's route (StravaWebhook/function.json); the
+        // bare path is the route without its optional segment.
+        [Some(prefix), Some(name), Some(secret), None]
+            if prefix.eq_ignore_ascii_case("api") && name.eq_ignore_ascii_case("StravaWebhook") =>
+        {
+            let params = vec![("secret".to_owned(), secret.to_owned())];
+            let request = public_request(method, query, headers, params);
+            call_public(app, FunctionName::StravaWebhook, request, body).await
         }
         // `widget/{file}`: the Widget function's own route (Widget/function.json).
         [Some(prefix), Some(route), Some(file), None]

@@ -250,10 +250,18 @@ pub async fn run_status(settings: &Settings) -> Result<String, SetupError> {
         }
     }
     lines.push(match store.load_subscription().await {
-        Ok(Some(s)) => format!(
-            "push subscription: {} → {} (events of other subscriptions are ignored)",
-            s.id, s.callback_url
-        ),
+        Ok(Some(s)) => match &s.callback_secret {
+            Some(secret) => format!(
+                "push subscription: {} → {}/{{secret}} (secret path: a callback secret of {} characters is set, and a POST without it changes nothing; events of other subscriptions are ignored)",
+                s.id,
+                s.callback_url.trim_end_matches('/'),
+                secret.expose().len()
+            ),
+            None => format!(
+                "push subscription: {} → {} (bare path: made before callbacks carried a secret, so anyone can post events there; run `handler unsubscribe`, then `handler subscribe`, to add one)",
+                s.id, s.callback_url
+            ),
+        },
         Ok(None) => {
             "push subscription: none (`handler subscribe --callback-url URL` makes one)".into()
         }

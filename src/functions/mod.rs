@@ -149,6 +149,7 @@ pub async fn call_http(
         FunctionName::StravaWebhook => {
             Box::pin(strava_webhook::handle(
                 &app.push_events,
+                &app.callback_secret,
                 app.webhook_verify_token.as_ref(),
                 &app.webhook_refusals,
                 &request,

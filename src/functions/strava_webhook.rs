@@ -1,13 +1,18 @@
 //! `StravaWebhook`: Strava's push subscription callback. `GET` answers the
 //! subscription's validation (`hub.mode=subscribe`, the verify token compared in constant time,
-//! the challenge echoed); `POST` takes an event, answers `200` within Strava's two seconds
-//! whatever happens next, always with the same body, and leaves the work to the push-event
-//! service. Anyone can send either, so the lines about refused ones (an event not ours, a wrong
-//! verify token) are written at most once a minute per kind, with how many were held back.
+//! the challenge echoed), on the bare path or any `{secret}`, since Strava validates the address
+//! before `handler subscribe` stores its secret; `POST` takes an event, answers `200` within
+//! Strava's two seconds whatever happens next, always with the same body, and leaves the work to
+//! the push-event service, but only when it came with the stored callback secret (route
+//! `StravaWebhook/{secret?}`, see [`crate::callback_secret`]). An event without it gets the same
+//! reply at the same time, [`REPLY_AFTER`] after it was looked at, as an accepted one. Anyone can
+//! send either, so the lines about refused ones (an event not ours, a wrong verify token, a wrong
+//! callback secret) are written at most once a minute per kind, with how many were held back.
 
 use crate::app::WebhookRefusals;
+use crate::callback_secret::{Admission, CallbackSecret};
 use crate::http::{ApiError, FunctionRequest, FunctionResponse};
-use crate::push_events::{EventOutcome, PushEvents};
+use crate::push_events::{EventOutcome, PushEvents, REPLY_AFTER};
 use crate::secret::Secret;
 use crate::strava::webhook::WebhookEvent;
 use subtle::ConstantTimeEq;
@@ -17,6 +22,7 @@ use warp::http::{Method, StatusCode};
 /// Handles one webhook request.
 pub async fn handle(
     events: &PushEvents,
+    callback_secret: &CallbackSecret,
     verify_token: Option<&Secret>,
     refusals: &WebhookRefusals,
     request: &FunctionRequest,
@@ -26,7 +32,7 @@ pub async fn handle(
     };
     match request.method {
         Method::GET => validate(verify_token, refusals, request),
-        Method::POST => receive(events, refusals, request).await,
+        Method::POST => receive(events, callback_secret, refusals, request).await,
         _ => ApiError::MethodNotAllowed
             .to_response()
             .with_header(ALLOW, "GET, POST"),
@@ -62,9 +68,11 @@ fn validate(
     )
 }
 
-/// An event: 200 once it is recorded (or known to be not ours), 400 if it is not an event.
+/// An event: 200 once it is recorded (or known to be not ours, or came without the callback
+/// secret), 400 if it is not an event.
 async fn receive(
     events: &PushEvents,
+    callback_secret: &CallbackSecret,
     refusals: &WebhookRefusals,
     request: &FunctionRequest,
 ) -> FunctionResponse {
@@ -72,6 +80,13 @@ async fn receive(
         Ok(event) => event,
         Err(message) => return ApiError::BadRequest(message).to_response(),
     };
+    let offered = request.param("secret");
+    if callback_secret.admit(offered, &event).await == Admission::NotNow {
+        // Answered when a taken event would be: the push-event service answers it REPLY_AFTER
+        // after it gets it.
+        tokio::time::sleep(REPLY_AFTER).await;
+        return received();
+    }
     if let EventOutcome::Ignored(reason) = events.receive(&event).await {
         if let Some(held_back) = refusals.events.admit() {
             tracing::info!(
@@ -81,6 +96,11 @@ async fn receive(
             );
         }
     }
-    // One reply for every accepted event, so the reply never tells right ids from wrong ones.
+    received()
+}
+
+/// The one reply for every accepted event, so the reply never tells right ids or secrets from
+/// wrong ones.
+fn received() -> FunctionResponse {
     FunctionResponse::json(StatusCode::OK, &serde_json::json!({ "status": "received" }))
 }

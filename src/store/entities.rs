@@ -761,8 +761,12 @@ impl LatestRunEntity {
 pub struct Subscription {
     /// Strava's id for it (events carry it as `subscription_id`).
     pub id: i64,
-    /// Where Strava delivers events.
+    /// The callback address as given to `handler subscribe`, without the secret.
     pub callback_url: String,
+    /// The callback's secret path segment: Strava delivers to `{callback_url}/{secret}`, and a
+    /// `POST` without it changes nothing. `None` for a subscription made before callbacks
+    /// carried one (its events come to the bare path).
+    pub callback_secret: Option<Secret>,
 }
 
 /// The `subscription` entity as the table holds it.
@@ -781,6 +785,8 @@ pub(super) struct SubscriptionEntity {
     subscription_id_type: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     callback_url: Option<Text>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    callback_secret: Option<Text>,
 }
 
 impl SubscriptionEntity {
@@ -791,6 +797,10 @@ impl SubscriptionEntity {
             subscription_id: Some(Property::Value(value.id)),
             subscription_id_type: Some(EDM_INT64),
             callback_url: Some(Property::Value(value.callback_url.clone())),
+            callback_secret: value
+                .callback_secret
+                .as_ref()
+                .map(|secret| Property::Value(secret.expose().to_owned())),
         }
     }
 
@@ -799,6 +809,10 @@ impl SubscriptionEntity {
         Ok(Subscription {
             id: required(&self.subscription_id, "SubscriptionId", row)?,
             callback_url: optional(&self.callback_url, "CallbackUrl", row)?.unwrap_or_default(),
+            // An empty one (a hand edit) counts as none.
+            callback_secret: optional(&self.callback_secret, "CallbackSecret", row)?
+                .filter(|secret| !secret.is_empty())
+                .map(Secret::new),
         })
     }
 }
@@ -913,6 +927,34 @@ mod tests {
             assert!(problem.is_ok());
             assert_eq!(back, value);
         }
+    }
+
+    #[test]
+    fn a_subscription_keeps_its_callback_secret_and_an_old_one_has_none() {
+        let value = Subscription {
+            id: 287_431,
+            callback_url: "https://app.example/api/StravaWebhook".into(),
+            callback_secret: Some(Secret::new("k3W9-fQ_2xYbN7mLpR4sTuVw")),
+        };
+        let entity =
+            serde_json::to_value(SubscriptionEntity::from_subscription(&value)).expect("json");
+        assert_eq!(entity["CallbackSecret"], "k3W9-fQ_2xYbN7mLpR4sTuVw");
+        let back = serde_json::from_value::<SubscriptionEntity>(entity)
+            .expect("decodes")
+            .into_subscription()
+            .expect("valid");
+        assert_eq!(back, value);
+        let old = serde_json::from_value::<SubscriptionEntity>(
+            json!({"SubscriptionId": "287431", "CallbackUrl": "https://app.example/api/StravaWebhook"}),
+        )
+        .expect("decodes")
+        .into_subscription()
+        .expect("valid");
+        assert_eq!(old.callback_secret, None);
+        assert!(
+            !format!("{back:?}").contains("k3W9"),
+            "Debug hides the secret"
+        );
     }
 
     #[test]

@@ -723,3 +723,14 @@ fn funcignore_keeps_everything_but_host_json_the_handler_and_the_functions_out()
     }
     assert!(kept.contains("host.json"), "{kept:?}");
 }
+
+#[test]
+fn the_webhook_route_takes_the_callback_secret_as_an_optional_segment() {
+    let function: Value =
+        serde_json::from_str(&read("StravaWebhook/function.json")).expect("function.json");
+    let trigger = &function["bindings"][0];
+    assert_eq!(trigger["type"], "httpTrigger");
+    // Optional: a subscription made before callbacks carried a secret posts to the bare path.
+    assert_eq!(trigger["route"], "StravaWebhook/{secret?}", "{function}");
+    assert_eq!(trigger["authLevel"], "anonymous");
+}

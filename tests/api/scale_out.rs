@@ -31,7 +31,7 @@ async fn two_instances(strava: &FakeStrava, settings: TestSettings) -> (TestApp,
 
 /// Delivers `event` to `app`'s webhook, as Strava would.
 async fn deliver(strava: &FakeStrava, app: &TestApp, event: &Value) {
-    let callback = format!("{}/api/StravaWebhook", app.address);
+    let callback = strava.callback_at(&app.address);
     let delivery = strava.deliver_event_to(&callback, event).await;
     assert!(delivery.acknowledged, "{delivery:?}");
 }

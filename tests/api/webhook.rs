@@ -148,20 +148,37 @@ async fn subscribe_validates_the_callback_and_every_known_failure_is_one_line() 
     let strava = FakeStrava::start().await;
     let app = subscribed_app(&strava, settings(&strava, 600)).await;
     let subscription = strava.subscription().expect("subscribed at Strava");
+    // The callback carries a new random secret as its last path segment: at least 128 bits of
+    // URL-safe base64, kept in the table.
+    let secret = strava.callback_secret().expect("a secret path segment");
+    assert!(secret.len() >= 22, "{} characters", secret.len());
+    assert!(
+        secret
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+        "URL-safe"
+    );
     assert_eq!(
         subscription.callback_url,
-        format!("{}/api/StravaWebhook", app.address)
+        format!("{}/api/StravaWebhook/{secret}", app.address)
     );
     assert_eq!(strava.validations(), 1, "Strava validated the callback");
     let stored = raw_table::get(&app.settings, "subscription")
         .await
         .expect("stored");
     assert_eq!(stored["SubscriptionId"], json!(subscription.id.to_string()));
+    assert_eq!(stored["CallbackSecret"], json!(secret));
     let (_, status_text) = run_handler_command(&app.settings, &["status"], "").await;
     assert!(
         status_text.contains(&format!("push subscription: {}", subscription.id)),
         "{status_text}"
     );
+    assert!(status_text.contains("secret path"), "{status_text}");
+    assert!(
+        status_text.contains(&format!("{} characters", secret.len())),
+        "{status_text}"
+    );
+    let mut printed = vec![status_text];
 
     // Again: one exists already.
     let callback = format!("{}/api/StravaWebhook", app.address);
@@ -174,10 +191,12 @@ async fn subscribe_validates_the_callback_and_every_known_failure_is_one_line() 
     assert!(!status.success());
     assert!(output.contains("already exists"), "{output}");
     assert!(output.contains(&subscription.id.to_string()), "{output}");
+    printed.push(output);
 
     // Unsubscribe, then a callback that does not know the token, then no token at all.
     let (status, output) = run_handler_command(&app.settings, &["unsubscribe"], "").await;
     assert!(status.success(), "{output}");
+    printed.push(output);
     assert!(strava.subscription().is_none());
     assert!(raw_table::get(&app.settings, "subscription")
         .await
@@ -208,6 +227,32 @@ async fn subscribe_validates_the_callback_and_every_known_failure_is_one_line() 
             assert!(!line.contains(&secret), "a secret leaked");
         }
     }
+    // No command printed the callback's secret.
+    let mut secrets = support::secrets(&strava);
+    secrets.push(secret);
+    for output in printed {
+        support::assert_no_secret_among("the command's output", &output, &secrets);
+    }
+}
+
+#[tokio::test]
+async fn subscribe_refuses_a_callback_longer_than_strava_takes_in_one_line() {
+    let strava = FakeStrava::start().await;
+    let app = TestApp::spawn(settings(&strava, 600)).await;
+    app.store
+        .replace_credentials(&support::credentials::connected(&strava))
+        .await
+        .expect("arrange credentials");
+    // With a 43-character secret and its slash, 211 characters is the most that fits in 255.
+    let long = format!("{}/api/{}", app.address, "x".repeat(240));
+    let (status, output) =
+        run_handler_command(&app.settings, &["subscribe", "--callback-url", &long], "").await;
+    assert!(!status.success(), "{output}");
+    assert_eq!(output.trim().lines().count(), 1, "one line: {output}");
+    assert!(output.contains("too long"), "{output}");
+    assert!(output.contains("255"), "{output}");
+    assert!(strava.subscription().is_none(), "nothing registered");
+    assert_eq!(strava.validations(), 0, "nothing asked of Strava");
 }
 
 #[tokio::test]
@@ -260,8 +305,9 @@ async fn events_are_acknowledged_at_once_while_stravas_api_takes_five_seconds() 
     // The invocation form answers in time too.
     let event = strava.event("activity", NEW_RUN_ID, "update", json!({"title": "x"}));
     let envelope = json!({"Data": {"req": {
-        "Url": "http://localhost:7071/api/StravaWebhook", "Method": "POST",
-        "Query": {}, "Headers": {"Content-Type": ["application/json"]}, "Params": {},
+        "Url": "http://localhost:7071/api/StravaWebhook/{secret}", "Method": "POST",
+        "Query": {}, "Headers": {"Content-Type": ["application/json"]},
+        "Params": {"secret": strava.callback_secret()},
         "Body": event.to_string()
     }}, "Metadata": {}});
     let started = Instant::now();
@@ -371,7 +417,7 @@ async fn a_forged_deauthorization_changes_nothing_and_a_real_one_wipes_the_conne
     // checks at most once a minute.)
     let other = TestApp::spawn(app.settings.clone()).await;
     strava.revoke_all();
-    let callback = format!("{}/api/StravaWebhook", other.address);
+    let callback = strava.callback_at(&other.address);
     assert!(
         strava
             .deliver_event_to(&callback, &deauthorize)
@@ -443,7 +489,7 @@ async fn foreign_events_cost_nothing_and_duplicates_show_the_run_without_a_round
     for event in [&foreign_athlete, &foreign_subscription] {
         let reply = app
             .client
-            .post(format!("{}/api/StravaWebhook", app.address))
+            .post(strava.callback_at(&app.address))
             .json(event)
             .send()
             .await
@@ -469,7 +515,7 @@ async fn foreign_events_cost_nothing_and_duplicates_show_the_run_without_a_round
     for _ in 0..3 {
         let reply = app
             .client
-            .post(format!("{}/api/StravaWebhook", app.address))
+            .post(strava.callback_at(&app.address))
             .json(&event)
             .send()
             .await
@@ -505,7 +551,7 @@ async fn a_thousand_forged_events_in_a_minute_cost_at_most_forty_calls() {
     let (_, first) = app.get_json("/api/GetLatestRun").await;
     assert_eq!(first["id"], json!(SAMPLE_RUN_ID));
     let before = strava.calls().api_total();
-    let callback = format!("{}/api/StravaWebhook", app.address);
+    let callback = strava.callback_at(&app.address);
     // Right ids, made-up activities and the shown one: creates, updates, deletes.
     let events: Vec<Value> = (0..1_050_i64)
         .map(|i| {
@@ -581,7 +627,7 @@ async fn foreign_ids_on_a_slow_storage_make_no_strava_call_and_get_the_same_repl
     let before = strava.calls().api_total();
     let post = |event: Value| {
         let client = cold.client.clone();
-        let callback = format!("{}/api/StravaWebhook", cold.address);
+        let callback = strava.callback_at(&cold.address);
         async move {
             let reply = client
                 .post(callback)
@@ -624,7 +670,7 @@ async fn an_event_acknowledged_by_a_killed_instance_takes_effect_on_another() {
     strava.set_latency(Duration::from_secs(3));
     let delivery = strava
         .deliver_event_to(
-            &format!("{}/api/StravaWebhook", doomed.address),
+            &strava.callback_at(&doomed.address),
             &strava.event("activity", NEW_RUN_ID, "create", json!({})),
         )
         .await;
@@ -704,7 +750,7 @@ async fn an_owners_morning_upload_rename_private_and_a_deleted_upload_each_show_
     assert_eq!(first["id"], json!(SAMPLE_RUN_ID));
     let now = support::now();
     let morning = activities::run(NEW_RUN_ID, "Morning Run", now - 3_600, 10_000.0);
-    let callback = format!("{}/api/StravaWebhook", app.address);
+    let callback = strava.callback_at(&app.address);
     // Each step: Strava changes, its event arrives, and the widget shows it within 5 s, for at
     // most 4 Strava calls.
     let step = |what: &'static str, event: Value, shows: Box<dyn Fn(&Value) -> bool>| {
@@ -829,7 +875,7 @@ async fn a_forged_deauthorization_while_another_instance_holds_rotated_tokens_ke
     );
     assert!(
         strava
-            .deliver_event_to(&format!("{}/api/StravaWebhook", b.address), &deauthorize)
+            .deliver_event_to(&strava.callback_at(&b.address), &deauthorize)
             .await
             .acknowledged
     );
@@ -951,5 +997,357 @@ async fn refused_events_and_wrong_verify_tokens_are_logged_at_most_once_a_minute
             1,
             "{line:?} once in a minute:\n{output}"
         );
+    }
+}
+
+/// What the app answered to one webhook `POST`: status, body and how long it took.
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    body: String,
+    took: Duration,
+}
+
+/// POSTs `event` to `url` (the forwarded form).
+async fn post_event(client: &reqwest::Client, url: &str, event: &Value) -> Reply {
+    let started = Instant::now();
+    let response = client.post(url).json(event).send().await.expect("post");
+    let status = response.status().as_u16();
+    let body = response.text().await.expect("body");
+    Reply {
+        status,
+        body,
+        took: started.elapsed(),
+    }
+}
+
+/// Invokes StravaWebhook with `event` as the host does without forwarding, the route's
+/// `{secret}` given as `secret` (null: the bare path); the function's reply.
+async fn invoke_event(app: &TestApp, secret: Value, event: &Value) -> Reply {
+    let path = secret
+        .as_str()
+        .map_or("/api/StravaWebhook".to_owned(), |s| {
+            format!("/api/StravaWebhook/{s}")
+        });
+    let envelope = json!({"Data": {"req": {
+        "Url": format!("http://localhost:7071{path}"), "Method": "POST",
+        "Query": {}, "Headers": {"Content-Type": ["application/json"]},
+        "Params": {"secret": secret},
+        "Body": event.to_string()
+    }}, "Metadata": {}});
+    let started = Instant::now();
+    let response = invoke_at(
+        &app.client,
+        &app.address,
+        "StravaWebhook",
+        envelope.to_string(),
+    )
+    .await;
+    assert_eq!(response.status(), 200, "an invocation reply");
+    let reply = json(&response.bytes().await.expect("body"));
+    Reply {
+        status: reply["Outputs"]["res"]["statusCode"]
+            .as_u64()
+            .and_then(|s| u16::try_from(s).ok())
+            .unwrap_or(0),
+        body: reply["Outputs"]["res"]["body"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        took: started.elapsed(),
+    }
+}
+
+/// A secret of the same shape as `secret`, one character changed.
+fn almost(secret: &str) -> String {
+    let mut wrong = secret.to_owned();
+    let last = wrong.pop().expect("not empty");
+    wrong.push(if last == 'A' { 'B' } else { 'A' });
+    wrong
+}
+
+#[tokio::test]
+async fn forged_events_without_the_callback_secret_change_nothing_and_get_the_same_reply() {
+    let strava = FakeStrava::start().await;
+    let app = subscribed_app(&strava, settings(&strava, 600)).await;
+    let (_, first) = app.get_json("/api/GetLatestRun").await;
+    assert_eq!(first["id"], json!(SAMPLE_RUN_ID));
+    strava.set_activities(with_a_new_run());
+    let secret = strava.callback_secret().expect("a secret");
+    let before = strava.calls().api_total();
+
+    // The right ids (the owner's, the subscription's), the shown run, a new one: all guessable.
+    let delete = strava.event("activity", SAMPLE_RUN_ID, "delete", json!({}));
+    let create = strava.event("activity", NEW_RUN_ID, "create", json!({}));
+    let bare = format!("{}/api/StravaWebhook", app.address);
+    let mut forged = Vec::new();
+    for event in [&delete, &create] {
+        for url in [
+            bare.clone(),
+            format!("{bare}/"),
+            format!("{bare}/{}", almost(&secret)),
+            format!("{bare}/guess"),
+            format!("{bare}?secret={secret}"),
+        ] {
+            forged.push((url.clone(), post_event(&app.client, &url, event).await));
+        }
+        for param in [Value::Null, json!(almost(&secret)), json!("")] {
+            forged.push((
+                format!("invocation {param}"),
+                invoke_event(&app, param, event).await,
+            ));
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        strava.calls().api_total(),
+        before,
+        "no Strava call for forged events: {:?}",
+        strava.calls()
+    );
+    let (_, shown) = app.get_json("/api/GetLatestRun").await;
+    assert_eq!(shown["id"], json!(SAMPLE_RUN_ID), "the run is still shown");
+    assert_eq!(stored_activity(&app.settings).await, Some(SAMPLE_RUN_ID));
+    let entity = raw_table::get(&app.settings, "latest-run")
+        .await
+        .expect("entity");
+    assert!(
+        entity.get("PendingEvents").is_none(),
+        "nothing recorded: {entity}"
+    );
+
+    // The genuine event, through the registered callback.
+    let genuine = post_event(&app.client, &strava.callback_at(&app.address), &create).await;
+    assert_eq!(genuine.status, 200, "{genuine:?}");
+    for (sent_to, reply) in &forged {
+        assert_eq!(
+            (reply.status, &reply.body),
+            (genuine.status, &genuine.body),
+            "the same reply as a genuine event ({sent_to})"
+        );
+        let apart = reply.took.abs_diff(genuine.took);
+        assert!(
+            apart < Duration::from_millis(300),
+            "answered at the same time as a genuine event ({sent_to}): {:?} and {:?}",
+            reply.took,
+            genuine.took
+        );
+    }
+    assert!(
+        eventually(5, || async {
+            stored_activity(&app.settings).await == Some(NEW_RUN_ID)
+        })
+        .await,
+        "the genuine event shows within 5 s"
+    );
+}
+
+#[tokio::test]
+async fn genuine_events_through_the_registered_callback_show_within_five_seconds_in_every_form() {
+    let strava = FakeStrava::start().await;
+    let settings = settings(&strava, 600);
+    let app = subscribed_app(&strava, settings.clone()).await;
+    let (_, first) = app.get_json("/api/GetLatestRun").await;
+    assert_eq!(first["id"], json!(SAMPLE_RUN_ID));
+    let secret = strava.callback_secret().expect("a secret");
+
+    // Forwarded, as Strava delivers to the registered address.
+    strava.set_activities(with_a_new_run());
+    let delivery = strava
+        .deliver_event(&strava.event("activity", NEW_RUN_ID, "create", json!({})))
+        .await;
+    assert!(delivery.acknowledged, "{delivery:?}");
+    let (_, shown) = app
+        .poll_json("/api/GetLatestRun", Duration::from_secs(5), |_, run| {
+            run["id"] == json!(NEW_RUN_ID)
+        })
+        .await;
+    assert_eq!(shown["id"], json!(NEW_RUN_ID), "forwarded: {shown}");
+
+    // The invocation form: the route's secret arrives in Params.
+    strava.set_activities(sample_activities());
+    let reply = invoke_event(
+        &app,
+        json!(secret),
+        &strava.event("activity", NEW_RUN_ID, "delete", json!({})),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let (_, shown) = app
+        .poll_json("/api/GetLatestRun", Duration::from_secs(5), |_, run| {
+            run["id"] == json!(SAMPLE_RUN_ID)
+        })
+        .await;
+    assert_eq!(shown["id"], json!(SAMPLE_RUN_ID), "invocation: {shown}");
+
+    // Standalone, on the same table.
+    let standalone = TestApp::spawn_standalone(settings).await;
+    let latest = activities::run(
+        NEW_RUN_ID + 1,
+        "Standalone run",
+        support::now() - 600,
+        5_000.0,
+    );
+    strava.add_activity(latest);
+    let delivery = strava
+        .deliver_event_to(
+            &strava.callback_at(&standalone.address),
+            &strava.event("activity", NEW_RUN_ID + 1, "create", json!({})),
+        )
+        .await;
+    assert!(delivery.acknowledged, "{delivery:?}");
+    assert!(
+        eventually(5, || async {
+            stored_activity(&app.settings).await == Some(NEW_RUN_ID + 1)
+        })
+        .await,
+        "standalone: the event shows within 5 s"
+    );
+}
+
+#[tokio::test]
+async fn a_subscription_made_before_the_secret_keeps_the_bare_path_until_subscribe_runs_again() {
+    let strava = FakeStrava::start().await;
+    let app = TestApp::spawn(settings(&strava, 600)).await;
+    app.store
+        .replace_credentials(&support::credentials::connected(&strava))
+        .await
+        .expect("arrange credentials");
+    let bare = format!("{}/api/StravaWebhook", app.address);
+    // What an earlier `handler subscribe` left: Strava delivers to the bare path, and the
+    // stored subscription has no secret.
+    let made = reqwest::Client::new()
+        .post(format!("{}/api/v3/push_subscriptions", strava.base_url()))
+        .query(&[
+            ("client_id", support::fake_strava::CLIENT_ID),
+            ("client_secret", support::fake_strava::CLIENT_SECRET),
+            ("callback_url", bare.as_str()),
+            ("verify_token", VERIFY_TOKEN),
+        ])
+        .send()
+        .await
+        .expect("subscribe at the fake");
+    assert_eq!(made.status(), 201);
+    let id = strava.subscription().expect("subscribed").id;
+    app.store
+        .save_subscription(&strava_latest_run::store::Subscription {
+            id,
+            callback_url: bare.clone(),
+            callback_secret: None,
+        })
+        .await
+        .expect("arrange the old subscription");
+    let (_, status_text) = run_handler_command(&app.settings, &["status"], "").await;
+    assert!(status_text.contains("bare path"), "{status_text}");
+    let (_, first) = app.get_json("/api/GetLatestRun").await;
+    assert_eq!(first["id"], json!(SAMPLE_RUN_ID));
+
+    // It keeps working.
+    strava.set_activities(with_a_new_run());
+    let delivery = strava
+        .deliver_event(&strava.event("activity", NEW_RUN_ID, "create", json!({})))
+        .await;
+    assert!(delivery.acknowledged, "{delivery:?}");
+    assert!(
+        eventually(5, || async {
+            stored_activity(&app.settings).await == Some(NEW_RUN_ID)
+        })
+        .await,
+        "an event on the bare path shows while no secret is stored"
+    );
+
+    // Subscribed again: the new callback has a secret, and the bare path is refused.
+    let (status, output) = run_handler_command(&app.settings, &["unsubscribe"], "").await;
+    assert!(status.success(), "{output}");
+    let (status, output) =
+        run_handler_command(&app.settings, &["subscribe", "--callback-url", &bare], "").await;
+    assert!(status.success(), "{output}");
+    let (_, status_text) = run_handler_command(&app.settings, &["status"], "").await;
+    assert!(status_text.contains("secret path"), "{status_text}");
+    let secret = strava.callback_secret().expect("a secret now");
+    assert!(!status_text.contains(&secret), "{status_text}");
+    // (An instance reads the stored secret again when its copy is two seconds old.)
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let calls = strava.calls().api_total();
+    let delete = strava.event("activity", NEW_RUN_ID, "delete", json!({}));
+    let forged = post_event(&app.client, &bare, &delete).await;
+    assert_eq!(forged.status, 200);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(stored_activity(&app.settings).await, Some(NEW_RUN_ID));
+    assert_eq!(strava.calls().api_total(), calls);
+    // The genuine one, through the new callback. (To another instance: this one read the old
+    // subscription's id less than 30 s ago, and reads the ids again no sooner.)
+    let other = TestApp::spawn(app.settings.clone()).await;
+    let delivery = strava
+        .deliver_event_to(&strava.callback_at(&other.address), &delete)
+        .await;
+    assert!(delivery.acknowledged, "{delivery:?}");
+    assert!(
+        eventually(5, || async {
+            stored_activity(&app.settings).await == Some(SAMPLE_RUN_ID)
+        })
+        .await,
+        "the event through the new callback shows"
+    );
+}
+
+#[tokio::test]
+async fn the_callback_secret_never_appears_in_a_log_and_refusals_are_logged_once_a_minute() {
+    let strava = FakeStrava::start().await;
+    let settings = settings(&strava, 600).with("RUST_LOG", "debug");
+    let mut handler = HandlerProcess::spawn_connected(&settings, &strava).await;
+    let bare = format!("{}/api/StravaWebhook", handler.address);
+    let (status, subscribe_output) =
+        run_handler_command(&settings, &["subscribe", "--callback-url", &bare], "").await;
+    assert!(status.success(), "{subscribe_output}");
+    let secret = strava.callback_secret().expect("a secret");
+    let (_, status_output) = run_handler_command(&settings, &["status"], "").await;
+    let client = reqwest::Client::new();
+    strava.set_activities(with_a_new_run());
+    let create = strava.event("activity", NEW_RUN_ID, "create", json!({}));
+    for url in [bare.clone(), format!("{bare}/{}", almost(&secret))] {
+        for _ in 0..3 {
+            assert_eq!(post_event(&client, &url, &create).await.status, 200);
+        }
+    }
+    assert!(strava.deliver_event(&create).await.acknowledged);
+    assert!(
+        eventually(5, || async {
+            stored_activity(&settings).await == Some(NEW_RUN_ID)
+        })
+        .await
+    );
+    // The invocation form too: the secret in the URL and in Params.
+    let envelope = json!({"Data": {"req": {
+        "Url": format!("http://localhost:7071/api/StravaWebhook/{secret}"), "Method": "POST",
+        "Query": {}, "Headers": {"Content-Type": ["application/json"]},
+        "Params": {"secret": secret},
+        "Body": create.to_string()
+    }}, "Metadata": {"secret": secret}});
+    let response = invoke_at(
+        &client,
+        &handler.address,
+        "StravaWebhook",
+        envelope.to_string(),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let (_, unsubscribe_output) = run_handler_command(&settings, &["unsubscribe"], "").await;
+    handler.terminate().await;
+    let output = handler.output();
+    assert_eq!(
+        output.matches("without the callback secret").count(),
+        1,
+        "refused events once a minute:\n{output}"
+    );
+    let mut secrets = support::secrets(&strava);
+    secrets.push(secret);
+    support::assert_no_secret_among("the handler's log", &output, &secrets);
+    for (what, text) in [
+        ("subscribe", subscribe_output),
+        ("status", status_output),
+        ("unsubscribe", unsubscribe_output),
+    ] {
+        support::assert_no_secret_among(what, &text, &secrets);
     }
 }

@@ -1248,6 +1248,28 @@ impl FakeStrava {
         push::deliver(&callback, event).await
     }
 
+    /// The subscription's callback path (its secret segment included) on the instance at
+    /// `address` (`http://127.0.0.1:PORT`): where Strava would deliver if that instance served
+    /// the registered address.
+    pub fn callback_at(&self, address: &str) -> String {
+        let registered = self
+            .subscription()
+            .map(|s| s.callback_url)
+            .expect("a push subscription");
+        let url = url::Url::parse(&registered).expect("a callback address");
+        format!("{address}{}", url.path())
+    }
+
+    /// The secret path segment of the subscription's callback (what follows `StravaWebhook/`),
+    /// if it has one.
+    pub fn callback_secret(&self) -> Option<String> {
+        let registered = self.subscription()?.callback_url;
+        let url = url::Url::parse(&registered).ok()?;
+        let mut segments: Vec<&str> = url.path_segments()?.collect();
+        let last = segments.pop()?;
+        (segments.last().copied() == Some("StravaWebhook")).then(|| last.to_owned())
+    }
+
     /// Delivers `event` to `callback_url` (a forged sender, or an instance of a test's choice).
     pub async fn deliver_event_to(&self, callback_url: &str, event: &Value) -> Delivery {
         push::deliver(callback_url, event).await
