@@ -751,6 +751,10 @@ impl IndexKeeper {
                 Ok(_) => {
                     self.note(&entity);
                     let Some(known) = known else {
+                        if unfilled {
+                            // The first full pass publishes (this event's change included).
+                            self.spawn_refresh();
+                        }
                         if refused {
                             self.forget();
                             if strava_word.is_some() {

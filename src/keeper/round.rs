@@ -243,6 +243,8 @@ impl IndexKeeper {
                 return Err(Unleased::Failed(FetchFailure::Storage(err)));
             }
         };
+        let held = self.current();
+        // The read adopts a newer stored answer: when that one is fresh, no round is needed.
         self.saw_the_table(&read.value);
         if let Some(known) = read
             .value
@@ -251,13 +253,11 @@ impl IndexKeeper {
             .and_then(Known::from_snapshot)
             .filter(|known| known.fits(self.0.parts.settings.route_shape))
         {
-            let current = self.current();
-            let newer = current
+            let newer = held
                 .as_ref()
                 .is_none_or(|c| known.stamp().tick > c.stamp().tick);
             // Cold: any stored answer beats waiting. Warm: only one fresher than ours.
-            if (wait == Wait::ForTheHolder && current.is_none()) || (newer && !self.is_due(&known))
-            {
+            if (wait == Wait::ForTheHolder && held.is_none()) || (newer && !self.is_due(&known)) {
                 return Ok(Look::Answer(known));
             }
         }

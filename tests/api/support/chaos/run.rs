@@ -221,10 +221,9 @@ impl Schedule {
                 let body = self
                     .strava
                     .event("activity", id, event.aspect, event.updates.clone());
-                let delivery = self
-                    .strava
-                    .deliver_event_to(&format!("{address}/api/StravaWebhook"), &body)
-                    .await;
+                // To the callback Strava registered (with its secret), on this instance.
+                let callback = self.strava.callback_at(&address);
+                let delivery = self.strava.deliver_event_to(&callback, &body).await;
                 (Some(process), delivery.acknowledged, delivery.attempts)
             }
             None => (None, false, 0),
