@@ -6,6 +6,7 @@
 mod support;
 
 mod answers;
+mod coalescing;
 mod edges;
 mod faults;
 mod foundation;
