@@ -56,6 +56,8 @@ impl IndexKeeper {
             reason: failure.to_string(),
             retry_at: failure.quiet_until(now),
         };
+        // The sketch this read may cut uses the stored offset.
+        self.know_privacy_offset().await?;
         // Strava is being left alone (a failure, a 429, the read budget nearly spent).
         if let Some(until) = self.quiet_until().or_else(|| self.budget_spent_until(None)) {
             return Err(EventError::Strava {

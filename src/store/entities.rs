@@ -444,6 +444,18 @@ pub struct StoredLatestRun {
     /// Push events were dropped (too many pending): a reconciliation whose word is newer than
     /// this is due at once.
     pub reconcile_after: Option<i64>,
+    /// The athlete's privacy offset the route sketches are cut with (stored as
+    /// `PrivacyOffsetEast` and `PrivacyOffsetNorth`): made once, never replaced.
+    pub privacy_offset: Option<StoredOffset>,
+}
+
+/// The route sketch's privacy offset as the table keeps it, in metres.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StoredOffset {
+    /// Metres east (west when negative).
+    pub east_m: f64,
+    /// Metres north (south when negative).
+    pub north_m: f64,
 }
 
 impl StoredLatestRun {
@@ -666,6 +678,22 @@ pub(super) struct LatestRunEntity {
     )]
     reconcile_after_type: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    privacy_offset_east: Option<f64>,
+    #[serde(
+        rename = "PrivacyOffsetEast@odata.type",
+        skip_serializing_if = "Option::is_none",
+        skip_deserializing
+    )]
+    privacy_offset_east_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    privacy_offset_north: Option<f64>,
+    #[serde(
+        rename = "PrivacyOffsetNorth@odata.type",
+        skip_serializing_if = "Option::is_none",
+        skip_deserializing
+    )]
+    privacy_offset_north_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     answer_tick: Option<Int64>,
     #[serde(
         rename = "AnswerTick@odata.type",
@@ -717,6 +745,10 @@ impl LatestRunEntity {
             refused_word_type,
             reconcile_after,
             reconcile_after_type,
+            privacy_offset_east: value.privacy_offset.map(|o| o.east_m),
+            privacy_offset_east_type: value.privacy_offset.map(|_| EDM_DOUBLE),
+            privacy_offset_north: value.privacy_offset.map(|o| o.north_m),
+            privacy_offset_north_type: value.privacy_offset.map(|_| EDM_DOUBLE),
             ..Default::default()
         };
         if let Some(at) = value
@@ -823,6 +855,10 @@ impl LatestRunEntity {
             index_clock: readable(self.index_clock).unwrap_or(0),
             refused_word: readable(self.refused_word),
             reconcile_after: readable(self.reconcile_after),
+            privacy_offset: match (self.privacy_offset_east, self.privacy_offset_north) {
+                (Some(east_m), Some(north_m)) => Some(StoredOffset { east_m, north_m }),
+                _ => None,
+            },
         };
         (value, problem)
     }
@@ -983,6 +1019,10 @@ mod tests {
                 index_clock: 42,
                 refused_word: Some(40),
                 reconcile_after: Some(39),
+                privacy_offset: Some(StoredOffset {
+                    east_m: -150.25,
+                    north_m: 100.0,
+                }),
             };
             let entity =
                 serde_json::to_value(LatestRunEntity::from_latest_run(&value)).expect("json");

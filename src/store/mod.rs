@@ -14,7 +14,7 @@ mod runs;
 pub use connection::parse_connection_string;
 pub use entities::{
     add_pending, ActivityRead, Credentials, EventBudget, LatestRunSnapshot, PendingEvent, Shown,
-    StoredLatestRun, Subscription,
+    StoredLatestRun, StoredOffset, Subscription,
 };
 pub use runs::{IndexedRun, Tombstone};
 

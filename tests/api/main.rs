@@ -16,6 +16,7 @@ mod layers;
 mod logging;
 mod promises;
 mod properties;
+mod route_privacy;
 mod scale_out;
 mod tokens;
 mod webhook;
