@@ -45,6 +45,20 @@ impl Clock {
         since_epoch.saturating_add(self.offset_seconds.load(Ordering::Relaxed))
     }
 
+    /// Now, as Unix milliseconds (for spacing things less than a second apart).
+    pub fn now_millis(&self) -> i64 {
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| {
+                i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+            });
+        since_epoch.saturating_add(
+            self.offset_seconds
+                .load(Ordering::Relaxed)
+                .saturating_mul(1_000),
+        )
+    }
+
     /// Now, as a date-time in UTC.
     pub fn now_datetime(&self) -> OffsetDateTime {
         OffsetDateTime::now_utc()

@@ -17,7 +17,7 @@ use crate::app::App;
 use crate::config::{self, RawSettings, Settings};
 use crate::host::{self, HttpReplies, InvocationRequest};
 use crate::http::{ApiError, FunctionResponse};
-use crate::index::{newest, IndexSettings};
+use crate::index::{newest, IndexSettings, SketchZone};
 use crate::server::{self, Mode, MAX_BODY_BYTES};
 use crate::store::IndexedRun;
 use crate::strava::webhook::{Aspect, ObjectType, WebhookEvent};
@@ -277,7 +277,7 @@ pub fn strava_decoders(data: &[u8]) -> Outcome {
             .iter()
             .map(|s| (*s).to_owned())
             .collect(),
-        route_shape: Some(PrivacyZone::new(500.0, b"fuzzing")),
+        route_shape: Some(SketchZone::known(PrivacyZone::new(500.0, b"fuzzing"))),
     };
     if let Ok(activities) = serde_json::from_slice::<Vec<SummaryActivity>>(data) {
         let mut entries = Vec::new();

@@ -3,12 +3,19 @@
 //!   known and match it; one whose ids cannot be read yet (slow storage, no subscription stored)
 //!   may be recorded, but nothing calls Strava for it until they can. Every accepted `POST` gets
 //!   the same reply, so the reply never tells right ids from wrong ones.
-//! - **Activity events apply one by one**: recorded in the `latest-run` entity (so another
-//!   instance applies an event whose receiver died) and applied at once by the receiver. A
-//!   delete, or a change to private, takes the activity out of every answer with no Strava call;
-//!   a create or another change reads the activity (one call) with a call taken from the shared
-//!   event budget ([`crate::index::budget`]); when the budget is empty the event waits for it,
-//!   or for the next reconciliation round, which covers it too.
+//! - **Activity events are applied by the receiver**: recorded in the `latest-run` entity (so
+//!   another instance applies an event whose receiver died) and applied by the receiver. A
+//!   delete, or a change to private, takes the activity out of every answer at once with no
+//!   Strava call; a create or another change reads the activity (one call) with a call taken
+//!   from the shared event budget ([`crate::index::budget`]); when the budget is empty the event
+//!   waits for it, or for the next reconciliation round, which covers it too.
+//! - **Reads of one activity are coalesced**: an activity is read at most once every
+//!   [`ActivityRead::SPACING_MS`], by whichever instance; the read answers every event about it
+//!   recorded before the read's word was taken, and an event recorded later (it may have arrived
+//!   after the read began) waits for the next read. So a burst of edits costs one read per two
+//!   seconds, the last read begins after the last event arrived, and the last edit wins. The
+//!   reads are kept in the table ([`StoredLatestRun::event_reads`]); one that began long ago and
+//!   answered nothing (its reader died) holds nothing back.
 //! - **A deauthorization** is acted on only after Strava refuses the stored refresh token; the
 //!   credentials are then marked (If-Match), never deleted, so tokens another instance holds in
 //!   memory (newer in the same chain) restore them.
@@ -19,7 +26,7 @@ use crate::backoff;
 use crate::clock::Clock;
 use crate::index::budget;
 use crate::keeper::{EventError, IndexKeeper};
-use crate::store::{add_pending, Change, PendingEvent, Store, StoredLatestRun};
+use crate::store::{add_pending, ActivityRead, Change, PendingEvent, Store, StoredLatestRun};
 use crate::strava::webhook::{Aspect, ObjectType, WebhookEvent};
 use crate::strava::StravaError;
 use crate::tokens::{TokenError, TokenKeeper};
@@ -36,6 +43,9 @@ const LOOKUP_PATIENCE: Duration = Duration::from_millis(300);
 /// recorded, ignored or checked. The same time for all, so how long a reply takes never tells
 /// right ids from wrong ones (recording takes longer than ignoring); well inside Strava's 2 s.
 pub const REPLY_AFTER: Duration = Duration::from_millis(1_200);
+/// How long the applier waits for this instance's record of an event before it reads without
+/// knowing when the event was recorded (then no other read is taken to answer it).
+const RECORD_PATIENCE: Duration = Duration::from_millis(1_000);
 /// How long the recorder keeps trying to write events while storage is down.
 const RECORD_GIVE_UP: Duration = Duration::from_secs(60);
 /// The first pause between those writes and the longest (doubled after each).
@@ -70,11 +80,15 @@ pub enum EventOutcome {
 #[derive(Clone, Debug)]
 struct Queued {
     event: PendingEvent,
-    /// When to try it next (Unix seconds).
-    try_at: i64,
+    /// When to try it next (Unix milliseconds).
+    try_at_ms: i64,
     /// Found in the table (another instance received it): skipped once the table no longer
     /// has it (applied elsewhere, or covered by a round).
     adopted: bool,
+    /// The batch this instance recorded it in (received here).
+    batch: u64,
+    /// The word of a read taken for it that failed: that read answers nothing.
+    failed_read: Option<i64>,
 }
 
 /// Receives push events; cheap to clone.
@@ -97,8 +111,9 @@ struct Inner {
     applier_running: AtomicBool,
     /// Events waiting to be written to the table, and the number of the batch they go in.
     to_record: Mutex<(Vec<PendingEvent>, u64)>,
-    /// The number of the last batch written (or given up on).
-    recorded: watch::Sender<u64>,
+    /// The number of the last batch written (or given up on), and the index clock's reading it
+    /// was written at (`None`: given up on).
+    recorded: watch::Sender<(u64, Option<i64>)>,
     recorder_running: AtomicBool,
     /// Whether a lookup of the ids is under way (one at a time).
     ids_lookup_running: AtomicBool,
@@ -130,7 +145,7 @@ impl PushEvents {
             queue: Mutex::new(VecDeque::new()),
             applier_running: AtomicBool::new(false),
             to_record: Mutex::new((Vec::new(), 1)),
-            recorded: watch::channel(0).0,
+            recorded: watch::channel((0, None)).0,
             recorder_running: AtomicBool::new(false),
             ids_lookup_running: AtomicBool::new(false),
         }));
@@ -213,13 +228,19 @@ impl PushEvents {
             at: self.0.clock.now(),
             owner_id: event.owner_id,
             subscription_id: event.subscription_id,
+            recorded: 0,
+        };
+        let Some(batch) = self.add_to_record(pending.clone()) else {
+            return EventOutcome::Ignored("the push-event service failed");
         };
         self.enqueue(Queued {
-            event: pending.clone(),
-            try_at: self.0.clock.now(),
+            event: pending,
+            try_at_ms: self.0.clock.now_millis(),
             adopted: false,
+            batch,
+            failed_read: None,
         });
-        self.record(pending, reply_at).await;
+        self.recorded_by(batch, reply_at).await;
         EventOutcome::Recorded
     }
 
@@ -272,22 +293,25 @@ impl PushEvents {
         true
     }
 
-    /// Writes `event` to the table's pending events with the next batch, waiting for that
-    /// batch until `until` at most (the writing goes on after).
-    #[tracing::instrument(level = "debug", skip_all)]
-    async fn record(&self, event: PendingEvent, until: tokio::time::Instant) {
+    /// Adds `event` to the next batch written to the table's pending events; the batch's
+    /// number.
+    fn add_to_record(&self, event: PendingEvent) -> Option<u64> {
         let batch = {
-            let Ok(mut to_record) = self.0.to_record.lock() else {
-                return;
-            };
+            let mut to_record = self.0.to_record.lock().ok()?;
             // Bounded while storage is down: one event per activity, and the same cap as the
             // table's list.
             add_pending(&mut to_record.0, event);
             to_record.1
         };
-        let mut recorded = self.0.recorded.subscribe();
         self.start_recorder();
-        let written = tokio::time::timeout_at(until, recorded.wait_for(|b| *b >= batch));
+        Some(batch)
+    }
+
+    /// Waits until `batch` is written, until `until` at most (the writing goes on after).
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn recorded_by(&self, batch: u64, until: tokio::time::Instant) {
+        let mut recorded = self.0.recorded.subscribe();
+        let written = tokio::time::timeout_at(until, recorded.wait_for(|(b, _)| *b >= batch));
         if written.await.is_err() {
             tracing::warn!("storage is slow: the push event is applied here and written for other instances in the background");
         }
@@ -321,22 +345,22 @@ impl PushEvents {
                     }
                     break;
                 }
-                events.write_batch(&batch).await;
-                events.0.recorded.send_replace(number);
+                let stamp = events.write_batch(&batch).await;
+                events.0.recorded.send_replace((number, stamp));
             }
         });
     }
 
     /// Adds `batch` to the table's pending events (one write for the batch), retrying with
-    /// backoff for a minute.
-    async fn write_batch(&self, batch: &[PendingEvent]) {
+    /// backoff for a minute: the index clock's reading it was recorded at (`None`: given up).
+    async fn write_batch(&self, batch: &[PendingEvent]) -> Option<i64> {
         let give_up = tokio::time::Instant::now() + RECORD_GIVE_UP;
         let write = || {
             self.0.store.modify_latest_run(|entity, _| {
                 for event in batch {
                     entity.record_event(event.clone());
                 }
-                Change::Save(())
+                Change::Save(entity.index_clock)
             })
         };
         let written = write
@@ -344,9 +368,29 @@ impl PushEvents {
             .when(|_| tokio::time::Instant::now() < give_up)
             .notify(|err, _| tracing::warn!(error = %err, "cannot record push events yet"))
             .await;
-        if let Err(err) = written {
-            tracing::error!(error = %err, "gave up recording push events in the table; this instance applies them");
+        match written {
+            Ok(stamp) => Some(stamp),
+            Err(err) => {
+                tracing::error!(error = %err, "gave up recording push events in the table; this instance applies them");
+                None
+            }
         }
+    }
+
+    /// The index clock's reading this instance recorded `queued` at, waiting
+    /// [`RECORD_PATIENCE`] at most (`None`: not known; an adopted event's is in the table).
+    async fn recorded_at(&self, queued: &Queued) -> Option<i64> {
+        if queued.adopted {
+            return None;
+        }
+        let mut recorded = self.0.recorded.subscribe();
+        let written = recorded.wait_for(|(b, _)| *b >= queued.batch);
+        // A later batch's reading is no earlier than this one's: it only asks for more reads.
+        let stamp = match tokio::time::timeout(RECORD_PATIENCE, written).await {
+            Ok(Ok(written)) => written.1,
+            _ => None,
+        };
+        stamp
     }
 
     /// Events another instance recorded and has not applied for a while: applied here; those
@@ -354,6 +398,7 @@ impl PushEvents {
     /// rounds cover them), so no event is tried for ever.
     fn adopt_orphans(&self, pending: Vec<PendingEvent>) {
         let now = self.0.clock.now();
+        let now_ms = self.0.clock.now_millis();
         for event in pending {
             if now.saturating_sub(event.at) >= APPLY_PATIENCE_SECONDS {
                 let events = self.clone();
@@ -365,8 +410,10 @@ impl PushEvents {
             } else if now.saturating_sub(event.at) >= ORPHAN_AFTER_SECONDS {
                 self.enqueue(Queued {
                     event,
-                    try_at: now,
+                    try_at_ms: now_ms,
                     adopted: true,
+                    batch: 0,
+                    failed_read: None,
                 });
             }
         }
@@ -382,7 +429,12 @@ impl PushEvents {
                 // its activity (the same second included); the table's copy only a strictly
                 // older one.
                 Some(known) if !queued.adopted || known.event.at < queued.event.at => {
-                    *known = queued
+                    // A read that failed for the earlier event answers nothing for this one.
+                    let failed_read = queued.failed_read.or(known.failed_read);
+                    *known = Queued {
+                        failed_read,
+                        ..queued
+                    }
                 }
                 Some(_) => {}
                 None if room => queue.push_back(queued),
@@ -404,7 +456,7 @@ impl PushEvents {
             loop {
                 let next = events.0.queue.lock().ok().and_then(|mut q| {
                     // The first one due, or else the one due soonest.
-                    let index = (0..q.len()).min_by_key(|i| q[*i].try_at)?;
+                    let index = (0..q.len()).min_by_key(|i| q[*i].try_at_ms)?;
                     q.remove(index)
                 });
                 let Some(queued) = next else {
@@ -418,19 +470,21 @@ impl PushEvents {
                     }
                     break;
                 };
-                let wait = queued.try_at.saturating_sub(events.0.clock.now());
+                let wait = queued.try_at_ms.saturating_sub(events.0.clock.now_millis());
                 if wait > 0 {
                     // Put it back and sleep until it (or a newer event) is due.
                     if let Ok(mut queue) = events.0.queue.lock() {
                         queue.push_front(queued);
                     }
-                    tokio::time::sleep(Duration::from_secs(wait.clamp(1, 5) as u64)).await;
+                    tokio::time::sleep(Duration::from_millis(wait.clamp(10, 5_000) as u64)).await;
                     continue;
                 }
-                if let Some(retry_at) = events.apply(&queued).await {
-                    if retry_at.saturating_sub(queued.event.at) < APPLY_PATIENCE_SECONDS {
+                let mut queued = queued;
+                if let Some(retry_at_ms) = events.apply(&mut queued).await {
+                    let waited = (retry_at_ms / 1_000).saturating_sub(queued.event.at);
+                    if waited < APPLY_PATIENCE_SECONDS {
                         events.enqueue_quietly(Queued {
-                            try_at: retry_at,
+                            try_at_ms: retry_at_ms,
                             ..queued
                         });
                     } else {
@@ -444,20 +498,23 @@ impl PushEvents {
         });
     }
 
-    /// Queues without starting the applier (the applier itself puts an event back).
+    /// Queues without starting the applier (the applier itself puts an event back); a newer
+    /// event queued for the activity meanwhile stays, knowing the read that failed.
     fn enqueue_quietly(&self, queued: Queued) {
         if let Ok(mut queue) = self.0.queue.lock() {
-            if !queue.iter().any(|q| q.event.id == queued.event.id) {
-                queue.push_back(queued);
+            match queue.iter_mut().find(|q| q.event.id == queued.event.id) {
+                Some(newer) => newer.failed_read = newer.failed_read.or(queued.failed_read),
+                None => queue.push_back(queued),
             }
         }
     }
 
-    /// Applies one event; `Some(when)` to try it again then.
+    /// Applies one event; `Some(when)` (Unix milliseconds) to try it again then.
     #[tracing::instrument(skip_all, fields(hide = queued.event.hide, adopted = queued.adopted))]
-    async fn apply(&self, queued: &Queued) -> Option<i64> {
-        let event = &queued.event;
+    async fn apply(&self, queued: &mut Queued) -> Option<i64> {
+        let event = &queued.event.clone();
         let now = self.0.clock.now();
+        let now_ms = self.0.clock.now_millis();
         // Ids fail closed: read them (however slow storage is) before anything is applied.
         let matching = |(athlete, subscription): (Option<i64>, Option<i64>)| {
             athlete == Some(event.owner_id) && subscription == Some(event.subscription_id)
@@ -465,12 +522,12 @@ impl PushEvents {
         if !matching(self.known_ids()) {
             let may_reread = now.saturating_sub(self.0.ids_read_at.load(Ordering::Relaxed)) >= 1;
             if !may_reread {
-                return Some(now + 1);
+                return Some(now_ms + 1_000);
             }
             self.0.ids_read_at.store(now, Ordering::Relaxed);
             if !self.read_ids().await {
                 // Storage did not say: ask again later, and apply nothing meanwhile.
-                return Some(now + 2);
+                return Some(now_ms + 2_000);
             }
         }
         if !matching(self.known_ids()) {
@@ -486,57 +543,106 @@ impl PushEvents {
         let result = if event.hide {
             self.0.keeper.hide_activity(event).await
         } else {
-            match self.take_budget(queued).await {
-                Ok(Some(word)) => self
-                    .0
-                    .keeper
-                    .apply_activity_event(event, event.owner_id, word)
-                    .await
-                    .map(|applied| {
+            let recorded = self.recorded_at(queued).await;
+            match self.take_read(queued, recorded).await {
+                Ok(Some(word)) => {
+                    let applied = self
+                        .0
+                        .keeper
+                        .apply_activity_event(event, event.owner_id, word)
+                        .await;
+                    if applied.is_err() {
+                        queued.failed_read = Some(word);
+                    }
+                    applied.map(|applied| {
                         tracing::info!(activity = event.id, ?applied, "push event applied");
-                    }),
-                // Applied elsewhere, or covered by a round, meanwhile.
+                    })
+                }
+                // Answered by a read under way, applied elsewhere, or covered by a round.
                 Ok(None) => Ok(()),
-                Err(wait) => return Some(now + wait),
+                Err(wait_ms) => return Some(self.0.clock.now_millis() + wait_ms),
             }
         };
+        let now_ms = self.0.clock.now_millis();
         match result {
             Ok(()) => None,
             Err(EventError::Strava { reason, retry_at }) => {
                 tracing::warn!(activity = event.id, %reason, "push event not applied yet");
-                Some(retry_at.max(now + 1))
+                Some(retry_at.saturating_mul(1_000).max(now_ms + 1_000))
             }
             Err(EventError::Storage(err)) => {
                 tracing::warn!(activity = event.id, error = %err, "push event not applied yet");
-                Some(now + 2)
+                Some(now_ms + 2_000)
             }
         }
     }
 
-    /// Takes one call from the shared event budget for `event`, and with it the word of the
-    /// read (a reading of the index clock, in the same write): `Ok(Some(word))` taken,
-    /// `Ok(None)` the event is no longer pending (nothing taken), `Err(seconds)` until a call is
-    /// there.
-    async fn take_budget(&self, queued: &Queued) -> Result<Option<i64>, i64> {
+    /// Takes a read of `queued`'s activity, recorded at index clock reading `recorded` (`None`:
+    /// not known), in one write: one call from the shared event budget, the word of the read (a
+    /// reading of the index clock) and the read itself, remembered for every instance.
+    /// `Ok(Some(word))` taken; `Ok(None)` nothing to read: a read that began after the event
+    /// was recorded answers it, or the event is no longer pending; `Err(milliseconds)` until a
+    /// read may be taken (the activity's last read began less than
+    /// [`ActivityRead::SPACING_MS`] ago, or the budget is empty).
+    async fn take_read(&self, queued: &Queued, recorded: Option<i64>) -> Result<Option<i64>, i64> {
         let event = &queued.event;
+        let clock = &self.0.clock;
         let taken = self
             .0
             .store
             .modify_latest_run(|entity, read_at| {
-                let pending = entity
+                let now_ms = clock.now_millis();
+                let entry = entity
                     .pending_events
                     .iter()
-                    .any(|e| e.id == event.id && e.at >= event.at);
+                    .find(|e| e.id == event.id)
+                    .cloned();
+                let pending = entry.as_ref().is_some_and(|e| e.at >= event.at);
                 if queued.adopted && !pending {
                     return Change::Keep(Ok(None));
+                }
+                let recorded = match &entry {
+                    Some(entry) if queued.adopted => Some(entry.recorded),
+                    _ => recorded,
+                };
+                let last = entity
+                    .last_read(event.id)
+                    .filter(|read| Some(read.word) != queued.failed_read);
+                if let Some(last) = last {
+                    // Still pending what it answers, long after it began: its reader died.
+                    let lost = entry
+                        .as_ref()
+                        .is_some_and(|e| !e.hide && e.recorded < last.word)
+                        && read_at.saturating_sub(last.storage_at) >= ORPHAN_AFTER_SECONDS;
+                    if !lost {
+                        if recorded.is_some_and(|recorded| last.word > recorded) {
+                            return Change::Keep(Ok(None));
+                        }
+                        // Another clock may be ahead: never wait longer than the spacing.
+                        let wait = last
+                            .at_ms
+                            .saturating_add(ActivityRead::SPACING_MS)
+                            .saturating_sub(now_ms)
+                            .min(ActivityRead::SPACING_MS);
+                        if wait > 0 {
+                            return Change::Keep(Err(wait));
+                        }
+                    }
                 }
                 match budget::take(entity.event_budget, read_at) {
                     Ok(after) => {
                         entity.event_budget = Some(after);
                         entity.index_clock += 1;
-                        Change::Save(Ok(Some(entity.index_clock)))
+                        let word = entity.index_clock;
+                        entity.remember_read(ActivityRead {
+                            id: event.id,
+                            word,
+                            at_ms: now_ms,
+                            storage_at: read_at,
+                        });
+                        Change::Save(Ok(Some(word)))
                     }
-                    Err(wait) => Change::Keep(Err(wait)),
+                    Err(wait) => Change::Keep(Err(wait.saturating_mul(1_000))),
                 }
             })
             .await;
@@ -544,7 +650,7 @@ impl PushEvents {
             Ok(result) => result,
             Err(err) => {
                 tracing::warn!(error = %err, "cannot take from the event budget yet");
-                Err(2)
+                Err(2_000)
             }
         }
     }
@@ -624,6 +730,7 @@ mod tests {
             at,
             owner_id: 1,
             subscription_id: 2,
+            recorded: 0,
         }
     }
 

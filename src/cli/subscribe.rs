@@ -114,7 +114,7 @@ pub async fn run_subscribe(
 /// without padding (letters, digits, `-` and `_`: one path segment as it is).
 pub fn new_callback_secret() -> Result<Secret, SubscribeError> {
     let mut bytes = [0u8; SECRET_BYTES];
-    getrandom::getrandom(&mut bytes).map_err(|err| {
+    getrandom::fill(&mut bytes).map_err(|err| {
         SubscribeError::Input(format!(
             "the operating system's random source failed ({err}); try again"
         ))

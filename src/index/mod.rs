@@ -14,6 +14,7 @@ use crate::strava::models::SummaryActivity;
 use crate::view::route_shape;
 use azure_core::Etag;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, RwLock};
 
 /// How many years back the newest run is looked for when this year has none.
 const LOOK_BACK_YEARS: i32 = 3;
@@ -29,7 +30,64 @@ pub struct IndexSettings {
     pub sport_types: Vec<String>,
     /// With `WIDGET_ROUTE_SHAPE=true`, the privacy zone runs' sketches are cut by; `None`: no
     /// sketch.
-    pub route_shape: Option<route_shape::PrivacyZone>,
+    pub route_shape: Option<SketchZone>,
+}
+
+/// The privacy zone runs' sketches are cut by, moved by the athlete's privacy offset once that
+/// is known (the one the table keeps): until then no sketch is cut, so none is ever cut with
+/// another offset. Clones share what is known.
+#[derive(Clone, Debug)]
+pub struct SketchZone {
+    zone: route_shape::PrivacyZone,
+    with_offset: Arc<RwLock<Option<route_shape::PrivacyZone>>>,
+}
+
+impl SketchZone {
+    /// `zone`, waiting for the athlete's offset.
+    pub fn new(zone: route_shape::PrivacyZone) -> Self {
+        SketchZone {
+            zone,
+            with_offset: Arc::new(RwLock::new(None)),
+        }
+    }
+
+    /// `zone` as it is, its offset taken as the athlete's (tests and tools).
+    pub fn known(zone: route_shape::PrivacyZone) -> Self {
+        let known = SketchZone::new(zone.clone());
+        known.keep_offset(zone.offset());
+        known
+    }
+
+    /// The setting: the privacy radius in metres.
+    pub fn radius_meters(&self) -> f64 {
+        self.zone.radius_meters()
+    }
+
+    /// The athlete's offset, once known.
+    pub fn offset(&self) -> Option<route_shape::PrivacyOffset> {
+        self.read().as_ref().map(|zone| zone.offset())
+    }
+
+    /// Cuts sketches with `offset` (the one the table keeps) from now on.
+    pub fn keep_offset(&self, offset: route_shape::PrivacyOffset) {
+        let zone = self.zone.clone().with_offset(offset);
+        if let Ok(mut with_offset) = self.with_offset.write() {
+            *with_offset = Some(zone);
+        }
+    }
+
+    /// The sketch of `polyline` (activity `activity_id`); `None` while the offset is not known.
+    fn sketch(&self, polyline: &str, activity_id: i64) -> Option<String> {
+        let zone = self.read();
+        route_shape::route_shape(polyline, activity_id, zone.as_ref()?)
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Option<route_shape::PrivacyZone>> {
+        // Written whole under the lock: a poisoned lock still holds a whole value.
+        self.with_offset
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 impl IndexSettings {
@@ -82,7 +140,7 @@ impl IndexSettings {
             photo_checked,
             route_shape: self.route_shape.as_ref().and_then(|zone| {
                 let polyline = activity.summary_polyline.as_deref()?;
-                route_shape::route_shape(polyline, activity.id, zone)
+                zone.sketch(polyline, activity.id)
             }),
             hidden: false,
             word: 0,
@@ -150,6 +208,11 @@ impl ActivityIndex {
         previous: Option<&IndexedRun>,
     ) -> Option<IndexedRun> {
         self.settings.entry_of(activity, previous)
+    }
+
+    /// The zone sketches are cut by (`WIDGET_ROUTE_SHAPE=true`).
+    pub fn sketch_zone(&self) -> Option<&SketchZone> {
+        self.settings.route_shape.as_ref()
     }
 
     /// Brings the index in line with a list from Strava covering `covers`, a word taken at
@@ -664,7 +727,10 @@ mod tests {
             None
         );
         let sketching = IndexSettings {
-            route_shape: Some(route_shape::PrivacyZone::new(500.0, b"test key")),
+            route_shape: Some(SketchZone::known(route_shape::PrivacyZone::new(
+                500.0,
+                b"test key",
+            ))),
             ..settings(&RUNS)
         };
         let entry = sketching.entry_of(&run, None).expect("entry");

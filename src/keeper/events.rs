@@ -1,8 +1,10 @@
-//! Push events applied one by one: an activity created or changed is read (one Strava call, no
-//! more), checked to be the connected athlete's, and written to or removed from the index; a
-//! delete or a change to private takes the activity out of the index with no call at all. Either way the answer it leads to is published at once, in memory and in
-//! the table, and the event is cleared from the table's list of pending events. Which events are
-//! applied, and when, is the push-event service's business.
+//! Push events applied: an activity created or changed is read (one Strava call, no more),
+//! checked to be the connected athlete's, and written to or removed from the index; a delete or
+//! a change to private takes the activity out of the index with no call at all. Either way the
+//! answer it leads to is published at once, in memory and in the table, and the events it
+//! answers are cleared from the table's list of pending events (a read answers every event about
+//! the activity recorded before its word was taken). Which events are applied, and when, is the
+//! push-event service's business.
 
 use super::failure::FetchFailure;
 use super::IndexKeeper;
@@ -54,6 +56,8 @@ impl IndexKeeper {
             reason: failure.to_string(),
             retry_at: failure.quiet_until(now),
         };
+        // The sketch this read may cut uses the stored offset.
+        self.know_privacy_offset().await?;
         // Strava is being left alone (a failure, a 429, the read budget nearly spent).
         if let Some(until) = self.quiet_until().or_else(|| self.budget_spent_until(None)) {
             return Err(EventError::Strava {
@@ -110,7 +114,8 @@ impl IndexKeeper {
                 Applied::Removed
             }
         };
-        self.publish(Some(word), None, |entity| entity.clear_applied(event))
+        // The read answers every event about the activity recorded before its word was taken.
+        self.publish(Some(word), None, |entity| entity.clear_read(id, word))
             .await?;
         Ok(applied)
     }

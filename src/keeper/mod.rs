@@ -36,10 +36,13 @@ pub use events::{Applied, EventError};
 
 use crate::clock::Clock;
 use crate::index::{year, ActivityIndex, IndexView};
-use crate::store::{IndexedRun, PendingEvent, Store, StoreError, StoredLatestRun};
+use crate::store::{
+    Change, IndexedRun, PendingEvent, Store, StoreError, StoredLatestRun, StoredOffset,
+};
 use crate::strava::{StravaClient, StravaError};
 use crate::tokens::{AccessToken, TokenKeeper};
 use crate::view::build_from_index;
+use crate::view::route_shape::PrivacyOffset;
 use answer::{Known, Stamp};
 use failure::{FetchFailure, RETRY_AFTER_FAILURE};
 use std::future::Future;
@@ -224,7 +227,9 @@ impl IndexKeeper {
             store.clone(),
             crate::index::IndexSettings {
                 sport_types: settings.sport_types.clone(),
-                route_shape: settings.route_shape.then(|| settings.route_privacy.clone()),
+                route_shape: settings
+                    .route_shape
+                    .then(|| crate::index::SketchZone::new(settings.route_privacy.clone())),
             },
             clock.clone(),
         );
@@ -428,6 +433,11 @@ impl IndexKeeper {
 
     /// Keeps what the shared entity says of the index (read, or just written here).
     fn note(&self, stored: &StoredLatestRun) {
+        if let (Some(zone), Some(offset)) =
+            (self.0.parts.index.sketch_zone(), stored.privacy_offset)
+        {
+            zone.keep_offset(offset_of(offset));
+        }
         self.0.state.send_if_modified(|state| {
             let seen = Seen {
                 utc_offset: stored
@@ -442,6 +452,41 @@ impl IndexKeeper {
             state.seen = seen;
             changed
         });
+    }
+
+    /// With sketches on, makes sure the athlete's privacy offset is known before a sketch is
+    /// cut: the one the table keeps, else one made now from the operating system's randomness. Written only where the table has none (If-Match), so
+    /// instances that race all keep the one written first; never replaced.
+    pub(super) async fn know_privacy_offset(&self) -> Result<(), StoreError> {
+        let Some(zone) = self.0.parts.index.sketch_zone() else {
+            return Ok(());
+        };
+        if zone.offset().is_some() {
+            return Ok(());
+        }
+        let mut random = [0_u8; 16];
+        getrandom::fill(&mut random).map_err(|err| {
+            StoreError::Unavailable(format!("no randomness for the privacy offset: {err}"))
+        })?;
+        let made = PrivacyOffset::from_random(zone.radius_meters(), random);
+        let made = StoredOffset {
+            east_m: made.east_m,
+            north_m: made.north_m,
+        };
+        let kept = self
+            .0
+            .parts
+            .store
+            .modify_latest_run(|entity, _| match entity.privacy_offset {
+                Some(kept) => Change::Keep(kept),
+                None => {
+                    entity.privacy_offset = Some(made);
+                    Change::Save(made)
+                }
+            })
+            .await?;
+        zone.keep_offset(offset_of(kept));
+        Ok(())
     }
 
     async fn look_at_the_table(&self) {
@@ -869,5 +914,13 @@ impl IndexKeeper {
             }
             other => other.map_err(FetchFailure::from),
         }
+    }
+}
+
+/// The privacy offset the table keeps, as the route sketch takes it.
+fn offset_of(stored: StoredOffset) -> PrivacyOffset {
+    PrivacyOffset {
+        east_m: stored.east_m,
+        north_m: stored.north_m,
     }
 }

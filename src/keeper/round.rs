@@ -127,7 +127,12 @@ impl IndexKeeper {
         // The round's time is when it started: a round that began later saw Strava later.
         let started = self.now();
         let word = leased.index_clock;
-        let listed = self.list_round(started, &leased).await;
+        // The sketches this round cuts use the stored offset.
+        self.note(&leased);
+        let listed = match self.know_privacy_offset().await {
+            Ok(()) => self.list_round(started, &leased).await,
+            Err(err) => Err(err.into()),
+        };
         // From here to the stored answer, no push event changes the index here.
         let _one_change_at_a_time = self.0.publishing.lock().await;
         let reconciled = match listed {

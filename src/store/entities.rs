@@ -372,6 +372,33 @@ pub struct PendingEvent {
     /// See `owner_id`.
     #[serde(default)]
     pub subscription_id: i64,
+    /// The index clock's reading when it was last written to the table (0 until then): a
+    /// read whose word is later began after it arrived, and answers it.
+    #[serde(default)]
+    pub recorded: i64,
+}
+
+/// The last read of an activity that a push event caused, kept for every instance: events
+/// about the activity recorded before it began are answered by it, and the next read waits
+/// until [`ActivityRead::SPACING_MS`] after it began.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ActivityRead {
+    /// The activity read.
+    pub id: i64,
+    /// The index clock's reading taken for the read, before it began.
+    pub word: i64,
+    /// When it began, by the reader's clock (Unix milliseconds): spaces the reads.
+    pub at_ms: i64,
+    /// When it began, in the storage service's time (Unix seconds): judges a read that never
+    /// finished (its reader died).
+    pub storage_at: i64,
+}
+
+impl ActivityRead {
+    /// Two reads of one activity begin at least this far apart (milliseconds).
+    pub const SPACING_MS: i64 = 2_000;
+    /// A read is remembered this long (storage seconds): long after any read ends.
+    pub const KEPT_SECONDS: i64 = 120;
 }
 
 /// The shared bucket that event-driven Strava calls are taken from.
@@ -398,6 +425,8 @@ pub struct StoredLatestRun {
     pub pending_events: Vec<PendingEvent>,
     /// The bucket event-driven Strava calls are taken from.
     pub event_budget: Option<EventBudget>,
+    /// The last read each recently read activity had (stored as `EventReads`).
+    pub event_reads: Vec<ActivityRead>,
     /// The local year whose runs the index holds in full (after a full pass over it).
     pub indexed_year: Option<i32>,
     /// When the last full pass over the year started (Unix seconds).
@@ -415,6 +444,18 @@ pub struct StoredLatestRun {
     /// Push events were dropped (too many pending): a reconciliation whose word is newer than
     /// this is due at once.
     pub reconcile_after: Option<i64>,
+    /// The athlete's privacy offset the route sketches are cut with (stored as
+    /// `PrivacyOffsetEast` and `PrivacyOffsetNorth`): made once, never replaced.
+    pub privacy_offset: Option<StoredOffset>,
+}
+
+/// The route sketch's privacy offset as the table keeps it, in metres.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StoredOffset {
+    /// Metres east (west when negative).
+    pub east_m: f64,
+    /// Metres north (south when negative).
+    pub north_m: f64,
 }
 
 impl StoredLatestRun {
@@ -427,9 +468,16 @@ impl StoredLatestRun {
         self.pending_events.iter().map(|e| e.at).min()
     }
 
-    /// Records `event` for every instance; with no room left, asks for a reconciliation.
+    /// Records `event` for every instance, stamped with the index clock's reading now; with no
+    /// room left, asks for a reconciliation.
     pub fn record_event(&mut self, event: PendingEvent) {
-        if !add_pending(&mut self.pending_events, event) {
+        let recorded = self.index_clock;
+        let added = add_pending(&mut self.pending_events, event.clone());
+        if let Some(known) = self.pending_events.iter_mut().find(|e| e.id == event.id) {
+            // The newest record of the activity: a read answers it only if it began later.
+            known.recorded = recorded;
+        }
+        if !added {
             self.reconcile_after.get_or_insert(self.index_clock);
         }
     }
@@ -437,6 +485,30 @@ impl StoredLatestRun {
     /// Clears the pending events applying `applied` also applied.
     pub fn clear_applied(&mut self, applied: &PendingEvent) {
         self.pending_events.retain(|e| !applied.covers(e));
+    }
+
+    /// Clears the pending events a read of activity `id` with word `word` answered: those
+    /// recorded before the word was taken (not a hide: a delete is applied as such).
+    pub fn clear_read(&mut self, id: i64, word: i64) {
+        self.pending_events
+            .retain(|e| e.id != id || e.hide || e.recorded >= word);
+    }
+
+    /// The last read of activity `id` a push event caused, if it is still remembered.
+    pub fn last_read(&self, id: i64) -> Option<ActivityRead> {
+        self.event_reads.iter().find(|r| r.id == id).copied()
+    }
+
+    /// Remembers `read` as its activity's last, forgetting reads older than
+    /// [`ActivityRead::KEPT_SECONDS`] and keeping at most [`Self::MAX_PENDING`].
+    pub fn remember_read(&mut self, read: ActivityRead) {
+        self.event_reads.retain(|r| {
+            r.id != read.id
+                && read.storage_at.saturating_sub(r.storage_at) < ActivityRead::KEPT_SECONDS
+        });
+        self.event_reads.push(read);
+        let excess = self.event_reads.len().saturating_sub(Self::MAX_PENDING);
+        self.event_reads.drain(..excess);
     }
 
     /// Clears the pending events a round that started at `started` covered: received before
@@ -540,6 +612,8 @@ pub(super) struct LatestRunEntity {
     #[serde(skip_serializing_if = "Option::is_none")]
     pending_events: Option<Text>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    event_reads: Option<Text>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     event_budget: Option<Int64>,
     #[serde(
         rename = "EventBudget@odata.type",
@@ -604,6 +678,22 @@ pub(super) struct LatestRunEntity {
     )]
     reconcile_after_type: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    privacy_offset_east: Option<f64>,
+    #[serde(
+        rename = "PrivacyOffsetEast@odata.type",
+        skip_serializing_if = "Option::is_none",
+        skip_deserializing
+    )]
+    privacy_offset_east_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    privacy_offset_north: Option<f64>,
+    #[serde(
+        rename = "PrivacyOffsetNorth@odata.type",
+        skip_serializing_if = "Option::is_none",
+        skip_deserializing
+    )]
+    privacy_offset_north_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     answer_tick: Option<Int64>,
     #[serde(
         rename = "AnswerTick@odata.type",
@@ -655,6 +745,10 @@ impl LatestRunEntity {
             refused_word_type,
             reconcile_after,
             reconcile_after_type,
+            privacy_offset_east: value.privacy_offset.map(|o| o.east_m),
+            privacy_offset_east_type: value.privacy_offset.map(|_| EDM_DOUBLE),
+            privacy_offset_north: value.privacy_offset.map(|o| o.north_m),
+            privacy_offset_north_type: value.privacy_offset.map(|_| EDM_DOUBLE),
             ..Default::default()
         };
         if let Some(at) = value
@@ -664,6 +758,11 @@ impl LatestRunEntity {
             entity.pending_since = Some(Property::Value(at));
             entity.pending_since_type = Some(EDM_DATETIME);
             entity.pending_events = serde_json::to_string(&value.pending_events)
+                .ok()
+                .map(Property::Value);
+        }
+        if !value.event_reads.is_empty() {
+            entity.event_reads = serde_json::to_string(&value.event_reads)
                 .ok()
                 .map(Property::Value);
         }
@@ -729,6 +828,7 @@ impl LatestRunEntity {
                 hide: false,
                 owner_id: 0,
                 subscription_id: 0,
+                recorded: 0,
                 at: match self.pending_since {
                     Some(Property::Value(at)) => at.unix_timestamp().max(1),
                     _ => 1,
@@ -745,12 +845,20 @@ impl LatestRunEntity {
             rate_limits: readable(self.rate_limits),
             pending_events,
             event_budget,
+            // Unreadable: forgotten (the next read of each activity is not held back).
+            event_reads: readable(self.event_reads)
+                .and_then(|text| serde_json::from_str(&text).ok())
+                .unwrap_or_default(),
             indexed_year: readable(self.indexed_year).and_then(|y| i32::try_from(y).ok()),
             full_pass_at: readable(self.full_pass_at),
             last_year_indexed: readable(self.last_year_indexed).and_then(|y| i32::try_from(y).ok()),
             index_clock: readable(self.index_clock).unwrap_or(0),
             refused_word: readable(self.refused_word),
             reconcile_after: readable(self.reconcile_after),
+            privacy_offset: match (self.privacy_offset_east, self.privacy_offset_north) {
+                (Some(east_m), Some(north_m)) => Some(StoredOffset { east_m, north_m }),
+                _ => None,
+            },
         };
         (value, problem)
     }
@@ -907,17 +1015,28 @@ mod tests {
                     at: 1_760_000_100,
                     owner_id: 51_877_240,
                     subscription_id: 1,
+                    recorded: 40,
                 }],
                 event_budget: Some(EventBudget {
                     credit: 4_500,
                     at: 1_760_000_050,
                 }),
+                event_reads: vec![ActivityRead {
+                    id: 7,
+                    word: 41,
+                    at_ms: 1_760_000_100_250,
+                    storage_at: 1_760_000_100,
+                }],
                 indexed_year: Some(2025),
                 full_pass_at: Some(1_759_990_000),
                 last_year_indexed: Some(2024),
                 index_clock: 42,
                 refused_word: Some(40),
                 reconcile_after: Some(39),
+                privacy_offset: Some(StoredOffset {
+                    east_m: -150.25,
+                    north_m: 100.0,
+                }),
             };
             let entity =
                 serde_json::to_value(LatestRunEntity::from_latest_run(&value)).expect("json");

@@ -13,8 +13,8 @@ mod runs;
 
 pub use connection::parse_connection_string;
 pub use entities::{
-    add_pending, Credentials, EventBudget, LatestRunSnapshot, PendingEvent, Shown, StoredLatestRun,
-    Subscription,
+    add_pending, ActivityRead, Credentials, EventBudget, LatestRunSnapshot, PendingEvent, Shown,
+    StoredLatestRun, StoredOffset, Subscription,
 };
 pub use runs::{IndexedRun, Tombstone};
 

@@ -128,9 +128,9 @@ impl std::fmt::Debug for PrivacyZone {
 impl PrivacyZone {
     /// A zone for the setting `radius_meters` (never less than [`MIN_RADIUS_METERS`]), keyed by
     /// the SHA-256 of `key_material`: a secret every instance of the app shares, so that all of
-    /// them draw the same sketch. Until [`PrivacyZone::with_offset`] gives it the athlete's kept
-    /// offset, the centres are moved by one derived from the key (the same on every instance,
-    /// but another one when the key changes).
+    /// them draw the same radii. Its centres are moved by a stand-in offset derived from the
+    /// key until [`PrivacyZone::with_offset`] gives it the athlete's: the app cuts sketches only
+    /// with the offset the table keeps (see `crate::index::SketchZone`).
     pub fn new(radius_meters: f64, key_material: &[u8]) -> Self {
         let radius_meters = clamp_setting(radius_meters);
         let key: [u8; 32] = Sha256::digest(key_material).into();

@@ -7,6 +7,7 @@ mod support;
 
 mod answers;
 mod chaos;
+mod coalescing;
 mod edges;
 mod faults;
 mod foundation;
@@ -16,6 +17,7 @@ mod layers;
 mod logging;
 mod promises;
 mod properties;
+mod route_privacy;
 mod scale_out;
 mod tokens;
 mod webhook;

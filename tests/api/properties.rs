@@ -17,7 +17,7 @@
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use serde_json::{json, Map, Value};
-use strava_latest_run::index::{newest, IndexSettings, IndexView};
+use strava_latest_run::index::{newest, IndexSettings, IndexView, SketchZone};
 use strava_latest_run::keeper::etag_of;
 use strava_latest_run::store::IndexedRun;
 use strava_latest_run::strava::Photo;
@@ -153,7 +153,7 @@ fn sport_of(activity: &SummaryActivity) -> Option<&str> {
 fn index_settings(sport_types: Vec<String>, route_shape: bool) -> IndexSettings {
     IndexSettings {
         sport_types,
-        route_shape: route_shape.then(|| PrivacyZone::new(500.0, b"properties")),
+        route_shape: route_shape.then(|| SketchZone::known(PrivacyZone::new(500.0, b"properties"))),
     }
 }
 
