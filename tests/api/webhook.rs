@@ -57,6 +57,24 @@ async fn stored_activity(settings: &TestSettings) -> Option<i64> {
         .and_then(|v| v.as_str().and_then(|s| s.parse().ok()).or(v.as_i64()))
 }
 
+/// Strava gets a new run and sends its create event to the registered callback: whether the
+/// table's shared answer shows it within `seconds`.
+async fn a_new_run_shows_within(
+    strava: &FakeStrava,
+    settings: &TestSettings,
+    seconds: u64,
+) -> bool {
+    strava.set_activities(with_a_new_run());
+    let delivery = strava
+        .deliver_event(&strava.event("activity", NEW_RUN_ID, "create", json!({})))
+        .await;
+    assert!(delivery.acknowledged, "{delivery:?}");
+    eventually(seconds, || async {
+        stored_activity(settings).await == Some(NEW_RUN_ID)
+    })
+    .await
+}
+
 /// Polls `check` every 100 ms for up to `seconds`; whether it came true.
 async fn eventually<F, Fut>(seconds: u64, check: F) -> bool
 where
@@ -261,16 +279,8 @@ async fn a_create_event_brings_the_new_run_with_no_visitor_in_between() {
     let app = subscribed_app(&strava, settings(&strava, 600)).await;
     let (_, first) = app.get_json("/api/GetLatestRun").await;
     assert_eq!(first["id"], json!(SAMPLE_RUN_ID));
-    strava.set_activities(with_a_new_run());
-    let delivery = strava
-        .deliver_event(&strava.event("activity", NEW_RUN_ID, "create", json!({})))
-        .await;
-    assert!(delivery.acknowledged, "{delivery:?}");
     assert!(
-        eventually(20, || async {
-            stored_activity(&app.settings).await == Some(NEW_RUN_ID)
-        })
-        .await,
+        a_new_run_shows_within(&strava, &app.settings, 20).await,
         "the event alone brought the new run into the shared answer"
     );
     let (status, run) = app.get_json("/api/GetLatestRun").await;
@@ -1243,16 +1253,8 @@ async fn a_subscription_made_before_the_secret_keeps_the_bare_path_until_subscri
     assert_eq!(first["id"], json!(SAMPLE_RUN_ID));
 
     // It keeps working.
-    strava.set_activities(with_a_new_run());
-    let delivery = strava
-        .deliver_event(&strava.event("activity", NEW_RUN_ID, "create", json!({})))
-        .await;
-    assert!(delivery.acknowledged, "{delivery:?}");
     assert!(
-        eventually(5, || async {
-            stored_activity(&app.settings).await == Some(NEW_RUN_ID)
-        })
-        .await,
+        a_new_run_shows_within(&strava, &app.settings, 5).await,
         "an event on the bare path shows while no secret is stored"
     );
 
