@@ -111,10 +111,10 @@ pub struct HttpTriggerRequest<'a> {
     #[serde(rename = "Method", borrow)]
     pub method: Text<'a>,
     /// Decoded query, each name once (ignoring case), the values of a repeated one joined with
-    /// commas: read only when `Url` has no query (see [`query_of`]).
-    #[serde(rename = "Query", default)]
-    #[serde_as(as = "serde_with::Map<_, _>")]
-    pub query: Vec<(String, String)>,
+    /// commas. Kept as sent and decoded only when `Url` has no query (see [`query_of`]): the
+    /// widget's requests have one, and decoding the object for nothing would cost them.
+    #[serde(rename = "Query", default, borrow)]
+    pub query: Option<&'a RawValue>,
     /// Headers, each with its values as an array; only those in
     /// [`FunctionRequest::HEADERS_READ`] are kept.
     #[serde(rename = "Headers", default, deserialize_with = "headers_from_arrays")]
@@ -352,7 +352,7 @@ impl HttpTriggerRequest<'_> {
         let method = Method::from_bytes(self.method.0.as_bytes()).map_err(|_| {
             ApiError::BadRequest(format!("'{}' is not an HTTP method.", self.method.0))
         })?;
-        let query = query_of(&self.url.0, self.query);
+        let query = query_of(&self.url.0, self.query)?;
         let params = last_of_each_name(self.params)
             .into_iter()
             .filter_map(|(name, value)| value.map(|value| (name, value)))
@@ -376,15 +376,27 @@ impl HttpTriggerRequest<'_> {
 /// same (first) value in both forms. The host's `Query` object (`object`) merges a repeated
 /// name's values into one, comma-joined, and drops the order; it is taken, pairs as sent, only
 /// when the URL has no query.
-fn query_of(url: &str, object: Vec<(String, String)>) -> Vec<(String, String)> {
+fn query_of(url: &str, object: Option<&RawValue>) -> Result<Vec<(String, String)>, ApiError> {
     let Some((_, query)) = url.split_once('?') else {
-        return object;
+        let Some(object) = object else {
+            return Ok(Vec::new());
+        };
+        return serde_json::from_str::<QueryObject>(object.get())
+            .map(|object| object.0)
+            .map_err(|err| {
+                ApiError::BadRequest(format!("The request's Query is malformed: {err}."))
+            });
     };
     let query = query.split_once('#').map_or(query, |(query, _)| query);
-    url::form_urlencoded::parse(query.as_bytes())
+    Ok(url::form_urlencoded::parse(query.as_bytes())
         .into_owned()
-        .collect()
+        .collect())
 }
+
+/// The host's `Query` object, its pairs in the order sent.
+#[serde_as]
+#[derive(Deserialize)]
+struct QueryObject(#[serde_as(as = "serde_with::Map<_, _>")] Vec<(String, String)>);
 
 /// `pairs` sorted by name, each name once with the last value it had.
 fn last_of_each_name<V>(mut pairs: Vec<(String, V)>) -> Vec<(String, V)> {

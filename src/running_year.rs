@@ -113,7 +113,9 @@ impl RunningYearService {
         if let Some(cached) = self.cached(year, built_for) {
             return Ok(cached);
         }
-        self.build(year, today, &state).await
+        // Boxed: a build reads the table, and its future, unboxed, would make every request's
+        // future (the warm ones included) several times larger.
+        Box::pin(self.build(year, today, &state)).await
     }
 
     /// Builds the view of `year` from the index, one build at a time (a build that waited for

@@ -211,7 +211,10 @@ pub(crate) async fn route(
         segments.next(),
         segments.next(),
     ];
-    match parts {
+    // Where the request goes is decided first, and each kind of call awaited in one place:
+    // every request's future is as large as the largest of its awaits, and this way holds one
+    // function call's room, not one for each route.
+    let target = match parts {
         // Readiness and health pings: answered before and without any I/O.
         [Some(""), None, None, None] if method == Method::GET || method == Method::HEAD => {
             let mut ready = Response::new(Bytes::from_static(br#"{"status":"ready"}"#));
@@ -223,16 +226,13 @@ pub(crate) async fn route(
                 warp::http::header::X_CONTENT_TYPE_OPTIONS,
                 warp::http::HeaderValue::from_static(crate::http::NOSNIFF),
             );
-            ready
+            Target::Answer(ready)
         }
         // The host's routing ignores case in the whole route: `/API/getlatestrun` is the function.
         [Some(prefix), Some(name), None, None] if prefix.eq_ignore_ascii_case("api") => {
             match FunctionName::parse(name).filter(|f| f.is_http()) {
-                Some(function) => {
-                    let request = public_request(method, query, headers, Vec::new());
-                    call_public(app, function, request, body).await
-                }
-                None => ApiError::NotFound.to_response().into_http(),
+                Some(function) => Target::Public(function, Vec::new()),
+                None => Target::Answer(ApiError::NotFound.to_response().into_http()),
             }
         }
         // `StravaWebhook/{secret?}`: the webhook's route (StravaWebhook/function.json); the
@@ -241,36 +241,54 @@ pub(crate) async fn route(
             if prefix.eq_ignore_ascii_case("api") && name.eq_ignore_ascii_case("StravaWebhook") =>
         {
             let params = vec![("secret".to_owned(), secret.to_owned())];
-            let request = public_request(method, query, headers, params);
-            call_public(app, FunctionName::StravaWebhook, request, body).await
+            Target::Public(FunctionName::StravaWebhook, params)
         }
         // `widget/{file}`: the Widget function's own route (Widget/function.json).
         [Some(prefix), Some(route), Some(file), None]
             if prefix.eq_ignore_ascii_case("api") && route.eq_ignore_ascii_case("widget") =>
         {
             let params = vec![("file".to_owned(), file.to_owned())];
-            let request = public_request(method, query, headers, params);
-            call_public(app, FunctionName::Widget, request, body).await
+            Target::Public(FunctionName::Widget, params)
         }
         // The invocation routes belong to the host; standalone they do not exist.
         [Some(name), None, None, None] if mode == Mode::Host => match FunctionName::parse(name) {
-            Some(function) if method == Method::POST => match body {
-                Ok(body) => {
-                    let span = functions::span(function, Some(&headers));
-                    invoke(app, http_replies, function, &body)
-                        .instrument(span)
-                        .await
-                }
-                Err(err) => err.to_response().into_http(),
-            },
-            Some(_) => ApiError::MethodNotAllowed
-                .to_response()
-                .with_header(warp::http::header::ALLOW, "POST")
-                .into_http(),
-            None => ApiError::NotFound.to_response().into_http(),
+            Some(function) if method == Method::POST => Target::Invocation(function),
+            Some(_) => Target::Answer(
+                ApiError::MethodNotAllowed
+                    .to_response()
+                    .with_header(warp::http::header::ALLOW, "POST")
+                    .into_http(),
+            ),
+            None => Target::Answer(ApiError::NotFound.to_response().into_http()),
         },
-        _ => ApiError::NotFound.to_response().into_http(),
+        _ => Target::Answer(ApiError::NotFound.to_response().into_http()),
+    };
+    match target {
+        Target::Answer(answer) => answer,
+        Target::Public(function, params) => {
+            let request = public_request(method, query, headers, params);
+            call_public(app, function, request, body).await
+        }
+        Target::Invocation(function) => match body {
+            Ok(body) => {
+                let span = functions::span(function, Some(&headers));
+                invoke(app, http_replies, function, &body)
+                    .instrument(span)
+                    .await
+            }
+            Err(err) => err.to_response().into_http(),
+        },
     }
+}
+
+/// Where [`route`] sends a request.
+enum Target {
+    /// Answered without a function.
+    Answer(Response<Bytes>),
+    /// A forwarded request to an HTTP function, with its route parameters.
+    Public(FunctionName, Vec<(String, String)>),
+    /// The host's invocation of a function.
+    Invocation(FunctionName),
 }
 
 /// A forwarded request as the one request model (the body comes separately: it may have failed).
@@ -301,12 +319,12 @@ async fn call_public(
     match body {
         Ok(body) => {
             let span = functions::forwarded_span(function, &request.headers);
-            let call = functions::call_http(app, function, FunctionRequest { body, ..request });
-            match span {
-                Some(span) => call.instrument(span).await,
-                None => call.await,
-            }
-            .into_http()
+            // One await of one future: an await in each arm of a `match` would hold room for
+            // the function's future twice (and every request's future is as large as this).
+            functions::call_http(app, function, FunctionRequest { body, ..request })
+                .instrument(span.unwrap_or_else(tracing::Span::none))
+                .await
+                .into_http()
         }
         Err(err) => err.to_response().into_http(),
     }

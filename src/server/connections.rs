@@ -10,11 +10,11 @@
 use bytes::Bytes;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use std::convert::Infallible;
 use std::future::Future;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tower_service::Service;
 use warp::http::Response;
 use warp::Filter;
 
@@ -110,7 +110,10 @@ pub async fn serve<F>(
             },
             () = &mut shutdown => break,
         };
-        let service = TowerToHyperService::new(warp::service(filter.clone()));
+        let routes = warp::service(filter.clone());
+        // The routes' future handed to hyper as it is made: tower's adapter would first build
+        // it inside a `Oneshot` and move it, several KiB, a few times per request.
+        let service = hyper::service::service_fn(move |request| routes.clone().call(request));
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             // Timeouts, refused heads and hang-ups are the client's doing, and routine: not errors.
