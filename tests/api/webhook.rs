@@ -13,6 +13,7 @@ use support::app::{invoke_at, run_handler_command, HandlerProcess, TestApp, Test
 use support::fake_strava::FakeStrava;
 use support::json;
 use support::raw_table;
+use support::storage_proxy::{StorageProxy, WriteFate};
 
 const VERIFY_TOKEN: &str = "widget-verify-3f9a";
 const SAMPLE_RUN_ID: i64 = 16128930471;
@@ -69,8 +70,13 @@ async fn a_new_run_shows_within(
         .deliver_event(&strava.event("activity", NEW_RUN_ID, "create", json!({})))
         .await;
     assert!(delivery.acknowledged, "{delivery:?}");
+    shows_within(settings, NEW_RUN_ID, seconds).await
+}
+
+/// Whether the table's shared answer shows activity `id` within `seconds`.
+async fn shows_within(settings: &TestSettings, id: i64, seconds: u64) -> bool {
     eventually(seconds, || async {
-        stored_activity(settings).await == Some(NEW_RUN_ID)
+        stored_activity(settings).await == Some(id)
     })
     .await
 }
@@ -360,10 +366,7 @@ async fn deleting_or_hiding_the_shown_run_takes_it_off_the_widget() {
     let update = strava.event("activity", NEW_RUN_ID, "update", json!({"private": "true"}));
     assert!(strava.deliver_event(&update).await.acknowledged);
     assert!(
-        eventually(20, || async {
-            stored_activity(&app.settings).await == Some(SAMPLE_RUN_ID)
-        })
-        .await,
+        shows_within(&app.settings, SAMPLE_RUN_ID, 20).await,
         "the hidden run left the shared answer"
     );
 
@@ -396,6 +399,72 @@ async fn deleting_or_hiding_the_shown_run_takes_it_off_the_widget() {
             .is_some_and(|e| e.get("NoPublicRun") == Some(&json!(true))),
         "the table says there is no public run"
     );
+}
+
+/// A hide is applied in steps: its word taken, the run taken out of the index, the answer
+/// published. When the publish fails, the event's retry finds the run already out of the index
+/// and must publish anyway, or the deleted run stays on the widget until the next round.
+#[tokio::test]
+async fn a_hide_whose_publish_failed_is_published_by_its_retry() {
+    let strava = FakeStrava::start().await;
+    let proxy = StorageProxy::start(support::azurite::Azurite::shared().port()).await;
+    // A long window: no round comes to the rescue during the test.
+    let settings = settings(&strava, 600).with(
+        "AzureWebJobsStorage",
+        support::azurite::connection_string_for_port(proxy.port()),
+    );
+    let app = subscribed_app(&strava, settings).await;
+    let (_, shown) = app.get_json("/api/GetLatestRun").await;
+    assert_eq!(shown["id"], json!(SAMPLE_RUN_ID));
+
+    // Every write of the shared entity that stores an answer without the shown run fails
+    // (storage busy): the publish that takes it off. The event's record and its word pass.
+    let run = SAMPLE_RUN_ID.to_string();
+    proxy.writes_of(
+        "latest-run",
+        move |body| body.contains("\"ActivityId\"") && !body.contains(&run),
+        WriteFate::Unavailable,
+    );
+    strava.set_activities(
+        sample_activities()
+            .into_iter()
+            .filter(|a| a["id"] != json!(SAMPLE_RUN_ID))
+            .collect(),
+    );
+    let delete = strava.event("activity", SAMPLE_RUN_ID, "delete", json!({}));
+    assert!(strava.deliver_event(&delete).await.acknowledged);
+    // The publish fails as a whole (the storage client tries a write three times); then the
+    // event's retry, which either publishes (and fails again) or drops the event unpublished.
+    let retried = eventually(20, || async {
+        let pending = raw_table::get(&app.settings, "latest-run")
+            .await
+            .and_then(|e| e.get("PendingEvents").cloned())
+            .is_some_and(|events| events.to_string().contains(&SAMPLE_RUN_ID.to_string()));
+        proxy.met_writes_of("latest-run") >= 4 || !pending
+    })
+    .await;
+    assert!(retried, "the hide was applied and retried");
+    assert!(proxy.met_writes_of("latest-run") >= 3, "the publish failed");
+    assert_eq!(
+        stored_activity(&app.settings).await,
+        Some(SAMPLE_RUN_ID),
+        "no failed publish changed the table"
+    );
+
+    // Storage recovers: the next retry publishes, though the index holds nothing to hide.
+    proxy.pass_writes_of("latest-run");
+    assert!(
+        eventually(15, || async {
+            stored_activity(&app.settings)
+                .await
+                .is_some_and(|id| id != SAMPLE_RUN_ID)
+        })
+        .await,
+        "the deleted run left the shared answer once storage recovered"
+    );
+    let (status, after) = app.get_json("/api/GetLatestRun").await;
+    assert_eq!(status, 200, "{after}");
+    assert_ne!(after["id"], json!(SAMPLE_RUN_ID), "{after}");
 }
 
 #[tokio::test]
@@ -532,12 +601,7 @@ async fn foreign_events_cost_nothing_and_duplicates_show_the_run_without_a_round
             .expect("post");
         replies.push((reply.status().as_u16(), reply.text().await.expect("body")));
     }
-    assert!(
-        eventually(5, || async {
-            stored_activity(&app.settings).await == Some(NEW_RUN_ID)
-        })
-        .await
-    );
+    assert!(shows_within(&app.settings, NEW_RUN_ID, 5).await);
     let calls = strava.calls();
     assert_eq!(
         calls.activities, before.activities,
@@ -620,9 +684,7 @@ async fn a_thousand_forged_events_in_a_minute_cost_at_most_forty_calls() {
 #[tokio::test]
 async fn foreign_ids_on_a_slow_storage_make_no_strava_call_and_get_the_same_reply() {
     let strava = FakeStrava::start().await;
-    let proxy =
-        support::storage_proxy::StorageProxy::start(support::azurite::Azurite::shared().port())
-            .await;
+    let proxy = StorageProxy::start(support::azurite::Azurite::shared().port()).await;
     let settings = settings(&strava, 600).with(
         "AzureWebJobsStorage",
         support::azurite::connection_string_for_port(proxy.port()),
@@ -744,10 +806,7 @@ async fn events_are_acknowledged_while_storage_is_down_and_recorded_when_it_retu
     assert_eq!(delivery.attempts, 1, "answered within Strava's 2 s");
     outage.restore();
     assert!(
-        eventually(30, || async {
-            stored_activity(&app.settings).await == Some(NEW_RUN_ID)
-        })
-        .await,
+        shows_within(&app.settings, NEW_RUN_ID, 30).await,
         "the event was recorded once storage returned, and applied"
     );
 }
@@ -1144,10 +1203,7 @@ async fn forged_events_without_the_callback_secret_change_nothing_and_get_the_sa
         );
     }
     assert!(
-        eventually(5, || async {
-            stored_activity(&app.settings).await == Some(NEW_RUN_ID)
-        })
-        .await,
+        shows_within(&app.settings, NEW_RUN_ID, 5).await,
         "the genuine event shows within 5 s"
     );
 }
@@ -1207,10 +1263,7 @@ async fn genuine_events_through_the_registered_callback_show_within_five_seconds
         .await;
     assert!(delivery.acknowledged, "{delivery:?}");
     assert!(
-        eventually(5, || async {
-            stored_activity(&app.settings).await == Some(NEW_RUN_ID + 1)
-        })
-        .await,
+        shows_within(&app.settings, NEW_RUN_ID + 1, 5).await,
         "standalone: the event shows within 5 s"
     );
 }
@@ -1285,10 +1338,7 @@ async fn a_subscription_made_before_the_secret_keeps_the_bare_path_until_subscri
         .await;
     assert!(delivery.acknowledged, "{delivery:?}");
     assert!(
-        eventually(5, || async {
-            stored_activity(&app.settings).await == Some(SAMPLE_RUN_ID)
-        })
-        .await,
+        shows_within(&app.settings, SAMPLE_RUN_ID, 5).await,
         "the event through the new callback shows"
     );
 }
@@ -1313,12 +1363,7 @@ async fn the_callback_secret_never_appears_in_a_log_and_refusals_are_logged_once
         }
     }
     assert!(strava.deliver_event(&create).await.acknowledged);
-    assert!(
-        eventually(5, || async {
-            stored_activity(&settings).await == Some(NEW_RUN_ID)
-        })
-        .await
-    );
+    assert!(shows_within(&settings, NEW_RUN_ID, 5).await);
     // The invocation form too: the secret in the URL and in Params.
     let envelope = json!({"Data": {"req": {
         "Url": format!("http://localhost:7071/api/StravaWebhook/{secret}"), "Method": "POST",

@@ -41,6 +41,17 @@ struct Rules {
     latency: std::time::Duration,
     /// Requests Azurite itself took [`SLOW_UPSTREAM`] or more to answer: when and until when.
     slow: Vec<(std::time::Instant, std::time::Instant)>,
+    /// Writes of one entity (by row key) with fates of their own, ahead of `next_writes`.
+    of_entity: Vec<EntityRule>,
+}
+
+/// A fate for the writes of one entity whose body `matches`.
+struct EntityRule {
+    row_key: String,
+    matches: Box<dyn Fn(&str) -> bool + Send>,
+    fate: WriteFate,
+    /// Writes given `fate` so far.
+    met: u32,
 }
 
 /// An answer from Azurite this late is noted (the machine is busy, or Azurite is).
@@ -83,7 +94,7 @@ impl StorageProxy {
                     async move {
                         let latency = rules.lock().map(|r| r.latency).unwrap_or_default();
                         tokio::time::sleep(latency).await;
-                        let fate = fate_of(&rules, &method, path.as_str());
+                        let fate = fate_of(&rules, &method, path.as_str(), &body);
                         match fate {
                             WriteFate::Pass => {}
                             WriteFate::Hold => {
@@ -195,6 +206,48 @@ impl StorageProxy {
         }
     }
 
+    /// Gives `fate` to every write of the entity with row key `row_key` (in any partition)
+    /// whose body `matches` (one rule per entity; it replaces an earlier one). Such writes are
+    /// counted by [`StorageProxy::writes`] but take nothing from [`StorageProxy::next_writes`].
+    pub fn writes_of(
+        &self,
+        row_key: &str,
+        matches: impl Fn(&str) -> bool + Send + 'static,
+        fate: WriteFate,
+    ) {
+        if let Ok(mut rules) = self.rules.lock() {
+            rules.of_entity.retain(|rule| rule.row_key != row_key);
+            rules.of_entity.push(EntityRule {
+                row_key: row_key.to_owned(),
+                matches: Box::new(matches),
+                fate,
+                met: 0,
+            });
+        }
+    }
+
+    /// The writes given the fate of `row_key`'s rule so far.
+    pub fn met_writes_of(&self, row_key: &str) -> u32 {
+        self.rules
+            .lock()
+            .ok()
+            .and_then(|rules| {
+                rules
+                    .of_entity
+                    .iter()
+                    .find(|rule| rule.row_key == row_key)
+                    .map(|rule| rule.met)
+            })
+            .unwrap_or(0)
+    }
+
+    /// Every write of `row_key`'s entity passes again.
+    pub fn pass_writes_of(&self, row_key: &str) {
+        if let Ok(mut rules) = self.rules.lock() {
+            rules.of_entity.retain(|rule| rule.row_key != row_key);
+        }
+    }
+
     /// Entity writes seen so far.
     pub fn writes(&self) -> u32 {
         self.rules.lock().map(|r| r.writes).unwrap_or(0)
@@ -222,7 +275,7 @@ impl Drop for StorageProxy {
 
 /// Entity writes are PUT/MERGE/PATCH/DELETE on an entity address, and POST inserts into a
 /// table; creating tables (`POST /account/Tables`) is not one.
-fn fate_of(rules: &Mutex<Rules>, method: &Method, path: &str) -> WriteFate {
+fn fate_of(rules: &Mutex<Rules>, method: &Method, path: &str, body: &[u8]) -> WriteFate {
     let is_write = matches!(method.as_str(), "PUT" | "MERGE" | "PATCH" | "DELETE")
         || (method == Method::POST && !path.ends_with("/Tables"));
     if !is_write {
@@ -232,6 +285,19 @@ fn fate_of(rules: &Mutex<Rules>, method: &Method, path: &str) -> WriteFate {
         return WriteFate::Pass;
     };
     rules.writes += 1;
+    // An entity's address ends `(PartitionKey='…',RowKey='…')`, its quotes maybe escaped.
+    let address = path.replace("%27", "'");
+    let body = String::from_utf8_lossy(body);
+    if let Some(rule) = rules.of_entity.iter_mut().find(|rule| {
+        address.contains(&format!("RowKey='{}')", rule.row_key)) && (rule.matches)(&body)
+    }) {
+        rule.met += 1;
+        let fate = rule.fate;
+        if fate == WriteFate::Hold {
+            rules.held += 1;
+        }
+        return fate;
+    }
     let fate = match rules.next_writes.pop_front() {
         Some(fate) => fate,
         None => rules.later.unwrap_or(WriteFate::Pass),
