@@ -61,6 +61,34 @@ async fn connected_app(strava: &FakeStrava, settings: TestSettings, mode: Mode) 
     app
 }
 
+/// Whether process `pid` holds (has accepted) a loopback TCP connection whose other end is
+/// `client_port`: the connection's socket, found in /proc/net/tcp by its remote port, is among
+/// the process's open files. A connection waiting in a listener's queue is in no process's.
+fn holds_connection_from(pid: u32, client_port: u16) -> bool {
+    let remote = format!(":{client_port:04X}");
+    let inodes: Vec<String> = std::fs::read_to_string("/proc/net/tcp")
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // sl, local_address, rem_address, st, queues, tr, retrnsmt, uid, timeout, inode
+            (fields.len() > 9 && fields[2].ends_with(&remote)).then(|| fields[9].to_owned())
+        })
+        .filter(|inode| inode != "0")
+        .collect();
+    let Ok(files) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    files.flatten().any(|file| {
+        std::fs::read_link(file.path()).is_ok_and(|target| {
+            inodes
+                .iter()
+                .any(|inode| target.to_string_lossy() == format!("socket:[{inode}]"))
+        })
+    })
+}
+
 fn host_port(address: &str) -> &str {
     address.trim_start_matches("http://")
 }
@@ -452,6 +480,18 @@ async fn a_shutdown_behind_the_host_leaves_a_client_stuck_mid_head_after_its_gra
         .write_all(slow_head(&strava.access_token()).as_bytes())
         .await
         .expect("send the head's start");
+    // The shutdown must begin after the server took the connection: one still in the
+    // listener's queue is never served, nor waited for (a busy machine can be that slow).
+    let pid = handler.pid().expect("running");
+    let client_port = stuck.local_addr().expect("local address").port();
+    let until = Instant::now() + Duration::from_secs(30);
+    while !holds_connection_from(pid, client_port) {
+        assert!(
+            Instant::now() < until,
+            "the handler never took the connection"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let status = handler
         .terminate_within(ServerLimits::SHUTDOWN_GRACE + BINARY_DISCONNECT_GUARD)
         .await;
