@@ -25,6 +25,17 @@ fn settings(strava: &FakeStrava, cache_seconds: u32) -> TestSettings {
         .with("WIDGET_CACHE_SECONDS", cache_seconds.to_string())
 }
 
+/// A storage proxy in front of the shared Azurite, and [`settings`] with a 600 s window whose
+/// storage is behind it.
+async fn behind_a_storage_proxy(strava: &FakeStrava) -> (StorageProxy, TestSettings) {
+    let proxy = StorageProxy::start(support::azurite::Azurite::shared().port()).await;
+    let settings = settings(strava, 600).with(
+        "AzureWebJobsStorage",
+        support::azurite::connection_string_for_port(proxy.port()),
+    );
+    (proxy, settings)
+}
+
 /// A connected app, subscribed at the fake with `handler subscribe`.
 async fn subscribed_app(strava: &FakeStrava, settings: TestSettings) -> TestApp {
     TestApp::spawn_subscribed(strava, settings, strava_latest_run::clock::Clock::system()).await
@@ -407,12 +418,8 @@ async fn deleting_or_hiding_the_shown_run_takes_it_off_the_widget() {
 #[tokio::test]
 async fn a_hide_whose_publish_failed_is_published_by_its_retry() {
     let strava = FakeStrava::start().await;
-    let proxy = StorageProxy::start(support::azurite::Azurite::shared().port()).await;
     // A long window: no round comes to the rescue during the test.
-    let settings = settings(&strava, 600).with(
-        "AzureWebJobsStorage",
-        support::azurite::connection_string_for_port(proxy.port()),
-    );
+    let (proxy, settings) = behind_a_storage_proxy(&strava).await;
     let app = subscribed_app(&strava, settings).await;
     let (_, shown) = app.get_json("/api/GetLatestRun").await;
     assert_eq!(shown["id"], json!(SAMPLE_RUN_ID));
@@ -684,11 +691,7 @@ async fn a_thousand_forged_events_in_a_minute_cost_at_most_forty_calls() {
 #[tokio::test]
 async fn foreign_ids_on_a_slow_storage_make_no_strava_call_and_get_the_same_reply() {
     let strava = FakeStrava::start().await;
-    let proxy = StorageProxy::start(support::azurite::Azurite::shared().port()).await;
-    let settings = settings(&strava, 600).with(
-        "AzureWebJobsStorage",
-        support::azurite::connection_string_for_port(proxy.port()),
-    );
+    let (proxy, settings) = behind_a_storage_proxy(&strava).await;
     // Subscribed and answering through a fast storage first; then a new instance whose every
     // storage call takes half a second (a cold instance), so it cannot read the ids in time.
     let warm = subscribed_app(&strava, settings.clone()).await;
