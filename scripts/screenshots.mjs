@@ -36,6 +36,8 @@ try {
     { waitUntil: "load" },
   );
   await page.waitForFunction(() => document.getElementById("card").complete, null, { timeout: 30000 });
+  const width = await page.evaluate(() => document.getElementById("card").naturalWidth);
+  if (width !== 480) throw new Error(`the SVG card did not load as an image (width ${width})`);
   await page.locator("#card").screenshot({ path: join(out, "running-year-card.png") });
   await context.close();
 } finally {

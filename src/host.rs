@@ -110,9 +110,11 @@ pub struct HttpTriggerRequest<'a> {
     /// Upper-case verb.
     #[serde(rename = "Method", borrow)]
     pub method: Text<'a>,
-    /// Decoded query, each name once (ignoring case), the values of a repeated one joined with
-    /// commas. Kept as sent and decoded only when `Url` has no query (see [`query_of`]): the
-    /// widget's requests have one, and decoding the object for nothing would cost them.
+    /// The host's decoded query as raw JSON: an object, each name once (ignoring case), the
+    /// values of a repeated one joined with commas. Decoded only when `Url` has no query (see
+    /// [`query_of`]): the widget's requests have one, and decoding the object for nothing would
+    /// cost them. So it is checked only then: a malformed one beside a URL query is ignored
+    /// (the URL says what the client sent), and `null` is no query.
     #[serde(rename = "Query", default, borrow)]
     pub query: Option<&'a RawValue>,
     /// Headers, each with its values as an array; only those in
@@ -622,6 +624,26 @@ mod tests {
         let request = http_request(envelope.as_bytes()).expect("request");
         assert_eq!(request.query_value("a"), Some("first"));
         assert_eq!(request.query.len(), 3);
+        // The object is read only without a query in the URL: beside one, a malformed object
+        // is ignored; without one, it is a 400; `null` is no query.
+        let envelope = r#"{"Data":{"req":{"Url":"http://x/api/GetLatestRun?a=1","Method":"GET",
+            "Query":[1]}}}"#;
+        assert_eq!(
+            http_request(envelope.as_bytes()).expect("request").query,
+            vec![("a".to_owned(), "1".to_owned())]
+        );
+        let envelope = r#"{"Data":{"req":{"Url":"http://x/api/GetLatestRun","Method":"GET",
+            "Query":{"a":1}}}}"#;
+        assert!(matches!(
+            http_request(envelope.as_bytes()),
+            Err(ApiError::BadRequest(message)) if message.contains("Query")
+        ));
+        let envelope = r#"{"Data":{"req":{"Url":"http://x/api/GetLatestRun","Method":"GET",
+            "Query":null}}}"#;
+        assert!(http_request(envelope.as_bytes())
+            .expect("request")
+            .query
+            .is_empty());
         // An empty query in the URL is none, whatever the object says.
         let envelope = r#"{"Data":{"req":{"Url":"http://x/api/GetLatestRun?","Method":"GET",
             "Query":{"a":"1"}}}}"#;

@@ -109,8 +109,8 @@ struct Inner {
     /// Events waiting to be applied here, oldest first.
     queue: Mutex<VecDeque<Queued>>,
     applier_running: AtomicBool,
-    /// Events waiting to be written to the table, and the number of the batch they go in.
-    to_record: Mutex<(Vec<PendingEvent>, u64)>,
+    /// Events waiting to be written to the table.
+    to_record: Mutex<ToRecord>,
     /// The number of the last batch written (or given up on), and the index clock's reading it
     /// was written at (`None`: given up on).
     recorded: watch::Sender<(u64, Option<i64>)>,
@@ -129,6 +129,15 @@ impl Drop for Running<'_> {
     }
 }
 
+/// Events received here and not yet written to the table's pending events.
+struct ToRecord {
+    events: Vec<PendingEvent>,
+    /// The number of the batch they go in.
+    batch: u64,
+    /// Whether an event did not fit (the table is asked for a full pass with the batch).
+    overflowed: bool,
+}
+
 impl PushEvents {
     /// A receiver for the app's services; it also applies events other instances recorded.
     pub fn new(store: Store, tokens: TokenKeeper, keeper: IndexKeeper, clock: Clock) -> Self {
@@ -144,7 +153,11 @@ impl PushEvents {
             deauthorization_check_waiting: AtomicBool::new(false),
             queue: Mutex::new(VecDeque::new()),
             applier_running: AtomicBool::new(false),
-            to_record: Mutex::new((Vec::new(), 1)),
+            to_record: Mutex::new(ToRecord {
+                events: Vec::new(),
+                batch: 1,
+                overflowed: false,
+            }),
             recorded: watch::channel((0, None)).0,
             recorder_running: AtomicBool::new(false),
             ids_lookup_running: AtomicBool::new(false),
@@ -299,9 +312,12 @@ impl PushEvents {
         let batch = {
             let mut to_record = self.0.to_record.lock().ok()?;
             // Bounded while storage is down: one event per activity, and the same cap as the
-            // table's list.
-            add_pending(&mut to_record.0, event);
-            to_record.1
+            // table's list. What does not fit is covered by a full pass, which the batch asks
+            // for when it is written.
+            if !add_pending(&mut to_record.events, event) {
+                to_record.overflowed = true;
+            }
+            to_record.batch
         };
         self.start_recorder();
         Some(batch)
@@ -325,18 +341,22 @@ impl PushEvents {
         tokio::spawn(async move {
             let mut running = Some(Running(&events.0.recorder_running));
             loop {
-                let (batch, number) = {
+                let (batch, number, overflowed) = {
                     let Ok(mut to_record) = events.0.to_record.lock() else {
                         break;
                     };
-                    let number = to_record.1;
-                    to_record.1 += 1;
-                    (std::mem::take(&mut to_record.0), number)
+                    let number = to_record.batch;
+                    to_record.batch += 1;
+                    (
+                        std::mem::take(&mut to_record.events),
+                        number,
+                        std::mem::take(&mut to_record.overflowed),
+                    )
                 };
                 if batch.is_empty() {
                     drop(running.take());
                     // An event pushed after the take and before the flag must not wait forever.
-                    let more = events.0.to_record.lock().map(|t| !t.0.is_empty());
+                    let more = events.0.to_record.lock().map(|t| !t.events.is_empty());
                     if more.unwrap_or(false)
                         && !events.0.recorder_running.swap(true, Ordering::AcqRel)
                     {
@@ -345,7 +365,13 @@ impl PushEvents {
                     }
                     break;
                 }
-                let stamp = events.write_batch(&batch).await;
+                let stamp = events.write_batch(&batch, overflowed).await;
+                if stamp.is_none() && overflowed {
+                    // Not written: the next batch asks for the full pass.
+                    if let Ok(mut to_record) = events.0.to_record.lock() {
+                        to_record.overflowed = true;
+                    }
+                }
                 events.0.recorded.send_replace((number, stamp));
             }
         });
@@ -353,12 +379,18 @@ impl PushEvents {
 
     /// Adds `batch` to the table's pending events (one write for the batch), retrying with
     /// backoff for a minute: the index clock's reading it was recorded at (`None`: given up).
-    async fn write_batch(&self, batch: &[PendingEvent]) -> Option<i64> {
+    /// `overflowed`: events were dropped before the batch was written (more than the list
+    /// keeps arrived while storage was down); the write asks for a full pass, as the table's
+    /// own list does when it overflows.
+    async fn write_batch(&self, batch: &[PendingEvent], overflowed: bool) -> Option<i64> {
         let give_up = tokio::time::Instant::now() + RECORD_GIVE_UP;
         let write = || {
             self.0.store.modify_latest_run(|entity, _| {
                 for event in batch {
                     entity.record_event(event.clone());
+                }
+                if overflowed {
+                    entity.ask_for_reconciliation();
                 }
                 Change::Save(entity.index_clock)
             })

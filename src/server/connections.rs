@@ -112,7 +112,8 @@ pub async fn serve<F>(
         };
         let routes = warp::service(filter.clone());
         // The routes' future handed to hyper as it is made: tower's adapter would first build
-        // it inside a `Oneshot` and move it, several KiB, a few times per request.
+        // it inside a `Oneshot` and move it, several KiB, a few times per request. No
+        // `poll_ready` first: warp's service is always ready (hyper 1 has no readiness either).
         let service = hyper::service::service_fn(move |request| routes.clone().call(request));
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {

@@ -478,8 +478,14 @@ impl StoredLatestRun {
             known.recorded = recorded;
         }
         if !added {
-            self.reconcile_after.get_or_insert(self.index_clock);
+            self.ask_for_reconciliation();
         }
+    }
+
+    /// Asks for a full pass (events were dropped: only a full list of Strava covers them); an
+    /// earlier request stands.
+    pub fn ask_for_reconciliation(&mut self) {
+        self.reconcile_after.get_or_insert(self.index_clock);
     }
 
     /// Clears the pending events applying `applied` also applied.

@@ -64,6 +64,7 @@ async fn connected_app(strava: &FakeStrava, settings: TestSettings, mode: Mode) 
 /// Whether process `pid` holds (has accepted) a loopback TCP connection whose other end is
 /// `client_port`: the connection's socket, found in /proc/net/tcp by its remote port, is among
 /// the process's open files. A connection waiting in a listener's queue is in no process's.
+/// (Linux only, as the test suite is: elsewhere it never finds one.)
 fn holds_connection_from(pid: u32, client_port: u16) -> bool {
     let remote = format!(":{client_port:04X}");
     let inodes: Vec<String> = std::fs::read_to_string("/proc/net/tcp")

@@ -11,6 +11,7 @@ use strava_latest_run::clock::Clock;
 use support::activities;
 use support::app::{TestApp, TestSettings};
 use support::fake_strava::{FakeStrava, ATHLETE_ID};
+use support::storage_proxy::{StorageProxy, WriteFate};
 
 const VERIFY_TOKEN: &str = "scale-out-verify-7c1e";
 /// How long a list answer takes to arrive after the list was read.
@@ -450,6 +451,77 @@ async fn more_pending_events_than_the_table_keeps_bring_a_reconciliation_not_a_l
             year["totals"]
         );
     }
+}
+
+/// Events that arrive while an instance cannot write to its storage wait in its memory, as
+/// many as the table's list keeps. Those that do not fit are lost to every instance unless the
+/// batch written when storage recovers asks for a full pass, as the table's own list does when
+/// it overflows.
+#[tokio::test]
+async fn more_events_than_fit_while_storage_is_down_bring_a_reconciliation_not_a_loss() {
+    let strava = FakeStrava::start().await;
+    let now = support::now();
+    strava.set_activities(vec![activities::run(
+        80,
+        "Shown run",
+        now - 86_400,
+        5_000.0,
+    )]);
+    let proxy = StorageProxy::start(support::azurite::Azurite::shared().port()).await;
+    let behind_proxy = settings(&strava, 600).with(
+        "AzureWebJobsStorage",
+        support::azurite::connection_string_for_port(proxy.port()),
+    );
+    let a = TestApp::spawn_subscribed(&strava, behind_proxy, Clock::system()).await;
+    latest_until(&a, 10, |s, r| s == 200 && r["id"] == json!(80)).await;
+
+    // 70 uploads, their events sent while every write hangs (reads pass, so the callback
+    // secret is checked): more events than A keeps for the table.
+    proxy.later_writes(WriteFate::Hold);
+    let uploads: i64 = 70;
+    for n in 0..uploads {
+        strava.add_activity(activities::run(
+            81 + n,
+            "Upload",
+            now - 3_600 + n * 10,
+            1_000.0,
+        ));
+    }
+    // The first upload's event first: its record is the write that hangs. The 70 after it
+    // wait in memory; the first's id is among the 64 kept, so the table's own list, which
+    // gets 64 ids, does not overflow: only the memory's does.
+    deliver(
+        &strava,
+        &a,
+        &strava.event("activity", 81, "create", json!({})),
+    )
+    .await;
+    let strava = &strava;
+    let deliveries = (0..uploads).map(|n| {
+        let event = strava.event("activity", 81 + n, "create", json!({}));
+        let a = &a;
+        async move { deliver(strava, a, &event).await }
+    });
+    futures_util::future::join_all(deliveries).await;
+    assert!(proxy.held() > 0, "a write was held");
+    // Storage recovers: the held writes fail (and are tried again), later ones pass.
+    proxy.later_writes(WriteFate::Pass);
+    proxy.release_held();
+
+    // Covered by a reconciliation at once, not by tomorrow's full pass (the event budget alone
+    // reads 10 at once, then one every 36 s).
+    let (status, year) = a
+        .poll_json("/api/GetRunningYear", Duration::from_secs(30), |_, y| {
+            y["totals"]["count"] == json!(uploads + 1)
+        })
+        .await;
+    assert_eq!(status, 200, "{year}");
+    assert_eq!(
+        year["totals"]["count"],
+        json!(uploads + 1),
+        "{}",
+        year["totals"]
+    );
 }
 
 #[tokio::test]

@@ -442,6 +442,10 @@ async fn a_hide_whose_publish_failed_is_published_by_its_retry() {
     assert!(strava.deliver_event(&delete).await.acknowledged);
     // The publish fails as a whole (the storage client tries a write three times); then the
     // event's retry, which either publishes (and fails again) or drops the event unpublished.
+    assert!(
+        eventually(20, || async { proxy.met_writes_of("latest-run") >= 3 }).await,
+        "the hide's publish was answered 503"
+    );
     let retried = eventually(20, || async {
         let pending = raw_table::get(&app.settings, "latest-run")
             .await
@@ -450,8 +454,7 @@ async fn a_hide_whose_publish_failed_is_published_by_its_retry() {
         proxy.met_writes_of("latest-run") >= 4 || !pending
     })
     .await;
-    assert!(retried, "the hide was applied and retried");
-    assert!(proxy.met_writes_of("latest-run") >= 3, "the publish failed");
+    assert!(retried, "the hide was retried");
     assert_eq!(
         stored_activity(&app.settings).await,
         Some(SAMPLE_RUN_ID),
@@ -977,7 +980,7 @@ async fn a_forged_deauthorization_while_another_instance_holds_rotated_tokens_ke
     // B left Strava alone for a minute after its refused refresh: that minute passes.
     b_clock.jump(61);
     let (status, body) = b
-        .poll_json("/api/GetLatestRun", Duration::from_secs(90), |status, _| {
+        .poll_json("/api/GetLatestRun", Duration::from_secs(30), |status, _| {
             status == 200
         })
         .await;
