@@ -37,6 +37,49 @@ async fn deliver(strava: &FakeStrava, app: &TestApp, event: &Value) {
     assert!(delivery.acknowledged, "{delivery:?}");
 }
 
+/// A fake Strava whose one activity is the public run `id` ("Shown run"), started at
+/// `start`, `meters` long.
+async fn shown_run_at_strava(id: i64, start: i64, meters: f64) -> FakeStrava {
+    let strava = FakeStrava::start().await;
+    strava.set_activities(vec![activities::run(id, "Shown run", start, meters)]);
+    strava
+}
+
+/// `count` public runs uploaded at Strava in the last hour, ids from 81 on.
+fn upload_runs(strava: &FakeStrava, count: i64, now: i64) {
+    for n in 0..count {
+        strava.add_activity(activities::run(
+            81 + n,
+            "Upload",
+            now - 3_600 + n * 10,
+            1_000.0,
+        ));
+    }
+}
+
+/// The create events of [`upload_runs`]' runs, sent all at once, each to the next of `apps`.
+async fn deliver_uploads(strava: &FakeStrava, apps: &[&TestApp], count: i64) {
+    let deliveries = (0..count).map(|n| {
+        let event = strava.event("activity", 81 + n, "create", json!({}));
+        let target = apps[n as usize % apps.len()];
+        async move { deliver(strava, target, &event).await }
+    });
+    futures_util::future::join_all(deliveries).await;
+}
+
+/// Polls `app`'s running year until it counts `runs`, for `seconds` at most; fails otherwise.
+async fn year_counts_within(app: &TestApp, runs: i64, seconds: u64) {
+    let (status, year) = app
+        .poll_json(
+            "/api/GetRunningYear",
+            Duration::from_secs(seconds),
+            |_, y| y["totals"]["count"] == json!(runs),
+        )
+        .await;
+    assert_eq!(status, 200, "{year}");
+    assert_eq!(year["totals"]["count"], json!(runs), "{}", year["totals"]);
+}
+
 /// Waits until the fake has received more list calls than `seen`; when it did.
 async fn list_call_after(strava: &FakeStrava, seen: u32) -> Instant {
     let until = Instant::now() + Duration::from_secs(20);
@@ -189,14 +232,8 @@ async fn a_slow_round_does_not_remove_a_new_upload_applied_through_another_insta
 
 #[tokio::test]
 async fn a_create_read_slowly_on_one_instance_and_its_delete_on_another_leave_nothing_shown() {
-    let strava = FakeStrava::start().await;
     let now = support::now();
-    strava.set_activities(vec![activities::run(
-        41,
-        "Shown run",
-        now - 3_600,
-        10_000.0,
-    )]);
+    let strava = shown_run_at_strava(41, now - 3_600, 10_000.0).await;
     strava.set_list_latency(Duration::from_secs(1));
     let (a, b) = two_instances(&strava, settings(&strava, 600)).await;
     latest_until(&a, 10, |s, r| s == 200 && r["id"] == json!(41)).await;
@@ -328,14 +365,8 @@ async fn last_year_is_served_in_full_or_not_at_all() {
 
 #[tokio::test]
 async fn a_deauthorization_during_another_instances_round_leaves_no_answer_anywhere() {
-    let strava = FakeStrava::start().await;
     let now = support::now();
-    strava.set_activities(vec![activities::run(
-        61,
-        "Shown run",
-        now - 3_600,
-        10_000.0,
-    )]);
+    let strava = shown_run_at_strava(61, now - 3_600, 10_000.0).await;
     let cache_seconds = 6;
     let (a, b) = two_instances(&strava, settings(&strava, cache_seconds)).await;
     // B's round: its list is read now and arrives SLOW_LIST later.
@@ -406,50 +437,20 @@ async fn a_short_page_is_not_the_end_of_stravas_list() {
 
 #[tokio::test]
 async fn more_pending_events_than_the_table_keeps_bring_a_reconciliation_not_a_loss() {
-    let strava = FakeStrava::start().await;
     let now = support::now();
-    strava.set_activities(vec![activities::run(
-        80,
-        "Shown run",
-        now - 86_400,
-        5_000.0,
-    )]);
+    let strava = shown_run_at_strava(80, now - 86_400, 5_000.0).await;
     let (a, b) = two_instances(&strava, settings(&strava, 600)).await;
     latest_until(&a, 10, |s, r| s == 200 && r["id"] == json!(80)).await;
 
     // 70 uploads at once: more events than the table keeps pending, and far more than the
     // event budget reads at once (10, then one every 36 s).
     let uploads: i64 = 70;
-    for n in 0..uploads {
-        strava.add_activity(activities::run(
-            81 + n,
-            "Upload",
-            now - 3_600 + n * 10,
-            1_000.0,
-        ));
-    }
-    let strava = &strava;
-    let deliveries = (0..uploads).map(|n| {
-        let event = strava.event("activity", 81 + n, "create", json!({}));
-        let target = if n % 2 == 0 { &a } else { &b };
-        async move { deliver(strava, target, &event).await }
-    });
-    futures_util::future::join_all(deliveries).await;
+    upload_runs(&strava, uploads, now);
+    deliver_uploads(&strava, &[&a, &b], uploads).await;
 
     // Whatever did not fit is covered by a reconciliation at once, not by tomorrow's full pass.
     for app in [&a, &b] {
-        let (status, year) = app
-            .poll_json("/api/GetRunningYear", Duration::from_secs(20), |_, y| {
-                y["totals"]["count"] == json!(uploads + 1)
-            })
-            .await;
-        assert_eq!(status, 200, "{year}");
-        assert_eq!(
-            year["totals"]["count"],
-            json!(uploads + 1),
-            "{}",
-            year["totals"]
-        );
+        year_counts_within(app, uploads + 1, 20).await;
     }
 }
 
@@ -459,14 +460,8 @@ async fn more_pending_events_than_the_table_keeps_bring_a_reconciliation_not_a_l
 /// it overflows.
 #[tokio::test]
 async fn more_events_than_fit_while_storage_is_down_bring_a_reconciliation_not_a_loss() {
-    let strava = FakeStrava::start().await;
     let now = support::now();
-    strava.set_activities(vec![activities::run(
-        80,
-        "Shown run",
-        now - 86_400,
-        5_000.0,
-    )]);
+    let strava = shown_run_at_strava(80, now - 86_400, 5_000.0).await;
     let proxy = StorageProxy::start(support::azurite::Azurite::shared().port()).await;
     let behind_proxy = settings(&strava, 600).with(
         "AzureWebJobsStorage",
@@ -479,14 +474,7 @@ async fn more_events_than_fit_while_storage_is_down_bring_a_reconciliation_not_a
     // secret is checked): more events than A keeps for the table.
     proxy.later_writes(WriteFate::Hold);
     let uploads: i64 = 70;
-    for n in 0..uploads {
-        strava.add_activity(activities::run(
-            81 + n,
-            "Upload",
-            now - 3_600 + n * 10,
-            1_000.0,
-        ));
-    }
+    upload_runs(&strava, uploads, now);
     // The first upload's event first: its record is the write that hangs. The 70 after it
     // wait in memory; the first's id is among the 64 kept, so the table's own list, which
     // gets 64 ids, does not overflow: only the memory's does.
@@ -496,13 +484,7 @@ async fn more_events_than_fit_while_storage_is_down_bring_a_reconciliation_not_a
         &strava.event("activity", 81, "create", json!({})),
     )
     .await;
-    let strava = &strava;
-    let deliveries = (0..uploads).map(|n| {
-        let event = strava.event("activity", 81 + n, "create", json!({}));
-        let a = &a;
-        async move { deliver(strava, a, &event).await }
-    });
-    futures_util::future::join_all(deliveries).await;
+    deliver_uploads(&strava, &[&a], uploads).await;
     assert!(proxy.held() > 0, "a write was held");
     // Storage recovers: the held writes fail (and are tried again), later ones pass.
     proxy.later_writes(WriteFate::Pass);
@@ -510,18 +492,7 @@ async fn more_events_than_fit_while_storage_is_down_bring_a_reconciliation_not_a
 
     // Covered by a reconciliation at once, not by tomorrow's full pass (the event budget alone
     // reads 10 at once, then one every 36 s).
-    let (status, year) = a
-        .poll_json("/api/GetRunningYear", Duration::from_secs(30), |_, y| {
-            y["totals"]["count"] == json!(uploads + 1)
-        })
-        .await;
-    assert_eq!(status, 200, "{year}");
-    assert_eq!(
-        year["totals"]["count"],
-        json!(uploads + 1),
-        "{}",
-        year["totals"]
-    );
+    year_counts_within(&a, uploads + 1, 30).await;
 }
 
 #[tokio::test]

@@ -240,18 +240,42 @@ impl Checker<'_> {
             let Some(slot) = self.slot_of.get(&read.caller).copied() else {
                 continue;
             };
+            // A pass publishes once its last page is in: a short first page is not taken for
+            // the end of the list, so the pages after it (each asked once the one before was
+            // answered, until the caller's next first page) hold what the first one read back.
+            let next_pass = reads
+                .iter()
+                .filter(|r| r.caller == read.caller && r.first_page && r.arrived > read.arrived)
+                .map(|r| r.arrived)
+                .min();
+            let pages: Vec<Option<Instant>> = reads
+                .iter()
+                .filter(|r| {
+                    r.caller == read.caller
+                        && matches!(r.kind, ReadKind::List)
+                        && !r.first_page
+                        && r.arrived >= answered
+                        && next_pass.is_none_or(|next| r.arrived < next)
+                })
+                .map(|r| r.answered)
+                .collect();
+            // A page still unanswered: the pass never ended.
+            let Some(last_page) = pages
+                .iter()
+                .try_fold(answered, |last, page| page.map(|page| last.max(page)))
+            else {
+                continue;
+            };
             let arrived = t.us(read.arrived);
             let answered = t.us(answered);
-            let base = answered + us(ROUND);
+            let base = t.us(last_page) + us(ROUND);
             let base = base + self.stall_extra(Some(slot), arrived, base + us(LOOK));
             if self.killed(&read.caller).is_some_and(|k| k <= base) {
                 continue;
             }
             let excluded = windows
                 .iter()
-                .filter(|(_, from, until)| {
-                    *from <= answered + us(ROUND) && *until >= arrived - us(ROUND_LEAD)
-                })
+                .filter(|(_, from, until)| *from <= base && *until >= arrived - us(ROUND_LEAD))
                 .map(|(activity, _, _)| *activity)
                 .collect();
             known.push(Knowledge {
@@ -262,10 +286,11 @@ impl Checker<'_> {
                 self_at: Some(base),
                 other_at: base + us(LOOK),
                 why: format!(
-                    "{}'s round, whose list was read at {} and answered at {}",
+                    "{}'s round, whose list was read at {} and answered at {} (its last page at {})",
                     read.caller,
                     s(arrived),
-                    s(answered)
+                    s(answered),
+                    s(t.us(last_page))
                 ),
             });
         }
