@@ -15,6 +15,7 @@
 
 use crate::app::App;
 use crate::config::{self, RawSettings, Settings};
+use crate::functions::public_http::AnswerHeaders;
 use crate::host::{self, HttpReplies, InvocationRequest};
 use crate::http::{ApiError, FunctionResponse};
 use crate::index::{newest, IndexSettings, SketchZone};
@@ -169,7 +170,15 @@ pub async fn forwarded_request(app: &App, data: &[u8]) -> Outcome {
         headers: request.headers,
         body,
     };
-    let response = server::route(app, &HttpReplies::default(), Mode::Host, raw).await;
+    let answer_headers = AnswerHeaders::new(&app.answer_cache_control, &app.allowed_origins);
+    let response = server::route(
+        app,
+        &HttpReplies::default(),
+        &answer_headers,
+        Mode::Host,
+        raw,
+    )
+    .await;
     let status = response.status();
     let content_type = response
         .headers()

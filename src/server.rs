@@ -9,6 +9,7 @@ mod connections;
 pub use connections::ServerLimits;
 
 use crate::app::App;
+use crate::functions::public_http::AnswerHeaders;
 use crate::functions::{self, FunctionName};
 use crate::host::{self, HttpReplies, InvocationRequest, InvocationResponse};
 use crate::http::{ApiError, FunctionRequest};
@@ -54,10 +55,12 @@ pub async fn run(
     connections::serve(listener, routes(app, mode), limits, shutdown).await;
 }
 
-/// The app and the invocation replies of its latest answers, shared by every connection.
+/// The app, the invocation replies of its latest answers and the headers of its cacheable
+/// answers, shared by every connection.
 struct Shared {
     app: Arc<App>,
     http_replies: HttpReplies,
+    answer_headers: AnswerHeaders,
 }
 
 /// Every route of the app in `mode` as one filter that never rejects.
@@ -67,6 +70,7 @@ pub fn routes(
 ) -> impl Filter<Extract = (Response<Bytes>,), Error = Infallible> + Clone + Send + Sync + 'static {
     // What every request needs, behind one reference count (each request takes one clone).
     let shared = Arc::new(Shared {
+        answer_headers: AnswerHeaders::new(&app.answer_cache_control, &app.allowed_origins),
         app,
         http_replies: HttpReplies::default(),
     });
@@ -98,7 +102,12 @@ pub fn routes(
                     headers,
                     body,
                 };
-                route(&shared.app, &shared.http_replies, mode, request).await
+                let Shared {
+                    app,
+                    http_replies,
+                    answer_headers,
+                } = &*shared;
+                route(app, http_replies, answer_headers, mode, request).await
             },
         )
         .recover(|_rejection: warp::Rejection| async move {
@@ -186,6 +195,7 @@ pub(crate) struct RawRequest<'a> {
 pub(crate) async fn route(
     app: &App,
     http_replies: &HttpReplies,
+    answer_headers: &AnswerHeaders,
     mode: Mode,
     request: RawRequest<'_>,
 ) -> Response<Bytes> {
@@ -267,12 +277,12 @@ pub(crate) async fn route(
         Target::Answer(answer) => answer,
         Target::Public(function, params) => {
             let request = public_request(method, query, headers, params);
-            call_public(app, function, request, body).await
+            call_public(app, answer_headers, function, request, body).await
         }
         Target::Invocation(function) => match body {
             Ok(body) => {
                 let span = functions::span(function, Some(&headers));
-                invoke(app, http_replies, function, &body)
+                invoke(app, http_replies, answer_headers, function, &body)
                     .instrument(span)
                     .await
             }
@@ -312,6 +322,7 @@ fn public_request(
 /// (standalone, the widget's warm path in benchmarks) there is nothing to tie lines to.
 async fn call_public(
     app: &App,
+    answer_headers: &AnswerHeaders,
     function: FunctionName,
     request: FunctionRequest,
     body: Result<Bytes, ApiError>,
@@ -321,10 +332,15 @@ async fn call_public(
             let span = functions::forwarded_span(function, &request.headers);
             // One await of one future: an await in each arm of a `match` would hold room for
             // the function's future twice (and every request's future is as large as this).
-            functions::call_http(app, function, FunctionRequest { body, ..request })
-                .instrument(span.unwrap_or_else(tracing::Span::none))
-                .await
-                .into_http()
+            functions::call_http(
+                app,
+                answer_headers,
+                function,
+                FunctionRequest { body, ..request },
+            )
+            .instrument(span.unwrap_or_else(tracing::Span::none))
+            .await
+            .into_http()
         }
         Err(err) => err.to_response().into_http(),
     }
@@ -334,6 +350,7 @@ async fn call_public(
 async fn invoke(
     app: &App,
     http_replies: &HttpReplies,
+    answer_headers: &AnswerHeaders,
     function: FunctionName,
     body: &[u8],
 ) -> Response<Bytes> {
@@ -342,7 +359,7 @@ async fn invoke(
             Ok(request) => request,
             Err(err) => return err.to_response().into_http(),
         };
-        let response = functions::call_http(app, function, request).await;
+        let response = functions::call_http(app, answer_headers, function, request).await;
         // No log line per widget request: the host records every invocation and its status.
         return invocation_reply(StatusCode::OK, http_replies.render(&response));
     }

@@ -75,13 +75,16 @@ pub(super) fn error_card(err: &ApiError, theme: Theme) -> FunctionResponse {
     response
 }
 
+/// A card's CSP: opened on its own (not as an image) a card still runs nothing; its inline
+/// style is all it may use.
+pub(super) const IMAGE_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'";
+
 /// Opened on its own (not as an image) a card still runs nothing: a CSP allows its inline style
 /// only.
 pub(super) fn image_headers(response: &mut FunctionResponse) {
-    response.headers.insert(
-        CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
-    );
+    response
+        .headers
+        .insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(IMAGE_CSP));
     response
         .headers
         .insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static(NOSNIFF));

@@ -5,19 +5,18 @@
 //! errors: JSON ones with their status, or for `format=svg` an error card (`200`, an image that
 //! says what is wrong, the code in `X-Widget-Error`). On the warm path it does no I/O.
 
-use super::cards::{error_card, image_headers, Format, SVG_CONTENT_TYPE};
-use super::public_http::{cacheable, read_only};
+use super::cards::{error_card, Format};
+use super::public_http::{cacheable, read_only, AnswerHeaders};
 use crate::config::AllowedOrigins;
-use crate::http::{ApiError, FunctionRequest, FunctionResponse, JSON_CONTENT_TYPE};
+use crate::http::{ApiError, FunctionRequest, FunctionResponse};
 use crate::keeper::{Answer, IndexKeeper, LatestRunError};
 use crate::view::svg::{self, Theme, Units};
-use warp::http::HeaderValue;
 
 /// Handles one widget request.
 pub async fn handle(
     latest_run: &IndexKeeper,
     allowed_origins: &AllowedOrigins,
-    cache_control: &HeaderValue,
+    answer_headers: &AnswerHeaders,
     request: &FunctionRequest,
 ) -> FunctionResponse {
     read_only(allowed_origins, request, || async {
@@ -36,17 +35,15 @@ pub async fn handle(
                 };
             }
         };
-        let cache_control = cache_control.clone();
         match format {
             Format::Json => cacheable(
                 request,
                 // A cheap reference-counted clone of the cached bytes.
                 answer.body.clone(),
                 &answer.etag,
-                HeaderValue::from_static(JSON_CONTENT_TYPE),
-                cache_control,
+                answer_headers.json(),
             ),
-            Format::Svg(theme, units) => card(&answer, theme, units, request, cache_control),
+            Format::Svg(theme, units) => card(&answer, theme, units, request, answer_headers),
         }
     })
     .await
@@ -58,22 +55,19 @@ fn card(
     theme: Theme,
     units: Units,
     request: &FunctionRequest,
-    cache_control: HeaderValue,
+    answer_headers: &AnswerHeaders,
 ) -> FunctionResponse {
     let Some(card) = answer.card(theme, units, |run| svg::render(run, theme, units)) else {
         // Every answer this app makes carries its run; never serve a card of nothing.
         return error_card(&ApiError::NoPublicRun, theme);
     };
-    let mut response = cacheable(
+    cacheable(
         request,
         // Rendered once per answer; a reference-counted clone of its bytes.
         card.body.clone(),
         &card.etag,
-        HeaderValue::from_static(SVG_CONTENT_TYPE),
-        cache_control,
-    );
-    image_headers(&mut response);
-    response
+        answer_headers.svg(),
+    )
 }
 
 /// The client's view of the service's errors.

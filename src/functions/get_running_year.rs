@@ -3,14 +3,13 @@
 //! (`If-None-Match` → 304), cache headers, CORS and error rules as GetLatestRun, and no Strava
 //! call per visit. On the warm path it does no I/O.
 
-use super::cards::{error_card, image_headers, Format, SVG_CONTENT_TYPE};
+use super::cards::{error_card, Format};
 use super::get_latest_run::api_error;
-use super::public_http::{cacheable, read_only};
+use super::public_http::{cacheable, read_only, AnswerHeaders};
 use crate::config::AllowedOrigins;
-use crate::http::{ApiError, FunctionRequest, FunctionResponse, JSON_CONTENT_TYPE};
+use crate::http::{ApiError, FunctionRequest, FunctionResponse};
 use crate::running_year::{RunningYearError, RunningYearService};
 use crate::view::year_card::render_year;
-use warp::http::HeaderValue;
 
 /// `year`: four digits, or absent.
 fn year_of(request: &FunctionRequest) -> Result<Option<i32>, ApiError> {
@@ -29,7 +28,7 @@ fn year_of(request: &FunctionRequest) -> Result<Option<i32>, ApiError> {
 pub async fn handle(
     running_year: &RunningYearService,
     allowed_origins: &AllowedOrigins,
-    cache_control: &HeaderValue,
+    answer_headers: &AnswerHeaders,
     request: &FunctionRequest,
 ) -> FunctionResponse {
     read_only(allowed_origins, request, || async {
@@ -57,21 +56,12 @@ pub async fn handle(
                 request,
                 answer.body.clone(),
                 &answer.etag,
-                HeaderValue::from_static(JSON_CONTENT_TYPE),
-                cache_control.clone(),
+                answer_headers.json(),
             ),
             Format::Svg(theme, units) => {
                 match answer.card(theme, units, |view| render_year(view, theme, units)) {
                     Some(card) => {
-                        let mut response = cacheable(
-                            request,
-                            card.body.clone(),
-                            &card.etag,
-                            HeaderValue::from_static(SVG_CONTENT_TYPE),
-                            cache_control.clone(),
-                        );
-                        image_headers(&mut response);
-                        response
+                        cacheable(request, card.body.clone(), &card.etag, answer_headers.svg())
                     }
                     None => error_card(&ApiError::NotFound, theme),
                 }

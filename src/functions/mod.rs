@@ -14,6 +14,7 @@ pub mod widget;
 
 use crate::app::App;
 pub use crate::http::{FunctionRequest, FunctionResponse, TimerInfo, JSON_CONTENT_TYPE};
+use public_http::AnswerHeaders;
 use warp::http::{HeaderMap, HeaderName};
 
 /// The functions of the app, named as their folders (the invocation path) are.
@@ -122,24 +123,20 @@ pub fn invocation_id(headers: &HeaderMap) -> Option<&str> {
 /// Runs an HTTP function.
 pub async fn call_http(
     app: &App,
+    answer_headers: &AnswerHeaders,
     function: FunctionName,
     request: FunctionRequest,
 ) -> FunctionResponse {
     match function {
         FunctionName::GetLatestRun => {
-            get_latest_run::handle(
-                &app.keeper,
-                &app.allowed_origins,
-                &app.answer_cache_control,
-                &request,
-            )
-            .await
+            get_latest_run::handle(&app.keeper, &app.allowed_origins, answer_headers, &request)
+                .await
         }
         FunctionName::GetRunningYear => {
             get_running_year::handle(
                 &app.running_year,
                 &app.allowed_origins,
-                &app.answer_cache_control,
+                answer_headers,
                 &request,
             )
             .await

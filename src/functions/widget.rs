@@ -3,7 +3,7 @@
 //! as `GetLatestRun` (a module script loaded from a blog is a cross-origin request). An unknown
 //! file is a JSON `404`.
 
-use super::public_http::{cacheable, read_only};
+use super::public_http::{answer_headers, cacheable, read_only};
 use crate::config::AllowedOrigins;
 use crate::http::{ApiError, FunctionRequest, FunctionResponse};
 use crate::keeper::etag_of;
@@ -26,20 +26,27 @@ pub async fn handle(
 ) -> FunctionResponse {
     read_only(allowed_origins, request, || async {
         match request.param("file").and_then(assets::find) {
-            Some(asset) => serve(asset, request),
+            Some(asset) => serve(asset, allowed_origins, request),
             None => ApiError::NoSuchFile.to_response(),
         }
     })
     .await
 }
 
-fn serve(asset: &'static Asset, request: &FunctionRequest) -> FunctionResponse {
+fn serve(
+    asset: &'static Asset,
+    allowed_origins: &AllowedOrigins,
+    request: &FunctionRequest,
+) -> FunctionResponse {
     let mut response = cacheable(
         request,
         bytes::Bytes::from_static(asset.body),
         &etag(asset),
-        HeaderValue::from_static(asset.content_type),
-        HeaderValue::from_static(CACHE_CONTROL),
+        &answer_headers(
+            HeaderValue::from_static(asset.content_type),
+            HeaderValue::from_static(CACHE_CONTROL),
+            allowed_origins,
+        ),
     );
     // `cacheable` says nosniff, as for every answer with a body.
     let headers = &mut response.headers;
