@@ -12,9 +12,10 @@ use crate::app::App;
 use crate::functions::public_http::AnswerHeaders;
 use crate::functions::{self, FunctionName};
 use crate::host::{self, HttpReplies, InvocationRequest, InvocationResponse};
-use crate::http::{ApiError, FunctionRequest};
+use crate::http::{ApiError, FunctionRequest, FunctionResponse};
 use bytes::{Buf, Bytes, BytesMut};
-use futures_util::{Stream, StreamExt};
+use futures_util::future::{self, Either};
+use futures_util::{FutureExt, Stream, StreamExt};
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
@@ -192,13 +193,18 @@ pub(crate) struct RawRequest<'a> {
 /// Routes one request: the routing [`routes`] does after warp has taken the request apart. The
 /// fuzz targets (the `fuzzing` feature) drive it in-process with any path, query, headers and
 /// body.
-pub(crate) async fn route(
-    app: &App,
-    http_replies: &HttpReplies,
-    answer_headers: &AnswerHeaders,
+///
+/// It decides where the request goes before anything is awaited and returns that call's future
+/// as it is. An `async fn` would keep its arguments (the whole request) beside the call's own
+/// copy of them; every request's future would be that much larger, and hyper and warp move it a
+/// few times per request.
+pub(crate) fn route<'a>(
+    app: &'a App,
+    http_replies: &'a HttpReplies,
+    answer_headers: &'a AnswerHeaders,
     mode: Mode,
-    request: RawRequest<'_>,
-) -> Response<Bytes> {
+    request: RawRequest<'a>,
+) -> impl Future<Output = Response<Bytes>> + Send + 'a {
     let RawRequest {
         method,
         path,
@@ -273,21 +279,27 @@ pub(crate) async fn route(
         },
         _ => Target::Answer(ApiError::NotFound.to_response().into_http()),
     };
-    match target {
-        Target::Answer(answer) => answer,
-        Target::Public(function, params) => {
+    match (target, body) {
+        (Target::Answer(answer), _) => Either::Left(future::ready(answer)),
+        (Target::Public(function, params), body) => {
             let request = public_request(method, query, headers, params);
-            call_public(app, answer_headers, function, request, body).await
+            Either::Right(Either::Left(call_public(
+                app,
+                answer_headers,
+                function,
+                request,
+                body,
+            )))
         }
-        Target::Invocation(function) => match body {
-            Ok(body) => {
-                let span = functions::span(function, Some(&headers));
-                invoke(app, http_replies, answer_headers, function, &body)
-                    .instrument(span)
-                    .await
-            }
-            Err(err) => err.to_response().into_http(),
-        },
+        (Target::Invocation(function), Ok(body)) => {
+            let span = functions::span(function, Some(&headers));
+            // The envelope is parsed here, in the invocation's span as the call runs in it.
+            let call = span.in_scope(|| invoke(app, http_replies, answer_headers, function, body));
+            Either::Right(Either::Right(call.instrument(span)))
+        }
+        (Target::Invocation(_), Err(err)) => {
+            Either::Left(future::ready(err.to_response().into_http()))
+        }
     }
 }
 
@@ -320,50 +332,62 @@ fn public_request(
 /// Runs an HTTP function on a forwarded request, or answers the body's error. The host
 /// forwards its requests with the invocation id: they are logged in its span. Without one
 /// (standalone, the widget's warm path in benchmarks) there is nothing to tie lines to.
-async fn call_public(
-    app: &App,
-    answer_headers: &AnswerHeaders,
+fn call_public<'a>(
+    app: &'a App,
+    answer_headers: &'a AnswerHeaders,
     function: FunctionName,
     request: FunctionRequest,
     body: Result<Bytes, ApiError>,
-) -> Response<Bytes> {
+) -> impl Future<Output = Response<Bytes>> + Send + 'a {
     match body {
         Ok(body) => {
             let span = functions::forwarded_span(function, &request.headers);
-            // One await of one future: an await in each arm of a `match` would hold room for
-            // the function's future twice (and every request's future is as large as this).
-            functions::call_http(
+            let call = functions::call_http(
                 app,
                 answer_headers,
                 function,
                 FunctionRequest { body, ..request },
+            );
+            Either::Left(
+                call.instrument(span.unwrap_or_else(tracing::Span::none))
+                    .map(FunctionResponse::into_http),
             )
-            .instrument(span.unwrap_or_else(tracing::Span::none))
-            .await
-            .into_http()
         }
-        Err(err) => err.to_response().into_http(),
+        Err(err) => Either::Right(future::ready(err.to_response().into_http())),
     }
 }
 
-/// Handles the invocation form: parse the envelope, run the function, wrap its result.
-async fn invoke(
-    app: &App,
-    http_replies: &HttpReplies,
-    answer_headers: &AnswerHeaders,
+/// Handles the invocation form: parse the envelope, run the function, wrap its result. An HTTP
+/// function's envelope is parsed before the returned future is, so the future holds the
+/// function's call alone.
+fn invoke<'a>(
+    app: &'a App,
+    http_replies: &'a HttpReplies,
+    answer_headers: &'a AnswerHeaders,
     function: FunctionName,
-    body: &[u8],
-) -> Response<Bytes> {
-    if function.is_http() {
-        let request = match host::http_request(body) {
-            Ok(request) => request,
-            Err(err) => return err.to_response().into_http(),
-        };
-        let response = functions::call_http(app, answer_headers, function, request).await;
-        // No log line per widget request: the host records every invocation and its status.
-        return invocation_reply(StatusCode::OK, http_replies.render(&response));
+    body: Bytes,
+) -> impl Future<Output = Response<Bytes>> + Send + 'a {
+    if !function.is_http() {
+        // Boxed: a timer's future is several KiB, and an unboxed one would make every request's
+        // future (the widget's GET included) that large, to be copied as it is set up.
+        return Either::Right(Box::pin(invoke_timer(app, function, body)));
     }
-    let invocation = match InvocationRequest::parse(body) {
+    let request = match host::http_request(&body) {
+        Ok(request) => request,
+        Err(err) => {
+            return Either::Left(Either::Left(future::ready(err.to_response().into_http())))
+        }
+    };
+    // No log line per widget request: the host records every invocation and its status.
+    Either::Left(Either::Right(
+        functions::call_http(app, answer_headers, function, request)
+            .map(|response| invocation_reply(StatusCode::OK, http_replies.render(&response))),
+    ))
+}
+
+/// Handles a timer function's invocation.
+async fn invoke_timer(app: &App, function: FunctionName, body: Bytes) -> Response<Bytes> {
+    let invocation = match InvocationRequest::parse(&body) {
         Ok(invocation) => invocation,
         Err(err) => return err.to_response().into_http(),
     };
@@ -371,9 +395,7 @@ async fn invoke(
         Ok(timer) => timer,
         Err(err) => return err.to_response().into_http(),
     };
-    // Boxed: a timer's future is several KiB, and an unboxed one would make every request's
-    // future (the widget's GET included) that large, to be copied as it is set up.
-    match Box::pin(functions::call_timer(app, function, &timer)).await {
+    match functions::call_timer(app, function, &timer).await {
         Ok(logs) => invocation_reply(
             StatusCode::OK,
             host::render(&InvocationResponse::logs_only(logs)),
