@@ -170,7 +170,7 @@ pub async fn forwarded_request(app: &App, data: &[u8]) -> Outcome {
         headers: request.headers,
         body,
     };
-    let answer_headers = AnswerHeaders::new(&app.answer_cache_control, &app.allowed_origins);
+    let answer_headers = AnswerHeaders::of(app);
     let response = server::route(
         app,
         &HttpReplies::default(),

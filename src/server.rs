@@ -71,7 +71,7 @@ pub fn routes(
 ) -> impl Filter<Extract = (Response<Bytes>,), Error = Infallible> + Clone + Send + Sync + 'static {
     // What every request needs, behind one reference count (each request takes one clone).
     let shared = Arc::new(Shared {
-        answer_headers: AnswerHeaders::new(&app.answer_cache_control, &app.allowed_origins),
+        answer_headers: AnswerHeaders::of(&app),
         app,
         http_replies: HttpReplies::default(),
     });
@@ -227,9 +227,8 @@ pub(crate) fn route<'a>(
         segments.next(),
         segments.next(),
     ];
-    // Where the request goes is decided first, and each kind of call awaited in one place:
-    // every request's future is as large as the largest of its awaits, and this way holds one
-    // function call's room, not one for each route.
+    // Where the request goes is decided first, and the future returned is that one call's:
+    // it is as large as the largest call, not as the request and every call together.
     let target = match parts {
         // Readiness and health pings: answered before and without any I/O.
         [Some(""), None, None, None] if method == Method::GET || method == Method::HEAD => {

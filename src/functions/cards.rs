@@ -1,5 +1,5 @@
 //! The SVG side of the public answers: what format a request asks for (`format=json|svg`, and
-//! for a card `theme` and `units`), the headers every card carries, and errors drawn as cards
+//! for a card `theme` and `units`), a card's CSP, and errors drawn as cards
 //! (an image that says what is wrong, `200`, the code in `X-Widget-Error`), so an `<img>` or an
 //! image proxy never shows a broken image.
 
@@ -71,21 +71,16 @@ pub(super) fn error_card(err: &ApiError, theme: Theme) -> FunctionResponse {
     response
         .headers
         .insert(WIDGET_ERROR, HeaderValue::from_static(err.code()));
-    image_headers(&mut response);
-    response
-}
-
-/// A card's CSP: opened on its own (not as an image) a card still runs nothing; its inline
-/// style is all it may use.
-pub(super) const IMAGE_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'";
-
-/// Opened on its own (not as an image) a card still runs nothing: a CSP allows its inline style
-/// only.
-pub(super) fn image_headers(response: &mut FunctionResponse) {
+    // What a card's answer gets from its `AnswerHeaders` set.
     response
         .headers
         .insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(IMAGE_CSP));
     response
         .headers
         .insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static(NOSNIFF));
+    response
 }
+
+/// A card's CSP: opened on its own (not as an image) a card still runs nothing; its inline
+/// style is all it may use.
+pub(super) const IMAGE_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'";

@@ -41,7 +41,7 @@ pub async fn handle(
                 // A cheap reference-counted clone of the cached bytes.
                 answer.body.clone(),
                 &answer.etag,
-                answer_headers.json(),
+                answer_headers.json().clone(),
             ),
             Format::Svg(theme, units) => card(&answer, theme, units, request, answer_headers),
         }
@@ -66,7 +66,7 @@ fn card(
         // Rendered once per answer; a reference-counted clone of its bytes.
         card.body.clone(),
         &card.etag,
-        answer_headers.svg(),
+        answer_headers.svg().clone(),
     )
 }
 

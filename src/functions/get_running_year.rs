@@ -56,13 +56,16 @@ pub async fn handle(
                 request,
                 answer.body.clone(),
                 &answer.etag,
-                answer_headers.json(),
+                answer_headers.json().clone(),
             ),
             Format::Svg(theme, units) => {
                 match answer.card(theme, units, |view| render_year(view, theme, units)) {
-                    Some(card) => {
-                        cacheable(request, card.body.clone(), &card.etag, answer_headers.svg())
-                    }
+                    Some(card) => cacheable(
+                        request,
+                        card.body.clone(),
+                        &card.etag,
+                        answer_headers.svg().clone(),
+                    ),
                     None => error_card(&ApiError::NotFound, theme),
                 }
             }

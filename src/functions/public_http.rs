@@ -2,6 +2,7 @@
 //! preflight, and cacheable answers with a strong ETag where `If-None-Match` gets a `304`.
 
 use super::cards::{IMAGE_CSP, SVG_CONTENT_TYPE};
+use crate::app::App;
 use crate::config::AllowedOrigins;
 use crate::http::{ApiError, FunctionRequest, FunctionResponse, JSON_CONTENT_TYPE, NOSNIFF};
 use headers::{Header, HeaderMapExt};
@@ -25,8 +26,14 @@ pub struct AnswerHeaders {
 }
 
 impl AnswerHeaders {
+    /// The sets of `app`'s answers: its `Cache-Control` and its CORS allow-list (the same list
+    /// [`read_only`] is given, so the CORS headers of a set and of the request agree).
+    pub fn of(app: &App) -> Self {
+        Self::new(&app.answer_cache_control, &app.allowed_origins)
+    }
+
     /// The sets for answers cached under `cache_control`, for origins `allowed`.
-    pub fn new(cache_control: &HeaderValue, allowed: &AllowedOrigins) -> Self {
+    fn new(cache_control: &HeaderValue, allowed: &AllowedOrigins) -> Self {
         let mut svg = answer_headers(
             HeaderValue::from_static(SVG_CONTENT_TYPE),
             cache_control.clone(),
@@ -70,13 +77,13 @@ pub fn answer_headers(
     headers
 }
 
-/// A `200` with `body` and the headers of `template` (see [`answer_headers`]) with `etag`, or a
-/// `304` without a body when the request's `If-None-Match` matches `etag`.
+/// A `200` with `body` and `headers` (a set from [`answer_headers`] or [`AnswerHeaders`]) with
+/// `etag` filled in, or a `304` without a body when the request's `If-None-Match` matches `etag`.
 pub fn cacheable(
     request: &FunctionRequest,
     body: bytes::Bytes,
     etag: &bytes::Bytes,
-    template: &HeaderMap,
+    mut headers: HeaderMap,
 ) -> FunctionResponse {
     // Only a request that carries If-None-Match pays for parsing it: the widget's plain GET (the
     // benchmarked warm path) does one map lookup here and nothing more.
@@ -85,7 +92,6 @@ pub fn cacheable(
         && etag
             .as_ref()
             .is_some_and(|etag| !if_none_match_passes(&request.headers, etag));
-    let mut headers = template.clone();
     match (etag, headers.get_mut(ETAG)) {
         (Some(etag), Some(slot)) => *slot = etag,
         (Some(etag), None) => {
@@ -188,20 +194,20 @@ pub fn preflight() -> FunctionResponse {
 }
 
 /// CORS headers for the request's origin under `WIDGET_ALLOWED_ORIGINS`. Those every origin
-/// gets are left as they are when already there (an [`answer_headers`] set has them).
+/// gets are not added again when already there (an [`answer_headers`] set has them).
 pub fn add_cors(headers: &mut HeaderMap, allowed: &AllowedOrigins, origin: Option<&HeaderValue>) {
     let expose = HeaderValue::from_static("ETag");
     match allowed {
         AllowedOrigins::Any => {
-            if !headers.contains_key(ACCESS_CONTROL_ALLOW_ORIGIN) {
+            if headers.get(ACCESS_CONTROL_ALLOW_ORIGIN) != Some(&HeaderValue::from_static("*")) {
                 headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
                 headers.insert(ACCESS_CONTROL_EXPOSE_HEADERS, expose);
             }
         }
         AllowedOrigins::List(list) => {
             // The answer differs by Origin, so shared caches must key on it.
-            if !headers.contains_key(VARY) {
-                headers.insert(VARY, HeaderValue::from_static("Origin"));
+            if !headers.get_all(VARY).iter().any(|vary| vary == "Origin") {
+                headers.append(VARY, HeaderValue::from_static("Origin"));
             }
             let listed = origin.filter(|o| {
                 o.to_str()
@@ -227,19 +233,23 @@ mod tests {
         if_none_match_passes(&request, &HeaderValue::from_static("\"abc\""))
     }
 
-    /// A cached set, with the ETag filled in and CORS added for the request, is the headers the
-    /// answer would get built one by one.
-    #[test]
-    fn answer_headers_filled_in_equal_headers_built_one_by_one() {
+    /// An answer from a cached set (ETag filled in, CORS added for the request by [`read_only`])
+    /// has the headers it would get built one by one, for a `200` and a `304` alike, under
+    /// either kind of allow-list and whatever the request's origin.
+    #[tokio::test]
+    async fn answers_from_cached_sets_have_the_headers_built_one_by_one() {
         let cache_control = HeaderValue::from_static("public, max-age=60");
         let listed = AllowedOrigins::List(vec!["https://blog.example".into()]);
+        let etag = bytes::Bytes::from_static(b"\"0123abcd\"");
         for allowed in [AllowedOrigins::Any, listed] {
             let sets = AnswerHeaders::new(&cache_control, &allowed);
-            for origin in [
+            let origins = [
                 None,
                 Some("https://blog.example"),
                 Some("https://other.example"),
-            ] {
+            ];
+            for (origin, if_none_match) in origins.into_iter().flat_map(|o| [(o, false), (o, true)])
+            {
                 let mut request = FunctionRequest {
                     method: Method::GET,
                     query: Vec::new(),
@@ -252,13 +262,20 @@ mod tests {
                         .headers
                         .insert(ORIGIN, HeaderValue::from_static(origin));
                 }
+                if if_none_match {
+                    request
+                        .headers
+                        .insert(IF_NONE_MATCH, HeaderValue::from_static("\"0123abcd\""));
+                }
                 for (set, content_type, csp) in [
                     (sets.json(), JSON_CONTENT_TYPE, None),
                     (sets.svg(), SVG_CONTENT_TYPE, Some(IMAGE_CSP)),
                 ] {
-                    let etag = bytes::Bytes::from_static(b"\"0123abcd\"");
-                    let mut cached = cacheable(&request, bytes::Bytes::new(), &etag, set).headers;
-                    add_cors(&mut cached, &allowed, request.headers.get(ORIGIN));
+                    let body = bytes::Bytes::from_static(b"answer");
+                    let answer = read_only(&allowed, &request, || async {
+                        cacheable(&request, body.clone(), &etag, set.clone())
+                    })
+                    .await;
                     let mut built = HeaderMap::new();
                     built.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
                     built.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static(NOSNIFF));
@@ -268,15 +285,25 @@ mod tests {
                         built.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp));
                     }
                     add_cors(&mut built, &allowed, request.headers.get(ORIGIN));
-                    assert_eq!(cached, built, "{allowed:?} {origin:?} {content_type}");
-                    let allowed_origin = cached.get(ACCESS_CONTROL_ALLOW_ORIGIN);
+                    let case = format!("{allowed:?} {origin:?} {if_none_match} {content_type}");
+                    assert_eq!(answer.headers, built, "{case}");
+                    let (status, body) = if if_none_match {
+                        (StatusCode::NOT_MODIFIED, bytes::Bytes::new())
+                    } else {
+                        (StatusCode::OK, body)
+                    };
+                    assert_eq!((answer.status, &answer.body), (status, &body), "{case}");
+                    let allowed_origin = answer.headers.get(ACCESS_CONTROL_ALLOW_ORIGIN);
                     match (&allowed, origin) {
                         (AllowedOrigins::Any, _) => assert_eq!(allowed_origin.unwrap(), "*"),
                         (_, Some(o)) if o.starts_with("https://blog") => {
                             assert_eq!(allowed_origin.unwrap(), o)
                         }
-                        _ => assert!(allowed_origin.is_none(), "{cached:?}"),
+                        _ => assert!(allowed_origin.is_none(), "{case}"),
                     }
+                    let varies = answer.headers.get_all(VARY).iter().count();
+                    let expected = usize::from(matches!(allowed, AllowedOrigins::List(_)));
+                    assert_eq!(varies, expected, "{case}");
                 }
             }
         }

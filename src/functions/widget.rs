@@ -42,13 +42,13 @@ fn serve(
         request,
         bytes::Bytes::from_static(asset.body),
         &etag(asset),
-        &answer_headers(
+        answer_headers(
             HeaderValue::from_static(asset.content_type),
             HeaderValue::from_static(CACHE_CONTROL),
             allowed_origins,
         ),
     );
-    // `cacheable` says nosniff, as for every answer with a body.
+    // `answer_headers` says nosniff, as for every answer with a body.
     let headers = &mut response.headers;
     if asset.content_type.starts_with("text/html") {
         headers.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(DEMO_CSP));
