@@ -369,10 +369,15 @@ impl IndexKeeper {
     /// not from the last event) has passed, or the athlete's year turned since its total was
     /// counted.
     fn is_due(&self, known: &Known) -> bool {
+        self.is_due_given(known, self.seen().reconcile_due)
+    }
+
+    /// [`is_due`](Self::is_due), told whether the table asked for a full pass.
+    fn is_due_given(&self, known: &Known, reconcile_due: bool) -> bool {
         let window_passed =
             self.now().saturating_sub(known.reconciled_at()) >= self.0.parts.settings.cache_seconds;
         let year_turned = known.year_ends_at().is_some_and(|ends| self.now() >= ends);
-        window_passed || year_turned || self.seen().reconcile_due
+        window_passed || year_turned || reconcile_due
     }
 
     /// Reads the table's word on push events and answers now (the timer does, so an event
@@ -538,9 +543,17 @@ impl IndexKeeper {
     /// The answer to send: from memory (no I/O) when there is one; else from the table or,
     /// on a cold start, from Strava.
     pub async fn answer(&self) -> Result<Arc<Answer>, LatestRunError> {
-        if let Some(known) = self.current() {
+        // One look at the published state, a lock every request takes on every core.
+        let held = {
+            let state = self.0.state.borrow();
+            state
+                .answer
+                .clone()
+                .map(|known| (known, state.seen.reconcile_due))
+        };
+        if let Some((known, reconcile_due)) = held {
             self.look_at_the_table_now_and_then();
-            if !self.is_due(&known) {
+            if !self.is_due_given(&known, reconcile_due) {
                 return known.into_result();
             }
             self.spawn_refresh();
