@@ -280,14 +280,20 @@ pub(crate) fn route<'a>(
     };
     match (target, body) {
         (Target::Answer(answer), _) => Either::Left(future::ready(answer)),
-        (Target::Public(function, params), body) => {
-            let request = public_request(method, query, headers, params);
+        (_, Err(err)) => Either::Left(future::ready(err.to_response().into_http())),
+        (Target::Public(function, params), Ok(body)) => {
+            let request = FunctionRequest {
+                method,
+                query,
+                params,
+                headers,
+                body,
+            };
             Either::Right(Either::Left(call_public(
                 app,
                 answer_headers,
                 function,
                 request,
-                body,
             )))
         }
         (Target::Invocation(function), Ok(body)) => {
@@ -295,9 +301,6 @@ pub(crate) fn route<'a>(
             // The envelope is parsed here, in the invocation's span as the call runs in it.
             let call = span.in_scope(|| invoke(app, http_replies, answer_headers, function, body));
             Either::Right(Either::Right(call.instrument(span)))
-        }
-        (Target::Invocation(_), Err(err)) => {
-            Either::Left(future::ready(err.to_response().into_http()))
         }
     }
 }
@@ -312,48 +315,19 @@ enum Target {
     Invocation(FunctionName),
 }
 
-/// A forwarded request as the one request model (the body comes separately: it may have failed).
-fn public_request(
-    method: Method,
-    query: Vec<(String, String)>,
-    headers: HeaderMap,
-    params: Vec<(String, String)>,
-) -> FunctionRequest {
-    FunctionRequest {
-        method,
-        query,
-        params,
-        headers,
-        body: Bytes::new(),
-    }
-}
-
-/// Runs an HTTP function on a forwarded request, or answers the body's error. The host
-/// forwards its requests with the invocation id: they are logged in its span. Without one
-/// (standalone, the widget's warm path in benchmarks) there is nothing to tie lines to.
+/// Runs an HTTP function on a forwarded request. The host forwards its requests with the
+/// invocation id: they are logged in its span. Without one (standalone, the widget's warm path
+/// in benchmarks) there is nothing to tie lines to.
 fn call_public<'a>(
     app: &'a App,
     answer_headers: &'a AnswerHeaders,
     function: FunctionName,
     request: FunctionRequest,
-    body: Result<Bytes, ApiError>,
 ) -> impl Future<Output = Response<Bytes>> + Send + 'a {
-    match body {
-        Ok(body) => {
-            let span = functions::forwarded_span(function, &request.headers);
-            let call = functions::call_http(
-                app,
-                answer_headers,
-                function,
-                FunctionRequest { body, ..request },
-            );
-            Either::Left(
-                call.instrument(span.unwrap_or_else(tracing::Span::none))
-                    .map(FunctionResponse::into_http),
-            )
-        }
-        Err(err) => Either::Right(future::ready(err.to_response().into_http())),
-    }
+    let span = functions::forwarded_span(function, &request.headers);
+    functions::call_http(app, answer_headers, function, request)
+        .instrument(span.unwrap_or_else(tracing::Span::none))
+        .map(FunctionResponse::into_http)
 }
 
 /// Handles the invocation form: parse the envelope, run the function, wrap its result. An HTTP
